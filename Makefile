@@ -1,0 +1,55 @@
+# sipgrid: the two commands a new user needs are `make run` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROTOS := $(wildcard proto/*.proto)
+PB_STAMP := sipgrid/pb/.generated
+
+.PHONY: install protos run test bench lint typecheck system-deps clean
+
+install: $(STAMP) $(PB_STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) is missing (sipgrid needs Python 3.11)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+protos: $(PB_STAMP)
+
+# Generated stubs live in sipgrid/pb and are never edited by hand. protoc writes
+# flat imports (`import common_pb2`); they are made package-relative here.
+$(PB_STAMP): $(PROTOS) $(STAMP)
+	rm -f sipgrid/pb/*_pb2*.py sipgrid/pb/*_pb2*.pyi
+	$(PY) -m grpc_tools.protoc -Iproto \
+		--python_out=sipgrid/pb --grpc_python_out=sipgrid/pb \
+		--plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy --mypy_out=sipgrid/pb \
+		$(PROTOS)
+	sed -i -E 's/^import ([a-z_]+_pb2)( as |$$)/from . import \1\2/' sipgrid/pb/*_pb2*.py sipgrid/pb/*_pb2*.pyi
+	touch $(PB_STAMP)
+
+# Test peers that come from Debian's packages: sipp (package sip-tester).
+system-deps:
+	@command -v sipp >/dev/null || { \
+		echo "installing sipp (Debian package sip-tester)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sip-tester >/dev/null; }
+	@command -v sipp >/dev/null || { echo "make: sipp is missing and could not be installed"; exit 1; }
+
+run: install
+	$(VENV)/bin/sipgrid run --config-dir config
+
+test: install system-deps lint
+	$(PY) -m pytest -q
+
+bench: install system-deps
+	$(PY) -m bench
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy sipgrid services tests bench
+
+clean:
+	rm -rf $(VENV) sipgrid/pb/*_pb2*.py sipgrid/pb/*_pb2*.pyi $(PB_STAMP)

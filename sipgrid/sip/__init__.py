@@ -1,0 +1,46 @@
+"""The sans-IO SIP core of sipgrid: bytes and time in; messages, bytes and deadlines out.
+
+Nothing here opens a socket, reads a clock or imports asyncio or grpc.
+"""
+
+from __future__ import annotations
+
+from .builders import REASONS, build_ack, build_cancel, error_response, make_response
+from .digest import Challenge, Credentials, NonceState
+from .errors import LocalProtocolError, ParseError, SipError
+from .framing import PONG, KeepAlivePing, StreamFramer
+from .headers import CSeq, NameAddr, Via
+from .message import HeaderField, Message, Request, Response, canonical_name
+from .parser import parse
+from .uri import AbsoluteUri, SipUri, TelUri, Uri, parse_uri
+
+__all__ = [
+    "PONG",
+    "REASONS",
+    "AbsoluteUri",
+    "CSeq",
+    "Challenge",
+    "Credentials",
+    "HeaderField",
+    "KeepAlivePing",
+    "LocalProtocolError",
+    "Message",
+    "NameAddr",
+    "NonceState",
+    "ParseError",
+    "Request",
+    "Response",
+    "SipError",
+    "SipUri",
+    "StreamFramer",
+    "TelUri",
+    "Uri",
+    "Via",
+    "build_ack",
+    "build_cancel",
+    "canonical_name",
+    "error_response",
+    "make_response",
+    "parse",
+    "parse_uri",
+]

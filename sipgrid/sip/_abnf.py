@@ -1,0 +1,65 @@
+"""Character classes and rules of the RFC 3261 section 25 grammar, as regexes.
+
+Each regex quotes the ABNF it implements. They are compiled once, at import.
+"""
+
+from __future__ import annotations
+
+import re
+
+# token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~" )
+TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
+token_re = re.compile(TOKEN)
+
+# word = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~" /
+#        "(" / ")" / "<" / ">" / ":" / "\" / DQUOTE / "/" / "[" / "]" / "?" / "{" / "}" )
+# callid = word [ "@" word ]
+CALLID = r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+(?:@[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+)?"
+callid_re = re.compile(CALLID)
+
+# SIP-Version = "SIP" "/" 1*DIGIT "." 1*DIGIT
+sip_version_re = re.compile(r"[Ss][Ii][Pp]/(\d+)\.(\d+)")
+
+# Status-Code = 3DIGIT
+status_code_re = re.compile(r"[1-6]\d\d")
+
+# LWS = [*WSP CRLF] 1*WSP ; after unfolding, runs of SP and HTAB
+LWS = r"[ \t]+"
+SWS = r"[ \t]*"
+
+# Via = sent-protocol LWS sent-by *( SEMI via-params )
+# sent-protocol = protocol-name SLASH protocol-version SLASH transport
+# SLASH = SWS "/" SWS
+# sent-by = host [ COLON port ]
+# host = hostname / IPv4address / IPv6reference
+via_re = re.compile(
+    rf"{SWS}({TOKEN}){SWS}/{SWS}({TOKEN}){SWS}/{SWS}({TOKEN}){LWS}"
+    r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-_.]+)"
+    rf"(?:{SWS}:{SWS}(\d{{1,5}}))?{SWS}(;.*)?"
+)
+
+# host = hostname / IPv4address / IPv6reference (hostname leniently allows "_")
+HOST = r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-_.]+)"
+host_re = re.compile(HOST)
+
+# user = 1*( unreserved / escaped / user-unreserved )
+# user-unreserved = "&" / "=" / "+" / "$" / "," / ";" / "?" / "/"
+# unreserved = alphanum / mark ; mark = "-" / "_" / "." / "!" / "~" / "*" / "'" / "(" / ")"
+# ("#" is accepted too: some phones send it unescaped for feature codes)
+user_re = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,;?/%#]+")
+
+# password = *( unreserved / escaped / "&" / "=" / "+" / "$" / "," )
+password_re = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,%]*")
+
+# scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
+scheme_re = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
+
+# uri-parameter: pname [ "=" pvalue ] ; paramchar = param-unreserved / unreserved / escaped
+# param-unreserved = "[" / "]" / "/" / ":" / "&" / "+" / "$"
+uri_param_re = re.compile(r"[A-Za-z0-9\-_.!~*'()\[\]/:&+$%]+")
+
+# header = hname "=" hvalue ; hnv-unreserved = "[" / "]" / "/" / "?" / ":" / "+" / "$"
+uri_headers_re = re.compile(r"[A-Za-z0-9\-_.!~*'()\[\]/?:+$%=&]*")
+
+# delta-seconds = 1*DIGIT
+digits_re = re.compile(r"\d+")

@@ -1,0 +1,314 @@
+"""HTTP Digest authentication for SIP (RFC 3261 section 22, RFC 2617, RFC 7616, RFC 8760).
+
+Both sides: a server builds a :class:`Challenge` and verifies :class:`Credentials`;
+a client answers a challenge (for trunk registrations). Algorithms MD5, SHA-256 and
+SHA-512-256 with their -sess variants; qop "auth" or none (auth-int is refused).
+
+Nonces are stateless and signed: ``make_nonce`` packs the issue time and an HMAC, so
+every instance sharing the key can check expiry without shared state. Replay by
+nonce-count needs state and is the caller's: :func:`check_nonce` says whether the
+nonce is fresh, stale or forged; the caller keeps the highest nc seen per nonce.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import hashlib
+import hmac
+import secrets
+import struct
+from dataclasses import dataclass, field
+
+from . import _abnf
+from .errors import LocalProtocolError, ParseError
+from .headers import read_quoted, split_commas
+
+_HASHES = {
+    "MD5": "md5",
+    "SHA-256": "sha256",
+    "SHA-512-256": "sha512_256",
+}
+
+
+def _hash(algorithm: str, text: str) -> str:
+    base = algorithm.upper().removesuffix("-SESS")
+    try:
+        name = _HASHES[base]
+    except KeyError:
+        raise LocalProtocolError(f"unsupported digest algorithm {algorithm!r}") from None
+    return hashlib.new(name, text.encode("utf-8")).hexdigest()
+
+
+def supported(algorithm: str) -> bool:
+    return algorithm.upper().removesuffix("-SESS") in _HASHES
+
+
+def _parse_params(text: str, what: str) -> tuple[str, dict[str, str]]:
+    """``scheme LWS auth-param *(COMMA auth-param)``; names lower-cased, values unquoted."""
+    text = text.strip(" \t")
+    scheme, _, rest = text.partition(" ")
+    if not _abnf.token_re.fullmatch(scheme):
+        raise ParseError(f"{what}: malformed scheme", header=what)
+    params: dict[str, str] = {}
+    for item in split_commas(rest):
+        item = item.strip(" \t")
+        if not item:
+            continue
+        name, eq, value = item.partition("=")
+        name = name.strip(" \t").lower()
+        value = value.strip(" \t")
+        if not eq or not _abnf.token_re.fullmatch(name):
+            raise ParseError(f"{what}: malformed parameter {item!r}", header=what)
+        if value.startswith('"'):
+            unquoted, end = read_quoted(value, 0, what)
+            if value[end:].strip(" \t"):
+                raise ParseError(f"{what}: text after quoted value of {name}", header=what)
+            value = unquoted
+        params[name] = value
+    return scheme, params
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """A WWW-Authenticate or Proxy-Authenticate value."""
+
+    realm: str
+    nonce: str
+    algorithm: str = "MD5"
+    qop: tuple[str, ...] = ("auth",)
+    opaque: str | None = None
+    stale: bool = False
+    domain: str | None = None
+    scheme: str = "Digest"
+
+    @classmethod
+    def parse(cls, text: str, what: str = "WWW-Authenticate") -> Challenge:
+        scheme, p = _parse_params(text, what)
+        if scheme.lower() != "digest":
+            return cls(realm=p.get("realm", ""), nonce=p.get("nonce", ""), scheme=scheme)
+        if "realm" not in p or "nonce" not in p:
+            raise ParseError(f"{what}: realm and nonce are required", header=what)
+        qop = tuple(q.strip(" \t") for q in p["qop"].split(",")) if "qop" in p else ()
+        return cls(
+            realm=p["realm"],
+            nonce=p["nonce"],
+            algorithm=p.get("algorithm", "MD5"),
+            qop=qop,
+            opaque=p.get("opaque"),
+            stale=p.get("stale", "").lower() == "true",
+            domain=p.get("domain"),
+            scheme="Digest",
+        )
+
+    def __str__(self) -> str:
+        parts = [f"realm={_quote(self.realm)}", f"nonce={_quote(self.nonce)}", f"algorithm={self.algorithm}"]
+        if self.qop:
+            parts.append(f'qop="{",".join(self.qop)}"')
+        if self.opaque is not None:
+            parts.append(f"opaque={_quote(self.opaque)}")
+        if self.domain is not None:
+            parts.append(f"domain={_quote(self.domain)}")
+        if self.stale:
+            parts.append("stale=true")
+        return f"{self.scheme} " + ", ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """An Authorization or Proxy-Authorization value."""
+
+    username: str
+    realm: str
+    nonce: str
+    uri: str
+    response: str
+    algorithm: str = "MD5"
+    qop: str | None = None
+    nc: str | None = None
+    cnonce: str | None = None
+    opaque: str | None = None
+    scheme: str = "Digest"
+    extra: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def parse(cls, text: str, what: str = "Authorization") -> Credentials:
+        scheme, p = _parse_params(text, what)
+        if scheme.lower() != "digest":
+            return cls("", p.get("realm", ""), "", "", "", scheme=scheme, extra=p)
+        missing = [k for k in ("username", "realm", "nonce", "uri", "response") if k not in p]
+        if missing:
+            raise ParseError(f"{what}: missing {', '.join(missing)}", header=what)
+        qop = p.get("qop")
+        if qop is not None and ("nc" not in p or "cnonce" not in p):
+            raise ParseError(f"{what}: qop needs nc and cnonce", header=what)
+        nc = p.get("nc")
+        if nc is not None and not (len(nc) == 8 and all(c in "0123456789abcdefABCDEF" for c in nc)):
+            raise ParseError(f"{what}: nc must be 8 hex digits", header=what)
+        return cls(
+            username=p["username"],
+            realm=p["realm"],
+            nonce=p["nonce"],
+            uri=p["uri"],
+            response=p["response"],
+            algorithm=p.get("algorithm", "MD5"),
+            qop=qop,
+            nc=nc,
+            cnonce=p.get("cnonce"),
+            opaque=p.get("opaque"),
+            scheme="Digest",
+        )
+
+    @property
+    def nonce_count(self) -> int:
+        return int(self.nc, 16) if self.nc else 0
+
+    def __str__(self) -> str:
+        parts = [
+            f"username={_quote(self.username)}",
+            f"realm={_quote(self.realm)}",
+            f"nonce={_quote(self.nonce)}",
+            f"uri={_quote(self.uri)}",
+            f"response={_quote(self.response)}",
+            f"algorithm={self.algorithm}",
+        ]
+        if self.qop:
+            parts += [f"qop={self.qop}", f"nc={self.nc}", f"cnonce={_quote(self.cnonce or '')}"]
+        if self.opaque is not None:
+            parts.append(f"opaque={_quote(self.opaque)}")
+        return f"{self.scheme} " + ", ".join(parts)
+
+
+def compute_ha1(username: str, realm: str, password: str, algorithm: str = "MD5") -> str:
+    """H(username ":" realm ":" password): what a server may store instead of the password."""
+    return _hash(algorithm, f"{username}:{realm}:{password}")
+
+
+def compute_response(
+    ha1: str,
+    *,
+    method: str,
+    uri: str,
+    nonce: str,
+    algorithm: str = "MD5",
+    qop: str | None = None,
+    nc: str | None = None,
+    cnonce: str | None = None,
+) -> str:
+    """request-digest of RFC 2617 section 3.2.2.1 / RFC 7616 section 3.4.1."""
+    if algorithm.upper().endswith("-SESS"):
+        ha1 = _hash(algorithm, f"{ha1}:{nonce}:{cnonce}")
+    ha2 = _hash(algorithm, f"{method}:{uri}")
+    if qop:
+        if qop != "auth":
+            raise LocalProtocolError(f"unsupported qop {qop!r}")
+        return _hash(algorithm, f"{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}")
+    return _hash(algorithm, f"{ha1}:{nonce}:{ha2}")
+
+
+def verify(credentials: Credentials, method: str, *, password: str | None = None, ha1: str | None = None) -> bool:
+    """True when the credentials' response is right for this password (or stored HA1).
+
+    The realm, nonce and nc are the caller's to check; this checks the arithmetic only.
+    """
+    if credentials.scheme.lower() != "digest" or not supported(credentials.algorithm):
+        return False
+    if credentials.qop not in (None, "auth"):
+        return False
+    if ha1 is None:
+        if password is None:
+            raise LocalProtocolError("verify needs a password or an HA1")
+        ha1 = compute_ha1(credentials.username, credentials.realm, password, credentials.algorithm)
+    expected = compute_response(
+        ha1,
+        method=method,
+        uri=credentials.uri,
+        nonce=credentials.nonce,
+        algorithm=credentials.algorithm,
+        qop=credentials.qop,
+        nc=credentials.nc,
+        cnonce=credentials.cnonce,
+    )
+    return hmac.compare_digest(expected, credentials.response.lower())
+
+
+def answer(
+    challenge: Challenge,
+    *,
+    method: str,
+    uri: str,
+    username: str,
+    password: str,
+    nc: int = 1,
+    cnonce: str | None = None,
+) -> Credentials:
+    """The client side: credentials that answer a challenge (qop=auth when offered)."""
+    if not supported(challenge.algorithm):
+        raise LocalProtocolError(f"unsupported digest algorithm {challenge.algorithm!r}")
+    qop = "auth" if "auth" in challenge.qop else None
+    if challenge.qop and qop is None:
+        raise LocalProtocolError(f"no supported qop in {challenge.qop}")
+    nc_text = f"{nc:08x}" if qop else None
+    if qop or challenge.algorithm.upper().endswith("-SESS"):
+        cnonce = cnonce or secrets.token_hex(8)
+    ha1 = compute_ha1(username, challenge.realm, password, challenge.algorithm)
+    response = compute_response(
+        ha1,
+        method=method,
+        uri=uri,
+        nonce=challenge.nonce,
+        algorithm=challenge.algorithm,
+        qop=qop,
+        nc=nc_text,
+        cnonce=cnonce,
+    )
+    return Credentials(
+        username=username,
+        realm=challenge.realm,
+        nonce=challenge.nonce,
+        uri=uri,
+        response=response,
+        algorithm=challenge.algorithm,
+        qop=qop,
+        nc=nc_text,
+        cnonce=cnonce if qop else None,
+        opaque=challenge.opaque,
+    )
+
+
+class NonceState(enum.Enum):
+    VALID = "valid"
+    STALE = "stale"  # signed by us but expired: answer with stale=true
+    INVALID = "invalid"  # not ours, or tampered with
+
+
+_NONCE_LAYOUT = struct.Struct(">d8s")
+
+
+def make_nonce(key: bytes, now: float, realm: str = "") -> str:
+    """A nonce carrying its issue time, signed with ``key`` (RFC 7616 section 3.3 suggests this)."""
+    body = _NONCE_LAYOUT.pack(now, secrets.token_bytes(8))
+    mac = hmac.new(key, body + realm.encode(), hashlib.sha256).digest()[:16]
+    return base64.urlsafe_b64encode(body + mac).decode().rstrip("=")
+
+
+def check_nonce(key: bytes, nonce: str, now: float, ttl: float, realm: str = "") -> NonceState:
+    """Whether a nonce is ours and fresh. Replay (nonce-count) is checked by the caller."""
+    try:
+        raw = base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))
+    except (ValueError, TypeError):
+        return NonceState.INVALID
+    if len(raw) != _NONCE_LAYOUT.size + 16:
+        return NonceState.INVALID
+    body, mac = raw[: _NONCE_LAYOUT.size], raw[_NONCE_LAYOUT.size :]
+    expected = hmac.new(key, body + realm.encode(), hashlib.sha256).digest()[:16]
+    if not hmac.compare_digest(mac, expected):
+        return NonceState.INVALID
+    issued, _ = _NONCE_LAYOUT.unpack(body)
+    if not issued <= now + 1.0 or now - issued > ttl:
+        return NonceState.STALE
+    return NonceState.VALID

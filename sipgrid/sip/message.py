@@ -1,0 +1,433 @@
+"""SIP requests and responses (RFC 3261 section 7).
+
+A message keeps its header fields as parsed: canonical name, the name as written,
+the unfolded value, and the original line. Unchanged fields serialize byte-exact, so
+a proxy forwards what it does not understand as it received it. Typed values (Via,
+From, CSeq...) are parsed on first read and cached until a header changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
+
+from . import _abnf
+from .digest import Challenge, Credentials
+from .errors import LocalProtocolError, ParseError
+from .headers import (
+    CSeq,
+    NameAddr,
+    Via,
+    parse_content_length,
+    parse_delta_seconds,
+    parse_max_forwards,
+    parse_tokens,
+    split_commas,
+)
+from .uri import Uri, parse_uri
+
+# RFC 3261 section 7.3.3 and the IANA registry: compact forms.
+COMPACT_FORMS = {
+    "a": "accept-contact",
+    "b": "referred-by",
+    "c": "content-type",
+    "d": "request-disposition",
+    "e": "content-encoding",
+    "f": "from",
+    "i": "call-id",
+    "j": "reject-contact",
+    "k": "supported",
+    "l": "content-length",
+    "m": "contact",
+    "o": "event",
+    "r": "refer-to",
+    "s": "subject",
+    "t": "to",
+    "u": "allow-events",
+    "v": "via",
+    "x": "session-expires",
+    "y": "identity",
+}
+
+# How sipgrid spells a header it writes; other names are title-cased.
+_SPELLING = {
+    "call-id": "Call-ID",
+    "cseq": "CSeq",
+    "www-authenticate": "WWW-Authenticate",
+    "mime-version": "MIME-Version",
+    "rack": "RAck",
+    "rseq": "RSeq",
+    "sip-etag": "SIP-ETag",
+    "sip-if-match": "SIP-If-Match",
+}
+
+# Header fields that may appear once only (RFC 3261 section 7.3.1); a proxy routes on them.
+_SINGLE = frozenset({"call-id", "cseq", "from", "to", "max-forwards", "content-length"})
+
+
+def canonical_name(name: str) -> str:
+    """The lower-case long form of a header name: 'v' and 'VIA' both give 'via'."""
+    key = name.lower()
+    return COMPACT_FORMS.get(key, key)
+
+
+def display_name(key: str) -> str:
+    """The conventional spelling of a canonical header name."""
+    return _SPELLING.get(key) or "-".join(p.capitalize() for p in key.split("-"))
+
+
+class HeaderField:
+    """One header line: canonical ``key``, ``name`` as written, unfolded ``value``, original ``raw`` line."""
+
+    __slots__ = ("key", "name", "raw", "value")
+
+    def __init__(self, key: str, name: str, value: str, raw: str | None = None) -> None:
+        self.key = key
+        self.name = name
+        self.value = value
+        self.raw = raw
+
+    def line(self) -> str:
+        return self.raw if self.raw is not None else f"{self.name}: {self.value}"
+
+    def __repr__(self) -> str:
+        return f"HeaderField({self.name!r}, {self.value!r})"
+
+
+T = TypeVar("T")
+
+
+class Message:
+    """What requests and responses share: header fields, body, serialization."""
+
+    __slots__ = ("_cache", "_raw", "body", "fields")
+
+    def __init__(self, fields: Iterable[HeaderField] = (), body: bytes = b"") -> None:
+        self.fields: list[HeaderField] = list(fields)
+        self.body = body
+        self._raw: bytes | None = None
+        self._cache: dict[str, Any] = {}
+
+    # -- the start line, defined by subclasses
+
+    def start_line(self) -> str:
+        raise NotImplementedError
+
+    # -- raw header access
+
+    def get(self, name: str) -> str | None:
+        """The value of the first field of that name, or None."""
+        key = canonical_name(name)
+        for f in self.fields:
+            if f.key == key:
+                return f.value
+        return None
+
+    def get_all(self, name: str) -> list[str]:
+        """The values of every field of that name, one per line as received."""
+        key = canonical_name(name)
+        return [f.value for f in self.fields if f.key == key]
+
+    def values(self, name: str) -> list[str]:
+        """Every comma-separated value of that header across all its lines."""
+        out: list[str] = []
+        key = canonical_name(name)
+        for f in self.fields:
+            if f.key == key:
+                out.extend(v.strip(" \t") for v in split_commas(f.value))
+        return out
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and any(f.key == canonical_name(name) for f in self.fields)
+
+    def headers(self) -> Iterator[tuple[str, str]]:
+        """(name as written, value) pairs in order."""
+        return ((f.name, f.value) for f in self.fields)
+
+    # -- changes
+
+    def _changed(self) -> None:
+        self._raw = None
+        self._cache.clear()
+
+    def add(self, name: str, value: object, *, first: bool = False) -> None:
+        """Add a header line; ``first`` puts it before the other lines of the same name
+        (or at the top when there are none)."""
+        key = canonical_name(name)
+        field = HeaderField(key, display_name(key) if name.islower() else name, str(value))
+        if first:
+            index = next((i for i, f in enumerate(self.fields) if f.key == key), 0)
+            self.fields.insert(index, field)
+        else:
+            self.fields.append(field)
+        self._changed()
+
+    def set(self, name: str, value: object) -> None:
+        """Replace every line of that name with one, where the first one was."""
+        key = canonical_name(name)
+        index = next((i for i, f in enumerate(self.fields) if f.key == key), len(self.fields))
+        self.remove(name)
+        self.fields.insert(index, HeaderField(key, display_name(key) if name.islower() else name, str(value)))
+        self._changed()
+
+    def remove(self, name: str) -> int:
+        """Remove every line of that name; return how many there were."""
+        key = canonical_name(name)
+        before = len(self.fields)
+        self.fields = [f for f in self.fields if f.key != key]
+        self._changed()
+        return before - len(self.fields)
+
+    def pop_first_value(self, name: str) -> str | None:
+        """Remove and return the first comma-separated value of a header (the top Via, Route...)."""
+        key = canonical_name(name)
+        for index, f in enumerate(self.fields):
+            if f.key != key:
+                continue
+            parts = split_commas(f.value)
+            if len(parts) == 1:
+                del self.fields[index]
+            else:
+                self.fields[index] = HeaderField(key, f.name, ",".join(parts[1:]).strip(" \t"))
+            self._changed()
+            return parts[0].strip(" \t")
+        return None
+
+    def set_body(self, body: bytes, content_type: str | None = None) -> None:
+        self.body = body
+        self.set("content-length", len(body))
+        if content_type is not None:
+            self.set("content-type", content_type)
+
+    # -- typed access, parsed once and cached
+
+    def _typed(self, name: str, parse: Any) -> Any:
+        try:
+            return self._cache[name]
+        except KeyError:
+            value = self._cache[name] = parse()
+            return value
+
+    def _single(self, key: str) -> str | None:
+        found = None
+        for f in self.fields:
+            if f.key == key:
+                if found is not None:
+                    raise ParseError(f"{display_name(key)}: more than one header", header=display_name(key))
+                found = f.value
+        return found
+
+    def _required(self, key: str) -> str:
+        value = self._single(key)
+        if value is None:
+            raise ParseError(f"missing {display_name(key)} header", header=display_name(key))
+        return value
+
+    @property
+    def vias(self) -> list[Via]:
+        return self._typed("vias", lambda: [Via.parse(v) for v in self.values("via")])  # type: ignore[no-any-return]
+
+    @property
+    def top_via(self) -> Via:
+        def parse() -> Via:
+            for f in self.fields:
+                if f.key == "via":
+                    first = split_commas(f.value)[0]
+                    if not first.strip(" \t"):
+                        raise ParseError("Via: empty value", header="Via")
+                    return Via.parse(first)
+            raise ParseError("missing Via header", header="Via")
+
+        return self._typed("top_via", parse)  # type: ignore[no-any-return]
+
+    @property
+    def from_(self) -> NameAddr:
+        return self._typed("from", lambda: NameAddr.parse(self._required("from"), "From"))  # type: ignore[no-any-return]
+
+    @property
+    def to(self) -> NameAddr:
+        return self._typed("to", lambda: NameAddr.parse(self._required("to"), "To"))  # type: ignore[no-any-return]
+
+    @property
+    def call_id(self) -> str:
+        def parse() -> str:
+            value = self._required("call-id")
+            if not value or any(c in value for c in " \t"):
+                raise ParseError("Call-ID: empty or contains white space", header="Call-ID")
+            return value
+
+        return self._typed("call_id", parse)  # type: ignore[no-any-return]
+
+    @property
+    def cseq(self) -> CSeq:
+        return self._typed("cseq", lambda: CSeq.parse(self._required("cseq")))  # type: ignore[no-any-return]
+
+    @property
+    def max_forwards(self) -> int | None:
+        def parse() -> int | None:
+            value = self._single("max-forwards")
+            return None if value is None else parse_max_forwards(value)
+
+        return self._typed("max_forwards", parse)  # type: ignore[no-any-return]
+
+    @property
+    def content_length(self) -> int | None:
+        def parse() -> int | None:
+            value = self._single("content-length")
+            return None if value is None else parse_content_length(value)
+
+        return self._typed("content_length", parse)  # type: ignore[no-any-return]
+
+    @property
+    def content_type(self) -> str | None:
+        value = self.get("content-type")
+        return value.split(";")[0].strip(" \t").lower() if value else None
+
+    def _name_addrs(self, key: str) -> list[NameAddr]:
+        return self._typed(key, lambda: [NameAddr.parse(v, display_name(key)) for v in self.values(key)])  # type: ignore[no-any-return]
+
+    @property
+    def routes(self) -> list[NameAddr]:
+        return self._name_addrs("route")
+
+    @property
+    def record_routes(self) -> list[NameAddr]:
+        return self._name_addrs("record-route")
+
+    @property
+    def contacts(self) -> list[NameAddr]:
+        """Every Contact value; one wildcard ``*`` Contact must stand alone (RFC 3261 section 10.2.2)."""
+
+        def parse() -> list[NameAddr]:
+            contacts = [NameAddr.parse(v, "Contact") for v in self.values("contact")]
+            if len(contacts) > 1 and any(c.wildcard for c in contacts):
+                raise ParseError("Contact: '*' must be the only Contact", header="Contact")
+            return contacts
+
+        return self._typed("contact", parse)  # type: ignore[no-any-return]
+
+    @property
+    def expires(self) -> int | None:
+        def parse() -> int | None:
+            value = self.get("expires")
+            return None if value is None else parse_delta_seconds(value)
+
+        return self._typed("expires", parse)  # type: ignore[no-any-return]
+
+    def tokens(self, name: str) -> tuple[str, ...]:
+        """Option tags or methods of Supported, Require, Proxy-Require, Unsupported, Allow."""
+        key = canonical_name(name)
+        return self._typed(  # type: ignore[no-any-return]
+            "tokens:" + key,
+            lambda: tuple(t for v in self.get_all(key) for t in parse_tokens(v, display_name(key))),
+        )
+
+    @property
+    def authorizations(self) -> list[Credentials]:
+        return self._typed(  # type: ignore[no-any-return]
+            "authorization", lambda: [Credentials.parse(v, "Authorization") for v in self.get_all("authorization")]
+        )
+
+    @property
+    def proxy_authorizations(self) -> list[Credentials]:
+        return self._typed(  # type: ignore[no-any-return]
+            "proxy-authorization",
+            lambda: [Credentials.parse(v, "Proxy-Authorization") for v in self.get_all("proxy-authorization")],
+        )
+
+    @property
+    def www_authenticates(self) -> list[Challenge]:
+        return self._typed(  # type: ignore[no-any-return]
+            "www-authenticate",
+            lambda: [Challenge.parse(v, "WWW-Authenticate") for v in self.get_all("www-authenticate")],
+        )
+
+    @property
+    def proxy_authenticates(self) -> list[Challenge]:
+        return self._typed(  # type: ignore[no-any-return]
+            "proxy-authenticate",
+            lambda: [Challenge.parse(v, "Proxy-Authenticate") for v in self.get_all("proxy-authenticate")],
+        )
+
+    # -- checks and output
+
+    def validate(self) -> None:
+        """Parse every header a proxy routes on; raise ParseError on the first fault."""
+        self.top_via  # noqa: B018
+        self.from_  # noqa: B018
+        self.to  # noqa: B018
+        self.call_id  # noqa: B018
+        self.cseq  # noqa: B018
+        self.max_forwards  # noqa: B018
+        self.content_length  # noqa: B018
+        self.routes  # noqa: B018
+
+    def serialize(self) -> bytes:
+        """The message as bytes: the original bytes while nothing has changed."""
+        if self._raw is not None:
+            return self._raw
+        lines = [self.start_line()]
+        lines.extend(f.line() for f in self.fields)
+        lines.append("\r\n")
+        return "\r\n".join(lines).encode("utf-8", "surrogateescape") + self.body
+
+    __bytes__ = serialize
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.start_line(), [(f.key, f.value) for f in self.fields], self.body)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self._key() == other._key()  # type: ignore[attr-defined]
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class Request(Message):
+    """A SIP request. ``uri`` is the parsed Request-URI."""
+
+    __slots__ = ("method", "uri")
+
+    def __init__(self, method: str, uri: Uri, fields: Iterable[HeaderField] = (), body: bytes = b"") -> None:
+        if not _abnf.token_re.fullmatch(method):
+            raise LocalProtocolError(f"not a SIP method: {method!r}")
+        super().__init__(fields, body)
+        self.method = method
+        self.uri = uri
+
+    def start_line(self) -> str:
+        return f"{self.method} {self.uri} SIP/2.0"
+
+    def set_uri(self, uri: Uri) -> None:
+        self.uri = uri
+        self._raw = None
+
+    def validate(self) -> None:
+        super().validate()
+        if self.cseq.method != self.method:
+            raise ParseError("CSeq method does not match the request method", header="CSeq")
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.uri}>"
+
+
+class Response(Message):
+    """A SIP response."""
+
+    __slots__ = ("reason", "status")
+
+    def __init__(self, status: int, reason: str = "", fields: Iterable[HeaderField] = (), body: bytes = b"") -> None:
+        if not 100 <= status <= 699:
+            raise LocalProtocolError(f"status code out of range: {status}")
+        super().__init__(fields, body)
+        self.status = status
+        self.reason = reason
+
+    def start_line(self) -> str:
+        return f"SIP/2.0 {self.status} {self.reason}"
+
+    @property
+    def is_provisional(self) -> bool:
+        return self.status < 200
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.reason}>"

@@ -1,0 +1,48 @@
+"""Helpers shared by the SIP core tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sipgrid.sip import Request, Response, parse
+
+TORTURE_DIR = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "rfc4475"
+
+
+def torture(name: str) -> bytes:
+    path = TORTURE_DIR / f"{name}.dat"
+    if not path.exists():
+        raise FileNotFoundError(f"RFC 4475 test data missing: {path} (../shared/testdata must sit beside the project)")
+    return path.read_bytes()
+
+
+def msg(*lines: str, body: str = "") -> bytes:
+    """A message from header lines, CRLF-joined, with the body appended."""
+    return ("\r\n".join(lines) + "\r\n\r\n" + body).encode()
+
+
+INVITE = msg(
+    "INVITE sip:bob@biloxi.example.com SIP/2.0",
+    "Via: SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK776asdhds",
+    "Max-Forwards: 70",
+    'To: "Bob" <sip:bob@biloxi.example.com>',
+    'From: "Alice" <sip:alice@atlanta.example.com>;tag=1928301774',
+    "Call-ID: a84b4c76e66710@pc33.atlanta.example.com",
+    "CSeq: 314159 INVITE",
+    "Contact: <sip:alice@pc33.atlanta.example.com>",
+    "Content-Type: application/sdp",
+    "Content-Length: 4",
+    body="v=0\n",
+)
+
+
+def request(data: bytes = INVITE) -> Request:
+    message = parse(data)
+    assert isinstance(message, Request)
+    return message
+
+
+def response(data: bytes) -> Response:
+    message = parse(data)
+    assert isinstance(message, Response)
+    return message
