@@ -77,7 +77,9 @@ def make_response(
 ) -> Response:
     """A response to ``request``: Via, From, To, Call-ID and CSeq copied byte-exact, a To
     tag added when given and the To has none, then ``headers`` and Content-Length."""
-    fields = [HeaderField(f.key, f.name, f.value, f.raw) for f in request.fields if f.key in _COPIED]
+    fields = [
+        HeaderField(f.key, f.name, f.value, f.raw) for f in request.fields if f.key in _COPIED
+    ]
     fields.sort(key=lambda f: _COPIED.index(f.key))
     response = Response(status, reason if reason is not None else REASONS.get(status, ""), fields)
     if to_tag is not None and status > 100 and request.to.tag is None:
@@ -93,8 +95,12 @@ def error_response(error: ParseError, to_tag: str | None = None) -> Response:
     Via, From, To, Call-ID and CSeq lines that could be read."""
     fields = [HeaderField(k, display_name(k), v) for k, v in error.fields if k in _COPIED]
     fields.sort(key=lambda f: _COPIED.index(f.key))
-    response = Response(error.status, error.reason.replace("\r", " ").replace("\n", " ")[:200], fields)
-    if to_tag is not None and not any(f.key == "to" and ";tag=" in f.value.replace(" ", "") for f in fields):
+    response = Response(
+        error.status, error.reason.replace("\r", " ").replace("\n", " ")[:200], fields
+    )
+    if to_tag is not None and not any(
+        f.key == "to" and ";tag=" in f.value.replace(" ", "") for f in fields
+    ):
         for f in response.fields:
             if f.key == "to":
                 f.value += f";tag={to_tag}"

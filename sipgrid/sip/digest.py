@@ -106,7 +106,11 @@ class Challenge:
         )
 
     def __str__(self) -> str:
-        parts = [f"realm={_quote(self.realm)}", f"nonce={_quote(self.nonce)}", f"algorithm={self.algorithm}"]
+        parts = [
+            f"realm={_quote(self.realm)}",
+            f"nonce={_quote(self.nonce)}",
+            f"algorithm={self.algorithm}",
+        ]
         if self.qop:
             parts.append(f'qop="{",".join(self.qop)}"')
         if self.opaque is not None:
@@ -177,7 +181,9 @@ class Credentials:
             f"algorithm={self.algorithm}",
         ]
         if self.qop:
-            parts += [f"qop={self.qop}", f"nc={self.nc}", f"cnonce={_quote(self.cnonce or '')}"]
+            parts += [f"qop={self.qop}", f"nc={self.nc}"]
+        if self.cnonce is not None:
+            parts.append(f"cnonce={_quote(self.cnonce)}")
         if self.opaque is not None:
             parts.append(f"opaque={_quote(self.opaque)}")
         return f"{self.scheme} " + ", ".join(parts)
@@ -210,7 +216,9 @@ def compute_response(
     return _hash(algorithm, f"{ha1}:{nonce}:{ha2}")
 
 
-def verify(credentials: Credentials, method: str, *, password: str | None = None, ha1: str | None = None) -> bool:
+def verify(
+    credentials: Credentials, method: str, *, password: str | None = None, ha1: str | None = None
+) -> bool:
     """True when the credentials' response is right for this password (or stored HA1).
 
     The realm, nonce and nc are the caller's to check; this checks the arithmetic only.
@@ -275,7 +283,7 @@ def answer(
         algorithm=challenge.algorithm,
         qop=qop,
         nc=nc_text,
-        cnonce=cnonce if qop else None,
+        cnonce=cnonce,
         opaque=challenge.opaque,
     )
 

@@ -16,7 +16,9 @@ from .message import Request, Response
 from .parser import parse
 
 # message-header "Content-Length" / "l" HCOLON 1*DIGIT, anywhere in the head
-_content_length_re = re.compile(rb"\r\n(?:content-length|l)[ \t]*:[ \t]*(\d+)[ \t]*(?=\r\n)", re.IGNORECASE)
+_content_length_re = re.compile(
+    rb"\r\n(?:content-length|l)[ \t]*:[ \t]*(\d+)[ \t]*(?=\r\n)", re.IGNORECASE
+)
 
 PONG = b"\r\n"
 
@@ -57,7 +59,9 @@ class StreamFramer:
             return None
         m = _content_length_re.search(buf, 0, end + 2)
         if m is None:
-            raise ParseError("Content-Length is required on stream transports", header="Content-Length")
+            raise ParseError(
+                "Content-Length is required on stream transports", header="Content-Length"
+            )
         total = end + 4 + int(m.group(1))
         if total > self.max_message_size:
             raise ParseError("message too large", status=513)

@@ -236,7 +236,9 @@ class Via:
 
     def __str__(self) -> str:
         port = f":{self.port}" if self.port is not None else ""
-        return f"{self.protocol}/{self.transport} {self.host}{port}{format_header_params(self.params)}"
+        return (
+            f"{self.protocol}/{self.transport} {self.host}{port}{format_header_params(self.params)}"
+        )
 
 
 @dataclass(frozen=True, slots=True)

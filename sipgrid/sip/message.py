@@ -8,8 +8,8 @@ From, CSeq...) are parsed on first read and cached until a header changes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar, cast
 
 from . import _abnf
 from .digest import Challenge, Credentials
@@ -24,7 +24,7 @@ from .headers import (
     parse_tokens,
     split_commas,
 )
-from .uri import Uri, parse_uri
+from .uri import Uri
 
 # RFC 3261 section 7.3.3 and the IANA registry: compact forms.
 COMPACT_FORMS = {
@@ -167,7 +167,9 @@ class Message:
         key = canonical_name(name)
         index = next((i for i, f in enumerate(self.fields) if f.key == key), len(self.fields))
         self.remove(name)
-        self.fields.insert(index, HeaderField(key, display_name(key) if name.islower() else name, str(value)))
+        self.fields.insert(
+            index, HeaderField(key, display_name(key) if name.islower() else name, str(value))
+        )
         self._changed()
 
     def remove(self, name: str) -> int:
@@ -201,9 +203,9 @@ class Message:
 
     # -- typed access, parsed once and cached
 
-    def _typed(self, name: str, parse: Any) -> Any:
+    def _typed(self, name: str, parse: Callable[[], T]) -> T:
         try:
-            return self._cache[name]
+            return cast(T, self._cache[name])
         except KeyError:
             value = self._cache[name] = parse()
             return value
@@ -213,7 +215,9 @@ class Message:
         for f in self.fields:
             if f.key == key:
                 if found is not None:
-                    raise ParseError(f"{display_name(key)}: more than one header", header=display_name(key))
+                    raise ParseError(
+                        f"{display_name(key)}: more than one header", header=display_name(key)
+                    )
                 found = f.value
         return found
 
@@ -225,7 +229,7 @@ class Message:
 
     @property
     def vias(self) -> list[Via]:
-        return self._typed("vias", lambda: [Via.parse(v) for v in self.values("via")])  # type: ignore[no-any-return]
+        return self._typed("vias", lambda: [Via.parse(v) for v in self.values("via")])
 
     @property
     def top_via(self) -> Via:
@@ -238,15 +242,15 @@ class Message:
                     return Via.parse(first)
             raise ParseError("missing Via header", header="Via")
 
-        return self._typed("top_via", parse)  # type: ignore[no-any-return]
+        return self._typed("top_via", parse)
 
     @property
     def from_(self) -> NameAddr:
-        return self._typed("from", lambda: NameAddr.parse(self._required("from"), "From"))  # type: ignore[no-any-return]
+        return self._typed("from", lambda: NameAddr.parse(self._required("from"), "From"))
 
     @property
     def to(self) -> NameAddr:
-        return self._typed("to", lambda: NameAddr.parse(self._required("to"), "To"))  # type: ignore[no-any-return]
+        return self._typed("to", lambda: NameAddr.parse(self._required("to"), "To"))
 
     @property
     def call_id(self) -> str:
@@ -256,11 +260,11 @@ class Message:
                 raise ParseError("Call-ID: empty or contains white space", header="Call-ID")
             return value
 
-        return self._typed("call_id", parse)  # type: ignore[no-any-return]
+        return self._typed("call_id", parse)
 
     @property
     def cseq(self) -> CSeq:
-        return self._typed("cseq", lambda: CSeq.parse(self._required("cseq")))  # type: ignore[no-any-return]
+        return self._typed("cseq", lambda: CSeq.parse(self._required("cseq")))
 
     @property
     def max_forwards(self) -> int | None:
@@ -268,7 +272,7 @@ class Message:
             value = self._single("max-forwards")
             return None if value is None else parse_max_forwards(value)
 
-        return self._typed("max_forwards", parse)  # type: ignore[no-any-return]
+        return self._typed("max_forwards", parse)
 
     @property
     def content_length(self) -> int | None:
@@ -276,7 +280,7 @@ class Message:
             value = self._single("content-length")
             return None if value is None else parse_content_length(value)
 
-        return self._typed("content_length", parse)  # type: ignore[no-any-return]
+        return self._typed("content_length", parse)
 
     @property
     def content_type(self) -> str | None:
@@ -284,7 +288,9 @@ class Message:
         return value.split(";")[0].strip(" \t").lower() if value else None
 
     def _name_addrs(self, key: str) -> list[NameAddr]:
-        return self._typed(key, lambda: [NameAddr.parse(v, display_name(key)) for v in self.values(key)])  # type: ignore[no-any-return]
+        return self._typed(
+            key, lambda: [NameAddr.parse(v, display_name(key)) for v in self.values(key)]
+        )
 
     @property
     def routes(self) -> list[NameAddr]:
@@ -304,7 +310,7 @@ class Message:
                 raise ParseError("Contact: '*' must be the only Contact", header="Contact")
             return contacts
 
-        return self._typed("contact", parse)  # type: ignore[no-any-return]
+        return self._typed("contact", parse)
 
     @property
     def expires(self) -> int | None:
@@ -312,41 +318,49 @@ class Message:
             value = self.get("expires")
             return None if value is None else parse_delta_seconds(value)
 
-        return self._typed("expires", parse)  # type: ignore[no-any-return]
+        return self._typed("expires", parse)
 
     def tokens(self, name: str) -> tuple[str, ...]:
         """Option tags or methods of Supported, Require, Proxy-Require, Unsupported, Allow."""
         key = canonical_name(name)
-        return self._typed(  # type: ignore[no-any-return]
+        return self._typed(
             "tokens:" + key,
             lambda: tuple(t for v in self.get_all(key) for t in parse_tokens(v, display_name(key))),
         )
 
     @property
     def authorizations(self) -> list[Credentials]:
-        return self._typed(  # type: ignore[no-any-return]
-            "authorization", lambda: [Credentials.parse(v, "Authorization") for v in self.get_all("authorization")]
+        return self._typed(
+            "authorization",
+            lambda: [Credentials.parse(v, "Authorization") for v in self.get_all("authorization")],
         )
 
     @property
     def proxy_authorizations(self) -> list[Credentials]:
-        return self._typed(  # type: ignore[no-any-return]
+        return self._typed(
             "proxy-authorization",
-            lambda: [Credentials.parse(v, "Proxy-Authorization") for v in self.get_all("proxy-authorization")],
+            lambda: [
+                Credentials.parse(v, "Proxy-Authorization")
+                for v in self.get_all("proxy-authorization")
+            ],
         )
 
     @property
     def www_authenticates(self) -> list[Challenge]:
-        return self._typed(  # type: ignore[no-any-return]
+        return self._typed(
             "www-authenticate",
-            lambda: [Challenge.parse(v, "WWW-Authenticate") for v in self.get_all("www-authenticate")],
+            lambda: [
+                Challenge.parse(v, "WWW-Authenticate") for v in self.get_all("www-authenticate")
+            ],
         )
 
     @property
     def proxy_authenticates(self) -> list[Challenge]:
-        return self._typed(  # type: ignore[no-any-return]
+        return self._typed(
             "proxy-authenticate",
-            lambda: [Challenge.parse(v, "Proxy-Authenticate") for v in self.get_all("proxy-authenticate")],
+            lambda: [
+                Challenge.parse(v, "Proxy-Authenticate") for v in self.get_all("proxy-authenticate")
+            ],
         )
 
     # -- checks and output
@@ -377,7 +391,9 @@ class Message:
         return (self.start_line(), [(f.key, f.value) for f in self.fields], self.body)
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self._key() == other._key()  # type: ignore[attr-defined]
+        return (
+            isinstance(other, Message) and type(other) is type(self) and self._key() == other._key()
+        )
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -387,7 +403,9 @@ class Request(Message):
 
     __slots__ = ("method", "uri")
 
-    def __init__(self, method: str, uri: Uri, fields: Iterable[HeaderField] = (), body: bytes = b"") -> None:
+    def __init__(
+        self, method: str, uri: Uri, fields: Iterable[HeaderField] = (), body: bytes = b""
+    ) -> None:
         if not _abnf.token_re.fullmatch(method):
             raise LocalProtocolError(f"not a SIP method: {method!r}")
         super().__init__(fields, body)
@@ -415,7 +433,9 @@ class Response(Message):
 
     __slots__ = ("reason", "status")
 
-    def __init__(self, status: int, reason: str = "", fields: Iterable[HeaderField] = (), body: bytes = b"") -> None:
+    def __init__(
+        self, status: int, reason: str = "", fields: Iterable[HeaderField] = (), body: bytes = b""
+    ) -> None:
         if not 100 <= status <= 699:
             raise LocalProtocolError(f"status code out of range: {status}")
         super().__init__(fields, body)

@@ -60,7 +60,9 @@ def _parse_fields(lines: list[str]) -> list[HeaderField]:
         if not _token_fullmatch(name):
             raise ParseError(f"malformed header name {name[:40]!r}")
         key = name.lower()
-        fields.append(HeaderField(COMPACT_FORMS.get(key, key), name, text[colon + 1 :].strip(" \t"), raw))
+        fields.append(
+            HeaderField(COMPACT_FORMS.get(key, key), name, text[colon + 1 :].strip(" \t"), raw)
+        )
     return fields
 
 

@@ -86,7 +86,9 @@ class Transaction:
 
     initial: State
 
-    def __init__(self, request: Request, *, reliable: bool, t1: float = T1, t2: float = T2, t4: float = T4) -> None:
+    def __init__(
+        self, request: Request, *, reliable: bool, t1: float = T1, t2: float = T2, t4: float = T4
+    ) -> None:
         self.request = request
         self.reliable = reliable
         self.t1, self.t2, self.t4 = t1, t2, t4
@@ -324,7 +326,15 @@ def server_key(request: Request, method: str | None = None) -> ServerKey:
         method = "INVITE" if request.method == "ACK" else request.method
     if via.has_magic_cookie:
         return (via.branch, via.sent_by, method)
-    return ("2543", str(request.uri), request.from_.tag, request.call_id, request.cseq.seq, str(via), method)
+    return (
+        "2543",
+        str(request.uri),
+        request.from_.tag,
+        request.call_id,
+        request.cseq.seq,
+        str(via),
+        method,
+    )
 
 
 def client_key(message: Request | Response) -> tuple[str | None, str]:

@@ -22,7 +22,9 @@ def parse_params(text: str, *, what: str) -> Params:
     params: list[tuple[str, str | None]] = []
     for item in text.split(";"):
         name, eq, value = item.partition("=")
-        if not _abnf.uri_param_re.fullmatch(name) or (eq and not _abnf.uri_param_re.fullmatch(value)):
+        if not _abnf.uri_param_re.fullmatch(name) or (
+            eq and not _abnf.uri_param_re.fullmatch(value)
+        ):
             raise ParseError(f"{what}: malformed URI parameter {item!r}", header=what)
         params.append((name, value if eq else None))
     return tuple(params)
@@ -151,7 +153,7 @@ def parse_uri(text: str, *, what: str = "URI") -> Uri:
     lscheme = scheme.lower()
     if lscheme in ("sip", "sips"):
         return _parse_sip_uri(lscheme, rest, text, what)
-    if any(c in rest for c in " \t\r\n<>\""):
+    if any(c in rest for c in ' \t\r\n<>"'):
         raise ParseError(f"{what}: malformed URI {text!r}", header=what)
     if lscheme == "tel":
         number, _, params = rest.partition(";")
@@ -198,6 +200,10 @@ def _split_hostport(hostport: str, text: str, what: str) -> tuple[str, int | Non
         raise ParseError(f"{what}: malformed host in {text!r}", header=what)
     if not has_port:
         return host, None
-    if not (port_text.isascii() and port_text.isdigit()) or len(port_text) > 5 or int(port_text) > 65535:
+    if (
+        not (port_text.isascii() and port_text.isdigit())
+        or len(port_text) > 5
+        or int(port_text) > 65535
+    ):
         raise ParseError(f"{what}: malformed port in {text!r}", header=what)
     return host, int(port_text)

@@ -12,7 +12,9 @@ TORTURE_DIR = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "rfc
 def torture(name: str) -> bytes:
     path = TORTURE_DIR / f"{name}.dat"
     if not path.exists():
-        raise FileNotFoundError(f"RFC 4475 test data missing: {path} (../shared/testdata must sit beside the project)")
+        raise FileNotFoundError(
+            f"RFC 4475 test data missing: {path} (../shared/testdata must sit beside the project)"
+        )
     return path.read_bytes()
 
 

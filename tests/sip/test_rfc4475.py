@@ -58,7 +58,10 @@ SEMANTIC = {
     "regaut01": ("P", None),  # unknown Authorization scheme: the registrar challenges
     "multi01": ("parse", 400),  # several Call-ID, CSeq, From, To, Max-Forwards
     "mcl01": ("parse", 400),  # two Content-Length values: framing is ambiguous
-    "bcast": ("response", None),  # 200 OK with a broadcast Via: parses; sending is the transport's choice
+    "bcast": (
+        "response",
+        None,
+    ),  # 200 OK with a broadcast Via: parses; sending is the transport's choice
     "zeromf": ("P", 483),  # Max-Forwards 0
     "cparam01": ("P", None),  # Contact parameters in addr-spec form are header parameters
     "cparam02": ("P", None),  # ...and inside <> they are URI parameters
@@ -153,7 +156,9 @@ def test_wsinv_reads_through_folding_and_white_space() -> None:
     assert m.get("NewFangledHeader") == "newfangled value continued newfangled value"
     assert m.get("UnknownHeaderWithUnusualValue") == ";;,,;;,;"
     (route,) = m.routes
-    assert isinstance(route.uri, SipUri) and route.uri.lr and route.uri.host == "services.example.com"
+    assert (
+        isinstance(route.uri, SipUri) and route.uri.lr and route.uri.host == "services.example.com"
+    )
     (contact,) = m.contacts
     assert contact.display_name == 'Quoted string ""'
     assert contact.q == 0.33 and contact.param("newparam") == "newvalue"
@@ -203,7 +208,9 @@ def test_dblreq_keeps_only_the_first_request() -> None:
 
 def test_unknown_schemes_stay_opaque() -> None:
     m = parse(torture("unkscm"))
-    assert isinstance(m, Request) and m.uri == AbsoluteUri("nobodyKnowsThisScheme", "totallyopaquecontent")
+    assert isinstance(m, Request) and m.uri == AbsoluteUri(
+        "nobodyKnowsThisScheme", "totallyopaquecontent"
+    )
     m2 = parse(torture("unksm2"))
     assert str(m2.to.uri) == "isbn:2983792873" and str(m2.from_.uri) == "http://www.example.com"
     assert str(m2.contacts[0].uri) == "name:John_Smith"
@@ -213,7 +220,10 @@ def test_bext01_lists_unsupported_options() -> None:
     m = parse(torture("bext01"))
     assert isinstance(m, Request)
     proxy = check_proxy_request(m)
-    assert proxy is not None and proxy.get("Unsupported") == "noProxiesSupportThis, norDoAnyProxiesSupportThis"
+    assert (
+        proxy is not None
+        and proxy.get("Unsupported") == "noProxiesSupportThis, norDoAnyProxiesSupportThis"
+    )
     uas = check_uas_request(m)
     assert uas is not None and uas.status == 420
     assert uas.get("Unsupported") == "nothingSupportsThis, nothingSupportsThisEither"

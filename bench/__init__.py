@@ -1,0 +1,1 @@
+"""sipgrid benchmarks (`make bench`); never part of `make test`."""

@@ -1,0 +1,13 @@
+"""Run every benchmark and write its figures under bench/results/."""
+
+from __future__ import annotations
+
+from bench import parser_bench
+
+
+def main() -> None:
+    parser_bench.main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Parser micro-benchmark: messages per second on one core.
+
+Three workloads per message:
+- read: parse, read every header a proxy routes on, serialize unchanged;
+- forward: the same plus what a proxy does before sending on (push a Via, decrement
+  Max-Forwards, add Record-Route), then serialize the changed message.
+Figures go to bench/results/parser.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sipgrid.sip import Request, Response, parse
+
+RESULTS = Path(__file__).resolve().parent / "results" / "parser.json"
+
+SDP = (
+    "v=0\r\n"
+    "o=alice 2890844526 2890844526 IN IP4 192.0.2.10\r\n"
+    "s=-\r\n"
+    "c=IN IP4 192.0.2.10\r\n"
+    "t=0 0\r\n"
+    "m=audio 49170 RTP/AVP 0 8 101\r\n"
+    "a=rtpmap:0 PCMU/8000\r\n"
+    "a=rtpmap:8 PCMA/8000\r\n"
+    "a=rtpmap:101 telephone-event/8000\r\n"
+    "a=sendrecv\r\n"
+)
+
+INVITE = (
+    "INVITE sip:1002@sip.local SIP/2.0\r\n"
+    "Via: SIP/2.0/UDP 192.0.2.10:5062;rport;branch=z9hG4bK-524287-1---7a9e0b2c2f1d3e4a\r\n"
+    "Max-Forwards: 70\r\n"
+    'From: "Alice" <sip:1001@sip.local>;tag=9fxced76sl\r\n'
+    "To: <sip:1002@sip.local>\r\n"
+    "Call-ID: 3848276298220188511@192.0.2.10\r\n"
+    "CSeq: 2 INVITE\r\n"
+    "Contact: <sip:1001@192.0.2.10:5062;transport=udp>\r\n"
+    "Proxy-Authorization: Digest username=\"1001\", realm=\"sip.local\", nonce=\"abcdef0123456789\", "
+    'uri="sip:1002@sip.local", response="6629fae49393a05397450978507c4ef1", algorithm=MD5, '
+    'qop=auth, nc=00000001, cnonce="0a4f113b"\r\n'
+    "Allow: INVITE, ACK, CANCEL, BYE, NOTIFY, REFER, MESSAGE, OPTIONS, INFO, SUBSCRIBE\r\n"
+    "Supported: replaces, norefersub\r\n"
+    "User-Agent: Zoiper rv2.10.19.4\r\n"
+    "Allow-Events: presence, kpml, talk\r\n"
+    "Content-Type: application/sdp\r\n"
+    f"Content-Length: {len(SDP)}\r\n"
+    "\r\n" + SDP
+).encode()
+
+REGISTER_OK = (
+    "SIP/2.0 200 OK\r\n"
+    "Via: SIP/2.0/UDP 192.0.2.10:5062;rport=5062;received=192.0.2.10;branch=z9hG4bK-524287-1---reg1\r\n"
+    "From: <sip:1001@sip.local>;tag=3f9a1b2c\r\n"
+    "To: <sip:1001@sip.local>;tag=a6c85cf\r\n"
+    "Call-ID: 1j9FpLxk3uxtm8tn@192.0.2.10\r\n"
+    "CSeq: 3 REGISTER\r\n"
+    "Contact: <sip:1001@192.0.2.10:5062;transport=udp>;expires=3600\r\n"
+    "Date: Sat, 28 Nov 2026 06:00:00 GMT\r\n"
+    "Server: sipgrid\r\n"
+    "Content-Length: 0\r\n"
+    "\r\n"
+).encode()
+
+
+def read(data: bytes) -> bytes:
+    m = parse(data)
+    m.top_via.branch  # noqa: B018
+    m.from_.tag  # noqa: B018
+    m.to.tag  # noqa: B018
+    m.call_id  # noqa: B018
+    m.cseq  # noqa: B018
+    m.max_forwards  # noqa: B018
+    m.routes  # noqa: B018
+    m.contacts  # noqa: B018
+    if isinstance(m, Request):
+        m.uri  # noqa: B018
+    return m.serialize()
+
+
+def forward(data: bytes) -> bytes:
+    m = parse(data)
+    m.from_.tag  # noqa: B018
+    m.to.tag  # noqa: B018
+    m.call_id  # noqa: B018
+    m.contacts  # noqa: B018
+    if isinstance(m, Response):
+        m.pop_first_value("Via")
+        return m.serialize()
+    m.add("Via", f"SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK{m.top_via.branch}", first=True)
+    m.set("Max-Forwards", (m.max_forwards or 70) - 1)
+    m.add("Record-Route", "<sip:192.0.2.1:5060;lr>", first=True)
+    return m.serialize()
+
+
+def measure(fn: Callable[[bytes], bytes], data: bytes, seconds: float = 2.0, rounds: int = 5) -> float:
+    """Best-of-rounds messages per second."""
+    fn(data)
+    best = 0.0
+    for _ in range(rounds):
+        n = 0
+        start = time.perf_counter()
+        deadline = start + seconds / rounds
+        while True:
+            for _ in range(200):
+                fn(data)
+            n += 200
+            now = time.perf_counter()
+            if now >= deadline:
+                break
+        best = max(best, n / (now - start))
+    return best
+
+
+def main() -> None:
+    results = {
+        "invite_read": measure(read, INVITE),
+        "invite_forward": measure(forward, INVITE),
+        "register_200_read": measure(read, REGISTER_OK),
+        "register_200_forward": measure(forward, REGISTER_OK),
+    }
+    report = {
+        "unit": "messages per second, one core, best of 5 rounds",
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "invite_bytes": len(INVITE),
+        "invite_headers": INVITE.split(b"\r\n\r\n")[0].count(b"\r\n"),
+        **{k: round(v) for k, v in results.items()},
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    for key, value in results.items():
+        print(f"{key:24s} {value:>10,.0f} msg/s")
+    print(f"written to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
