@@ -42,7 +42,7 @@ INVITE = (
     "Call-ID: 3848276298220188511@192.0.2.10\r\n"
     "CSeq: 2 INVITE\r\n"
     "Contact: <sip:1001@192.0.2.10:5062;transport=udp>\r\n"
-    "Proxy-Authorization: Digest username=\"1001\", realm=\"sip.local\", nonce=\"abcdef0123456789\", "
+    'Proxy-Authorization: Digest username="1001", realm="sip.local", nonce="abcdef0123456789", '
     'uri="sip:1002@sip.local", response="6629fae49393a05397450978507c4ef1", algorithm=MD5, '
     'qop=auth, nc=00000001, cnonce="0a4f113b"\r\n'
     "Allow: INVITE, ACK, CANCEL, BYE, NOTIFY, REFER, MESSAGE, OPTIONS, INFO, SUBSCRIBE\r\n"
@@ -55,18 +55,18 @@ INVITE = (
 ).encode()
 
 REGISTER_OK = (
-    "SIP/2.0 200 OK\r\n"
-    "Via: SIP/2.0/UDP 192.0.2.10:5062;rport=5062;received=192.0.2.10;branch=z9hG4bK-524287-1---reg1\r\n"
-    "From: <sip:1001@sip.local>;tag=3f9a1b2c\r\n"
-    "To: <sip:1001@sip.local>;tag=a6c85cf\r\n"
-    "Call-ID: 1j9FpLxk3uxtm8tn@192.0.2.10\r\n"
-    "CSeq: 3 REGISTER\r\n"
-    "Contact: <sip:1001@192.0.2.10:5062;transport=udp>;expires=3600\r\n"
-    "Date: Sat, 28 Nov 2026 06:00:00 GMT\r\n"
-    "Server: sipgrid\r\n"
-    "Content-Length: 0\r\n"
-    "\r\n"
-).encode()
+    b"SIP/2.0 200 OK\r\n"
+    b"Via: SIP/2.0/UDP 192.0.2.10:5062;rport=5062;received=192.0.2.10;branch=z9hG4bK-524287-1---reg1\r\n"
+    b"From: <sip:1001@sip.local>;tag=3f9a1b2c\r\n"
+    b"To: <sip:1001@sip.local>;tag=a6c85cf\r\n"
+    b"Call-ID: 1j9FpLxk3uxtm8tn@192.0.2.10\r\n"
+    b"CSeq: 3 REGISTER\r\n"
+    b"Contact: <sip:1001@192.0.2.10:5062;transport=udp>;expires=3600\r\n"
+    b"Date: Sat, 28 Nov 2026 06:00:00 GMT\r\n"
+    b"Server: sipgrid\r\n"
+    b"Content-Length: 0\r\n"
+    b"\r\n"
+)
 
 
 def read(data: bytes) -> bytes:
@@ -99,7 +99,9 @@ def forward(data: bytes) -> bytes:
     return m.serialize()
 
 
-def measure(fn: Callable[[bytes], bytes], data: bytes, seconds: float = 2.0, rounds: int = 5) -> float:
+def measure(
+    fn: Callable[[bytes], bytes], data: bytes, seconds: float = 2.0, rounds: int = 5
+) -> float:
     """Best-of-rounds messages per second."""
     fn(data)
     best = 0.0

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from sipgrid import __version__
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="sipgrid: a SIP softswitch, Routr v2 compatible.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="sipgrid: a SIP softswitch, Routr v2 compatible.",
+)
 
 
 @app.command()
@@ -18,7 +23,11 @@ def version() -> None:
 
 
 @app.command()
-def run(config_dir: Path = typer.Option(Path("config"), "--config-dir", help="Directory with the service configs.")) -> None:
+def run(
+    config_dir: Annotated[
+        Path, typer.Option("--config-dir", help="Directory with the service configs.")
+    ] = Path("config"),
+) -> None:
     """Run every service in one process (the all-in-one wiring)."""
     typer.echo(
         "sipgrid run: the SIP services (EdgePort, Dispatcher, Location, Connect) are not built yet; "

@@ -77,12 +77,20 @@ def read_quoted(text: str, start: int, what: str) -> tuple[str, int]:
     raise ParseError(f"{what}: unterminated quoted string", header=what)
 
 
+def _unescape(quoted: str) -> str:
+    return read_quoted(f'"{quoted}"', 0, "quoted string")[0]
+
+
 def parse_header_params(text: str, what: str) -> Params:
     """Parse ``*( SEMI generic-param )`` where text starts at the first ';'.
 
     generic-param = token [ EQUAL gen-value ] ; gen-value = token / host / quoted-string
     Values keep their quotes, so that ``str()`` gives them back as written.
     """
+    if _simple_params_re.fullmatch(text):
+        return tuple(
+            (n, v if eq else None) for n, eq, v in (p.partition("=") for p in text[1:].split(";"))
+        )
     params: list[tuple[str, str | None]] = []
     i = 0
     n = len(text)
@@ -122,6 +130,20 @@ def parse_header_params(text: str, what: str) -> Params:
 
 # gen-value = token / host / quoted-string (host adds ":" "[" "]" for IPv6)
 _VALUE_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~:\[\]]+")
+
+
+# Parameters without white space or quotes, the shape nearly every message has.
+_simple_params_re = re.compile(rf"(?:;{_abnf.TOKEN}(?:=[A-Za-z0-9\-.!%*_+`'~:\[\]]+)?)+")
+
+# Via in its usual shape: no white space around "/", one SP before sent-by.
+_simple_via_re = re.compile(
+    rf"SIP/2\.0/({_abnf.TOKEN}) ({_abnf.HOST})(?::(\d{{1,5}}))?((?:;[^;]+)*)"
+)
+
+# name-addr in its usual shape: an optional display name, then <URI>, then parameters.
+_simple_name_addr_re = re.compile(
+    rf"(?:\"((?:[^\"\\]|\\.)*)\"[ \t]*|((?:{_abnf.TOKEN}[ \t]+)*))<([^<> \t\"]+)>((?:;.*)?)"
+)
 
 
 def format_header_params(params: Params) -> str:
@@ -176,6 +198,15 @@ class Via:
 
     @classmethod
     def parse(cls, text: str) -> Via:
+        m = _simple_via_re.fullmatch(text)
+        if m is not None:
+            transport, host, port, params = m.groups()
+            return cls(
+                transport=transport.upper(),
+                host=host,
+                port=_int_in_range(port, "Via", 65535) if port else None,
+                params=parse_header_params(params, "Via") if params else (),
+            )
         m = _abnf.via_re.fullmatch(text)
         if not m:
             raise ParseError(f"Via: malformed value {text.strip()!r}", header="Via")
@@ -255,10 +286,22 @@ class NameAddr:
 
     @classmethod
     def parse(cls, text: str, what: str = "name-addr") -> NameAddr:
+        m = _simple_name_addr_re.fullmatch(text.strip(_WS))
+        if m is not None:
+            quoted, words, uri_text, params = m.groups()
+            if quoted is not None:
+                display: str | None = _unescape(quoted) if "\\" in quoted else quoted
+            else:
+                display = " ".join(words.split()) or None
+            return cls(
+                parse_uri(uri_text, what=what),
+                display,
+                parse_header_params(params.rstrip(_WS), what) if params else (),
+            )
         text = text.strip(_WS)
         if text == "*":
             return cls(None, wildcard=True)
-        display: str | None = None
+        display = None
         if text.startswith('"'):
             display, i = read_quoted(text, 0, what)
             rest = text[i:].lstrip(_WS)

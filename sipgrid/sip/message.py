@@ -95,6 +95,21 @@ class HeaderField:
 
 
 T = TypeVar("T")
+_MISSING = object()
+
+
+def _first_via(value: str) -> Via:
+    first = split_commas(value)[0] if "," in value else value
+    if not first.strip(" \t"):
+        raise ParseError("Via: empty value", header="Via")
+    return Via.parse(first)
+
+
+def _call_id(value: str) -> str:
+    # callid = word [ "@" word ]; read leniently: anything but white space
+    if not value or " " in value or "\t" in value:
+        raise ParseError("Call-ID: empty or contains white space", header="Call-ID")
+    return value
 
 
 class Message:
@@ -233,41 +248,52 @@ class Message:
 
     @property
     def top_via(self) -> Via:
+        cached = self._cache.get("top_via", _MISSING)
+        if cached is not _MISSING:
+            return cast("Via", cached)
+
         def parse() -> Via:
-            for f in self.fields:
-                if f.key == "via":
-                    first = split_commas(f.value)[0]
-                    if not first.strip(" \t"):
-                        raise ParseError("Via: empty value", header="Via")
-                    return Via.parse(first)
-            raise ParseError("missing Via header", header="Via")
+            value = self.get("via")
+            if value is None:
+                raise ParseError("missing Via header", header="Via")
+            return _first_via(value)
 
         return self._typed("top_via", parse)
 
     @property
     def from_(self) -> NameAddr:
+        cached = self._cache.get("from", _MISSING)
+        if cached is not _MISSING:
+            return cast("NameAddr", cached)
         return self._typed("from", lambda: NameAddr.parse(self._required("from"), "From"))
 
     @property
     def to(self) -> NameAddr:
+        cached = self._cache.get("to", _MISSING)
+        if cached is not _MISSING:
+            return cast("NameAddr", cached)
         return self._typed("to", lambda: NameAddr.parse(self._required("to"), "To"))
 
     @property
     def call_id(self) -> str:
-        def parse() -> str:
-            value = self._required("call-id")
-            if not value or any(c in value for c in " \t"):
-                raise ParseError("Call-ID: empty or contains white space", header="Call-ID")
-            return value
-
-        return self._typed("call_id", parse)
+        cached = self._cache.get("call_id", _MISSING)
+        if cached is not _MISSING:
+            return cast("str", cached)
+        return self._typed("call_id", lambda: _call_id(self._required("call-id")))
 
     @property
     def cseq(self) -> CSeq:
+        cached = self._cache.get("cseq", _MISSING)
+        if cached is not _MISSING:
+            return cast("CSeq", cached)
         return self._typed("cseq", lambda: CSeq.parse(self._required("cseq")))
 
     @property
     def max_forwards(self) -> int | None:
+        cached = self._cache.get("max_forwards", _MISSING)
+        if cached is not _MISSING:
+            return cast("int | None", cached)
+
         def parse() -> int | None:
             value = self._single("max-forwards")
             return None if value is None else parse_max_forwards(value)
@@ -276,6 +302,10 @@ class Message:
 
     @property
     def content_length(self) -> int | None:
+        cached = self._cache.get("content_length", _MISSING)
+        if cached is not _MISSING:
+            return cast("int | None", cached)
+
         def parse() -> int | None:
             value = self._single("content-length")
             return None if value is None else parse_content_length(value)
@@ -294,6 +324,9 @@ class Message:
 
     @property
     def routes(self) -> list[NameAddr]:
+        cached = self._cache.get("route", _MISSING)
+        if cached is not _MISSING:
+            return cast("list[NameAddr]", cached)
         return self._name_addrs("route")
 
     @property
@@ -303,6 +336,10 @@ class Message:
     @property
     def contacts(self) -> list[NameAddr]:
         """Every Contact value; one wildcard ``*`` Contact must stand alone (RFC 3261 section 10.2.2)."""
+
+        cached = self._cache.get("contact", _MISSING)
+        if cached is not _MISSING:
+            return cast("list[NameAddr]", cached)
 
         def parse() -> list[NameAddr]:
             contacts = [NameAddr.parse(v, "Contact") for v in self.values("contact")]
@@ -366,15 +403,45 @@ class Message:
     # -- checks and output
 
     def validate(self) -> None:
-        """Parse every header a proxy routes on; raise ParseError on the first fault."""
-        self.top_via  # noqa: B018
-        self.from_  # noqa: B018
-        self.to  # noqa: B018
-        self.call_id  # noqa: B018
-        self.cseq  # noqa: B018
-        self.max_forwards  # noqa: B018
-        self.content_length  # noqa: B018
-        self.routes  # noqa: B018
+        """Parse every header a proxy routes on; raise ParseError on the first fault.
+
+        One pass finds them all, and the parsed values fill the cache the properties read.
+        """
+        single: dict[str, str] = {}
+        via = None
+        routes = False
+        for f in self.fields:
+            key = f.key
+            if key in _SINGLE:
+                if key in single:
+                    raise ParseError(
+                        f"{display_name(key)}: more than one header", header=display_name(key)
+                    )
+                single[key] = f.value
+            elif key == "via":
+                if via is None:
+                    via = f.value
+            elif key == "route":
+                routes = True
+        if via is None:
+            raise ParseError("missing Via header", header="Via")
+        for key in ("from", "to", "call-id", "cseq"):
+            if key not in single:
+                raise ParseError(f"missing {display_name(key)} header", header=display_name(key))
+        cache = self._cache
+        cache["top_via"] = _first_via(via)
+        cache["from"] = NameAddr.parse(single["from"], "From")
+        cache["to"] = NameAddr.parse(single["to"], "To")
+        cache["call_id"] = _call_id(single["call-id"])
+        cache["cseq"] = CSeq.parse(single["cseq"])
+        mf = single.get("max-forwards")
+        cache["max_forwards"] = None if mf is None else parse_max_forwards(mf)
+        cl = single.get("content-length")
+        cache["content_length"] = None if cl is None else parse_content_length(cl)
+        if routes:
+            self.routes  # noqa: B018
+        else:
+            cache["route"] = []
 
     def serialize(self) -> bytes:
         """The message as bytes: the original bytes while nothing has changed."""

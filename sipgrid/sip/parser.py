@@ -25,9 +25,10 @@ def parse(data: bytes) -> Request | Response:
         raise ParseError("no empty line after the header fields")
     head = data[:end].decode("utf-8", "surrogateescape")
     lines = head.split("\r\n")
-    fields = _parse_fields(lines)
+    fields = _parse_fields(lines, head)
     try:
         message = _start(lines[0], fields)
+        message.validate()
         body_start = end + 4
         length = message.content_length
         if length is None:
@@ -41,14 +42,36 @@ def parse(data: bytes) -> Request | Response:
                 )
             message.body = data[body_start : body_start + length]
             message._raw = data[: body_start + length]
-        message.validate()
     except ParseError as error:
         error.fields = [(f.key, f.value) for f in fields]
         raise
     return message
 
 
-def _parse_fields(lines: list[str]) -> list[HeaderField]:
+# message-header = header-name HCOLON header-value ; HCOLON = *( SP / HTAB ) ":" SWS
+# The text before ":" of names already seen, with its canonical key: most messages
+# repeat a few dozen names, so a dict lookup replaces the token check.
+_known_names: dict[str, tuple[str, str]] = {}
+_KNOWN_NAMES_MAX = 4096
+
+
+def _parse_fields(lines: list[str], head: str) -> list[HeaderField]:
+    if "\r\n " in head or "\r\n\t" in head:
+        return _parse_fields_carefully(lines)
+    known = _known_names
+    fields: list[HeaderField] = []
+    append = fields.append
+    field = HeaderField
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        found = known.get(name)
+        if found is None or not colon:
+            return _parse_fields_carefully(lines)
+        append(field(found[0], found[1], value.strip(" \t"), line))
+    return fields
+
+
+def _parse_fields_carefully(lines: list[str]) -> list[HeaderField]:
     fields: list[HeaderField] = []
     folded = any(line[:1] in (" ", "\t") for line in lines[1:])
     groups = _unfold(lines) if folded else [(line, line) for line in lines[1:]]
@@ -60,9 +83,10 @@ def _parse_fields(lines: list[str]) -> list[HeaderField]:
         if not _token_fullmatch(name):
             raise ParseError(f"malformed header name {name[:40]!r}")
         key = name.lower()
-        fields.append(
-            HeaderField(COMPACT_FORMS.get(key, key), name, text[colon + 1 :].strip(" \t"), raw)
-        )
+        key = COMPACT_FORMS.get(key, key)
+        if len(_known_names) < _KNOWN_NAMES_MAX:
+            _known_names[text[:colon]] = (key, name)
+        fields.append(HeaderField(key, name, text[colon + 1 :].strip(" \t"), raw))
     return fields
 
 

@@ -7,6 +7,7 @@ tel:, and an :class:`AbsoluteUri` that keeps the text opaque for every other sch
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 
 from . import _abnf
@@ -161,7 +162,40 @@ def parse_uri(text: str, *, what: str = "URI") -> Uri:
     return AbsoluteUri(scheme, rest)
 
 
+# The common shape of a SIP URI in one regex (the rules are those of _parse_sip_uri):
+# [ user [ ":" password ] "@" ] host [ ":" port ] *( ";" param ) [ "?" headers ]
+_PARAM = r"[A-Za-z0-9\-_.!~*'()\[\]/:&+$%]+"
+_sip_uri_re = re.compile(
+    r"(?:([A-Za-z0-9\-_.!~*'()&=+$,;?/%#]+)(?::([A-Za-z0-9\-_.!~*'()&=+$,%]*))?@)?"
+    r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-_.]+)(?::(\d{1,5}))?"
+    rf"((?:;{_PARAM}(?:={_PARAM})?)*)"
+    r"(?:\?([A-Za-z0-9\-_.!~*'()\[\]/?:+$%=&]*))?"
+)
+
+
 def _parse_sip_uri(scheme: str, rest: str, text: str, what: str) -> SipUri:
+    m = _sip_uri_re.fullmatch(rest)
+    if m is not None:
+        user, password, host, port, params, headers = m.groups()
+        if port is None or int(port) <= 65535:
+            return SipUri(
+                scheme,
+                host,
+                user,
+                password,
+                int(port) if port else None,
+                tuple(
+                    (n, v if eq else None)
+                    for n, eq, v in (p.partition("=") for p in params[1:].split(";"))
+                )
+                if params
+                else (),
+                headers,
+            )
+    return _parse_sip_uri_carefully(scheme, rest, text, what)
+
+
+def _parse_sip_uri_carefully(scheme: str, rest: str, text: str, what: str) -> SipUri:
     # SIP-URI = "sip:" [ userinfo ] hostport uri-parameters [ headers ]
     # userinfo = ( user / telephone-subscriber ) [ ":" password ] "@"
     # No unescaped "@" may follow the userinfo, so the first "@" ends it.
