@@ -49,7 +49,7 @@ bench: install system-deps
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy sipgrid services tests bench
+	$(VENV)/bin/mypy $(wildcard sipgrid services tests bench)
 
 clean:
 	rm -rf $(VENV) sipgrid/pb/*_pb2*.py sipgrid/pb/*_pb2*.pyi $(PB_STAMP)
