@@ -9,7 +9,7 @@ From, CSeq...) are parsed on first read and cached until a header changes.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TypeVar, cast
+from typing import Any, Self, TypeVar, cast
 
 from . import _abnf
 from .digest import Challenge, Credentials
@@ -209,6 +209,29 @@ class Message:
             self._changed()
             return parts[0].strip(" \t")
         return None
+
+    def set_top_via(self, via: Via) -> None:
+        """Replace the topmost Via value (to add received and rport, RFC 3581)."""
+        for index, f in enumerate(self.fields):
+            if f.key == "via":
+                parts = split_commas(f.value) if "," in f.value else [f.value]
+                parts[0] = str(via)
+                self.fields[index] = HeaderField("via", f.name, ",".join(parts))
+                self._changed()
+                self._cache["top_via"] = via
+                return
+        raise LocalProtocolError("the message has no Via to replace")
+
+    def copy(self) -> Self:
+        """A copy whose header changes do not touch this message (fields are shared, immutable)."""
+        clone = object.__new__(type(self))
+        for cls in type(self).__mro__:
+            for slot in getattr(cls, "__slots__", ()):
+                if hasattr(self, slot):
+                    object.__setattr__(clone, slot, getattr(self, slot))
+        clone.fields = list(self.fields)
+        clone._cache = dict(self._cache)
+        return clone
 
     def set_body(self, body: bytes, content_type: str | None = None) -> None:
         self.body = body

@@ -304,3 +304,20 @@ def test_local_misuse_is_not_a_parse_error() -> None:
         Request("BAD METHOD", parse_uri("sip:a@b"))
     with pytest.raises(LocalProtocolError):
         Response(99)
+
+
+def test_set_top_via_and_copy() -> None:
+    m = request(
+        INVITE.replace(b"Max-Forwards", b"Via: SIP/2.0/UDP second;branch=z9hG4bK2\r\nMax-Forwards")
+    )
+    clone = m.copy()
+    m.set_top_via(m.top_via.with_param("received", "192.0.2.9"))
+    assert (
+        m.top_via.received == "192.0.2.9" and parse(m.serialize()).top_via.received == "192.0.2.9"
+    )
+    assert clone.top_via.received is None and clone.serialize() == INVITE.replace(
+        b"Max-Forwards", b"Via: SIP/2.0/UDP second;branch=z9hG4bK2\r\nMax-Forwards"
+    )
+    clone.add("X-Only-Clone", "1")
+    assert "X-Only-Clone" not in m and isinstance(clone, Request) and clone.method == "INVITE"
+    assert [v.host for v in m.vias] == ["pc33.atlanta.example.com", "second"]

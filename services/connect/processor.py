@@ -1,0 +1,168 @@
+"""The Connect processor: registrar, authentication, access control and routing
+between agents of a domain (Routr's Connect processor, first part)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from sipgrid.api.types import (
+    META_DESTINATION,
+    META_DROP,
+    META_TARGET_FLOW,
+    LocationService,
+    MessageRequest,
+    MessageResponse,
+    Route,
+)
+from sipgrid.sip import ParseError, Request, SipUri, parse_uri
+
+from .auth import Authenticator, Verdict
+from .context import (
+    ALLOW,
+    decrement_max_forwards,
+    destination_of,
+    is_ours,
+    listening_point,
+    pop_own_routes,
+    record_route,
+    reply,
+)
+from .registrar import Registrar
+from .resources import Resources
+
+# Methods that start a dialog or stand alone, routed from agent to agent.
+ROUTED = frozenset(
+    {"INVITE", "MESSAGE", "OPTIONS", "SUBSCRIBE", "REFER", "NOTIFY", "PUBLISH", "INFO", "UPDATE"}
+)
+
+
+class ConnectProcessor:
+    def __init__(
+        self,
+        resources: Resources | Callable[[], Resources],
+        location: LocationService,
+        auth: Authenticator | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._resources = resources if callable(resources) else (lambda: resources)
+        self._location = location
+        self._auth = auth or Authenticator(clock=clock)
+        self._registrar = Registrar(self._resources, location, self._auth, clock)
+
+    async def process_message(self, request: MessageRequest) -> MessageResponse:
+        message = request.message
+        if not isinstance(message, Request):
+            return MessageResponse(message)  # responses pass through unchanged
+        try:
+            return await self._request(request, message)
+        except ParseError as error:
+            return MessageResponse(reply(message, error.status, error.reason))
+
+    async def _request(self, request: MessageRequest, message: Request) -> MessageResponse:
+        method = message.method
+        if method == "REGISTER":
+            return MessageResponse(await self._registrar.register(request))
+        pop_own_routes(message, request)
+        if message.to.tag is not None or method == "ACK":
+            return self._in_dialog(message)
+        uri = message.uri
+        if (
+            method == "OPTIONS"
+            and isinstance(uri, SipUri)
+            and (uri.user is None or is_ours(uri, request))
+        ):
+            return MessageResponse(
+                reply(message, 200, headers=[("Allow", ALLOW), ("Accept", "application/sdp")])
+            )
+        if method in ROUTED:
+            if message.max_forwards == 0:
+                return MessageResponse(reply(message, 483))
+            return await self._route_to_agent(request, message)
+        if method in ("BYE", "PRACK"):
+            return MessageResponse(reply(message, 481))
+        return MessageResponse(reply(message, 501, headers=[("Allow", ALLOW)]))
+
+    def _in_dialog(self, message: Request) -> MessageResponse:
+        """Follow the route set: the next Route if any, else the Request-URI (RFC 3261 16.12)."""
+        routes = message.routes
+        target = routes[0].sip_uri if routes else message.uri
+        if not isinstance(target, SipUri):
+            if message.method == "ACK":
+                return MessageResponse(message, {META_DROP: "1"})
+            return MessageResponse(reply(message, 416))
+        decrement_max_forwards(message)
+        return MessageResponse(message, {META_DESTINATION: str(destination_of(target))})
+
+    async def _route_to_agent(self, request: MessageRequest, message: Request) -> MessageResponse:
+        resources = self._resources()
+        uri = message.uri
+        caller = message.from_.sip_uri
+        domain = resources.domain(caller.host) if caller is not None else None
+        if domain is None or caller is None:
+            return MessageResponse(reply(message, 403, "Forbidden (Caller Not In A Domain)"))
+        if domain.acl is not None and not domain.acl.permits(request.sender.host):
+            return MessageResponse(reply(message, 403, "Forbidden By Access Control List"))
+
+        def password_for(username: str) -> str | None:
+            agent = resources.agent(domain.domain_uri, username)
+            if agent is None or agent.credentials is None or not agent.enabled:
+                return None
+            return agent.credentials.password
+
+        verdict, username = self._auth.check(
+            message.method, message.proxy_authorizations, domain.domain_uri, password_for
+        )
+        if verdict in (Verdict.CHALLENGE, Verdict.STALE):
+            challenge = self._auth.challenge(domain.domain_uri, stale=verdict is Verdict.STALE)
+            return MessageResponse(
+                reply(message, 407, headers=[("Proxy-Authenticate", str(challenge))])
+            )
+        caller_agent = resources.agent(domain.domain_uri, caller.user or "")
+        if (
+            verdict is Verdict.FORBIDDEN
+            or caller_agent is None
+            or caller_agent.credentials is None
+            or caller_agent.credentials.username != username
+        ):
+            return MessageResponse(reply(message, 403, "Forbidden (Bad Credentials)"))
+
+        if not isinstance(uri, SipUri) or uri.user is None:
+            return MessageResponse(reply(message, 404))
+        callee_domain = resources.domain(uri.host)
+        if callee_domain is None or callee_domain.ref != domain.ref:
+            return MessageResponse(reply(message, 403, "Forbidden (Callee Outside The Domain)"))
+        callee = resources.agent(domain.domain_uri, uri.user)
+        if callee is None or not callee.enabled:
+            return MessageResponse(reply(message, 404))
+        aor = f"sip:{uri.user}@{domain.domain_uri.lower()}"
+        routes = await self._location.find_routes(aor, message.call_id)
+        if not routes:
+            return MessageResponse(reply(message, 480))
+        route = routes[0]
+        self._forward(request, message, route, domain.domain_uri)
+        metadata = {META_DESTINATION: str(route.destination)}
+        if route.flow:
+            metadata[META_TARGET_FLOW] = route.flow
+        return MessageResponse(message, metadata)
+
+    def _forward(self, request: MessageRequest, message: Request, route: Route, realm: str) -> None:
+        """Retarget to the binding, spend a hop, drop our credentials, record-route.
+
+        When the inbound and outbound interfaces differ, two Record-Route values go in,
+        the one facing the callee on top (RFC 3261 section 16.6 step 4, RFC 5658).
+        """
+        message.set_uri(parse_uri(route.contact_uri, what="Contact"))
+        decrement_max_forwards(message)
+        theirs = [c for c in message.proxy_authorizations if c.realm != realm]
+        if len(theirs) != len(message.get_all("Proxy-Authorization")):
+            message.remove("Proxy-Authorization")
+            for credentials in theirs:
+                message.add("Proxy-Authorization", str(credentials))
+        if message.method in ("INVITE", "SUBSCRIBE", "REFER"):
+            inbound = listening_point(request, request.sender.transport)
+            outbound = listening_point(request, route.transport)
+            if inbound is not None:
+                message.add("Record-Route", record_route(request, inbound), first=True)
+            if outbound is not None and outbound != inbound:
+                message.add("Record-Route", record_route(request, outbound), first=True)

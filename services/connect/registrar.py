@@ -1,0 +1,141 @@
+"""The registrar (RFC 3261 section 10.3): digest-authenticated REGISTER for agents."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from email.utils import formatdate
+
+from sipgrid.api.types import META_FLOW, LocationService, MessageRequest, Route, Transport
+from sipgrid.sip import ParseError, Request, Response, SipUri
+
+from .auth import Authenticator, Verdict
+from .context import reply
+from .resources import Resources
+
+MIN_EXPIRES = 60
+MAX_EXPIRES = 3600
+DEFAULT_EXPIRES = 3600
+
+
+class Registrar:
+    def __init__(
+        self,
+        resources: Callable[[], Resources],
+        location: LocationService,
+        auth: Authenticator,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._resources = resources
+        self._location = location
+        self._auth = auth
+        self._clock = clock
+
+    async def register(self, request: MessageRequest) -> Response:
+        message = request.message
+        assert isinstance(message, Request)
+        uri = message.uri
+        resources = self._resources()
+        domain = resources.domain(uri.host) if isinstance(uri, SipUri) else None
+        if domain is None:
+            return reply(message, 404, "Domain Not Served Here")
+        if domain.acl is not None and not domain.acl.permits(request.sender.host):
+            return reply(message, 403, "Forbidden By Access Control List")
+        to_uri = message.to.sip_uri
+        if to_uri is None or to_uri.user is None:
+            return reply(message, 400, "To Must Be A SIP URI With A User")
+
+        def password_for(username: str) -> str | None:
+            agent = resources.agent(domain.domain_uri, username)
+            if agent is None or agent.credentials is None or not agent.enabled:
+                return None
+            return agent.credentials.password
+
+        verdict, username = self._auth.check(
+            "REGISTER", message.authorizations, domain.domain_uri, password_for
+        )
+        if verdict in (Verdict.CHALLENGE, Verdict.STALE):
+            challenge = self._auth.challenge(domain.domain_uri, stale=verdict is Verdict.STALE)
+            return reply(message, 401, headers=[("WWW-Authenticate", str(challenge))])
+        if verdict is Verdict.FORBIDDEN:
+            return reply(message, 403, "Forbidden (Bad Credentials)")
+        agent = resources.agent(domain.domain_uri, to_uri.user)
+        if agent is None or agent.credentials is None or agent.credentials.username != username:
+            return reply(message, 403, "Forbidden (Not Your Address)")
+
+        aor = f"sip:{to_uri.user}@{domain.domain_uri.lower()}"
+        try:
+            contacts = message.contacts
+            header_expires = message.expires
+        except ParseError as error:
+            return reply(message, 400, error.reason)
+        if any(c.wildcard for c in contacts):
+            if header_expires != 0:
+                return reply(message, 400, "Wildcard Contact Needs Expires 0")
+            await self._location.remove_routes(aor)
+            return await self._ok(message, aor)
+        for contact in contacts:
+            if contact.sip_uri is None:
+                continue
+            expires = contact.expires if contact.expires is not None else header_expires
+            expires = DEFAULT_EXPIRES if expires is None else expires
+            if agent.expires:
+                expires = min(expires, agent.expires) if expires else 0
+            if 0 < expires < MIN_EXPIRES:
+                return reply(message, 423, headers=[("Min-Expires", MIN_EXPIRES)])
+            route = self._route(request, contact.sip_uri, min(expires, MAX_EXPIRES))
+            await self._location.add_route(aor, route, agent.max_contacts)
+        return await self._ok(message, aor)
+
+    def _route(self, request: MessageRequest, contact: SipUri, expires: int) -> Route:
+        """The binding: where to reach the contact, behind NAT or not.
+
+        Over UDP, a packet from another address than the top Via names comes through NAT
+        (RFC 3581): the binding points at the source address. Over TCP the source port is
+        the client's ephemeral one, so only another IP means NAT; the connection itself is
+        kept as the flow to reuse while it stays open (RFC 5626 style).
+        """
+        message = request.message
+        sender = request.sender
+        via = message.top_via
+        via_host = via.host.strip("[]")
+        if sender.transport is Transport.UDP:
+            nat = (via_host, via.port or 5060) != (sender.host, sender.port)
+        else:
+            nat = via_host != sender.host
+        transport = sender.transport
+        if contact.transport:
+            transport = Transport.parse(contact.transport)
+        elif contact.secure:
+            transport = Transport.TLS
+        if nat:
+            host, port, transport = sender.host, sender.port, sender.transport
+        else:
+            host = contact.maddr or contact.host.strip("[]")
+            port = contact.port or (5061 if transport is Transport.TLS else 5060)
+        return Route(
+            user=contact.user or "",
+            host=host,
+            port=port,
+            transport=transport,
+            advertised_host=contact.host,
+            advertised_port=contact.port or 5060,
+            registered_on=self._clock(),
+            expires=expires,
+            edge_port_ref=request.edge_port_ref,
+            listening_points=list(request.listening_points),
+            localnets=list(request.localnets),
+            external_addrs=list(request.external_addrs),
+            contact_uri=str(contact),
+            flow=request.metadata.get(META_FLOW, "") if sender.transport.reliable else "",
+        )
+
+    async def _ok(self, message: Request, aor: str) -> Response:
+        now = self._clock()
+        routes = await self._location.find_routes(aor)
+        headers: list[tuple[str, object]] = [
+            ("Contact", f"<{r.contact_uri}>;expires={max(0, int(r.expires_at() - now))}")
+            for r in routes
+        ]
+        headers.append(("Date", formatdate(now, usegmt=True)))
+        return reply(message, 200, headers=headers)

@@ -1,0 +1,172 @@
+"""The Message Dispatcher: picks the processor for a message and runs middlewares.
+
+It speaks the Processor contract itself, so an EdgePort cannot tell it from a
+processor. Configured as Routr's ``kind: MessageDispatcher``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from sipgrid.api.types import MessageRequest, MessageResponse, Processor
+from sipgrid.config import ConfigError, load
+from sipgrid.sip import Request, Response, make_response
+
+from .matchfunc import MatchFunc, MatchFuncError
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+
+class ProcessorSpec(_Model):
+    ref: str = Field(min_length=1)
+    addr: str = Field(min_length=1)
+    methods: list[str] = Field(min_length=1)
+    match_func: str = Field("req => true", alias="matchFunc")
+
+    @field_validator("match_func")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            MatchFunc(value)
+        except MatchFuncError as error:
+            raise ValueError(str(error)) from None
+        return value
+
+
+class MiddlewareSpec(_Model):
+    ref: str = Field(min_length=1)
+    addr: str = Field(min_length=1)
+    post_processor: bool = Field(False, alias="postProcessor")
+
+
+class DispatcherSpec(_Model):
+    bind_addr: str = Field("0.0.0.0:51901", alias="bindAddr")
+    processors: list[ProcessorSpec] = Field(min_length=1)
+    middlewares: list[MiddlewareSpec] = []
+
+
+class DispatcherConfig(_Model):
+    kind: Literal["MessageDispatcher"]
+    api_version: str = Field("v2beta1", alias="apiVersion")
+    ref: str = "message-dispatcher"
+    metadata: dict[str, Any] = {}
+    spec: DispatcherSpec
+
+
+def load_dispatcher(path: Path) -> DispatcherConfig:
+    return load(DispatcherConfig, path)
+
+
+@dataclass(slots=True)
+class _Route:
+    ref: str
+    methods: frozenset[str]
+    match: MatchFunc
+    processor: Processor
+
+
+def request_view(request: MessageRequest) -> dict[str, Any]:
+    """The request as Routr's processors see it in JSON, for matchFunc."""
+    view: dict[str, Any] = {
+        "ref": request.ref,
+        "edgePortRef": request.edge_port_ref,
+        "method": request.method,
+        "sender": {
+            "host": request.sender.host,
+            "port": request.sender.port,
+            "transport": request.sender.transport.name,
+        },
+        "metadata": dict(request.metadata),
+    }
+    message = request.message
+
+    def address(value: Any) -> dict[str, Any]:
+        uri = value.sip_uri
+        return {
+            "address": {
+                "uri": {"user": uri.user if uri else None, "host": uri.host if uri else None},
+                "displayName": value.display_name,
+            },
+            "tag": value.tag,
+        }
+
+    msg: dict[str, Any] = {
+        "from": address(message.from_),
+        "to": address(message.to),
+        "callId": {"callId": message.call_id},
+        "extensions": [{"name": name.strip(), "value": value} for name, value in message.headers()],
+    }
+    if isinstance(message, Request):
+        uri = message.uri
+        msg["requestUri"] = {
+            "user": getattr(uri, "user", None),
+            "host": getattr(uri, "host", None),
+            "port": getattr(uri, "port", None),
+        }
+    else:
+        msg["responseType"] = message.status
+    view["message"] = msg
+    return view
+
+
+class Dispatcher:
+    """Implements Processor: middlewares, then the first matching processor, then post-middlewares."""
+
+    def __init__(self, config: DispatcherConfig, connect: Callable[[str, str], Processor]) -> None:
+        """``connect(ref, addr)`` gives the Processor for an address (gRPC or in-process)."""
+        spec = config.spec
+        self._routes = [
+            _Route(
+                p.ref,
+                frozenset(m.upper() for m in p.methods),
+                MatchFunc(p.match_func),
+                connect(p.ref, p.addr),
+            )
+            for p in spec.processors
+        ]
+        self._pre = [connect(m.ref, m.addr) for m in spec.middlewares if not m.post_processor]
+        self._post = [connect(m.ref, m.addr) for m in spec.middlewares if m.post_processor]
+
+    async def process_message(self, request: MessageRequest) -> MessageResponse:
+        view: Mapping[str, Any] | None = None
+        route = None
+        for candidate in self._routes:
+            if request.method not in candidate.methods:
+                continue
+            if not candidate.match.always and view is None:
+                view = request_view(request)
+            if candidate.match(dict(view) if view is not None else {}):
+                route = candidate
+                break
+        message = request.message
+        if route is None:
+            if isinstance(message, Response):
+                return MessageResponse(message)
+            return MessageResponse(
+                make_response(message, 501, "Not Implemented (No Processor For This Request)")
+            )
+        for middleware in self._pre:
+            request.message = (await middleware.process_message(request)).message
+        result = await route.processor.process_message(request)
+        for middleware in self._post:
+            request.message = result.message
+            result = MessageResponse(
+                (await middleware.process_message(request)).message, result.metadata
+            )
+        return result
+
+
+def check_config(config: DispatcherConfig, path: Path) -> None:
+    for p in config.spec.processors:
+        for method in p.methods:
+            if not method.isalpha():
+                raise ConfigError(
+                    f"{path}: field spec.processors.{p.ref}.methods: not a SIP method: {method!r}"
+                )

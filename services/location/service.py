@@ -1,0 +1,86 @@
+"""The Location service with an in-memory store (one instance; Redis comes for several).
+
+Routr's semantics: bindings per AOR, newest first; expired bindings are never returned
+and are dropped on the next touch; ``max_contacts`` drops the oldest beyond the limit;
+AddRoute with expires 0 removes the binding of that contact; every request of a
+Call-ID gets the same route (session affinity); labels select routes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from sipgrid.api.types import Binding, Route
+
+AFFINITY_TTL = 3600.0
+AFFINITY_MAX = 100_000
+
+
+def _same_contact(a: Route, b: Route) -> bool:
+    if a.contact_uri and b.contact_uri:
+        return a.contact_uri == b.contact_uri
+    return (a.advertised_host, a.advertised_port, a.transport) == (
+        b.advertised_host,
+        b.advertised_port,
+        b.transport,
+    )
+
+
+class MemoryLocation:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._routes: dict[str, list[Route]] = {}
+        # call_id -> (route, when chosen); a bounded LRU
+        self._affinity: OrderedDict[str, tuple[Route, float]] = OrderedDict()
+
+    async def add_route(self, aor: str, route: Route, max_contacts: int = 0) -> None:
+        routes = [r for r in self._live(aor) if not _same_contact(r, route)]
+        if route.expires > 0:
+            if not route.registered_on:
+                route.registered_on = self._clock()
+            routes.insert(0, route)
+            if max_contacts > 0:
+                del routes[max_contacts:]
+        if routes:
+            self._routes[aor] = routes
+        else:
+            self._routes.pop(aor, None)
+
+    async def find_routes(
+        self, aor: str, call_id: str = "", labels: dict[str, str] | None = None
+    ) -> list[Route]:
+        now = self._clock()
+        if call_id:
+            hit = self._affinity.get(call_id)
+            if hit is not None and hit[0].expires_at() > now:
+                self._affinity.move_to_end(call_id)
+                return [hit[0]]
+        routes = self._live(aor)
+        if labels:
+            routes = [r for r in routes if all(r.labels.get(k) == v for k, v in labels.items())]
+        if call_id and routes:
+            self._affinity[call_id] = (routes[0], now)
+            while len(self._affinity) > AFFINITY_MAX:
+                self._affinity.popitem(last=False)
+        return routes
+
+    async def remove_routes(self, aor: str) -> None:
+        self._routes.pop(aor, None)
+
+    async def list_bindings(self) -> list[Binding]:
+        return [Binding(aor, r) for aor in list(self._routes) for r in self._live(aor)]
+
+    def _live(self, aor: str) -> list[Route]:
+        routes = self._routes.get(aor)
+        if not routes:
+            return []
+        now = self._clock()
+        live = [r for r in routes if r.expires_at() > now]
+        if len(live) != len(routes):
+            if live:
+                self._routes[aor] = live
+            else:
+                del self._routes[aor]
+        return live

@@ -1,0 +1,277 @@
+"""Running sipgrid and sipp on loopback for end-to-end tests.
+
+Every process started here is stopped by the fixture or context manager that started it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+PASSWORDS = {"1001": "1001-secret", "1002": "1002-secret"}
+DOMAIN = "sip.local"
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = tcp.getsockname()[1]
+            try:
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                    udp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(port)
+    raise RuntimeError("no free port on 127.0.0.1")
+
+
+def require_sipp() -> str:
+    path = shutil.which("sipp")
+    if path is None:
+        raise RuntimeError(
+            "sipp is missing: run `make test`, which installs it (Debian package sip-tester)"
+        )
+    return path
+
+
+@dataclass
+class Sipgrid:
+    """A running sipgrid (all-in-one or distributed) with its SIP port."""
+
+    port: int
+    config_dir: Path
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    logs: list[Path] = field(default_factory=list)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def log_text(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in self.logs if p.exists())
+
+
+def write_config(
+    directory: Path,
+    port: int,
+    *,
+    extra_resources: list[dict[str, object]] | None = None,
+    edgeport: dict[str, object] | None = None,
+) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    spec: dict[str, object] = {
+        "bindAddr": "127.0.0.1",
+        "processor": {"addr": "127.0.0.1:51904"},
+        "localnets": ["127.0.0.1/8"],
+        "transport": [{"protocol": "udp", "port": port}, {"protocol": "tcp", "port": port}],
+    }
+    spec.update(edgeport or {})
+    config = {"kind": "EdgePort", "apiVersion": "v2beta1", "ref": "edgeport-test", "spec": spec}
+    (directory / "edgeport.yaml").write_text(yaml.safe_dump(config))
+    resources = directory / "resources"
+    resources.mkdir(exist_ok=True)
+    shutil.copy(ROOT / "config" / "resources" / "sip-local.yaml", resources / "sip-local.yaml")
+    if extra_resources:
+        (resources / "extra.yaml").write_text(yaml.safe_dump(extra_resources))
+
+
+def _wait_ready(
+    process: subprocess.Popen[bytes], log: Path, marker: str, timeout: float = 20.0
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.exists() and marker in log.read_text(errors="replace"):
+            return
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"sipgrid exited with {process.returncode}:\n{log.read_text(errors='replace')}"
+            )
+        time.sleep(0.05)
+    raise RuntimeError(
+        f"sipgrid did not get ready in {timeout} s:\n{log.read_text(errors='replace')}"
+    )
+
+
+@contextlib.contextmanager
+def all_in_one(directory: Path, **config: object) -> Iterator[Sipgrid]:
+    port = free_port()
+    write_config(directory, port, **config)  # type: ignore[arg-type]
+    log = directory / "sipgrid.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "sipgrid.cli",
+                "run",
+                "--config-dir",
+                str(directory),
+                "--log-level",
+                "info",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+    server = Sipgrid(port, directory, [process], [log])
+    try:
+        _wait_ready(process, log, "sipgrid: ready")
+        yield server
+    finally:
+        server.stop()
+
+
+@dataclass
+class SippResult:
+    returncode: int
+    output: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def _sipp_args(
+    scenario_file: Path,
+    target: str | None,
+    port: int,
+    transport: str,
+    keys: dict[str, str],
+    extra: list[str],
+) -> list[str]:
+    args = [
+        require_sipp(),
+        *([target] if target else []),
+        "-sf",
+        str(scenario_file),
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-t",
+        "u1" if transport == "udp" else "t1",
+        "-m",
+        "1",
+        "-nostdin",
+        "-timeout",
+        "20",
+        "-timeout_error",
+        "-max_recv_loops",
+        "1000",
+        "-trace_err",
+        "-error_file",
+        str(scenario_file.with_suffix(".errors.log")),
+    ]
+    for key, value in keys.items():
+        args += ["-key", key, value]
+    return args + extra
+
+
+def write_scenario(directory: Path, name: str, xml: str) -> Path:
+    path = directory / f"{name}.xml"
+    path.write_text(xml)
+    return path
+
+
+def run_sipp(
+    directory: Path,
+    name: str,
+    xml: str,
+    *,
+    server_port: int,
+    transport: str = "udp",
+    user: str = "1001",
+    password: str | None = None,
+    keys: dict[str, str] | None = None,
+    extra: list[str] | None = None,
+    port: int | None = None,
+    timeout: float = 40.0,
+) -> SippResult:
+    """Run a sipp client scenario against sipgrid; return its exit code and output."""
+    scenario = write_scenario(directory, name, xml)
+    port = port or free_port()
+    all_keys = {
+        "user": user,
+        "domain": DOMAIN,
+        "contact_host": "127.0.0.1",
+        "contact_port": str(port),
+        "expires": "60",
+        "callee": "1002",
+    }
+    all_keys.update(keys or {})
+    auth = ["-au", user, "-ap", password if password is not None else PASSWORDS.get(user, "x")]
+    args = _sipp_args(
+        scenario, f"127.0.0.1:{server_port}", port, transport, all_keys, auth + (extra or [])
+    )
+    completed = subprocess.run(
+        args, capture_output=True, timeout=timeout, cwd=directory, check=False
+    )
+    output = completed.stdout.decode(errors="replace") + completed.stderr.decode(errors="replace")
+    errors = scenario.with_suffix(".errors.log")
+    if errors.exists():
+        output += "\n--- sipp errors ---\n" + errors.read_text(errors="replace")[-3000:]
+    return SippResult(completed.returncode, output)
+
+
+@contextlib.contextmanager
+def sipp_server(
+    directory: Path,
+    name: str,
+    xml: str,
+    *,
+    transport: str = "udp",
+    keys: dict[str, str] | None = None,
+    extra: list[str] | None = None,
+) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """A sipp in server mode on a free port; yields (port, process). Stopped on exit."""
+    scenario = write_scenario(directory, name, xml)
+    port = free_port()
+    all_keys = {"user": "1001", "callee": "1002", "domain": DOMAIN}
+    all_keys.update(keys or {})
+    args = _sipp_args(scenario, None, port, transport, all_keys, extra or [])
+    log = directory / f"{name}.out"
+    with log.open("wb") as out:
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=directory)
+    try:
+        time.sleep(0.3)
+        if process.poll() is not None:
+            raise RuntimeError(f"sipp server exited at once:\n{log.read_text(errors='replace')}")
+        yield port, process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGUSR1) if os.name == "posix" else None
+            try:
+                process.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def wait_exit(process: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return -1

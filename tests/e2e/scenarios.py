@@ -1,0 +1,335 @@
+"""sipp scenarios, as XML built here so each test states its own expectations.
+
+Keywords in [brackets] are sipp's; -key sets user, domain, contact_host, contact_port,
+expires and callee. -au/-ap give the digest credentials.
+"""
+
+from __future__ import annotations
+
+HEAD = '<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="{name}">\n'
+TAIL = "</scenario>\n"
+
+SDP = """v=0
+      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0
+      a=rtpmap:0 PCMU/8000"""
+
+
+def _send(body: str, retrans: bool = True, extra: str = "") -> str:
+    attribute = ' retrans="500"' if retrans else ""
+    return f"  <send{attribute}{extra}>\n    <![CDATA[\n\n{body}\n\n    ]]>\n  </send>\n"
+
+
+def _register_request(cseq: int, auth: bool, contact: str) -> str:
+    authentication = "      [authentication]\n" if auth else ""
+    return f"""      REGISTER sip:[domain] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+      From: <sip:[user]@[domain]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[user]@[domain]>
+      Call-ID: [call_id]
+      CSeq: {cseq} REGISTER
+      Contact: {contact}
+{authentication}      Max-Forwards: 70
+      Expires: [expires]
+      User-Agent: sipp
+      Content-Length: 0"""
+
+
+def register(
+    final: int = 200,
+    contact: str = "<sip:[user]@[contact_host]:[contact_port];transport=[transport]>",
+    check_contacts: int | None = None,
+) -> str:
+    """REGISTER, 401, REGISTER with credentials, then ``final``."""
+    check = ""
+    if check_contacts is not None:
+        # exactly n Contact values with expires: n matches and not n+1
+        n_times = ".*".join(["expires=[1-9][0-9]*"] * check_contacts)
+        more = ".*".join(["expires=[1-9][0-9]*"] * (check_contacts + 1))
+        check = (
+            f'  <recv response="{final}">\n    <action>\n'
+            f'      <ereg regexp="{n_times}" search_in="msg" check_it="true" assign_to="enough"/>\n'
+            f'      <ereg regexp="{more}" search_in="msg" check_it_inverse="true" assign_to="toomany"/>\n'
+            "    </action>\n  </recv>\n"
+            '  <Reference variables="enough,toomany"/>\n'
+        )
+    last = check or f'  <recv response="{final}"/>\n'
+    return (
+        HEAD.format(name="register")
+        + _send(_register_request(1, False, contact))
+        + '  <recv response="401" auth="true"/>\n'
+        + _send(_register_request(2, True, contact))
+        + last
+        + TAIL
+    )
+
+
+def register_unauthenticated(final: int) -> str:
+    """A REGISTER answered at once (403 by ACL, 404 for an unknown domain...)."""
+    return (
+        HEAD.format(name="register-direct")
+        + _send(_register_request(1, False, "<sip:[user]@[local_ip]:[local_port]>"))
+        + f'  <recv response="{final}"/>\n'
+        + TAIL
+    )
+
+
+def _invite(cseq: int, auth: bool) -> str:
+    authentication = "      [authentication]\n" if auth else ""
+    return f"""      INVITE sip:[callee]@[domain] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+      From: <sip:[user]@[domain]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[callee]@[domain]>
+      Call-ID: [call_id]
+      CSeq: {cseq} INVITE
+      Contact: <sip:[user]@[local_ip]:[local_port];transport=[transport]>
+{authentication}      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      {SDP}"""
+
+
+ACK_NON_2XX = """      ACK sip:[callee]@[domain] SIP/2.0
+      [last_Via:]
+      From: <sip:[user]@[domain]>;tag=[pid]SIPpTag00[call_number]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: {cseq} ACK
+      Max-Forwards: 70
+      Content-Length: 0"""
+
+
+def _in_dialog(method: str, cseq: int) -> str:
+    return f"""      {method} [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+      [routes]
+      From: <sip:[user]@[domain]>;tag=[pid]SIPpTag00[call_number]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: {cseq} {method}
+      Contact: <sip:[user]@[local_ip]:[local_port];transport=[transport]>
+      Max-Forwards: 70
+      Content-Length: 0"""
+
+
+def _challenge() -> str:
+    return (
+        _send(_invite(1, False))
+        + '  <recv response="100" optional="true"/>\n'
+        + '  <recv response="407" auth="true"/>\n'
+        + _send(ACK_NON_2XX.format(cseq=1), retrans=False)
+        + _send(_invite(2, True))
+        + '  <recv response="100" optional="true"/>\n'
+    )
+
+
+def call(hangup: str = "caller") -> str:
+    """The caller: INVITE, 407, ACK, INVITE with credentials, 180, 200, ACK, then BYE
+    from the caller (``hangup="caller"``) or the callee."""
+    body = (
+        HEAD.format(name="call")
+        + _challenge()
+        + '  <recv response="180" optional="true"/>\n'
+        + '  <recv response="183" optional="true"/>\n'
+        + '  <recv response="200" rrs="true"/>\n'
+        + _send(_in_dialog("ACK", 2), retrans=False)
+    )
+    if hangup == "caller":
+        body += (
+            '  <pause milliseconds="200"/>\n'
+            + _send(_in_dialog("BYE", 3))
+            + '  <recv response="200"/>\n'
+        )
+    else:
+        body += (
+            '  <recv request="BYE"/>\n'
+            + _send(
+                """      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0""",
+                retrans=False,
+            )
+            + '  <pause milliseconds="500"/>\n'
+        )
+    return body + TAIL
+
+
+def call_rejected(final: int, challenged: bool = True) -> str:
+    """An INVITE that ends in ``final`` (after the 407 round when ``challenged``)."""
+    body = HEAD.format(name=f"call-{final}")
+    if challenged:
+        body += _challenge()
+    else:
+        body += _send(_invite(1, False)) + '  <recv response="100" optional="true"/>\n'
+    cseq = 2 if challenged else 1
+    body += '  <recv response="180" optional="true"/>\n'
+    body += f'  <recv response="{final}"/>\n' + _send(ACK_NON_2XX.format(cseq=cseq), retrans=False)
+    return body + '  <pause milliseconds="200"/>\n' + TAIL
+
+
+def call_cancelled() -> str:
+    """The caller cancels after 180 and gets 200 for the CANCEL and 487 for the INVITE."""
+    cancel = """      CANCEL sip:[callee]@[domain] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch-2];rport
+      From: <sip:[user]@[domain]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[callee]@[domain]>
+      Call-ID: [call_id]
+      CSeq: 2 CANCEL
+      Max-Forwards: 70
+      Content-Length: 0"""
+    return (
+        HEAD.format(name="call-cancel")
+        + _challenge()
+        + '  <recv response="180"/>\n'
+        + _send(cancel)
+        + '  <recv response="200"/>\n'
+        + '  <recv response="487"/>\n'
+        + _send(ACK_NON_2XX.format(cseq=2), retrans=False)
+        + '  <pause milliseconds="200"/>\n'
+        + TAIL
+    )
+
+
+def message(final: int = 200) -> str:
+    """A MESSAGE to [callee], challenged with 407 first."""
+
+    def request(cseq: int, auth: bool) -> str:
+        authentication = "      [authentication]\n" if auth else ""
+        return f"""      MESSAGE sip:[callee]@[domain] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+      From: <sip:[user]@[domain]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[callee]@[domain]>
+      Call-ID: [call_id]
+      CSeq: {cseq} MESSAGE
+{authentication}      Max-Forwards: 70
+      Content-Type: text/plain
+      Content-Length: [len]
+
+      hello from sipp"""
+
+    return (
+        HEAD.format(name="message")
+        + _send(request(1, False))
+        + '  <recv response="407" auth="true"/>\n'
+        + _send(request(2, True))
+        + f'  <recv response="{final}"/>\n'
+        + TAIL
+    )
+
+
+UAS_REPLY = """      SIP/2.0 {status} {reason}
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      [last_Record-Route:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Length: 0"""
+
+UAS_OK_SDP = (
+    """      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      [last_Record-Route:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      """
+    + SDP
+)
+
+
+RECV_INVITE = """  <recv request="INVITE" crlf="true" rrs="true">
+    <action>
+      <ereg regexp="tag=([^;>]+)" search_in="hdr" header="From:" assign_to="dummy1,caller_tag"/>
+      <ereg regexp="([0-9]+) INVITE" search_in="hdr" header="CSeq:" assign_to="dummy2,invite_cseq"/>
+    </action>
+  </recv>
+"""
+
+
+def uas(mode: str = "answer") -> str:
+    """The callee. ``answer``: 180, 200, ACK, then the caller's BYE. ``hangup``: 180, 200,
+    ACK, then a BYE of its own. ``decline``: 180 then 603. ``ring``: 180, then the
+    CANCEL and 487."""
+    body = HEAD.format(name=f"uas-{mode}") + RECV_INVITE
+    body += '  <Reference variables="dummy1,dummy2,caller_tag,invite_cseq"/>\n'
+    body += _send(UAS_REPLY.format(status=180, reason="Ringing"), retrans=False)
+    if mode == "decline":
+        return (
+            body
+            + _send(UAS_REPLY.format(status=603, reason="Decline"), retrans=False)
+            + '  <recv request="ACK"/>\n'
+            + TAIL
+        )
+    if mode == "ring":
+        terminated = UAS_REPLY.format(status=487, reason="Request Terminated").replace(
+            "[last_CSeq:]", "CSeq: [$invite_cseq] INVITE"
+        )
+        return (
+            body
+            + '  <recv request="CANCEL"/>\n'
+            + _send(UAS_REPLY.format(status=200, reason="OK"), retrans=False)
+            + _send(terminated, retrans=False)
+            + '  <recv request="ACK"/>\n'
+            + TAIL
+        )
+    body += _send(UAS_OK_SDP, retrans=True)
+    body += '  <recv request="ACK" crlf="true"/>\n'
+    if mode == "hangup":
+        bye = """      BYE [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+      [routes]
+      From: <sip:[callee]@[domain]>;tag=[pid]SIPpTag01[call_number]
+      To: <sip:[user]@[domain]>;tag=[$caller_tag]
+      Call-ID: [call_id]
+      CSeq: 1 BYE
+      Max-Forwards: 70
+      Content-Length: 0"""
+        return (
+            body
+            + '  <pause milliseconds="200"/>\n'
+            + _send(bye)
+            + '  <recv response="200"/>\n'
+            + TAIL
+        )
+    return (
+        body
+        + '  <recv request="BYE"/>\n'
+        + _send(
+            """      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0""",
+            retrans=False,
+        )
+        + TAIL
+    )
+
+
+def uas_message() -> str:
+    return (
+        HEAD.format(name="uas-message")
+        + '  <recv request="MESSAGE"/>\n'
+        + _send(
+            UAS_REPLY.format(status=200, reason="OK").replace("      [last_Record-Route:]\n", ""),
+            retrans=False,
+        )
+        + TAIL
+    )

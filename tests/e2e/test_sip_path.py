@@ -1,0 +1,85 @@
+"""The SIP path end to end with sipp: registrations, calls, MESSAGE and errors.
+
+Each test runs over UDP and TCP against the all-in-one wiring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from . import scenarios
+from .harness import Sipgrid, all_in_one, run_sipp, sipp_server, wait_exit
+
+
+@pytest.fixture(params=["udp", "tcp"])
+def transport(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def sipgrid(tmp_path: Path) -> Iterator[Sipgrid]:
+    with all_in_one(tmp_path / "sipgrid") as server:
+        yield server
+
+
+def register(
+    tmp_path: Path,
+    sipgrid: Sipgrid,
+    transport: str,
+    user: str,
+    contact_port: int,
+    expires: int = 60,
+    final: int = 200,
+    password: str | None = None,
+) -> None:
+    result = run_sipp(
+        tmp_path,
+        f"register-{user}-{contact_port}-{expires}",
+        scenarios.register(final),
+        server_port=sipgrid.port,
+        transport=transport,
+        user=user,
+        password=password,
+        keys={"contact_port": str(contact_port), "expires": str(expires)},
+    )
+    assert result.ok, result.output + sipgrid.log_text()
+
+
+def test_register_refresh_unregister(tmp_path: Path, sipgrid: Sipgrid, transport: str) -> None:
+    register(tmp_path, sipgrid, transport, "1001", 7000)
+    register(tmp_path, sipgrid, transport, "1001", 7000)  # refresh: same binding
+    result = run_sipp(
+        tmp_path,
+        "two-contacts",
+        scenarios.register(200, check_contacts=2),
+        server_port=sipgrid.port,
+        transport=transport,
+        keys={"contact_port": "7001"},
+    )
+    assert result.ok, result.output
+    register(tmp_path, sipgrid, transport, "1001", 7000, expires=0)
+    result = run_sipp(
+        tmp_path,
+        "one-left",
+        scenarios.register(200, check_contacts=1),
+        server_port=sipgrid.port,
+        transport=transport,
+        keys={"contact_port": "7001"},
+    )
+    assert result.ok, result.output
+
+
+def test_call_caller_hangs_up(tmp_path: Path, sipgrid: Sipgrid, transport: str) -> None:
+    with sipp_server(tmp_path, "uas", scenarios.uas("answer"), transport=transport) as (
+        uas_port,
+        uas,
+    ):
+        register(tmp_path, sipgrid, transport, "1002", uas_port)
+        result = run_sipp(
+            tmp_path, "uac", scenarios.call("caller"), server_port=sipgrid.port, transport=transport
+        )
+        assert result.ok, result.output + sipgrid.log_text()
+        assert wait_exit(uas) == 0
