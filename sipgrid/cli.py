@@ -56,6 +56,33 @@ def run(config_dir: ConfigDir = Path("config"), log_level: LogLevel = "warning")
         raise typer.Exit(code=1) from None
 
 
+@app.command()
+def serve(
+    service: Annotated[str, typer.Argument(help="edgeport, dispatcher, location or connect.")],
+    config_dir: ConfigDir = Path("config"),
+    bind_addr: Annotated[
+        str | None, typer.Option("--bind-addr", help="gRPC address to listen on (host:port).")
+    ] = None,
+    log_level: LogLevel = "warning",
+) -> None:
+    """Run one service (the distributed wiring); services talk gRPC."""
+    from services.serve import SERVICES
+    from services.serve import serve as serve_one
+
+    if service not in SERVICES:
+        typer.echo(f"sipgrid: unknown service {service!r}; one of {', '.join(SERVICES)}", err=True)
+        raise typer.Exit(code=2)
+    _logging(log_level)
+    try:
+        asyncio.run(serve_one(service, config_dir, bind_addr))
+    except ConfigError as error:
+        typer.echo(f"sipgrid: {error}", err=True)
+        raise typer.Exit(code=2) from None
+    except OSError as error:
+        typer.echo(f"sipgrid: cannot start {service}: {error}", err=True)
+        raise typer.Exit(code=1) from None
+
+
 def main() -> None:
     app()
 

@@ -135,8 +135,8 @@ class EdgePort:
             if transport is Transport.UDP:
                 endpoint = UdpEndpoint(self)
                 sock, _ = await loop.create_datagram_endpoint(
-                    lambda e=endpoint: e, local_addr=(host, t.port)
-                )  # type: ignore[misc]
+                    _returning(endpoint), local_addr=(host, t.port)
+                )
                 self._udp[Transport.UDP] = endpoint
                 self._udp_sockets.append(sock)
             else:
@@ -632,6 +632,10 @@ class EdgePort:
         task = asyncio.ensure_future(coroutine)  # type: ignore[call-overload]
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _returning(endpoint: UdpEndpoint) -> Callable[[], UdpEndpoint]:
+    return lambda: endpoint
 
 
 def _tag() -> str:

@@ -142,6 +142,62 @@ def all_in_one(directory: Path, **config: object) -> Iterator[Sipgrid]:
         server.stop()
 
 
+def _start(directory: Path, name: str, args: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], Path]:
+    log = directory / f"{name}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sipgrid.cli", *args, "--log-level", "info"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+        )
+    return process, log
+
+
+@contextlib.contextmanager
+def distributed(directory: Path, **config: object) -> Iterator[Sipgrid]:
+    """EdgePort, Dispatcher, Connect and Location as four processes talking gRPC."""
+    port = free_port()
+    location_port, connect_port, dispatcher_port = free_port(), free_port(), free_port()
+    edgeport = dict(config.pop("edgeport", {}) or {})  # type: ignore[call-overload]
+    edgeport["processor"] = {"addr": f"127.0.0.1:{dispatcher_port}"}
+    write_config(directory, port, edgeport=edgeport, **config)  # type: ignore[arg-type]
+    dispatcher = {
+        "kind": "MessageDispatcher",
+        "apiVersion": "v2beta1",
+        "ref": "dispatcher-test",
+        "spec": {
+            "bindAddr": f"127.0.0.1:{dispatcher_port}",
+            "processors": [
+                {
+                    "ref": "connect-processor",
+                    "addr": f"127.0.0.1:{connect_port}",
+                    "matchFunc": "req => true",
+                    "methods": ["REGISTER", "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "MESSAGE", "INFO", "UPDATE", "PRACK", "REFER", "NOTIFY"],
+                }
+            ],
+        },
+    }
+    (directory / "dispatcher.yaml").write_text(yaml.safe_dump(dispatcher))
+    server = Sipgrid(port, directory)
+    steps = [
+        ("location", ["serve", "location", "--config-dir", str(directory), "--bind-addr", f"127.0.0.1:{location_port}"], {}),
+        ("connect", ["serve", "connect", "--config-dir", str(directory), "--bind-addr", f"127.0.0.1:{connect_port}"], {"LOCATION_ADDR": f"127.0.0.1:{location_port}"}),
+        ("dispatcher", ["serve", "dispatcher", "--config-dir", str(directory)], {}),
+        ("edgeport", ["serve", "edgeport", "--config-dir", str(directory)], {}),
+    ]
+    try:
+        for name, args, env in steps:
+            process, log = _start(directory, name, args, env)
+            server.processes.append(process)
+            server.logs.append(log)
+            _wait_ready(process, log, "sipgrid: ready")
+        yield server
+    finally:
+        server.stop()
+
+
 @dataclass
 class SippResult:
     returncode: int

@@ -1,6 +1,6 @@
 """The SIP path end to end with sipp: registrations, calls, MESSAGE and errors.
 
-Each test runs over UDP and TCP against the all-in-one wiring.
+Each test runs over UDP and TCP, against the all-in-one and the distributed wiring.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from . import scenarios
-from .harness import Sipgrid, all_in_one, run_sipp, sipp_server, wait_exit
+from .harness import Sipgrid, all_in_one, distributed, run_sipp, sipp_server, wait_exit
 
 
 @pytest.fixture(params=["udp", "tcp"])
@@ -19,9 +19,10 @@ def transport(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture
-def sipgrid(tmp_path: Path) -> Iterator[Sipgrid]:
-    with all_in_one(tmp_path / "sipgrid") as server:
+@pytest.fixture(params=["one", "distributed"])
+def sipgrid(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sipgrid]:
+    wiring = all_in_one if request.param == "one" else distributed
+    with wiring(tmp_path / "sipgrid") as server:
         yield server
 
 

@@ -1,0 +1,96 @@
+"""Thin gRPC servicers over the domain services, and a server with the health check.
+
+A servicer converts protobuf to domain objects, calls the plain class and converts
+back; a bad request gets INVALID_ARGUMENT naming what is wrong.
+"""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import empty_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from sipgrid.api import convert
+from sipgrid.api.types import LocationService, Processor
+from sipgrid.pb import location_pb2, location_pb2_grpc, processor_pb2, processor_pb2_grpc
+from sipgrid.sip import ParseError
+
+
+class ProcessorServicer(processor_pb2_grpc.ProcessorServicer):
+    def __init__(self, processor: Processor) -> None:
+        self._processor = processor
+
+    async def ProcessMessage(
+        self, request: processor_pb2.MessageRequest, context: grpc.aio.ServicerContext
+    ) -> processor_pb2.MessageResponse:  # type: ignore[override]
+        try:
+            domain = convert.request_from_pb(request)
+        except (ParseError, ValueError) as error:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"message: {error}")
+        return convert.response_to_pb(await self._processor.process_message(domain))
+
+
+class LocationServicer(location_pb2_grpc.LocationServicer):
+    def __init__(self, location: LocationService) -> None:
+        self._location = location
+
+    async def AddRoute(
+        self, request: location_pb2.AddRouteRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:  # type: ignore[override]
+        if not request.aor:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "aor: must not be empty")
+        await self._location.add_route(
+            request.aor, convert.route_from_pb(request.route), request.max_contacts
+        )
+        return empty_pb2.Empty()
+
+    async def FindRoutes(
+        self, request: location_pb2.FindRoutesRequest, context: grpc.aio.ServicerContext
+    ) -> location_pb2.FindRoutesResponse:  # type: ignore[override]
+        routes = await self._location.find_routes(
+            request.aor, request.call_id, dict(request.labels)
+        )
+        return location_pb2.FindRoutesResponse(routes=[convert.route_to_pb(r) for r in routes])
+
+    async def RemoveRoutes(
+        self, request: location_pb2.RemoveRoutesRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:  # type: ignore[override]
+        await self._location.remove_routes(request.aor)
+        return empty_pb2.Empty()
+
+    async def ListRoutes(
+        self, request: location_pb2.ListRoutesRequest, context: grpc.aio.ServicerContext
+    ) -> location_pb2.ListRoutesResponse:  # type: ignore[override]
+        bindings = await self._location.list_bindings()
+        return location_pb2.ListRoutesResponse(
+            bindings=[
+                location_pb2.Binding(aor=b.aor, route=convert.route_to_pb(b.route))
+                for b in bindings
+            ]
+        )
+
+
+async def start_server(
+    bind_addr: str,
+    *,
+    processor: Processor | None = None,
+    location: LocationService | None = None,
+    service_name: str = "",
+) -> grpc.aio.Server:
+    """A gRPC server on bind_addr with the given services and the standard health check."""
+    server = grpc.aio.server()
+    names = []
+    if processor is not None:
+        processor_pb2_grpc.add_ProcessorServicer_to_server(ProcessorServicer(processor), server)
+        names.append("fonoster.routr.processor.v2beta1.Processor")
+    if location is not None:
+        location_pb2_grpc.add_LocationServicer_to_server(LocationServicer(location), server)
+        names.append("fonoster.routr.location.v2beta1.Location")
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    if server.add_insecure_port(bind_addr) == 0:
+        raise OSError(f"cannot bind gRPC to {bind_addr}")
+    await server.start()
+    for name in [*names, service_name, ""]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return server

@@ -1,0 +1,77 @@
+"""The distributed wiring: one service per process, gRPC between them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from sipgrid.config import load
+
+from .connect.processor import ConnectProcessor
+from .connect.resources import load_resources
+from .dispatcher.dispatcher import Dispatcher, load_dispatcher
+from .edgeport.config import load_edgeport
+from .edgeport.server import EdgePort
+from .grpc_clients import GrpcLocation, GrpcProcessor
+from .grpc_servers import start_server
+from .location.config import LocationConfig
+from .location.service import MemoryLocation
+
+DEFAULT_BIND = {
+    "dispatcher": "0.0.0.0:51901",
+    "location": "0.0.0.0:51902",
+    "connect": "0.0.0.0:51904",
+}
+SERVICES = ("edgeport", "dispatcher", "location", "connect")
+
+
+async def _until_stopped(stop_hook: Callable[[], Awaitable[None]], banner: str) -> None:
+    print(f"sipgrid: ready; {banner}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await stop_hook()
+
+
+async def serve(service: str, config_dir: Path, bind_addr: str | None = None) -> None:
+    env = os.environ
+    if service == "edgeport":
+        config = load_edgeport(config_dir / "edgeport.yaml")
+        edgeport = EdgePort(config, GrpcProcessor(config.spec.processor.addr))
+        await edgeport.start()
+        points = ", ".join(str(lp) for lp in edgeport.listening_points)
+        await _until_stopped(
+            edgeport.stop, f"edgeport: SIP on {points}, processor at {config.spec.processor.addr}"
+        )
+        return
+    if service == "dispatcher":
+        dispatcher_config = load_dispatcher(config_dir / "dispatcher.yaml")
+        bind = bind_addr or env.get("BIND_ADDR") or dispatcher_config.spec.bind_addr
+        server = await start_server(
+            bind, processor=Dispatcher(dispatcher_config, lambda ref, addr: GrpcProcessor(addr))
+        )
+    elif service == "location":
+        path = config_dir / "location.yaml"
+        spec_bind = (
+            load(LocationConfig, path).spec.bind_addr if path.exists() else DEFAULT_BIND["location"]
+        )
+        bind = bind_addr or env.get("BIND_ADDR") or spec_bind
+        server = await start_server(bind, location=MemoryLocation())
+    elif service == "connect":
+        bind = bind_addr or env.get("BIND_ADDR") or DEFAULT_BIND["connect"]
+        location = GrpcLocation(env.get("LOCATION_ADDR", "localhost:51902"))
+        server = await start_server(
+            bind, processor=ConnectProcessor(load_resources(config_dir / "resources"), location)
+        )
+    else:
+        raise ValueError(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
+
+    async def stop() -> None:
+        await server.stop(grace=1.0)
+
+    await _until_stopped(stop, f"{service}: gRPC on {bind}")

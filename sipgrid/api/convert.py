@@ -1,0 +1,179 @@
+"""Domain types <-> protobuf, at the edge of a gRPC hop (never on the all-in-one path).
+
+A SIP message travels whole in SIPMessage.raw (a sipgrid field), so nothing is lost;
+Routr's typed fields are filled too, for processors written for Routr to read.
+A message that arrives without raw bytes (from a Routr processor) is refused for now.
+"""
+
+from __future__ import annotations
+
+from sipgrid.pb import common_pb2, location_pb2, processor_pb2, sipmessage_pb2
+from sipgrid.sip import NameAddr, Request, Response, SipUri, parse
+
+from .types import MessageRequest, MessageResponse, NetInterface, Route, Transport
+
+_TRANSPORTS = {
+    Transport.UDP: common_pb2.UDP,
+    Transport.TCP: common_pb2.TCP,
+    Transport.TLS: common_pb2.TLS,
+    Transport.SCTP: common_pb2.SCTP,
+    Transport.WS: common_pb2.WS,
+    Transport.WSS: common_pb2.WSS,
+}
+_TRANSPORTS_BACK = {v: k for k, v in _TRANSPORTS.items()}
+
+
+def net_to_pb(net: NetInterface) -> processor_pb2.NetInterface:
+    return processor_pb2.NetInterface(
+        host=net.host, port=net.port, transport=_TRANSPORTS[net.transport]
+    )
+
+
+def net_from_pb(pb: processor_pb2.NetInterface) -> NetInterface:
+    return NetInterface(pb.host, pb.port, _TRANSPORTS_BACK.get(pb.transport, Transport.UDP))
+
+
+def _uri_to_pb(uri: object, out: sipmessage_pb2.SipURI) -> None:
+    if isinstance(uri, SipUri):
+        out.user = uri.user or ""
+        out.host = uri.host
+        out.port = uri.port or 0
+        out.transport_param = uri.transport or ""
+        out.lr_param = uri.lr
+        out.secure = uri.secure
+        out.m_addr_param = uri.maddr or ""
+        out.user_param = uri.user_param or ""
+
+
+def _address_to_pb(value: NameAddr, out: sipmessage_pb2.Address) -> None:
+    _uri_to_pb(value.uri, out.uri)
+    out.display_name = value.display_name or ""
+    out.wildcard = value.wildcard
+
+
+def message_to_pb(message: Request | Response) -> sipmessage_pb2.SIPMessage:
+    pb = sipmessage_pb2.SIPMessage(raw=message.serialize())
+    if isinstance(message, Request):
+        _uri_to_pb(message.uri, pb.request_uri)
+        pb.method = message.method
+    else:
+        pb.status_code = message.status
+        pb.reason_phrase = message.reason
+    _address_to_pb(message.from_, getattr(pb, "from").address)
+    getattr(pb, "from").tag = message.from_.tag or ""
+    _address_to_pb(message.to, pb.to.address)
+    pb.to.tag = message.to.tag or ""
+    pb.call_id.call_id = message.call_id
+    pb.cseq.seq = message.cseq.seq
+    pb.cseq.method = message.cseq.method
+    if message.max_forwards is not None:
+        pb.max_forwards.max_forwards = message.max_forwards
+    via = message.top_via
+    pb.via.add(
+        host=via.host,
+        port=via.port or 0,
+        branch=via.branch or "",
+        transport=via.transport,
+        received=via.received or "",
+        r_port=via.rport or 0,
+        r_port_flag=via.wants_rport,
+    )
+    for name, value in message.headers():
+        pb.extensions.add(name=name, value=value)
+    pb.body = message.body.decode("utf-8", "replace")
+    pb.content_length.content_length = len(message.body)
+    return pb
+
+
+def message_from_pb(pb: sipmessage_pb2.SIPMessage) -> Request | Response:
+    if not pb.raw:
+        raise ValueError("SIPMessage without raw bytes: typed-only messages are not supported yet")
+    return parse(pb.raw)
+
+
+def request_to_pb(request: MessageRequest) -> processor_pb2.MessageRequest:
+    methods = processor_pb2.Method.keys()
+    method = (
+        processor_pb2.Method.Value(request.method)
+        if request.method in methods
+        else processor_pb2.UNKNOWN
+    )
+    return processor_pb2.MessageRequest(
+        ref=request.ref,
+        edge_port_ref=request.edge_port_ref,
+        method=method,
+        sender=net_to_pb(request.sender),
+        listening_points=[net_to_pb(lp) for lp in request.listening_points],
+        external_addrs=request.external_addrs,
+        localnets=request.localnets,
+        message=message_to_pb(request.message),
+        metadata=request.metadata,
+    )
+
+
+def request_from_pb(pb: processor_pb2.MessageRequest) -> MessageRequest:
+    message = message_from_pb(pb.message)
+    method = message.method if isinstance(message, Request) else message.cseq.method
+    return MessageRequest(
+        ref=pb.ref,
+        edge_port_ref=pb.edge_port_ref,
+        method=method,
+        sender=net_from_pb(pb.sender),
+        listening_points=[net_from_pb(lp) for lp in pb.listening_points],
+        message=message,
+        external_addrs=list(pb.external_addrs),
+        localnets=list(pb.localnets),
+        metadata=dict(pb.metadata),
+    )
+
+
+def response_to_pb(response: MessageResponse) -> processor_pb2.MessageResponse:
+    return processor_pb2.MessageResponse(
+        message=message_to_pb(response.message), metadata=response.metadata
+    )
+
+
+def response_from_pb(pb: processor_pb2.MessageResponse) -> MessageResponse:
+    return MessageResponse(message_from_pb(pb.message), dict(pb.metadata))
+
+
+def route_to_pb(route: Route) -> location_pb2.Route:
+    return location_pb2.Route(
+        user=route.user,
+        host=route.host,
+        port=str(route.port),
+        advertised_host=route.advertised_host,
+        advertised_port=str(route.advertised_port),
+        transport=_TRANSPORTS[route.transport],
+        registered_on=int(route.registered_on * 1000),
+        expires=route.expires,
+        session_count=route.session_count,
+        edge_port_ref=route.edge_port_ref,
+        listening_points=[net_to_pb(lp) for lp in route.listening_points],
+        localnets=route.localnets,
+        external_addrs=route.external_addrs,
+        labels=route.labels,
+        contact_uri=route.contact_uri,
+        flow=route.flow,
+    )
+
+
+def route_from_pb(pb: location_pb2.Route) -> Route:
+    return Route(
+        user=pb.user,
+        host=pb.host,
+        port=int(pb.port or 0),
+        transport=_TRANSPORTS_BACK.get(pb.transport, Transport.UDP),
+        advertised_host=pb.advertised_host,
+        advertised_port=int(pb.advertised_port or 0),
+        registered_on=pb.registered_on / 1000.0,
+        expires=pb.expires,
+        session_count=pb.session_count,
+        edge_port_ref=pb.edge_port_ref,
+        listening_points=[net_from_pb(lp) for lp in pb.listening_points],
+        localnets=list(pb.localnets),
+        external_addrs=list(pb.external_addrs),
+        labels=dict(pb.labels),
+        contact_uri=pb.contact_uri,
+        flow=pb.flow,
+    )
