@@ -204,12 +204,16 @@ class EdgePort:
 
     def on_stream_error(self, error: ParseError, flow: Flow) -> None:
         self.stats["malformed"] += 1
-        if error.fields or error.status == 513:
+        is_ack = any(k == "cseq" and v.rstrip().endswith(" ACK") for k, v in error.fields)
+        if (error.fields or error.status == 513) and not is_ack:
             flow.send(error_response(error, to_tag=_tag()).serialize())
 
     def _answer_garbage(self, data: bytes, error: ParseError, flow: Flow) -> None:
         if data[:4].upper() == b"SIP/":
             self.stats["malformed_responses_dropped"] += 1
+            return
+        if data[:4] == b"ACK ":
+            self.stats["malformed_acks_dropped"] += 1  # an ACK is never answered
             return
         self.stats["malformed"] += 1
         flow.send(error_response(error, to_tag=_tag()).serialize())
@@ -221,7 +225,7 @@ class EdgePort:
             else:
                 self._on_response(message, flow)
         except ParseError as error:  # a header read late (Contact, Route...) was bad
-            if isinstance(message, Request):
+            if isinstance(message, Request) and message.method != "ACK":
                 error.fields = [(f.key, f.value) for f in message.fields]
                 flow.send(error_response(error, to_tag=_tag()).serialize())
             self.stats["malformed"] += 1

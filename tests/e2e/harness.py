@@ -142,7 +142,9 @@ def all_in_one(directory: Path, **config: object) -> Iterator[Sipgrid]:
         server.stop()
 
 
-def _start(directory: Path, name: str, args: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], Path]:
+def _start(
+    directory: Path, name: str, args: list[str], env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], Path]:
     log = directory / f"{name}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -174,7 +176,20 @@ def distributed(directory: Path, **config: object) -> Iterator[Sipgrid]:
                     "ref": "connect-processor",
                     "addr": f"127.0.0.1:{connect_port}",
                     "matchFunc": "req => true",
-                    "methods": ["REGISTER", "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "MESSAGE", "INFO", "UPDATE", "PRACK", "REFER", "NOTIFY"],
+                    "methods": [
+                        "REGISTER",
+                        "INVITE",
+                        "ACK",
+                        "BYE",
+                        "CANCEL",
+                        "OPTIONS",
+                        "MESSAGE",
+                        "INFO",
+                        "UPDATE",
+                        "PRACK",
+                        "REFER",
+                        "NOTIFY",
+                    ],
                 }
             ],
         },
@@ -182,8 +197,30 @@ def distributed(directory: Path, **config: object) -> Iterator[Sipgrid]:
     (directory / "dispatcher.yaml").write_text(yaml.safe_dump(dispatcher))
     server = Sipgrid(port, directory)
     steps = [
-        ("location", ["serve", "location", "--config-dir", str(directory), "--bind-addr", f"127.0.0.1:{location_port}"], {}),
-        ("connect", ["serve", "connect", "--config-dir", str(directory), "--bind-addr", f"127.0.0.1:{connect_port}"], {"LOCATION_ADDR": f"127.0.0.1:{location_port}"}),
+        (
+            "location",
+            [
+                "serve",
+                "location",
+                "--config-dir",
+                str(directory),
+                "--bind-addr",
+                f"127.0.0.1:{location_port}",
+            ],
+            {},
+        ),
+        (
+            "connect",
+            [
+                "serve",
+                "connect",
+                "--config-dir",
+                str(directory),
+                "--bind-addr",
+                f"127.0.0.1:{connect_port}",
+            ],
+            {"LOCATION_ADDR": f"127.0.0.1:{location_port}"},
+        ),
         ("dispatcher", ["serve", "dispatcher", "--config-dir", str(directory)], {}),
         ("edgeport", ["serve", "edgeport", "--config-dir", str(directory)], {}),
     ]

@@ -178,7 +178,7 @@ def call_rejected(final: int, challenged: bool = True) -> str:
 def call_cancelled() -> str:
     """The caller cancels after 180 and gets 200 for the CANCEL and 487 for the INVITE."""
     cancel = """      CANCEL sip:[callee]@[domain] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch-2];rport
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch-3];rport
       From: <sip:[user]@[domain]>;tag=[pid]SIPpTag00[call_number]
       To: <sip:[callee]@[domain]>
       Call-ID: [call_id]
@@ -256,6 +256,7 @@ RECV_INVITE = """  <recv request="INVITE" crlf="true" rrs="true">
     <action>
       <ereg regexp="tag=([^;>]+)" search_in="hdr" header="From:" assign_to="dummy1,caller_tag"/>
       <ereg regexp="([0-9]+) INVITE" search_in="hdr" header="CSeq:" assign_to="dummy2,invite_cseq"/>
+      <ereg regexp="(Via: SIP/2.0/[A-Z]+ [-A-Za-z0-9.:;=_]+)[^V]+(Via: SIP/2.0/[A-Z]+ [-A-Za-z0-9.:;=_]+)" search_in="msg" assign_to="dummy3,via1,via2"/>
     </action>
   </recv>
 """
@@ -266,7 +267,7 @@ def uas(mode: str = "answer") -> str:
     ACK, then a BYE of its own. ``decline``: 180 then 603. ``ring``: 180, then the
     CANCEL and 487."""
     body = HEAD.format(name=f"uas-{mode}") + RECV_INVITE
-    body += '  <Reference variables="dummy1,dummy2,caller_tag,invite_cseq"/>\n'
+    body += '  <Reference variables="dummy1,dummy2,dummy3,caller_tag,invite_cseq,via1,via2"/>\n'
     body += _send(UAS_REPLY.format(status=180, reason="Ringing"), retrans=False)
     if mode == "decline":
         return (
@@ -276,8 +277,11 @@ def uas(mode: str = "answer") -> str:
             + TAIL
         )
     if mode == "ring":
-        terminated = UAS_REPLY.format(status=487, reason="Request Terminated").replace(
-            "[last_CSeq:]", "CSeq: [$invite_cseq] INVITE"
+        # the 487 answers the INVITE: its Via set, not the CANCEL's single Via
+        terminated = (
+            UAS_REPLY.format(status=487, reason="Request Terminated")
+            .replace("[last_CSeq:]", "CSeq: [$invite_cseq] INVITE")
+            .replace("[last_Via:]", "[$via1]\n      [$via2]")
         )
         return (
             body

@@ -84,3 +84,99 @@ def test_call_caller_hangs_up(tmp_path: Path, sipgrid: Sipgrid, transport: str) 
         )
         assert result.ok, result.output + sipgrid.log_text()
         assert wait_exit(uas) == 0
+
+
+def test_call_callee_hangs_up(tmp_path: Path, sipgrid: Sipgrid, transport: str) -> None:
+    with sipp_server(tmp_path, "uas", scenarios.uas("hangup"), transport=transport) as (
+        uas_port,
+        uas,
+    ):
+        register(tmp_path, sipgrid, transport, "1002", uas_port)
+        result = run_sipp(
+            tmp_path, "uac", scenarios.call("callee"), server_port=sipgrid.port, transport=transport
+        )
+        assert result.ok, result.output + sipgrid.log_text()
+        assert wait_exit(uas) == 0
+
+
+def test_callee_declines(tmp_path: Path, sipgrid: Sipgrid, transport: str) -> None:
+    with sipp_server(tmp_path, "uas", scenarios.uas("decline"), transport=transport) as (
+        uas_port,
+        uas,
+    ):
+        register(tmp_path, sipgrid, transport, "1002", uas_port)
+        result = run_sipp(
+            tmp_path,
+            "uac",
+            scenarios.call_rejected(603),
+            server_port=sipgrid.port,
+            transport=transport,
+        )
+        assert result.ok, result.output + sipgrid.log_text()
+        assert wait_exit(uas) == 0  # the proxy ACKed the 603 hop by hop
+
+
+def test_caller_cancels(tmp_path: Path, sipgrid: Sipgrid, transport: str) -> None:
+    with sipp_server(tmp_path, "uas", scenarios.uas("ring"), transport=transport) as (
+        uas_port,
+        uas,
+    ):
+        register(tmp_path, sipgrid, transport, "1002", uas_port)
+        result = run_sipp(
+            tmp_path,
+            "uac",
+            scenarios.call_cancelled(),
+            server_port=sipgrid.port,
+            transport=transport,
+        )
+        assert result.ok, result.output + sipgrid.log_text()
+        assert wait_exit(uas) == 0
+
+
+def test_message_reaches_the_other_agent(tmp_path: Path, sipgrid: Sipgrid, transport: str) -> None:
+    with sipp_server(tmp_path, "uas", scenarios.uas_message(), transport=transport) as (
+        uas_port,
+        uas,
+    ):
+        register(tmp_path, sipgrid, transport, "1002", uas_port)
+        result = run_sipp(
+            tmp_path,
+            "message",
+            scenarios.message(200),
+            server_port=sipgrid.port,
+            transport=transport,
+        )
+        assert result.ok, result.output + sipgrid.log_text()
+        assert wait_exit(uas) == 0
+
+
+def test_callee_without_binding_gets_480(tmp_path: Path, sipgrid: Sipgrid, transport: str) -> None:
+    result = run_sipp(
+        tmp_path, "uac", scenarios.call_rejected(480), server_port=sipgrid.port, transport=transport
+    )
+    assert result.ok, result.output + sipgrid.log_text()
+
+
+def test_unknown_user_gets_404(tmp_path: Path, sipgrid: Sipgrid, transport: str) -> None:
+    result = run_sipp(
+        tmp_path,
+        "uac",
+        scenarios.call_rejected(404),
+        server_port=sipgrid.port,
+        transport=transport,
+        keys={"callee": "1999"},
+    )
+    assert result.ok, result.output + sipgrid.log_text()
+
+
+def test_wrong_password_is_refused(tmp_path: Path, sipgrid: Sipgrid, transport: str) -> None:
+    register(tmp_path, sipgrid, transport, "1001", 7000, final=403, password="not-the-password")
+    result = run_sipp(
+        tmp_path,
+        "uac",
+        scenarios.call_rejected(403),
+        server_port=sipgrid.port,
+        transport=transport,
+        password="wrong",
+    )
+    assert result.ok, result.output + sipgrid.log_text()
