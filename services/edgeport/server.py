@@ -192,20 +192,22 @@ class EdgePort:
         if len(data) <= 4 and not data.strip():
             return  # a keep-alive
         self.stats["received"] += 1
-        if len(data) > self.max_message_size:
-            self._answer_garbage(data, ParseError("message too large", status=513), flow)
-            return
         try:
             message = parse(data)
         except ParseError as error:
             self._answer_garbage(data, error, flow)
+            return
+        if len(data) > self.max_message_size:
+            self.stats["too_large"] += 1
+            if isinstance(message, Request) and message.method != "ACK":
+                flow.send(make_response(message, 513, to_tag=_tag()).serialize())
             return
         self.on_message(message, flow)
 
     def on_stream_error(self, error: ParseError, flow: Flow) -> None:
         self.stats["malformed"] += 1
         is_ack = any(k == "cseq" and v.rstrip().endswith(" ACK") for k, v in error.fields)
-        if (error.fields or error.status == 513) and not is_ack:
+        if not is_ack:
             flow.send(error_response(error, to_tag=_tag()).serialize())
 
     def _answer_garbage(self, data: bytes, error: ParseError, flow: Flow) -> None:

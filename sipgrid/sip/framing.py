@@ -23,6 +23,14 @@ _content_length_re = re.compile(
 PONG = b"\r\n"
 
 
+def _readable_fields(head: bytes) -> list[tuple[str, str]]:
+    """The header fields of a head that cannot be framed, for the error response."""
+    try:
+        return [(f.key, f.value) for f in parse(head).fields]
+    except ParseError as error:
+        return error.fields
+
+
 @dataclass(frozen=True, slots=True)
 class KeepAlivePing:
     """A CRLF CRLF ping; answer it with :data:`PONG` (a single CRLF)."""

@@ -127,15 +127,18 @@ def _challenge() -> str:
     )
 
 
-def call(hangup: str = "caller") -> str:
+def call(hangup: str = "caller", lose_first_200: bool = False) -> str:
     """The caller: INVITE, 407, ACK, INVITE with credentials, 180, 200, ACK, then BYE
-    from the caller (``hangup="caller"``) or the callee."""
+    from the caller (``hangup="caller"``) or the callee. With ``lose_first_200`` it
+    waits 1.7 s before the ACK, as a caller whose first 200 was lost would: the callee
+    retransmits the 200 meanwhile (sipp counts those in the Retrans column)."""
     body = (
         HEAD.format(name="call")
         + _challenge()
         + '  <recv response="180" optional="true"/>\n'
         + '  <recv response="183" optional="true"/>\n'
         + '  <recv response="200" rrs="true"/>\n'
+        + ('  <pause milliseconds="1700"/>\n' if lose_first_200 else "")
         + _send(_in_dialog("ACK", 2), retrans=False)
     )
     if hangup == "caller":

@@ -5,6 +5,7 @@ Each test runs over UDP and TCP, against the all-in-one and the distributed wiri
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -180,3 +181,23 @@ def test_wrong_password_is_refused(tmp_path: Path, sipgrid: Sipgrid, transport: 
         password="wrong",
     )
     assert result.ok, result.output + sipgrid.log_text()
+
+
+@pytest.mark.parametrize("wiring", ["one", "distributed"])
+def test_lost_200_is_retransmitted_through_the_proxy(tmp_path: Path, wiring: str) -> None:
+    """UDP loss: the caller ignores the first 200; the callee retransmits it (no ACK
+    yet), the proxy relays the retransmission statelessly, and the call completes."""
+    start = all_in_one if wiring == "one" else distributed
+    with (
+        start(tmp_path / "sipgrid") as sipgrid,
+        sipp_server(tmp_path, "uas", scenarios.uas("answer")) as (uas_port, uas),
+    ):
+        register(tmp_path, sipgrid, "udp", "1002", uas_port)
+        result = run_sipp(
+            tmp_path, "uac", scenarios.call("caller", lose_first_200=True), server_port=sipgrid.port
+        )
+        assert result.ok, result.output + sipgrid.log_text()
+        assert wait_exit(uas) == 0
+        # the callee's retransmissions of the 200 came through the proxy to the caller
+        row = re.search(r"200 <-+\s+1\s+(\d+)", result.output)
+        assert row is not None and int(row.group(1)) >= 2, result.output

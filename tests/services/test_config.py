@@ -1,0 +1,139 @@
+"""A bad configuration stops a service at start with one line naming file, field and problem."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sipgrid.config import ConfigError
+
+from services.connect.resources import load_resources
+from services.edgeport.config import load_edgeport
+
+ROOT = Path(__file__).resolve().parents[2]
+
+GOOD = {
+    "kind": "EdgePort",
+    "apiVersion": "v2beta1",
+    "ref": "ep",
+    "spec": {"processor": {"addr": "x:1"}, "transport": [{"protocol": "udp", "port": 5060}]},
+}
+
+
+def write(tmp_path: Path, data: object, name: str = "edgeport.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "problem"),
+    [
+        (
+            {"transport": [{"protocol": "udp", "port": 99999}]},
+            "spec.transport.0.port",
+            "less than or equal to 65535",
+        ),
+        (
+            {"transport": [{"protocol": "sctp", "port": 5060}]},
+            "spec.transport.0.protocol",
+            "Input should be",
+        ),
+        ({"transport": [{"protocol": "tls", "port": 5061}]}, "spec.transport", "not supported yet"),
+        ({"localnets": ["10.0.0.0/33"]}, "spec.localnets", "not an IP network"),
+        ({"processor": {}}, "spec.processor.addr", "Field required"),
+        ({"colour": "blue"}, "spec.colour", "Extra inputs are not permitted"),
+    ],
+)
+def test_edgeport_errors_name_file_field_and_problem(
+    tmp_path: Path, change: dict[str, object], field: str, problem: str
+) -> None:
+    data = {**GOOD, "spec": {**GOOD["spec"], **change}}  # type: ignore[dict-item]
+    path = write(tmp_path, data)
+    with pytest.raises(ConfigError) as info:
+        load_edgeport(path, {})
+    message = str(info.value)
+    assert "\n" not in message
+    assert str(path) in message and field in message and problem in message
+
+
+def test_env_overrides(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD)
+    config = load_edgeport(
+        path,
+        {
+            "EXTERNAL_ADDRS": "203.0.113.7, sip.example.com",
+            "LOCALNETS": "10.0.0.0/8",
+            "PROCESSOR_ADDR": "dispatcher:51901",
+        },
+    )
+    assert config.spec.external_addrs == ["203.0.113.7", "sip.example.com"]
+    assert (
+        config.spec.localnets == ["10.0.0.0/8"] and config.spec.processor.addr == "dispatcher:51901"
+    )
+    with pytest.raises(ConfigError, match="LOCALNETS"):
+        load_edgeport(path, {"LOCALNETS": "nonsense"})
+
+
+def test_yaml_syntax_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "kind: EdgePort\nspec: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_edgeport(path, {})
+
+
+def test_resource_errors_name_file_and_ref(tmp_path: Path) -> None:
+    resources = tmp_path / "resources"
+    resources.mkdir()
+    agent = {
+        "apiVersion": "v2beta1",
+        "kind": "Agent",
+        "ref": "agent-x",
+        "spec": {"username": "9", "domainRef": "nowhere"},
+    }
+    write(resources, [agent], "agents.yaml")
+    with pytest.raises(ConfigError) as info:
+        load_resources(resources)
+    assert (
+        "agents.yaml (agent-x)" in str(info.value)
+        and "spec.domainRef" in str(info.value)
+        and "nowhere" in str(info.value)
+    )
+    write(
+        resources,
+        [{"apiVersion": "v2beta1", "kind": "Gadget", "ref": "g", "spec": {}}],
+        "agents.yaml",
+    )
+    with pytest.raises(ConfigError, match=r"agents.yaml \(g\): field kind"):
+        load_resources(resources)
+    acl = {
+        "apiVersion": "v2beta1",
+        "kind": "AccessControlList",
+        "ref": "acl",
+        "spec": {"accessControlList": {"deny": ["300.1.1.1/8"]}},
+    }
+    write(resources, [acl], "agents.yaml")
+    with pytest.raises(
+        ConfigError, match=r"field accessControlList.deny: Value error, not an IP network"
+    ):
+        load_resources(resources)
+
+
+def test_the_command_prints_one_line_and_exits_2(tmp_path: Path) -> None:
+    write(
+        tmp_path, {**GOOD, "spec": {**GOOD["spec"], "transport": [{"protocol": "udp", "port": 0}]}}
+    )  # type: ignore[dict-item]
+    done = subprocess.run(
+        [sys.executable, "-m", "sipgrid.cli", "run", "--config-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "edgeport.yaml" in lines[0] and "spec.transport.0.port" in lines[0]

@@ -1,0 +1,245 @@
+"""The EdgePort on real loopback sockets, with in-process processors."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sipgrid.api.types import META_DESTINATION, MessageRequest, MessageResponse
+from sipgrid.sip import Request, parse
+
+from services.edgeport.server import EdgePort
+from services.grpc_clients import GrpcProcessor
+from tests.e2e.harness import free_port
+from tests.sip.helpers import torture
+
+from .helpers import (
+    CountingProcessor,
+    FailingProcessor,
+    connect_processor,
+    edgeport_config,
+    request_bytes,
+    udp_peer,
+)
+
+
+def test_retransmitted_invite_reaches_the_processor_once() -> None:
+    async def scenario() -> None:
+        port = free_port()
+        processor = CountingProcessor(connect_processor())
+        edgeport = EdgePort(edgeport_config(port), processor)
+        await edgeport.start()
+        peer = await udp_peer()
+        try:
+            invite = request_bytes("INVITE", peer.port)
+            peer.send(invite, port)
+            assert (await peer.response()).status == 100
+            first = await peer.response()
+            assert first.status == 407
+            peer.send(invite, port)  # a retransmission: same branch
+            again = await peer.response()
+            assert again.status == 407 and again.to.tag == first.to.tag
+            peer.send(invite, port)
+            assert (await peer.response()).status == 407
+            assert processor.count["INVITE"] == 1
+            assert edgeport.stats["retransmissions"] == 2
+            # the ACK for the 407 is absorbed here, hop by hop
+            ack = invite.replace(b"INVITE sip", b"ACK sip").replace(b"1 INVITE", b"1 ACK")
+            ack = ack.replace(
+                b"To: <sip:1002@sip.local>", f"To: <sip:1002@sip.local>;tag={first.to.tag}".encode()
+            )
+            peer.send(ack, port)
+            assert await peer.nothing()
+            assert processor.count["ACK"] == 0
+        finally:
+            peer.close()
+            await edgeport.stop()
+
+    asyncio.run(scenario())
+
+
+def test_invalid_messages_get_400_and_the_server_keeps_serving() -> None:
+    async def scenario() -> None:
+        port = free_port()
+        edgeport = EdgePort(edgeport_config(port), connect_processor())
+        await edgeport.start()
+        peer = await udp_peer()
+        try:
+            for name, status in [
+                ("badinv01", 400),
+                ("ltgtruri", 400),
+                ("lwsstart", 400),
+                ("mismatch01", 400),
+                ("ncl", 400),
+                ("quotbal", 400),
+                ("badvers", 505),
+                ("clerr", 400),
+            ]:
+                peer.send(torture(name), port)
+                code, reason = await peer.status_line()
+                assert code == status, name
+                assert reason and reason != "Bad Request", (name, reason)
+            for name in ("bigcode", "scalarlg"):  # malformed responses are dropped
+                peer.send(torture(name), port)
+            assert await peer.nothing()
+            peer.send(request_bytes("OPTIONS", peer.port, uri="sip:127.0.0.1"), port)
+            assert (await peer.response()).status == 200
+            assert (
+                edgeport.stats["malformed"] == 8
+                and edgeport.stats["malformed_responses_dropped"] == 2
+            )
+        finally:
+            peer.close()
+            await edgeport.stop()
+
+    asyncio.run(scenario())
+
+
+def test_oversized_datagram_gets_513() -> None:
+    async def scenario() -> None:
+        port = free_port()
+        edgeport = EdgePort(edgeport_config(port, maxMessageSize=1500), connect_processor())
+        await edgeport.start()
+        peer = await udp_peer()
+        try:
+            big = request_bytes("OPTIONS", peer.port, extra="X-Padding: " + "a" * 2000 + "\r\n")
+            peer.send(big, port)
+            answer = await peer.response()
+            assert answer.status == 513 and answer.call_id == "c1"
+        finally:
+            peer.close()
+            await edgeport.stop()
+
+    asyncio.run(scenario())
+
+
+def test_processor_down_or_failing_gives_503() -> None:
+    async def scenario() -> None:
+        for processor in (
+            GrpcProcessor(f"127.0.0.1:{free_port()}", timeout=1.0),
+            FailingProcessor(),
+        ):
+            port = free_port()
+            edgeport = EdgePort(edgeport_config(port), processor)
+            await edgeport.start()
+            peer = await udp_peer()
+            try:
+                peer.send(request_bytes("OPTIONS", peer.port, uri="sip:127.0.0.1"), port)
+                answer = await peer.response(timeout=5.0)
+                assert answer.status == 503
+                assert edgeport.stats["processor_errors"] == 1
+            finally:
+                peer.close()
+                await edgeport.stop()
+
+    asyncio.run(scenario())
+
+
+def test_max_forwards_zero_gives_483_and_unknown_method_405() -> None:
+    async def scenario() -> None:
+        port = free_port()
+        processor = CountingProcessor(connect_processor())
+        edgeport = EdgePort(edgeport_config(port, methods=["INVITE", "REGISTER"]), processor)
+        await edgeport.start()
+        peer = await udp_peer()
+        try:
+            peer.send(request_bytes("INVITE", peer.port, max_forwards=0), port)
+            assert (await peer.response()).status == 100
+            assert (await peer.response()).status == 483
+            peer.send(request_bytes("PUBLISH", peer.port, branch="z9hG4bKt2"), port)
+            answer = await peer.response()
+            assert answer.status == 405 and "INVITE" in (answer.get("Allow") or "")
+            assert sum(processor.count.values()) == 0
+        finally:
+            peer.close()
+            await edgeport.stop()
+
+    asyncio.run(scenario())
+
+
+class SelfForwarder:
+    """A processor that sends every request back to the EdgePort itself: a loop."""
+
+    def __init__(self) -> None:
+        self.port = 0
+
+    async def process_message(self, request: MessageRequest) -> MessageResponse:
+        return MessageResponse(request.message, {META_DESTINATION: f"udp:127.0.0.1:{self.port}"})
+
+
+def test_loop_gives_482() -> None:
+    async def scenario() -> None:
+        port = free_port()
+        processor = SelfForwarder()
+        processor.port = port
+        edgeport = EdgePort(edgeport_config(port), processor)
+        await edgeport.start()
+        peer = await udp_peer()
+        try:
+            peer.send(request_bytes("MESSAGE", peer.port), port)
+            answer = await peer.response(timeout=5.0)
+            assert answer.status == 482
+            assert [v.host for v in answer.vias] == [
+                "127.0.0.1"
+            ] and answer.top_via.branch == "z9hG4bKt1"
+        finally:
+            peer.close()
+            await edgeport.stop()
+
+    asyncio.run(scenario())
+
+
+def test_tcp_keepalive_pong_and_malformed_stream() -> None:
+    async def scenario() -> None:
+        port = free_port()
+        edgeport = EdgePort(edgeport_config(port), connect_processor())
+        await edgeport.start()
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"\r\n\r\n")
+            assert await asyncio.wait_for(reader.readexactly(2), 2) == b"\r\n"
+            writer.write(
+                request_bytes("OPTIONS", 5999, uri="sip:127.0.0.1").replace(b"UDP", b"TCP")
+            )
+            data = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)
+            assert data.startswith(b"SIP/2.0 200 OK")
+            writer.write(
+                b"OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bKx\r\nCall-ID: y\r\nCSeq: 1 OPTIONS\r\n\r\n"
+            )
+            data = await asyncio.wait_for(reader.read(4096), 2)
+            assert data.startswith(b"SIP/2.0 400 Content-Length is required")
+            assert await asyncio.wait_for(reader.read(), 2) == b""  # the stream is closed
+            writer.close()
+        finally:
+            await edgeport.stop()
+
+    asyncio.run(scenario())
+
+
+def test_rport_and_received_are_stamped() -> None:
+    async def scenario() -> None:
+        port = free_port()
+        captured: list[Request] = []
+
+        class Capture:
+            async def process_message(self, request: MessageRequest) -> MessageResponse:
+                assert isinstance(request.message, Request)
+                captured.append(request.message)
+                return await connect_processor().process_message(request)
+
+        edgeport = EdgePort(edgeport_config(port), Capture())
+        await edgeport.start()
+        peer = await udp_peer()
+        try:
+            data = request_bytes("OPTIONS", peer.port, uri="sip:127.0.0.1").replace(
+                f"127.0.0.1:{peer.port}".encode(), b"10.9.9.9:5060"
+            )
+            peer.send(data, port)
+            answer = await peer.response()
+            via = answer.top_via
+            assert via.received == "127.0.0.1" and via.rport == peer.port
+            assert parse(captured[0].serialize()).top_via.rport == peer.port
+        finally:
+            peer.close()
+            await edgeport.stop()
+
+    asyncio.run(scenario())
