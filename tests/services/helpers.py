@@ -7,14 +7,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from sipgrid.api.types import MessageRequest, MessageResponse, Processor
-from sipgrid.sip import Response, parse
-
 from services.connect.processor import ConnectProcessor
 from services.connect.resources import load_resources
 from services.edgeport.config import EdgePortConfig
 from services.edgeport.server import EdgePort
 from services.location.service import MemoryLocation
+from sipgrid.api.types import MessageRequest, MessageResponse, Processor
+from sipgrid.sip import Response, parse
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -5,18 +5,18 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from sipgrid.config import ConfigError
-
 from services.connect.resources import load_resources
 from services.edgeport.config import load_edgeport
+from sipgrid.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 
-GOOD = {
+GOOD: dict[str, Any] = {
     "kind": "EdgePort",
     "apiVersion": "v2beta1",
     "ref": "ep",
@@ -52,7 +52,7 @@ def write(tmp_path: Path, data: object, name: str = "edgeport.yaml") -> Path:
 def test_edgeport_errors_name_file_field_and_problem(
     tmp_path: Path, change: dict[str, object], field: str, problem: str
 ) -> None:
-    data = {**GOOD, "spec": {**GOOD["spec"], **change}}  # type: ignore[dict-item]
+    data = {**GOOD, "spec": {**GOOD["spec"], **change}}
     path = write(tmp_path, data)
     with pytest.raises(ConfigError) as info:
         load_edgeport(path, {})
@@ -125,7 +125,7 @@ def test_resource_errors_name_file_and_ref(tmp_path: Path) -> None:
 def test_the_command_prints_one_line_and_exits_2(tmp_path: Path) -> None:
     write(
         tmp_path, {**GOOD, "spec": {**GOOD["spec"], "transport": [{"protocol": "udp", "port": 0}]}}
-    )  # type: ignore[dict-item]
+    )
     done = subprocess.run(
         [sys.executable, "-m", "sipgrid.cli", "run", "--config-dir", str(tmp_path)],
         capture_output=True,

@@ -5,11 +5,10 @@ from typing import Any
 
 import pytest
 
-from sipgrid.api.types import MessageRequest, MessageResponse, NetInterface, Transport
-from sipgrid.sip import parse
-
 from services.dispatcher.dispatcher import Dispatcher, DispatcherConfig, request_view
 from services.dispatcher.matchfunc import MatchFunc, MatchFuncError
+from sipgrid.api.types import MessageRequest, MessageResponse, NetInterface, Transport
+from sipgrid.sip import parse
 from tests.sip.helpers import INVITE
 
 

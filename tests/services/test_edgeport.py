@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from sipgrid.api.types import META_DESTINATION, MessageRequest, MessageResponse
-from sipgrid.sip import Request, parse
-
 from services.edgeport.server import EdgePort
 from services.grpc_clients import GrpcProcessor
+from sipgrid.api.types import META_DESTINATION, MessageRequest, MessageResponse
+from sipgrid.sip import Request, parse
 from tests.e2e.harness import free_port
 from tests.sip.helpers import torture
 

@@ -2,9 +2,8 @@ from __future__ import annotations
 
 import asyncio
 
-from sipgrid.api.types import Route, Transport
-
 from services.location.service import MemoryLocation
+from sipgrid.api.types import Route, Transport
 
 
 class Clock:
