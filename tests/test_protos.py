@@ -24,7 +24,7 @@ def test_every_stub_imports(name: str) -> None:
         (
             "location",
             "fonoster.routr.location.v2beta1.Location",
-            ["AddRoute", "FindRoutes", "RemoveRoutes"],
+            ["AddRoute", "FindRoutes", "RemoveRoutes", "ListRoutes"],
         ),
         ("requester", "fonoster.routr.requester.v2beta1.Requester", ["SendMessage"]),
         ("verifier", "fonoster.verifier.Verifier", ["Verify"]),
