@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from bench import parser_bench
+from bench import parser_bench, sip_load
 
 
 def main() -> None:
     parser_bench.main()
+    sip_load.main()
 
 
 if __name__ == "__main__":

@@ -38,6 +38,9 @@ ROUTED = frozenset(
 
 
 class ConnectProcessor:
+    # Responses pass through unchanged: an EdgePort calling in process may skip that call.
+    handles_responses = False
+
     def __init__(
         self,
         resources: Resources | Callable[[], Resources],

@@ -137,6 +137,7 @@ class EdgePort:
                 sock, _ = await loop.create_datagram_endpoint(
                     _returning(endpoint), local_addr=(host, t.port)
                 )
+                _grow_buffers(sock)
                 self._udp[Transport.UDP] = endpoint
                 self._udp_sockets.append(sock)
             else:
@@ -288,6 +289,8 @@ class EdgePort:
 
     def _looped(self, request: Request) -> bool:
         """RFC 3261 section 16.3 step 4: our own Via with this request's loop hash."""
+        if not any("z9hG4bKsg" in value for value in request.get_all("Via")):
+            return False  # no Via of ours at all: the common case, decided without parsing
         ours = self._branch_hash(request)
         for via in request.vias[1:]:
             branch = via.branch or ""
@@ -499,6 +502,9 @@ class EdgePort:
         if server is None:
             return  # the answer to our own CANCEL
         response.pop_first_value("Via")
+        if not getattr(self.processor, "handles_responses", True) and server.relay is None:
+            self._send_response(server, response)
+            return
         previous = server.relay
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         server.relay = future
@@ -638,6 +644,19 @@ class EdgePort:
         task = asyncio.ensure_future(coroutine)  # type: ignore[call-overload]
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+UDP_BUFFER = 4 * 1024 * 1024
+
+
+def _grow_buffers(transport: asyncio.DatagramTransport) -> None:
+    """Bursts of datagrams overflow the default socket buffers while Python is busy."""
+    sock = transport.get_extra_info("socket")
+    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, UDP_BUFFER)
+        except OSError:
+            log.info("cannot grow the UDP buffers to %d bytes", UDP_BUFFER)
 
 
 def _returning(endpoint: UdpEndpoint) -> Callable[[], UdpEndpoint]:

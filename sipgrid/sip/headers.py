@@ -8,7 +8,7 @@ RFC 4475 torture messages do.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from . import _abnf
 from .errors import ParseError
@@ -26,31 +26,27 @@ def split_commas(text: str) -> list[str]:
     """
     if "," not in text:
         return [text]
+    if '"' not in text:
+        if "<" not in text:
+            return text.split(",")
+        return _comma_outside_angles.split(text)
     parts: list[str] = []
-    start = 0
-    quoted = False
-    angle = False
-    i = 0
-    n = len(text)
-    while i < n:
-        c = text[i]
-        if quoted:
-            if c == "\\":
-                i += 1
-            elif c == '"':
-                quoted = False
-        elif c == '"':
-            quoted = True
-        elif c == "<":
-            angle = True
-        elif c == ">":
-            angle = False
-        elif c == "," and not angle:
-            parts.append(text[start:i])
-            start = i + 1
-        i += 1
-    parts.append(text[start:])
+    current: list[str] = []
+    for piece in _comma_pieces.findall(text):
+        if piece == ",":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(piece)
+    parts.append("".join(current))
     return parts
+
+
+# quoted strings (escapes kept), <...>, other text, and the separating commas
+_comma_pieces = re.compile(r'"(?:[^"\\]|\\.)*"?|<[^>]*>?|[^,"<]+|,', re.DOTALL)
+
+# a comma not inside <...> (no quotes in the text, so no ">" hides in a display name)
+_comma_outside_angles = re.compile(r",(?![^<]*>)")
 
 
 def read_quoted(text: str, start: int, what: str) -> tuple[str, int]:
@@ -152,9 +148,8 @@ def format_header_params(params: Params) -> str:
 
 def get_header_param(params: Params, name: str) -> str | None:
     """A parameter's value, unquoted; "" for a flag; None when absent. Names are case-insensitive."""
-    lname = name.lower()
     for n, v in params:
-        if n.lower() == lname:
+        if n == name or n.lower() == name.lower():
             if v is None:
                 return ""
             if v.startswith('"'):
@@ -195,6 +190,11 @@ class Via:
     port: int | None = None
     params: Params = ()
     protocol: str = "SIP/2.0"
+    # read on every transaction lookup: found once, when the value is made
+    branch: str | None = field(default=None, init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "branch", get_header_param(self.params, "branch"))
 
     @classmethod
     def parse(cls, text: str) -> Via:
@@ -222,10 +222,6 @@ class Via:
 
     def param(self, name: str) -> str | None:
         return get_header_param(self.params, name)
-
-    @property
-    def branch(self) -> str | None:
-        return self.param("branch")
 
     @property
     def received(self) -> str | None:

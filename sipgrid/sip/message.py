@@ -61,14 +61,30 @@ _SPELLING = {
     "sip-if-match": "SIP-If-Match",
 }
 
+# The cached typed values a change of a header invalidates (others are cached by header name).
+_CACHE_KEYS = {
+    "via": ("vias", "top_via"),
+    "call-id": ("call_id",),
+    "max-forwards": ("max_forwards",),
+    "content-length": ("content_length",),
+}
+
 # Header fields that may appear once only (RFC 3261 section 7.3.1); a proxy routes on them.
 _SINGLE = frozenset({"call-id", "cseq", "from", "to", "max-forwards", "content-length"})
 
 
 def canonical_name(name: str) -> str:
     """The lower-case long form of a header name: 'v' and 'VIA' both give 'via'."""
-    key = name.lower()
-    return COMPACT_FORMS.get(key, key)
+    key = _canonical.get(name)
+    if key is None:
+        key = name.lower()
+        key = COMPACT_FORMS.get(key, key)
+        if len(_canonical) < 1024:
+            _canonical[name] = key
+    return key
+
+
+_canonical: dict[str, str] = {}
 
 
 def display_name(key: str) -> str:
@@ -161,9 +177,16 @@ class Message:
 
     # -- changes
 
-    def _changed(self) -> None:
+    def _changed(self, key: str | None = None) -> None:
+        """Forget the bytes, and the typed values that the change of header ``key`` touches."""
         self._raw = None
-        self._cache.clear()
+        cache = self._cache
+        if key is None:
+            cache.clear()
+            return
+        for name in _CACHE_KEYS.get(key, (key,)):
+            cache.pop(name, None)
+        cache.pop("tokens:" + key, None)
 
     def add(self, name: str, value: object, *, first: bool = False) -> None:
         """Add a header line; ``first`` puts it before the other lines of the same name
@@ -175,7 +198,7 @@ class Message:
             self.fields.insert(index, field)
         else:
             self.fields.append(field)
-        self._changed()
+        self._changed(key)
 
     def set(self, name: str, value: object) -> None:
         """Replace every line of that name with one, where the first one was."""
@@ -185,14 +208,14 @@ class Message:
         self.fields.insert(
             index, HeaderField(key, display_name(key) if name.islower() else name, str(value))
         )
-        self._changed()
+        self._changed(key)
 
     def remove(self, name: str) -> int:
         """Remove every line of that name; return how many there were."""
         key = canonical_name(name)
         before = len(self.fields)
         self.fields = [f for f in self.fields if f.key != key]
-        self._changed()
+        self._changed(key)
         return before - len(self.fields)
 
     def pop_first_value(self, name: str) -> str | None:
@@ -206,7 +229,7 @@ class Message:
                 del self.fields[index]
             else:
                 self.fields[index] = HeaderField(key, f.name, ",".join(parts[1:]).strip(" \t"))
-            self._changed()
+            self._changed(key)
             return parts[0].strip(" \t")
         return None
 
@@ -217,7 +240,7 @@ class Message:
                 parts = split_commas(f.value) if "," in f.value else [f.value]
                 parts[0] = str(via)
                 self.fields[index] = HeaderField("via", f.name, ",".join(parts))
-                self._changed()
+                self._changed("via")
                 self._cache["top_via"] = via
                 return
         raise LocalProtocolError("the message has no Via to replace")
