@@ -1,0 +1,109 @@
+"""The gRPC servicers: health checks, a round trip through Processor and Location, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.grpc_clients import GrpcLocation, GrpcProcessor
+from services.grpc_servers import start_server
+from services.location.service import MemoryLocation
+from sipgrid.api.types import MessageRequest, NetInterface, Route, Transport
+from sipgrid.pb import location_pb2, location_pb2_grpc, processor_pb2, processor_pb2_grpc
+from sipgrid.sip import Response, parse
+from tests.e2e.harness import free_port
+
+from .helpers import connect_processor, request_bytes
+
+
+def test_health_processor_and_location_over_grpc() -> None:
+    async def scenario() -> None:
+        port = free_port()
+        address = f"127.0.0.1:{port}"
+        server = await start_server(
+            address, processor=connect_processor(), location=MemoryLocation()
+        )
+        try:
+            async with grpc.aio.insecure_channel(address) as channel:
+                health = health_pb2_grpc.HealthStub(channel)
+                for service in (
+                    "",
+                    "fonoster.routr.processor.v2beta1.Processor",
+                    "fonoster.routr.location.v2beta1.Location",
+                ):
+                    reply = await health.Check(health_pb2.HealthCheckRequest(service=service))
+                    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+                # bad input: INVALID_ARGUMENT naming the field
+                stub = processor_pb2_grpc.ProcessorStub(channel)
+                try:
+                    await stub.ProcessMessage(processor_pb2.MessageRequest(ref="x"))
+                except grpc.aio.AioRpcError as error:
+                    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT and "message" in (
+                        error.details() or ""
+                    )
+                else:
+                    raise AssertionError("an empty message was accepted")
+                location_stub = location_pb2_grpc.LocationStub(channel)
+                try:
+                    await location_stub.AddRoute(location_pb2.AddRouteRequest())
+                except grpc.aio.AioRpcError as error:
+                    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT and "aor" in (
+                        error.details() or ""
+                    )
+                else:
+                    raise AssertionError("an empty AOR was accepted")
+
+            processor = GrpcProcessor(address)
+            message = parse(request_bytes("OPTIONS", 5999, uri="sip:127.0.0.1"))
+            reply = await processor.process_message(
+                MessageRequest(
+                    "c1",
+                    "ep",
+                    "OPTIONS",
+                    NetInterface("127.0.0.1", 5999),
+                    [NetInterface("127.0.0.1", port, Transport.UDP)],
+                    message,
+                )
+            )
+            assert isinstance(reply.message, Response) and reply.message.status == 200
+            await processor.close()
+
+            location = GrpcLocation(address)
+            route = Route(
+                user="1001",
+                host="10.0.0.7",
+                port=5062,
+                transport=Transport.TCP,
+                expires=60,
+                contact_uri="sip:1001@10.0.0.7:5062",
+                flow="tcp:10.0.0.7:40000",
+                labels={"a": "b"},
+            )
+            await location.add_route("sip:1001@sip.local", route, 2)
+            (found,) = await location.find_routes("sip:1001@sip.local", "call-1")
+            assert (
+                found.host,
+                found.port,
+                found.transport,
+                found.contact_uri,
+                found.flow,
+                found.labels,
+            ) == (
+                "10.0.0.7",
+                5062,
+                Transport.TCP,
+                "sip:1001@10.0.0.7:5062",
+                "tcp:10.0.0.7:40000",
+                {"a": "b"},
+            )
+            assert [b.aor for b in await location.list_bindings()] == ["sip:1001@sip.local"]
+            await location.remove_routes("sip:1001@sip.local")
+            assert await location.find_routes("sip:1001@sip.local") == []
+            await location.close()
+        finally:
+            await server.stop(None)
+
+    asyncio.run(scenario())
