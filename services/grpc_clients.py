@@ -6,7 +6,7 @@ import grpc
 
 from sipgrid.api import convert
 from sipgrid.api.types import Binding, MessageRequest, MessageResponse, ProcessorUnavailable, Route
-from sipgrid.pb import location_pb2, location_pb2_grpc, processor_pb2_grpc
+from sipgrid.pb import location_pb2, location_pb2_grpc, processor_pb2, processor_pb2_grpc
 
 TIMEOUT = 5.0
 
@@ -21,15 +21,21 @@ class GrpcProcessor:
         self._timeout = timeout
 
     async def process_message(self, request: MessageRequest) -> MessageResponse:
+        return convert.response_from_pb(await self.process_pb(convert.request_to_pb(request)))
+
+    async def process_pb(
+        self, request: processor_pb2.MessageRequest
+    ) -> processor_pb2.MessageResponse:
+        """The call itself, protobuf in and out (the Dispatcher passes messages through)."""
         try:
-            reply = await self._stub.ProcessMessage(
-                convert.request_to_pb(request), timeout=self._timeout
+            reply: processor_pb2.MessageResponse = await self._stub.ProcessMessage(
+                request, timeout=self._timeout
             )
         except grpc.aio.AioRpcError as error:
             raise ProcessorUnavailable(
                 f"{self.addr}: {error.code().name}: {error.details()}"
             ) from None
-        return convert.response_from_pb(reply)
+        return reply
 
     async def close(self) -> None:
         await self._channel.close()

@@ -10,8 +10,10 @@ import grpc
 from google.protobuf import empty_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from services.dispatcher.dispatcher import Dispatcher
+from services.grpc_clients import GrpcProcessor
 from sipgrid.api import convert
-from sipgrid.api.types import LocationService, Processor
+from sipgrid.api.types import LocationService, Processor, ProcessorUnavailable
 from sipgrid.pb import location_pb2, location_pb2_grpc, processor_pb2, processor_pb2_grpc
 from sipgrid.sip import ParseError
 
@@ -28,6 +30,29 @@ class ProcessorServicer(processor_pb2_grpc.ProcessorServicer):
         except (ParseError, ValueError) as error:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"message: {error}")
         return convert.response_to_pb(await self._processor.process_message(domain))
+
+
+class DispatcherServicer(ProcessorServicer):
+    """The Dispatcher's servicer: a message that no matchFunc or middleware needs to read
+    goes through as protobuf, without being parsed here."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        super().__init__(dispatcher)
+        self._dispatcher = dispatcher
+
+    async def ProcessMessage(
+        self, request: processor_pb2.MessageRequest, context: grpc.aio.ServicerContext
+    ) -> processor_pb2.MessageResponse:  # type: ignore[override]
+        sip = request.message
+        if sip.status_code and not self._dispatcher.has_middlewares:
+            return processor_pb2.MessageResponse(message=sip)
+        target = self._dispatcher.direct_route(sip.method or sip.cseq.method)
+        if isinstance(target, GrpcProcessor):
+            try:
+                return await target.process_pb(request)
+            except ProcessorUnavailable as error:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
+        return await super().ProcessMessage(request, context)
 
 
 class LocationServicer(location_pb2_grpc.LocationServicer):
@@ -81,7 +106,12 @@ async def start_server(
     server = grpc.aio.server()
     names = []
     if processor is not None:
-        processor_pb2_grpc.add_ProcessorServicer_to_server(ProcessorServicer(processor), server)
+        servicer = (
+            DispatcherServicer(processor)
+            if isinstance(processor, Dispatcher)
+            else ProcessorServicer(processor)
+        )
+        processor_pb2_grpc.add_ProcessorServicer_to_server(servicer, server)
         names.append("fonoster.routr.processor.v2beta1.Processor")
     if location is not None:
         location_pb2_grpc.add_LocationServicer_to_server(LocationServicer(location), server)

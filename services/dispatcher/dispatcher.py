@@ -134,7 +134,24 @@ class Dispatcher:
         self._pre = [connect(m.ref, m.addr) for m in spec.middlewares if not m.post_processor]
         self._post = [connect(m.ref, m.addr) for m in spec.middlewares if m.post_processor]
 
+    @property
+    def has_middlewares(self) -> bool:
+        return bool(self._pre or self._post)
+
+    def direct_route(self, method: str) -> Processor | None:
+        """The processor for a method when no matchFunc needs the message and no middleware
+        runs: the gRPC servicer then passes the protobuf through untouched."""
+        if self.has_middlewares:
+            return None
+        for candidate in self._routes:
+            if method in candidate.methods:
+                return candidate.processor if candidate.match.always else None
+        return None
+
     async def process_message(self, request: MessageRequest) -> MessageResponse:
+        message = request.message
+        if isinstance(message, Response) and not self.has_middlewares:
+            return MessageResponse(message)  # nothing on this path changes responses
         view: Mapping[str, Any] | None = None
         route = None
         for candidate in self._routes:
@@ -145,7 +162,6 @@ class Dispatcher:
             if candidate.match(dict(view) if view is not None else {}):
                 route = candidate
                 break
-        message = request.message
         if route is None:
             if isinstance(message, Response):
                 return MessageResponse(message)
