@@ -1,0 +1,104 @@
+"""The tables of the Connect resources (SQLAlchemy 2). Changes go through Alembic
+migrations in migrations/versions; the server applies them at start."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class _Resource:
+    ref: Mapped[str] = mapped_column(String(64), primary_key=True)
+    api_version: Mapped[str] = mapped_column(String(16), default="v2beta1")
+    name: Mapped[str] = mapped_column(String(255))
+    extended: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[int] = mapped_column(Integer)
+
+
+class AccessControlListRow(_Resource, Base):
+    __tablename__ = "access_control_lists"
+    allow: Mapped[list[str]] = mapped_column(JSON, default=list)
+    deny: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class CredentialsRow(_Resource, Base):
+    __tablename__ = "credentials"
+    username: Mapped[str] = mapped_column(String(255))
+    # Fernet token of the password: never stored or returned in plain text
+    password_encrypted: Mapped[str] = mapped_column(String(512))
+
+
+class DomainRow(_Resource, Base):
+    __tablename__ = "domains"
+    domain_uri: Mapped[str] = mapped_column(String(255), unique=True)
+    access_control_list_ref: Mapped[str | None] = mapped_column(
+        ForeignKey("access_control_lists.ref"), nullable=True
+    )
+    egress_policies: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+
+
+class TrunkRow(_Resource, Base):
+    __tablename__ = "trunks"
+    send_register: Mapped[bool] = mapped_column(Boolean, default=False)
+    inbound_uri: Mapped[str | None] = mapped_column(String(255), unique=True, nullable=True)
+    access_control_list_ref: Mapped[str | None] = mapped_column(
+        ForeignKey("access_control_lists.ref"), nullable=True
+    )
+    inbound_credentials_ref: Mapped[str | None] = mapped_column(
+        ForeignKey("credentials.ref"), nullable=True
+    )
+    outbound_credentials_ref: Mapped[str | None] = mapped_column(
+        ForeignKey("credentials.ref"), nullable=True
+    )
+    uris: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+
+
+class NumberRow(_Resource, Base):
+    __tablename__ = "numbers"
+    tel_url: Mapped[str] = mapped_column(String(64), unique=True)
+    aor_link: Mapped[str] = mapped_column(String(255))
+    city: Mapped[str] = mapped_column(String(128), default="")
+    country: Mapped[str] = mapped_column(String(128), default="")
+    country_iso_code: Mapped[str] = mapped_column(String(2), default="")
+    session_affinity_header: Mapped[str] = mapped_column(String(128), default="")
+    extra_headers: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    trunk_ref: Mapped[str | None] = mapped_column(ForeignKey("trunks.ref"), nullable=True)
+
+
+class AgentRow(_Resource, Base):
+    __tablename__ = "agents"
+    __table_args__ = (UniqueConstraint("username", "domain_ref", name="uq_agents_username_domain"),)
+    username: Mapped[str] = mapped_column(String(255))
+    privacy: Mapped[str] = mapped_column(String(16), default="NONE")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    max_contacts: Mapped[int] = mapped_column(Integer, default=0)
+    expires: Mapped[int] = mapped_column(Integer, default=0)
+    domain_ref: Mapped[str] = mapped_column(ForeignKey("domains.ref"))
+    credentials_ref: Mapped[str | None] = mapped_column(
+        ForeignKey("credentials.ref"), nullable=True
+    )
+
+
+class PeerRow(_Resource, Base):
+    __tablename__ = "peers"
+    username: Mapped[str] = mapped_column(String(255), unique=True)
+    aor: Mapped[str] = mapped_column(String(255), unique=True)
+    contact_addr: Mapped[str] = mapped_column(String(255), default="")
+    balancing_algorithm: Mapped[str] = mapped_column(String(32), default="UNSPECIFIED")
+    with_session_affinity: Mapped[bool] = mapped_column(Boolean, default=False)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    max_contacts: Mapped[int] = mapped_column(Integer, default=0)
+    expires: Mapped[int] = mapped_column(Integer, default=0)
+    access_control_list_ref: Mapped[str | None] = mapped_column(
+        ForeignKey("access_control_lists.ref"), nullable=True
+    )
+    credentials_ref: Mapped[str | None] = mapped_column(
+        ForeignKey("credentials.ref"), nullable=True
+    )
