@@ -25,7 +25,7 @@ DEFAULT_BIND = {
     "location": "0.0.0.0:51902",
     "connect": "0.0.0.0:51904",
 }
-SERVICES = ("edgeport", "dispatcher", "location", "connect")
+SERVICES = ("edgeport", "dispatcher", "location", "connect", "apiserver")
 
 
 async def _until_stopped(stop_hook: Callable[[], Awaitable[None]], banner: str) -> None:
@@ -48,6 +48,15 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
         await _until_stopped(
             edgeport.stop, f"edgeport: SIP on {points}, processor at {config.spec.processor.addr}"
         )
+        return
+    if service == "apiserver":
+        from .apiserver.server import start_apiserver
+
+        data_dir = Path(env.get("SIPGRID_DATA_DIR", "data"))
+        api = await start_apiserver(data_dir=data_dir, internal_addr=bind_addr)
+        if api.first_key:
+            print(f"sipgrid: the first API key (shown once, keep it): {api.first_key}", flush=True)
+        await _until_stopped(api.stop, "apiserver: gRPC internal and external ports up")
         return
     if service == "dispatcher":
         dispatcher_config = load_dispatcher(config_dir / "dispatcher.yaml")

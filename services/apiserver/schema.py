@@ -102,3 +102,12 @@ class PeerRow(_Resource, Base):
     credentials_ref: Mapped[str | None] = mapped_column(
         ForeignKey("credentials.ref"), nullable=True
     )
+
+
+class ApiKeyRow(Base):
+    """A bearer key of the external API; only its SHA-256 is kept."""
+
+    __tablename__ = "api_keys"
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[int] = mapped_column(Integer)

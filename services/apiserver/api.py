@@ -1,0 +1,221 @@
+"""The Connect API over gRPC: Routr's seven resource services, served from the store.
+
+One generic handler per service: the request message becomes a dict (protobuf field
+names), the store does the work in a thread, the result becomes the response message.
+Store errors map to gRPC status codes; the message names the field or the reference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf import empty_pb2, json_format, message_factory
+from google.protobuf.message import Message as ProtoMessage
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from sipgrid.pb import (
+    acl_pb2,
+    agents_pb2,
+    credentials_pb2,
+    domains_pb2,
+    numbers_pb2,
+    peers_pb2,
+    trunks_pb2,
+)
+
+from .schema import ApiKeyRow
+from .store import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceStore,
+    StoreError,
+    Unavailable,
+)
+
+
+@dataclass(frozen=True)
+class Service:
+    full_name: str
+    kind: str
+    module: Any
+
+
+SERVICES = [
+    Service("fonoster.routr.connect.acl.v2beta1.ACLService", "AccessControlList", acl_pb2),
+    Service("fonoster.routr.connect.agents.v2beta1.Agents", "Agent", agents_pb2),
+    Service(
+        "fonoster.routr.connect.credentials.v2beta1.CredentialsService",
+        "Credentials",
+        credentials_pb2,
+    ),
+    Service("fonoster.routr.connect.domains.v2beta1.Domains", "Domain", domains_pb2),
+    Service("fonoster.routr.connect.numbers.v2beta1.Numbers", "Number", numbers_pb2),
+    Service("fonoster.routr.connect.peers.v2beta1.Peers", "Peer", peers_pb2),
+    Service("fonoster.routr.connect.trunks.v2beta1.Trunks", "Trunk", trunks_pb2),
+]
+
+_CODES: list[tuple[type[StoreError], grpc.StatusCode]] = [
+    (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (NotFound, grpc.StatusCode.NOT_FOUND),
+    (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
+    (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (Unavailable, grpc.StatusCode.UNAVAILABLE),
+]
+
+
+def _to_dict(message: ProtoMessage) -> dict[str, Any]:
+    return json_format.MessageToDict(
+        message, always_print_fields_with_no_presence=True, preserving_proto_field_name=True
+    )
+
+
+def _to_message(data: dict[str, Any], cls: type[ProtoMessage]) -> ProtoMessage:
+    return json_format.ParseDict(data, cls(), ignore_unknown_fields=True)
+
+
+class ConnectApi:
+    """The handlers of the seven services over one store."""
+
+    def __init__(self, store: ResourceStore) -> None:
+        self.store = store
+
+    def handlers(self) -> list[grpc.GenericRpcHandler]:
+        return [self._handler(service) for service in SERVICES]
+
+    def _handler(self, service: Service) -> grpc.GenericRpcHandler:
+        descriptor = service.module.DESCRIPTOR.services_by_name[service.full_name.rsplit(".", 1)[1]]
+        methods = {}
+        for method in descriptor.methods:
+            request_cls = message_factory.GetMessageClass(method.input_type)
+            response_cls = message_factory.GetMessageClass(method.output_type)
+            call = self._call(service.kind, method.name, response_cls)
+            methods[method.name] = grpc.unary_unary_rpc_method_handler(
+                call,
+                request_deserializer=request_cls.FromString,
+                response_serializer=response_cls.SerializeToString,
+            )
+        return grpc.method_handlers_generic_handler(service.full_name, methods)
+
+    def _call(
+        self, kind: str, method: str, response_cls: type[ProtoMessage]
+    ) -> Callable[[ProtoMessage, grpc.aio.ServicerContext[Any, Any]], Awaitable[ProtoMessage]]:
+        async def call(
+            request: ProtoMessage, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> ProtoMessage:
+            data = _to_dict(request)
+            try:
+                result = await asyncio.to_thread(self._run, kind, method, data)
+            except StoreError as error:
+                code = next(c for t, c in _CODES if isinstance(error, t))
+                await context.abort(code, str(error))
+            if result is None:
+                return empty_pb2.Empty()
+            return _to_message(result, response_cls)
+
+        return call
+
+    def _run(self, kind: str, method: str, data: dict[str, Any]) -> dict[str, Any] | None:
+        store = self.store
+        match method:
+            case "Create":
+                return store.create(kind, data)
+            case "Update":
+                return store.update(kind, data.pop("ref", ""), data)
+            case "Get":
+                return store.get(kind, data.get("ref", ""))
+            case "Delete":
+                store.delete(kind, data.get("ref", ""))
+                return None
+            case "List":
+                items, token = store.list_page(
+                    kind, int(data.get("page_size") or 0), data.get("page_token") or ""
+                )
+                return {"items": items, "next_page_token": token}
+            case "FindBy":
+                name = data.get("field_name") or data.get("fieldName") or ""
+                value = data.get("field_value") or data.get("fieldValue") or ""
+                return {"items": store.find_by(kind, name, value)}
+        raise InvalidArgument("method", f"unknown method {method}")
+
+
+class ApiKeys:
+    """Bearer keys of the external API, kept in the database as SHA-256 hashes; a check
+    is cached for a second so a revocation reaches every instance within a second."""
+
+    def __init__(self, engine: Engine, clock: Callable[[], float] = time.monotonic) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._cache: dict[str, tuple[bool, float]] = {}
+
+    @staticmethod
+    def digest(key: str) -> str:
+        return hashlib.sha256(key.encode()).hexdigest()
+
+    def create(self, name: str = "") -> str:
+        key = "sg_" + secrets.token_urlsafe(32)
+        with Session(self._engine) as session, session.begin():
+            session.add(
+                ApiKeyRow(key_hash=self.digest(key), name=name, created_at=int(time.time()))
+            )
+        return key
+
+    def revoke(self, key: str) -> bool:
+        with Session(self._engine) as session, session.begin():
+            row = session.get(ApiKeyRow, self.digest(key))
+            if row is not None:
+                session.delete(row)
+        self._cache.clear()
+        return row is not None
+
+    def count(self) -> int:
+        with Session(self._engine) as session:
+            return len(session.scalars(select(ApiKeyRow.key_hash)).all())
+
+    def valid(self, key: str) -> bool:
+        digest = self.digest(key)
+        now = self._clock()
+        hit = self._cache.get(digest)
+        if hit is not None and now - hit[1] < 1.0:
+            return hit[0]
+        with Session(self._engine) as session:
+            ok = session.get(ApiKeyRow, digest) is not None
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[digest] = (ok, now)
+        return ok
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """The external API: every call needs ``authorization: Bearer <api key>``."""
+
+    def __init__(self, keys: ApiKeys) -> None:
+        self._keys = keys
+
+    async def intercept_service(
+        self, continuation: Any, handler_call_details: grpc.HandlerCallDetails
+    ) -> Any:
+        if handler_call_details.method.startswith("/grpc.health.v1.Health/"):
+            return await continuation(handler_call_details)
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        value = str(metadata.get("authorization", ""))
+        scheme, _, token = value.partition(" ")
+        if scheme.lower() == "bearer" and await asyncio.to_thread(self._keys.valid, token.strip()):
+            return await continuation(handler_call_details)
+
+        async def deny(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "a valid 'authorization: Bearer <api key>' is required",
+            )
+
+        return grpc.unary_unary_rpc_method_handler(deny)

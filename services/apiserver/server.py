@@ -1,0 +1,76 @@
+"""The APIServer: the Connect API on an internal port (services only, loopback unless
+configured) and an external port that requires an API key, TLS when configured."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from .api import SERVICES, ApiKeys, AuthInterceptor, ConnectApi
+from .database import database_url, make_engine, migrate
+from .store import Cipher, ResourceStore
+
+
+@dataclass
+class ApiServer:
+    store: ResourceStore
+    keys: ApiKeys
+    servers: list[grpc.aio.Server]
+    first_key: str | None
+
+    async def stop(self) -> None:
+        for server in self.servers:
+            await server.stop(grace=1.0)
+
+
+async def _serve(
+    api: ConnectApi,
+    address: str,
+    interceptors: list[grpc.aio.ServerInterceptor],
+    tls: tuple[bytes, bytes] | None = None,
+) -> grpc.aio.Server:
+    server = grpc.aio.server(interceptors=interceptors)
+    server.add_generic_rpc_handlers(api.handlers())
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    if tls is not None:
+        port = server.add_secure_port(address, grpc.ssl_server_credentials([(tls[1], tls[0])]))
+    else:
+        port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot bind gRPC to {address}")
+    await server.start()
+    for name in ["", *(s.full_name for s in SERVICES)]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return server
+
+
+async def start_apiserver(
+    *,
+    data_dir: Path,
+    internal_addr: str | None = None,
+    external_addr: str | None = None,
+) -> ApiServer:
+    """Migrate the database, then serve. At first start an API key is made and returned
+    once (the caller prints it); only its hash is kept."""
+    env = os.environ
+    engine = make_engine(database_url(data_dir))
+    migrate(engine)
+    store = ResourceStore(engine, Cipher(key_file=data_dir / "secret.key"))
+    keys = ApiKeys(engine)
+    first_key = keys.create("first key") if keys.count() == 0 else None
+    api = ConnectApi(store)
+    internal = internal_addr or env.get("INTERNAL_BIND_ADDR", "127.0.0.1:51907")
+    external = external_addr or env.get("EXTERNAL_BIND_ADDR", "0.0.0.0:51908")
+    tls = None
+    if env.get("TLS_CERT") and env.get("TLS_KEY"):
+        tls = (Path(env["TLS_CERT"]).read_bytes(), Path(env["TLS_KEY"]).read_bytes())
+    servers = [
+        await _serve(api, internal, []),
+        await _serve(api, external, [AuthInterceptor(keys)], tls),
+    ]
+    return ApiServer(store, keys, servers, first_key)
