@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PROTOS := $(wildcard proto/*.proto)
 PB_STAMP := sipgrid/pb/.generated
 
-.PHONY: install protos run test bench lint typecheck system-deps clean
+.PHONY: install protos run test bench lint typecheck system-deps node-deps clean
 
 install: $(STAMP) $(PB_STAMP)
 
@@ -37,10 +37,20 @@ system-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sip-tester >/dev/null; }
 	@command -v sipp >/dev/null || { echo "make: sipp is missing and could not be installed"; exit 1; }
 
+# Routr's published Node SDK for the compatibility test (npm registry), into tests/node.
+NODE_STAMP := tests/node/node_modules/.installed
+node-deps: $(NODE_STAMP)
+
+$(NODE_STAMP): tests/node/package.json tests/node/package-lock.json
+	@command -v npm >/dev/null || { echo "installing Node.js and npm (Debian packages)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
+	cd tests/node && npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
 run: install
 	$(VENV)/bin/sipgrid run --config-dir config
 
-test: install system-deps lint
+test: install system-deps node-deps lint
 	$(PY) -m pytest -q
 
 bench: install system-deps

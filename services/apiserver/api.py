@@ -8,7 +8,9 @@ Store errors map to gRPC status codes; the message names the field or the refere
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import hmac
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -31,7 +33,7 @@ from sipgrid.pb import (
     trunks_pb2,
 )
 
-from .schema import ApiKeyRow
+from .schema import ApiKeyRow, ApiUserRow
 from .store import (
     AlreadyExists,
     FailedPrecondition,
@@ -195,11 +197,52 @@ class ApiKeys:
         return ok
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
-    """The external API: every call needs ``authorization: Bearer <api key>``."""
+class ApiUsers:
+    """Users of the external API for HTTP Basic; passwords kept as scrypt hashes."""
 
-    def __init__(self, keys: ApiKeys) -> None:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @staticmethod
+    def _hash(password: str, salt: bytes) -> str:
+        digest = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1)
+        return f"scrypt${salt.hex()}${digest.hex()}"
+
+    def set(self, username: str, password: str) -> None:
+        if not username or not password:
+            raise InvalidArgument("username" if not username else "password", "is required")
+        with Session(self._engine) as session, session.begin():
+            session.merge(
+                ApiUserRow(
+                    username=username,
+                    password_hash=self._hash(password, secrets.token_bytes(16)),
+                    created_at=int(time.time()),
+                )
+            )
+
+    def remove(self, username: str) -> bool:
+        with Session(self._engine) as session, session.begin():
+            row = session.get(ApiUserRow, username)
+            if row is not None:
+                session.delete(row)
+            return row is not None
+
+    def valid(self, username: str, password: str) -> bool:
+        with Session(self._engine) as session:
+            row = session.get(ApiUserRow, username)
+        if row is None:
+            return False
+        _, salt, _ = row.password_hash.split("$")
+        return hmac.compare_digest(row.password_hash, self._hash(password, bytes.fromhex(salt)))
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """The external API: every call needs ``authorization: Bearer <api key>`` or
+    ``Basic <user:password>`` of an API user."""
+
+    def __init__(self, keys: ApiKeys, users: ApiUsers | None = None) -> None:
         self._keys = keys
+        self._users = users
 
     async def intercept_service(
         self, continuation: Any, handler_call_details: grpc.HandlerCallDetails
@@ -211,6 +254,17 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         scheme, _, token = value.partition(" ")
         if scheme.lower() == "bearer" and await asyncio.to_thread(self._keys.valid, token.strip()):
             return await continuation(handler_call_details)
+        if scheme.lower() == "basic" and self._users is not None:
+            try:
+                username, _, password = base64.b64decode(token.strip()).decode().partition(":")
+            except (ValueError, UnicodeDecodeError):
+                username = password = ""
+            users = self._users
+            known: bool = bool(username) and await asyncio.to_thread(
+                users.valid, username, password
+            )
+            if known:
+                return await continuation(handler_call_details)
 
         async def deny(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             await context.abort(

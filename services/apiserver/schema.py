@@ -111,3 +111,12 @@ class ApiKeyRow(Base):
     key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(255), default="")
     created_at: Mapped[int] = mapped_column(Integer)
+
+
+class ApiUserRow(Base):
+    """A user of the external API (HTTP Basic, as Routr's Node SDK sends); scrypt hash only."""
+
+    __tablename__ = "api_users"
+    username: Mapped[str] = mapped_column(String(255), primary_key=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[int] = mapped_column(Integer)

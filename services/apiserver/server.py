@@ -10,7 +10,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from .api import SERVICES, ApiKeys, AuthInterceptor, ConnectApi
+from .api import SERVICES, ApiKeys, ApiUsers, AuthInterceptor, ConnectApi
 from .database import database_url, make_engine, migrate
 from .store import Cipher, ResourceStore
 
@@ -19,6 +19,7 @@ from .store import Cipher, ResourceStore
 class ApiServer:
     store: ResourceStore
     keys: ApiKeys
+    users: ApiUsers
     servers: list[grpc.aio.Server]
     first_key: str | None
 
@@ -62,6 +63,9 @@ async def start_apiserver(
     migrate(engine)
     store = ResourceStore(engine, Cipher(key_file=data_dir / "secret.key"))
     keys = ApiKeys(engine)
+    users = ApiUsers(engine)
+    if env.get("API_USERNAME") and env.get("API_PASSWORD"):
+        users.set(env["API_USERNAME"], env["API_PASSWORD"])
     first_key = keys.create("first key") if keys.count() == 0 else None
     api = ConnectApi(store)
     internal = internal_addr or env.get("INTERNAL_BIND_ADDR", "127.0.0.1:51907")
@@ -71,6 +75,6 @@ async def start_apiserver(
         tls = (Path(env["TLS_CERT"]).read_bytes(), Path(env["TLS_KEY"]).read_bytes())
     servers = [
         await _serve(api, internal, []),
-        await _serve(api, external, [AuthInterceptor(keys)], tls),
+        await _serve(api, external, [AuthInterceptor(keys, users)], tls),
     ]
-    return ApiServer(store, keys, servers, first_key)
+    return ApiServer(store, keys, users, servers, first_key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from pathlib import Path
 
 import grpc
@@ -160,6 +161,13 @@ def test_crud_errors_and_auth(
                     await acls.List(
                         acl_pb2.ListACLsRequest(), metadata=[("authorization", f"Bearer {extra}")]
                     )
+                assert info.value.code() is grpc.StatusCode.UNAUTHENTICATED
+                api.users.set("admin", "changeit")
+                basic = "Basic " + base64.b64encode(b"admin:changeit").decode()
+                await acls.List(acl_pb2.ListACLsRequest(), metadata=[("authorization", basic)])
+                wrong = "Basic " + base64.b64encode(b"admin:nope").decode()
+                with pytest.raises(grpc.aio.AioRpcError) as info:
+                    await acls.List(acl_pb2.ListACLsRequest(), metadata=[("authorization", wrong)])
                 assert info.value.code() is grpc.StatusCode.UNAUTHENTICATED
         finally:
             await api.stop()

@@ -1,4 +1,4 @@
-"""API keys of the external Connect API
+"""API keys and API users of the external Connect API
 
 Revision ID: 0002
 Revises: 0001
@@ -23,7 +23,15 @@ def upgrade() -> None:
         sa.Column("created_at", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("key_hash"),
     )
+    op.create_table(
+        "api_users",
+        sa.Column("username", sa.String(length=255), nullable=False),
+        sa.Column("password_hash", sa.String(length=255), nullable=False),
+        sa.Column("created_at", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("username"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("api_users")
     op.drop_table("api_keys")
