@@ -120,3 +120,11 @@ class ApiUserRow(Base):
     username: Mapped[str] = mapped_column(String(255), primary_key=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[int] = mapped_column(Integer)
+
+
+class RevisionRow(Base):
+    """One row counting writes: readers that cache resources reload when it moves."""
+
+    __tablename__ = "revision"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[int] = mapped_column(Integer, default=0)

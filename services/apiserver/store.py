@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -32,6 +32,7 @@ from .schema import (
     DomainRow,
     NumberRow,
     PeerRow,
+    RevisionRow,
     TrunkRow,
 )
 
@@ -388,6 +389,21 @@ class ResourceStore:
         """For tests without migrations; the server runs Alembic."""
         Base.metadata.create_all(self.engine)
 
+    def revision(self) -> int:
+        """A number that changes with every write (0 before migrations made the table)."""
+        with self._session() as session:
+            row = session.get(RevisionRow, 1)
+            return row.value if row is not None else 0
+
+    def _bump(self, session: Session) -> None:
+        row = session.get(RevisionRow, 1)
+        if row is None:
+            session.add(RevisionRow(id=1, value=1))
+        else:
+            session.execute(
+                update(RevisionRow).where(RevisionRow.id == 1).values(value=RevisionRow.value + 1)
+            )
+
     @contextmanager
     def _session(self) -> Iterator[Session]:
         try:
@@ -417,6 +433,7 @@ class ResourceStore:
             self._assign(kind, row, data, creating=True)
             session.add(row)
             self._flush(session, kind)
+            self._bump(session)
             return self._out(session, kind, row)
 
     def update(self, kind_name: str, ref: str, data: Data) -> Data:
@@ -441,6 +458,7 @@ class ResourceStore:
             self._assign(kind, row, {k: merged[k] for k in data if k in merged}, creating=False)
             row.updated_at = int(self._clock())
             self._flush(session, kind)
+            self._bump(session)
             return self._out(session, kind, row)
 
     def get(self, kind_name: str, ref: str) -> Data:
@@ -473,6 +491,7 @@ class ResourceStore:
                         f"{kind_name} {ref!r} is still referenced by {other} {', '.join(repr(u) for u in users)}"
                     )
             session.delete(row)
+            self._bump(session)
 
     def list_page(
         self, kind_name: str, page_size: int = 0, page_token: str = ""

@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 
+from services.apiserver.files import apply
+from services.apiserver.server import ApiServer, start_apiserver
 from services.connect.processor import ConnectProcessor
-from services.connect.resources import load_resources
+from services.connect.store_resources import StoreResources
 from services.dispatcher.dispatcher import Dispatcher, load_dispatcher
 from services.edgeport.config import load_edgeport
 from services.edgeport.server import EdgePort
@@ -36,7 +40,19 @@ def is_local_connect(ref: str, addr: str) -> bool:
     return addr.rsplit(":", 1)[-1] == str(CONNECT_PORT) or ref == "connect-processor"
 
 
-async def build(config_dir: Path) -> EdgePort:
+@dataclass
+class AllInOne:
+    edgeport: EdgePort
+    api: ApiServer
+    refresher: asyncio.Task[None]
+
+    async def stop(self) -> None:
+        self.refresher.cancel()
+        await self.edgeport.stop()
+        await self.api.stop()
+
+
+async def build(config_dir: Path, data_dir: Path | None = None) -> AllInOne:
     edge_config = load_edgeport(config_dir / "edgeport.yaml")
     if (config_dir / "location.yaml").exists():
         location_config = load(LocationConfig, config_dir / "location.yaml")
@@ -44,8 +60,15 @@ async def build(config_dir: Path) -> EdgePort:
             raise ConfigError(
                 f"{config_dir / 'location.yaml'}: field spec.cache.provider: only 'memory' is supported yet"
             )
+    data = data_dir or Path(os.environ.get("SIPGRID_DATA_DIR", "data"))
+    api = await start_apiserver(data_dir=data)
+    if api.first_key:
+        print(f"sipgrid: the first API key (shown once, keep it): {api.first_key}", flush=True)
+    if (config_dir / "resources").is_dir():
+        await asyncio.to_thread(apply, api.store, config_dir / "resources")
+    resources = StoreResources(api.store)
     location = MemoryLocation()
-    connect = ConnectProcessor(load_resources(config_dir / "resources"), location)
+    connect = ConnectProcessor(resources, location)
     processor: Processor = connect
     dispatcher_path = config_dir / "dispatcher.yaml"
     if dispatcher_path.exists():
@@ -59,18 +82,19 @@ async def build(config_dir: Path) -> EdgePort:
             return GrpcProcessor(addr)
 
         processor = Dispatcher(dispatcher_config, resolve)
-    return EdgePort(edge_config, processor)
+    refresher = asyncio.create_task(resources.run())
+    return AllInOne(EdgePort(edge_config, processor), api, refresher)
 
 
 async def run(config_dir: Path) -> None:
-    edgeport = await build(config_dir)
-    await edgeport.start()
+    app = await build(config_dir)
+    await app.edgeport.start()
     tune_gc()
-    points = ", ".join(str(lp) for lp in edgeport.listening_points)
+    points = ", ".join(str(lp) for lp in app.edgeport.listening_points)
     print(f"sipgrid: ready; SIP on {points}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    await edgeport.stop()
+    await app.stop()

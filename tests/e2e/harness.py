@@ -55,6 +55,7 @@ class Sipgrid:
     port: int
     config_dir: Path
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    api_port: int = 0  # the internal Connect API (all-in-one)
     logs: list[Path] = field(default_factory=list)
 
     def stop(self) -> None:
@@ -117,24 +118,15 @@ def _wait_ready(
 def all_in_one(directory: Path, **config: object) -> Iterator[Sipgrid]:
     port = free_port()
     write_config(directory, port, **config)  # type: ignore[arg-type]
-    log = directory / "sipgrid.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "sipgrid.cli",
-                "run",
-                "--config-dir",
-                str(directory),
-                "--log-level",
-                "info",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
-    server = Sipgrid(port, directory, [process], [log])
+    api_port = free_port()
+    env = {
+        "SIPGRID_DATA_DIR": str(directory / "data"),
+        "DATABASE_URL": "",
+        "INTERNAL_BIND_ADDR": f"127.0.0.1:{api_port}",
+        "EXTERNAL_BIND_ADDR": f"127.0.0.1:{free_port()}",
+    }
+    process, log = _start(directory, "sipgrid", ["run", "--config-dir", str(directory)], env)
+    server = Sipgrid(port, directory, [process], logs=[log], api_port=api_port)
     try:
         _wait_ready(process, log, "sipgrid: ready")
         yield server

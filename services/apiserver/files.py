@@ -1,0 +1,159 @@
+"""Routr-format resource files (YAML or JSON lists of {apiVersion, kind, ref, metadata,
+spec}) applied to the store by ref: created when new, updated when present. Idempotent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sipgrid.config import ConfigError, read_document
+
+from .store import InvalidArgument, NotFound, ResourceStore, StoreError
+
+# Apply in this order, so that what a resource refers to exists first.
+ORDER = ["AccessControlList", "Credentials", "Trunk", "Number", "Domain", "Agent", "Peer"]
+
+
+def _get(spec: dict[str, Any], *path: str, default: Any = None) -> Any:
+    value: Any = spec
+    for key in path:
+        if not isinstance(value, dict):
+            return default
+        value = value.get(key)
+    return default if value is None else value
+
+
+def to_store(kind: str, resource: dict[str, Any]) -> dict[str, Any]:
+    """One Routr resource as the store's fields."""
+    spec = resource.get("spec") or {}
+    data: dict[str, Any] = {
+        "name": _get(resource, "metadata", "name", default=resource.get("ref", ""))
+    }
+    if resource.get("extended") or spec.get("extended"):
+        data["extended"] = resource.get("extended") or spec.get("extended")
+    if kind == "AccessControlList":
+        data |= {
+            "allow": _get(spec, "accessControlList", "allow", default=[]),
+            "deny": _get(spec, "accessControlList", "deny", default=[]),
+        }
+    elif kind == "Credentials":
+        data |= {
+            "username": _get(spec, "credentials", "username", default=""),
+            "password": _get(spec, "credentials", "password", default=""),
+        }
+    elif kind == "Domain":
+        policies = [
+            {"rule": p.get("rule", ""), "number_ref": p.get("numberRef", "")}
+            for p in _get(spec, "context", "egressPolicies", default=[])
+        ]
+        data |= {
+            "domain_uri": _get(spec, "context", "domainUri", default=""),
+            "access_control_list_ref": spec.get("accessControlListRef"),
+            "egress_policies": policies,
+        }
+    elif kind == "Agent":
+        data |= {
+            "username": str(spec.get("username", "")),
+            "domain_ref": spec.get("domainRef"),
+            "credentials_ref": spec.get("credentialsRef"),
+            "privacy": str(spec.get("privacy", "None")).upper(),
+            "enabled": bool(spec.get("enabled", True)),
+            "max_contacts": int(spec.get("maxContacts", 0)),
+            "expires": int(spec.get("expires", 0)),
+        }
+    elif kind == "Peer":
+        algorithm = (
+            str(_get(spec, "loadBalancing", "algorithm", default="")).upper().replace("-", "_")
+        )
+        data |= {
+            "username": str(spec.get("username", "")),
+            "aor": spec.get("aor", ""),
+            "contact_addr": spec.get("contactAddr", ""),
+            "credentials_ref": spec.get("credentialsRef"),
+            "access_control_list_ref": spec.get("accessControlListRef"),
+            "balancing_algorithm": algorithm or "UNSPECIFIED",
+            "with_session_affinity": bool(
+                _get(spec, "loadBalancing", "withSessionAffinity", default=False)
+            ),
+            "enabled": bool(spec.get("enabled", True)),
+            "max_contacts": int(spec.get("maxContacts", 0)),
+            "expires": int(spec.get("expires", 0)),
+        }
+    elif kind == "Number":
+        data |= {
+            "trunk_ref": spec.get("trunkRef"),
+            "tel_url": _get(spec, "location", "telUrl", default=""),
+            "aor_link": _get(spec, "location", "aorLink", default=""),
+            "session_affinity_header": _get(spec, "location", "sessionAffinityHeader", default=""),
+            "extra_headers": _get(spec, "location", "extraHeaders", default=[]),
+            "city": _get(spec, "geoInfo", "city", default=""),
+            "country": _get(spec, "geoInfo", "country", default=""),
+            "country_iso_code": _get(spec, "geoInfo", "countryIsoCode", default=""),
+        }
+    elif kind == "Trunk":
+        uris = [
+            {
+                "host": _get(u, "uri", "host", default=""),
+                "port": int(_get(u, "uri", "port", default=0)),
+                "transport": str(_get(u, "uri", "transport", default="")).lower(),
+                "user": _get(u, "uri", "user", default=""),
+                "weight": int(u.get("weight", 0)),
+                "priority": int(u.get("priority", 0)),
+                "enabled": bool(u.get("enabled", True)),
+            }
+            for u in _get(spec, "outbound", "uris", default=[])
+        ]
+        data |= {
+            "inbound_uri": _get(spec, "inbound", "uri", default=""),
+            "access_control_list_ref": _get(spec, "inbound", "accessControlListRef"),
+            "inbound_credentials_ref": _get(spec, "inbound", "credentialsRef"),
+            "outbound_credentials_ref": _get(spec, "outbound", "credentialsRef"),
+            "send_register": bool(_get(spec, "outbound", "sendRegister", default=False)),
+            "uris": uris,
+        }
+    else:
+        raise InvalidArgument("kind", f"unknown kind {kind!r}")
+    return data
+
+
+def read_resources(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(where, resource) pairs from a file or every .yaml/.yml/.json file of a directory."""
+    files = (
+        sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml", ".json"))
+        if path.is_dir()
+        else [path]
+    )
+    out: list[tuple[str, dict[str, Any]]] = []
+    for file in files:
+        document = read_document(file)
+        items = document if isinstance(document, list) else [document] if document else []
+        for index, item in enumerate(items):
+            if not isinstance(item, dict) or item.get("kind") not in ORDER or not item.get("ref"):
+                where = f"{file} (#{index})"
+                raise ConfigError(
+                    f"{where}: field kind/ref: each resource needs a ref and a kind of {', '.join(ORDER)}"
+                )
+            out.append((f"{file} ({item['ref']})", item))
+    return out
+
+
+def apply(store: ResourceStore, path: Path) -> list[tuple[str, str, str]]:
+    """Create or update every resource found; return (kind, ref, "created"|"updated")."""
+    resources = read_resources(path)
+    resources.sort(key=lambda pair: ORDER.index(pair[1]["kind"]))
+    done: list[tuple[str, str, str]] = []
+    for where, resource in resources:
+        kind, ref = resource["kind"], resource["ref"]
+        data = to_store(kind, resource)
+        try:
+            try:
+                store.get(kind, ref)
+            except NotFound:
+                store.create(kind, data, ref=ref)
+                done.append((kind, ref, "created"))
+            else:
+                store.update(kind, ref, data)
+                done.append((kind, ref, "updated"))
+        except StoreError as error:
+            raise ConfigError(f"{where}: {error}") from None
+    return done
