@@ -1,39 +1,39 @@
-"""The ``sipgrid`` command."""
+"""The ``sipgrid`` command: run the services, and manage resources through the Connect API."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Any
 
-import typer
+import click
 
 from sipgrid import __version__
 from sipgrid.config import ConfigError
 
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="sipgrid: a SIP softswitch, Routr v2 compatible.",
+CONFIG_DIR = click.option(
+    "--config-dir", type=click.Path(path_type=Path), default=Path("config"), show_default=True,
+    help="Directory with edgeport.yaml, dispatcher.yaml, location.yaml and resources/.",
+)  # fmt: skip
+LOG_LEVEL = click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="warning",
+    show_default=True,
 )
 
-ConfigDir = Annotated[
-    Path,
-    typer.Option("--config-dir", help="Directory with edgeport.yaml, dispatcher.yaml, resources/."),
-]
-LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
 
-
-def _run(main: object) -> None:
+def _run(main: Coroutine[Any, Any, None]) -> None:
     """asyncio.run on uvloop (a faster event loop) when it is installed."""
     try:
         import uvloop
     except ImportError:
-        asyncio.run(main)  # type: ignore[arg-type]
+        asyncio.run(main)
     else:
-        uvloop.run(main)  # type: ignore[arg-type]
+        uvloop.run(main)
 
 
 def _logging(level: str) -> None:
@@ -44,57 +44,60 @@ def _logging(level: str) -> None:
     )
 
 
-@app.command()
+def _start(what: str, main: Coroutine[Any, Any, None]) -> None:
+    try:
+        _run(main)
+    except ConfigError as error:
+        click.echo(f"sipgrid: {error}", err=True)
+        sys.exit(2)
+    except OSError as error:
+        click.echo(f"sipgrid: cannot start {what}: {error}", err=True)
+        sys.exit(1)
+
+
+@click.group(help="sipgrid: a SIP softswitch, Routr v2 compatible.")
+def cli() -> None:
+    pass
+
+
+@cli.command()
 def version() -> None:
     """Print the version."""
-    typer.echo(__version__)
+    click.echo(__version__)
 
 
-@app.command()
-def run(config_dir: ConfigDir = Path("config"), log_level: LogLevel = "warning") -> None:
+@cli.command()
+@CONFIG_DIR
+@LOG_LEVEL
+def run(config_dir: Path, log_level: str) -> None:
     """Run every service in one process (the all-in-one wiring)."""
     from services.one.app import run as run_all
 
     _logging(log_level)
-    try:
-        _run(run_all(config_dir))
-    except ConfigError as error:
-        typer.echo(f"sipgrid: {error}", err=True)
-        raise typer.Exit(code=2) from None
-    except OSError as error:
-        typer.echo(f"sipgrid: cannot start: {error}", err=True)
-        raise typer.Exit(code=1) from None
+    _start("sipgrid", run_all(config_dir))
 
 
-@app.command()
-def serve(
-    service: Annotated[str, typer.Argument(help="edgeport, dispatcher, location or connect.")],
-    config_dir: ConfigDir = Path("config"),
-    bind_addr: Annotated[
-        str | None, typer.Option("--bind-addr", help="gRPC address to listen on (host:port).")
-    ] = None,
-    log_level: LogLevel = "warning",
-) -> None:
+@cli.command()
+@click.argument(
+    "service", type=click.Choice(["edgeport", "dispatcher", "location", "connect", "apiserver"])
+)
+@CONFIG_DIR
+@click.option("--bind-addr", help="gRPC address to listen on (host:port).")
+@LOG_LEVEL
+def serve(service: str, config_dir: Path, bind_addr: str | None, log_level: str) -> None:
     """Run one service (the distributed wiring); services talk gRPC."""
-    from services.serve import SERVICES
     from services.serve import serve as serve_one
 
-    if service not in SERVICES:
-        typer.echo(f"sipgrid: unknown service {service!r}; one of {', '.join(SERVICES)}", err=True)
-        raise typer.Exit(code=2)
     _logging(log_level)
-    try:
-        _run(serve_one(service, config_dir, bind_addr))
-    except ConfigError as error:
-        typer.echo(f"sipgrid: {error}", err=True)
-        raise typer.Exit(code=2) from None
-    except OSError as error:
-        typer.echo(f"sipgrid: cannot start {service}: {error}", err=True)
-        raise typer.Exit(code=1) from None
+    _start(service, serve_one(service, config_dir, bind_addr))
 
 
 def main() -> None:
-    app()
+    from sipgrid.cli_resources import commands
+
+    for command in commands():
+        cli.add_command(command)
+    cli()
 
 
 if __name__ == "__main__":

@@ -130,7 +130,7 @@ class ConnectApi:
         store = self.store
         match method:
             case "Create":
-                return store.create(kind, data)
+                return store.create(kind, data, ref=data.pop("ref", "") or None)
             case "Update":
                 return store.update(kind, data.pop("ref", ""), data)
             case "Get":
@@ -269,7 +269,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         async def deny(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             await context.abort(
                 grpc.StatusCode.UNAUTHENTICATED,
-                "a valid 'authorization: Bearer <api key>' is required",
+                "a valid 'authorization' is required: Bearer <api key> or Basic <user:password>",
             )
 
         return grpc.unary_unary_rpc_method_handler(deny)

@@ -10,6 +10,8 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
+
 from services.apiserver.files import apply
 from services.apiserver.server import ApiServer, start_apiserver
 from services.connect.processor import ConnectProcessor
@@ -17,6 +19,7 @@ from services.connect.store_resources import StoreResources
 from services.dispatcher.dispatcher import Dispatcher, load_dispatcher
 from services.edgeport.config import load_edgeport
 from services.edgeport.server import EdgePort
+from services.grpc_servers import start_server
 from services.location.config import LocationConfig
 from services.location.service import MemoryLocation
 from sipgrid.api.types import Processor
@@ -45,11 +48,13 @@ class AllInOne:
     edgeport: EdgePort
     api: ApiServer
     refresher: asyncio.Task[None]
+    location_server: grpc.aio.Server
 
     async def stop(self) -> None:
         self.refresher.cancel()
         await self.edgeport.stop()
         await self.api.stop()
+        await self.location_server.stop(grace=1.0)
 
 
 async def build(config_dir: Path, data_dir: Path | None = None) -> AllInOne:
@@ -83,7 +88,11 @@ async def build(config_dir: Path, data_dir: Path | None = None) -> AllInOne:
 
         processor = Dispatcher(dispatcher_config, resolve)
     refresher = asyncio.create_task(resources.run())
-    return AllInOne(EdgePort(edge_config, processor), api, refresher)
+    # Location on loopback too, for `sipgrid registrations list`
+    location_server = await start_server(
+        os.environ.get("LOCATION_BIND_ADDR", "127.0.0.1:51902"), location=location
+    )
+    return AllInOne(EdgePort(edge_config, processor), api, refresher, location_server)
 
 
 async def run(config_dir: Path) -> None:

@@ -56,6 +56,8 @@ class Sipgrid:
     config_dir: Path
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     api_port: int = 0  # the internal Connect API (all-in-one)
+    external_api_port: int = 0
+    location_port: int = 0
     logs: list[Path] = field(default_factory=list)
 
     def stop(self) -> None:
@@ -118,15 +120,24 @@ def _wait_ready(
 def all_in_one(directory: Path, **config: object) -> Iterator[Sipgrid]:
     port = free_port()
     write_config(directory, port, **config)  # type: ignore[arg-type]
-    api_port = free_port()
+    api_port, external_api_port, location_port = free_port(), free_port(), free_port()
     env = {
         "SIPGRID_DATA_DIR": str(directory / "data"),
         "DATABASE_URL": "",
         "INTERNAL_BIND_ADDR": f"127.0.0.1:{api_port}",
-        "EXTERNAL_BIND_ADDR": f"127.0.0.1:{free_port()}",
+        "EXTERNAL_BIND_ADDR": f"127.0.0.1:{external_api_port}",
+        "LOCATION_BIND_ADDR": f"127.0.0.1:{location_port}",
     }
     process, log = _start(directory, "sipgrid", ["run", "--config-dir", str(directory)], env)
-    server = Sipgrid(port, directory, [process], logs=[log], api_port=api_port)
+    server = Sipgrid(
+        port,
+        directory,
+        [process],
+        logs=[log],
+        api_port=api_port,
+        external_api_port=external_api_port,
+        location_port=location_port,
+    )
     try:
         _wait_ready(process, log, "sipgrid: ready")
         yield server

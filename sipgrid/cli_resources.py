@@ -1,0 +1,437 @@
+"""`sipgrid agents|domains|peers|trunks|numbers|credentials|acls ...`, `sipgrid login`,
+`sipgrid apply -f` and `sipgrid registrations list`: the Connect API from a shell.
+
+Flags come from the protobuf request messages, so every field the API takes is a flag.
+Output is a table, or JSON or YAML with -o. Errors are one line on stderr, exit code 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+from google.protobuf.descriptor import FieldDescriptor
+
+from sipgrid.sdk import ConnectClient, NotFound, Resource, SdkError, as_dict
+
+RESOURCES = {
+    "agents": "Agent",
+    "domains": "Domain",
+    "peers": "Peer",
+    "trunks": "Trunk",
+    "numbers": "Number",
+    "credentials": "Credentials",
+    "acls": "AccessControlList",
+}
+COLUMNS = {
+    "Agent": ["ref", "name", "username", "domain.domain_uri", "enabled"],
+    "Domain": ["ref", "name", "domain_uri", "access_control_list.name"],
+    "Peer": ["ref", "name", "username", "aor", "contact_addr"],
+    "Trunk": ["ref", "name", "inbound_uri", "send_register"],
+    "Number": ["ref", "name", "tel_url", "aor_link", "trunk.name"],
+    "Credentials": ["ref", "name", "username"],
+    "AccessControlList": ["ref", "name", "allow", "deny"],
+}
+
+
+def config_path() -> Path:
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "sipgrid" / "cli.json"
+
+
+def _saved() -> dict[str, str]:
+    path = config_path()
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def connection_params() -> list[click.Parameter]:
+    """The options every API command takes (new objects for each command)."""
+    return [
+        click.Option(
+            ["--endpoint"],
+            envvar="SIPGRID_ENDPOINT",
+            help="APIServer address host:port (default: saved by login, or localhost:51908).",
+        ),
+        click.Option(["--api-key"], envvar="SIPGRID_API_KEY", help="An API key (Bearer)."),
+        click.Option(["--api-user"], envvar="SIPGRID_API_USER", help="An API user (HTTP Basic)."),
+        click.Option(
+            ["--api-password"], envvar="SIPGRID_API_PASSWORD", help="The API user's password."
+        ),
+        click.Option(["--tls/--no-tls"], default=None, help="Use TLS to reach the APIServer."),
+        click.Option(
+            ["-o", "--output"],
+            type=click.Choice(["table", "json", "yaml"]),
+            default="table",
+            show_default=True,
+        ),
+    ]
+
+
+def _command(
+    name: str, callback: Callable[..., Any], help_text: str, params: list[click.Parameter]
+) -> click.Command:
+    return click.Command(
+        name, callback=callback, help=help_text, params=[*params, *connection_params()]
+    )
+
+
+def _client(options: dict[str, Any]) -> ConnectClient:
+    """Options first, then the environment (click reads it), then what login saved."""
+    saved = _saved()
+    user = options.get("api_user") or saved.get("api_user")
+    key = options.get("api_key") or (None if options.get("api_user") else saved.get("api_key"))
+    tls = options.get("tls")
+    return ConnectClient(
+        options.get("endpoint") or saved.get("endpoint") or "localhost:51908",
+        api_key=key,
+        username=user,
+        password=options.get("api_password") or saved.get("api_password"),
+        tls=bool(tls if tls is not None else saved.get("tls", False)),
+    )
+
+
+def _fail(message: str) -> None:
+    click.echo(f"sipgrid: {message}", err=True)
+    sys.exit(1)
+
+
+def _cell(item: dict[str, Any], path: str) -> str:
+    value: Any = item
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return "" if value is None else str(value)
+
+
+def show(kind: str, items: list[dict[str, Any]], output: str) -> None:
+    if output == "json":
+        click.echo(json.dumps(items if len(items) != 1 else items[0], indent=2))
+    elif output == "yaml":
+        click.echo(
+            yaml.safe_dump(items if len(items) != 1 else items[0], sort_keys=False), nl=False
+        )
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(box=None, header_style="bold")
+        for column in COLUMNS[kind]:
+            table.add_column(column.upper().replace(".", " "))
+        for item in items:
+            table.add_row(*(_cell(item, c) for c in COLUMNS[kind]))
+        Console(width=200).print(table)
+
+
+def _field_options(request_cls: Any) -> list[tuple[str, click.Option]]:
+    options = []
+    for f in request_cls.DESCRIPTOR.fields:
+        if f.name in ("ref", "api_version"):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        repeated = f.is_repeated
+        if f.type == FieldDescriptor.TYPE_MESSAGE:
+            help_text = "JSON" + (" list" if repeated else " object")
+            options.append((f.name, click.Option([flag], help=help_text)))
+        elif repeated:
+            options.append(
+                (f.name, click.Option([flag], multiple=True, help="repeat for several values"))
+            )
+        elif f.type == FieldDescriptor.TYPE_BOOL:
+            options.append(
+                (f.name, click.Option([f"{flag}/--no-{f.name.replace('_', '-')}"], default=None))
+            )
+        elif f.type == FieldDescriptor.TYPE_ENUM:
+            options.append(
+                (
+                    f.name,
+                    click.Option(
+                        [flag],
+                        type=click.Choice(
+                            [v.name for v in f.enum_type.values], case_sensitive=False
+                        ),
+                    ),
+                )
+            )
+        elif f.type in (FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_INT64):
+            options.append((f.name, click.Option([flag], type=int)))
+        else:
+            options.append((f.name, click.Option([flag])))
+    return options
+
+
+def _fields(request_cls: Any, values: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in request_cls.DESCRIPTOR.fields:
+        value = values.get(f.name)
+        if value is None or value == ():
+            continue
+        if f.type == FieldDescriptor.TYPE_MESSAGE:
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise click.BadParameter(
+                    f"not valid JSON: {value!r}", param_hint="--" + f.name.replace("_", "-")
+                ) from None
+        elif isinstance(value, tuple):
+            value = list(value)
+        elif f.type == FieldDescriptor.TYPE_ENUM:
+            value = value.upper()
+        out[f.name] = value
+    return out
+
+
+def _resource_group(name: str, kind: str) -> click.Group:
+    group = click.Group(name, help=f"Manage {kind} resources.")
+
+    def run(
+        options: dict[str, Any], action: Callable[[Resource], list[dict[str, Any]] | None]
+    ) -> None:
+        try:
+            with _client(options) as client:
+                items = action(client.resource(kind))
+        except SdkError as error:
+            _fail(str(error))
+            return
+        if items is not None:
+            show(kind, items, options["output"])
+
+    def request_class(method: str) -> Any:
+        with ConnectClient("localhost:1") as client:
+            return client.resource(kind)._requests[method]
+
+    create_cls, update_cls = request_class("Create"), request_class("Update")
+
+    def create(**options: Any) -> None:
+        data = _fields(create_cls, options)
+        run(options, lambda r: [as_dict(r.create_from_dict({**data, "ref": options.get("ref")}))])
+
+    def update(ref: str, **options: Any) -> None:
+        data = _fields(update_cls, options)
+        run(options, lambda r: [as_dict(r.update_from_dict(ref, data))])
+
+    def get(ref: str, **options: Any) -> None:
+        run(options, lambda r: [as_dict(r.get(ref))])
+
+    def list_(page_size: int, **options: Any) -> None:
+        run(options, lambda r: [as_dict(i) for i in r.list(page_size)])
+
+    def delete(ref: str, **options: Any) -> None:
+        def act(r: Resource) -> None:
+            r.delete(ref)
+            click.echo(f"deleted {kind} {ref}")
+
+        run(options, act)
+
+    def find_by(field_name: str, value: str, **options: Any) -> None:
+        run(options, lambda r: [as_dict(i) for i in r.find_by(field_name, value)])
+
+    ref_argument: list[click.Parameter] = [click.Argument(["ref"])]
+    for command in (
+        _command(
+            "create",
+            create,
+            f"Create a {kind}.",
+            [
+                click.Option(["--ref"], help="The ref to give it (default: a UUID)."),
+                *(o for _, o in _field_options(create_cls)),
+            ],
+        ),
+        _command(
+            "update",
+            update,
+            f"Update a {kind}: the fields given replace the stored ones.",
+            [click.Argument(["ref"]), *(o for _, o in _field_options(update_cls))],
+        ),
+        _command("get", get, f"Show a {kind}.", ref_argument),
+        _command(
+            "list",
+            list_,
+            f"List every {kind}.",
+            [click.Option(["--page-size"], type=int, default=100, show_default=True)],
+        ),
+        _command("delete", delete, f"Delete a {kind}.", [click.Argument(["ref"])]),
+        _command(
+            "find-by",
+            find_by,
+            f"Find {kind} resources by a field.",
+            [click.Argument(["field_name"]), click.Argument(["value"])],
+        ),
+    ):
+        group.add_command(command)
+    return group
+
+
+def _login() -> click.Command:
+    def login(
+        endpoint: str,
+        api_key: str | None,
+        api_user: str | None,
+        api_password: str | None,
+        tls: bool,
+    ) -> None:
+        if not (api_key or (api_user and api_password)):
+            _fail("login needs --api-key, or --api-user and --api-password")
+        try:
+            with ConnectClient(
+                endpoint, api_key=api_key, username=api_user, password=api_password, tls=tls
+            ) as client:
+                next(iter(client.domains.list(page_size=1)), None)
+        except SdkError as error:
+            _fail(f"cannot log in to {endpoint}: {error}")
+        path = config_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        saved = {
+            "endpoint": endpoint,
+            "api_key": api_key,
+            "api_user": api_user,
+            "api_password": api_password,
+            "tls": tls,
+        }
+        path.write_text(json.dumps(saved))
+        path.chmod(0o600)
+        click.echo(f"logged in to {endpoint}; saved in {path}")
+
+    return click.Command(
+        "login",
+        callback=login,
+        help="Check and save the APIServer address and a credential for later commands.",
+        params=[
+            click.Option(["--endpoint"], default="localhost:51908", show_default=True),
+            click.Option(["--api-key"]),
+            click.Option(["--api-user"]),
+            click.Option(["--api-password"]),
+            click.Option(["--tls/--no-tls"], default=False),
+        ],
+    )
+
+
+def _apply() -> click.Command:
+    def apply(file: Path, **options: Any) -> None:
+        from services.apiserver.files import ORDER, read_resources, to_store
+        from sipgrid.config import ConfigError
+
+        try:
+            resources = sorted(read_resources(file), key=lambda pair: ORDER.index(pair[1]["kind"]))
+        except ConfigError as error:
+            _fail(str(error))
+            return
+        try:
+            with _client(options) as client:
+                for _where, resource in resources:
+                    kind, ref = resource["kind"], resource["ref"]
+                    data = to_store(kind, resource)
+                    target = client.resource(kind)
+                    try:
+                        target.get(ref)
+                    except NotFound:
+                        target.create_from_dict({**data, "ref": ref})
+                        click.echo(f"{kind} {ref} created")
+                    else:
+                        target.update_from_dict(ref, data)
+                        click.echo(f"{kind} {ref} updated")
+        except SdkError as error:
+            _fail(str(error))
+
+    return _command(
+        "apply",
+        apply,
+        "Create or update resources from Routr-format YAML/JSON files, by ref.",
+        [
+            click.Option(
+                ["-f", "--file"], type=click.Path(exists=True, path_type=Path), required=True
+            )
+        ],
+    )
+
+
+def _registrations() -> click.Group:
+    group = click.Group("registrations", help="Current bindings of the Location service.")
+
+    def list_(location_addr: str, output: str) -> None:
+        import grpc
+
+        from sipgrid.api.convert import route_from_pb
+        from sipgrid.pb import location_pb2, location_pb2_grpc
+
+        try:
+            with grpc.insecure_channel(location_addr) as channel:
+                reply = location_pb2_grpc.LocationStub(channel).ListRoutes(
+                    location_pb2.ListRoutesRequest(), timeout=10
+                )  # type: ignore[no-untyped-call]
+        except grpc.RpcError as error:
+            _fail(f"cannot reach Location at {location_addr}: {error.code().name}")  # type: ignore[attr-defined]
+            return
+        rows = []
+        for binding in reply.bindings:
+            route = route_from_pb(binding.route)
+            rows.append(
+                {
+                    "aor": binding.aor,
+                    "contact": route.contact_uri,
+                    "transport": route.transport.value,
+                    "source": f"{route.host}:{route.port}",
+                    "expires": route.expires,
+                    "registered_on": int(route.registered_on),
+                }
+            )
+        if output != "table":
+            click.echo(
+                json.dumps(rows, indent=2)
+                if output == "json"
+                else yaml.safe_dump(rows, sort_keys=False),
+                nl=output == "json",
+            )
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(box=None, header_style="bold")
+        for column in ("AOR", "CONTACT", "TRANSPORT", "SOURCE", "EXPIRES"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(
+                row["aor"], row["contact"], row["transport"], row["source"], str(row["expires"])
+            )
+        Console(width=200).print(table)
+
+    group.add_command(
+        click.Command(
+            "list",
+            callback=list_,
+            help="AOR, contact, transport, source address and expiry of every binding.",
+            params=[
+                click.Option(
+                    ["--location-addr"],
+                    envvar="SIPGRID_LOCATION_ADDR",
+                    default="localhost:51902",
+                    show_default=True,
+                ),
+                click.Option(
+                    ["-o", "--output"],
+                    type=click.Choice(["table", "json", "yaml"]),
+                    default="table",
+                ),
+            ],
+        )
+    )
+    return group
+
+
+def commands() -> list[click.Command]:
+    return [
+        *(_resource_group(name, kind) for name, kind in RESOURCES.items()),
+        _login(),
+        _apply(),
+        _registrations(),
+    ]

@@ -1,0 +1,188 @@
+"""The sipgrid command end to end against a running all-in-one: login, resources, apply,
+registrations, and errors in one line with a non-zero exit code."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from . import scenarios
+from .harness import ROOT, all_in_one, run_sipp
+
+
+def test_cli_end_to_end(tmp_path: Path) -> None:
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config-home")}
+    for name in ("SIPGRID_ENDPOINT", "SIPGRID_API_KEY", "SIPGRID_API_USER", "SIPGRID_API_PASSWORD"):
+        env.pop(name, None)
+
+    def sipgrid(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "sipgrid.cli", *args],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+        if ok:
+            assert done.returncode == 0, done.stdout + done.stderr
+        return done
+
+    with all_in_one(tmp_path / "sipgrid") as server:
+        key = re.search(r"first API key \(shown once, keep it\): (\S+)", server.log_text())
+        assert key is not None, server.log_text()
+        endpoint = f"127.0.0.1:{server.external_api_port}"
+
+        refused = sipgrid("domains", "list", "--endpoint", endpoint, ok=False)
+        assert (
+            refused.returncode == 1
+            and "UNAUTHENTICATED" in refused.stderr
+            and len(refused.stderr.strip().splitlines()) == 1
+        )
+
+        assert (
+            "logged in"
+            in sipgrid("login", "--endpoint", endpoint, "--api-key", key.group(1)).stdout
+        )
+        domains = json.loads(sipgrid("domains", "list", "-o", "json").stdout)
+        domain = domains if isinstance(domains, dict) else domains[0]
+        assert domain["domain_uri"] == "sip.local"
+
+        secret = json.loads(
+            sipgrid(
+                "credentials",
+                "create",
+                "--name",
+                "Carol",
+                "--username",
+                "2003",
+                "--password",
+                "cli-secret",
+                "-o",
+                "json",
+            ).stdout
+        )
+        assert "password" not in secret
+        agent = json.loads(
+            sipgrid(
+                "agents",
+                "create",
+                "--name",
+                "Carol",
+                "--username",
+                "2003",
+                "--domain-ref",
+                domain["ref"],
+                "--credentials-ref",
+                secret["ref"],
+                "--enabled",
+                "--privacy",
+                "none",
+                "-o",
+                "json",
+            ).stdout
+        )
+        assert agent["domain"]["domain_uri"] == "sip.local" and agent["enabled"] is True
+        table = sipgrid("agents", "list").stdout
+        assert "2003" in table and "USERNAME" in table
+        updated = yaml.safe_load(
+            sipgrid(
+                "agents", "update", agent["ref"], "--name", "Carol C.", "--enabled", "-o", "yaml"
+            ).stdout
+        )
+        assert updated["name"] == "Carol C."
+
+        missing = sipgrid("agents", "get", "no-such-ref", ok=False)
+        assert (
+            missing.returncode == 1
+            and "NOT_FOUND" in missing.stderr
+            and len(missing.stderr.strip().splitlines()) == 1
+        )
+        bad = sipgrid(
+            "agents",
+            "create",
+            "--name",
+            "X",
+            "--username",
+            "2004",
+            "--domain-ref",
+            "nowhere",
+            ok=False,
+        )
+        assert (
+            bad.returncode == 1 and "INVALID_ARGUMENT" in bad.stderr and "domain_ref" in bad.stderr
+        )
+
+        resources = tmp_path / "more.yaml"
+        resources.write_text(
+            yaml.safe_dump(
+                [
+                    {
+                        "apiVersion": "v2beta1",
+                        "kind": "Credentials",
+                        "ref": "credentials-2005",
+                        "metadata": {"name": "Dave"},
+                        "spec": {"credentials": {"username": "2005", "password": "dave"}},
+                    },
+                    {
+                        "apiVersion": "v2beta1",
+                        "kind": "Agent",
+                        "ref": "agent-2005",
+                        "metadata": {"name": "Dave"},
+                        "spec": {
+                            "username": "2005",
+                            "domainRef": domain["ref"],
+                            "credentialsRef": "credentials-2005",
+                        },
+                    },
+                ]
+            )
+        )
+        first = sipgrid("apply", "-f", str(resources)).stdout
+        assert (
+            "Agent agent-2005 created" in first and "Credentials credentials-2005 created" in first
+        )
+        again = sipgrid("apply", "-f", str(resources)).stdout
+        assert "Agent agent-2005 updated" in again
+        assert (
+            json.loads(sipgrid("agents", "get", "agent-2005", "-o", "json").stdout)["username"]
+            == "2005"
+        )
+
+        registered = run_sipp(
+            tmp_path,
+            "register",
+            scenarios.register(200),
+            server_port=server.port,
+            user="1001",
+            keys={"contact_port": "7300"},
+        )
+        assert registered.ok, registered.output
+        bindings = json.loads(
+            sipgrid(
+                "registrations",
+                "list",
+                "--location-addr",
+                f"127.0.0.1:{server.location_port}",
+                "-o",
+                "json",
+            ).stdout
+        )
+        assert [(b["aor"], b["contact"]) for b in bindings] == [
+            ("sip:1001@sip.local", "sip:1001@127.0.0.1:7300;transport=UDP")
+        ]
+        assert (
+            "sip:1001@sip.local"
+            in sipgrid(
+                "registrations", "list", "--location-addr", f"127.0.0.1:{server.location_port}"
+            ).stdout
+        )
+
+        assert "deleted" in sipgrid("agents", "delete", agent["ref"]).stdout
