@@ -45,3 +45,15 @@ def validate(model: type[M], data: Any, where: str) -> M:
 
 def load(model: type[M], path: Path) -> M:
     return validate(model, read_document(path), str(path))
+
+
+def check_networks(values: list[str]) -> list[str]:
+    """A pydantic validator body: every value an IP network ("10.0.0.0/8") or address."""
+    import ipaddress
+
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ValueError(f"not an IP network: {value!r}") from None
+    return values

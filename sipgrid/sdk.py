@@ -99,7 +99,11 @@ class Resource:
         }
 
     def _call(self, method: str, **fields: Any) -> Any:
-        request = self._requests[method](**{k: v for k, v in fields.items() if v is not None})
+        return self._invoke(
+            method, self._requests[method](**{k: v for k, v in fields.items() if v is not None})
+        )
+
+    def _invoke(self, method: str, request: Message) -> Any:
         try:
             return getattr(self._stub, method)(
                 request, metadata=self._client.metadata, timeout=self._client.timeout
@@ -141,20 +145,11 @@ class Resource:
     def _call_with(self, method: str, data: dict[str, Any]) -> Any:
         from google.protobuf import json_format
 
+        values = {k: v for k, v in data.items() if v is not None}
         request = json_format.ParseDict(
-            {k: v for k, v in data.items() if v is not None},
-            self._requests[method](),
-            ignore_unknown_fields=True,
+            values, self._requests[method](), ignore_unknown_fields=True
         )
-        try:
-            return getattr(self._stub, method)(
-                request, metadata=self._client.metadata, timeout=self._client.timeout
-            )
-        except grpc.RpcError as error:
-            code = error.code()  # type: ignore[attr-defined]
-            raise _ERRORS.get(code, SdkError)(
-                f"{self.kind} {method}: {code.name}: {error.details()}"
-            ) from None  # type: ignore[attr-defined]
+        return self._invoke(method, request)
 
     def find_by(self, field_name: str, field_value: str) -> builtins.list[Any]:
         request_fields = self._requests["FindBy"].DESCRIPTOR.fields_by_name

@@ -107,14 +107,11 @@ class ConnectProcessor:
         if domain.acl is not None and not domain.acl.permits(request.sender.host):
             return MessageResponse(reply(message, 403, "Forbidden By Access Control List"))
 
-        def password_for(username: str) -> str | None:
-            agent = resources.agent(domain.domain_uri, username)
-            if agent is None or agent.credentials is None or not agent.enabled:
-                return None
-            return agent.credentials.password
-
         verdict, username = self._auth.check(
-            message.method, message.proxy_authorizations, domain.domain_uri, password_for
+            message.method,
+            message.proxy_authorizations,
+            domain.domain_uri,
+            lambda username: resources.password_for(domain.domain_uri, username),
         )
         if verdict in (Verdict.CHALLENGE, Verdict.STALE):
             challenge = self._auth.challenge(domain.domain_uri, stale=verdict is Verdict.STALE)

@@ -45,14 +45,11 @@ class Registrar:
         if to_uri is None or to_uri.user is None:
             return reply(message, 400, "To Must Be A SIP URI With A User")
 
-        def password_for(username: str) -> str | None:
-            agent = resources.agent(domain.domain_uri, username)
-            if agent is None or agent.credentials is None or not agent.enabled:
-                return None
-            return agent.credentials.password
-
         verdict, username = self._auth.check(
-            "REGISTER", message.authorizations, domain.domain_uri, password_for
+            "REGISTER",
+            message.authorizations,
+            domain.domain_uri,
+            lambda username: resources.password_for(domain.domain_uri, username),
         )
         if verdict in (Verdict.CHALLENGE, Verdict.STALE):
             challenge = self._auth.challenge(domain.domain_uri, stale=verdict is Verdict.STALE)

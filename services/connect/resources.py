@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from sipgrid.config import ConfigError, read_document, validate
+from sipgrid.config import ConfigError, check_networks, read_document, validate
 
 
 class _Model(BaseModel):
@@ -41,12 +41,7 @@ class _AclLists(_Model):
     @field_validator("allow", "deny")
     @classmethod
     def _networks(cls, values: list[str]) -> list[str]:
-        for value in values:
-            try:
-                ipaddress.ip_network(value, strict=False)
-            except ValueError:
-                raise ValueError(f"not an IP network: {value!r}") from None
-        return values
+        return check_networks(values)
 
 
 class _AclSpec(_Model):
@@ -139,6 +134,13 @@ class Resources:
 
     def agent(self, domain_uri: str, username: str) -> Agent | None:
         return self.agents.get((domain_uri.lower(), username))
+
+    def password_for(self, domain_uri: str, username: str) -> str | None:
+        """The password of an enabled agent with credentials, else None (not allowed in)."""
+        agent = self.agent(domain_uri, username)
+        if agent is None or agent.credentials is None or not agent.enabled:
+            return None
+        return agent.credentials.password
 
 
 def load_resources(directory: Path) -> Resources:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from sipgrid.config import ConfigError, load
+from sipgrid.config import ConfigError, check_networks, load
 
 DEFAULT_METHODS = ["REGISTER", "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "MESSAGE", "INFO", "UPDATE", "PRACK", "REFER", "NOTIFY", "SUBSCRIBE"]  # fmt: skip
 
@@ -45,12 +44,7 @@ class EdgePortSpec(_Model):
     @field_validator("localnets")
     @classmethod
     def _networks(cls, values: list[str]) -> list[str]:
-        for value in values:
-            try:
-                ipaddress.ip_network(value, strict=False)
-            except ValueError:
-                raise ValueError(f"not an IP network: {value!r}") from None
-        return values
+        return check_networks(values)
 
     @field_validator("transport")
     @classmethod
