@@ -40,6 +40,7 @@ async def _until_stopped(stop_hook: Callable[[], Awaitable[None]], banner: str) 
 
 async def serve(service: str, config_dir: Path, bind_addr: str | None = None) -> None:
     env = os.environ
+    refresher: asyncio.Task[None] | None = None
     if service == "edgeport":
         config = load_edgeport(config_dir / "edgeport.yaml")
         edgeport = EdgePort(config, GrpcProcessor(config.spec.processor.addr))
@@ -56,6 +57,10 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
         api = await start_apiserver(data_dir=data_dir, internal_addr=bind_addr)
         if api.first_key:
             print(f"sipgrid: the first API key (shown once, keep it): {api.first_key}", flush=True)
+        if (config_dir / "resources").is_dir():
+            from .apiserver.files import apply
+
+            await asyncio.to_thread(apply, api.store, config_dir / "resources")
         await _until_stopped(api.stop, "apiserver: gRPC internal and external ports up")
         return
     if service == "dispatcher":
@@ -74,13 +79,22 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
     elif service == "connect":
         bind = bind_addr or env.get("BIND_ADDR") or DEFAULT_BIND["connect"]
         location = GrpcLocation(env.get("LOCATION_ADDR", "localhost:51902"))
-        server = await start_server(
-            bind, processor=ConnectProcessor(load_resources(config_dir / "resources"), location)
-        )
+        if env.get("APISERVER_ADDR"):  # resources from the APIServer's internal port
+            from .connect.api_resources import ApiResources
+
+            api_resources = ApiResources(env["APISERVER_ADDR"])
+            await api_resources.refresh()
+            refresher = asyncio.create_task(api_resources.run())
+            connect = ConnectProcessor(api_resources, location)
+        else:  # resources from files
+            connect = ConnectProcessor(load_resources(config_dir / "resources"), location)
+        server = await start_server(bind, processor=connect)
     else:
         raise ValueError(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
 
     async def stop() -> None:
         await server.stop(grace=1.0)
+        if refresher is not None:
+            refresher.cancel()
 
     await _until_stopped(stop, f"{service}: gRPC on {bind}")

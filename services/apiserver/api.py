@@ -88,8 +88,12 @@ def _to_message(data: dict[str, Any], cls: type[ProtoMessage]) -> ProtoMessage:
 class ConnectApi:
     """The handlers of the seven services over one store."""
 
-    def __init__(self, store: ResourceStore) -> None:
+    def __init__(self, store: ResourceStore, *, reveal_passwords: bool = False) -> None:
+        """``reveal_passwords`` is for the internal port only: the services (Connect)
+        need the agents' passwords to check digest answers; the external API never
+        returns them."""
         self.store = store
+        self.reveal_passwords = reveal_passwords
 
     def handlers(self) -> list[grpc.GenericRpcHandler]:
         return [self._handler(service) for service in SERVICES]
@@ -122,9 +126,16 @@ class ConnectApi:
                 await context.abort(code, str(error))
             if result is None:
                 return empty_pb2.Empty()
+            if self.reveal_passwords and kind == "Credentials":
+                await asyncio.to_thread(self._reveal, result)
             return _to_message(result, response_cls)
 
         return call
+
+    def _reveal(self, result: dict[str, Any]) -> None:
+        for item in result.get("items", [result]):
+            if item.get("ref"):
+                item["password"] = self.store.password(item["ref"])
 
     def _run(self, kind: str, method: str, data: dict[str, Any]) -> dict[str, Any] | None:
         store = self.store

@@ -68,13 +68,14 @@ async def start_apiserver(
         users.set(env["API_USERNAME"], env["API_PASSWORD"])
     first_key = keys.create("first key") if keys.count() == 0 else None
     api = ConnectApi(store)
+    internal_api = ConnectApi(store, reveal_passwords=True)
     internal = internal_addr or env.get("INTERNAL_BIND_ADDR", "127.0.0.1:51907")
     external = external_addr or env.get("EXTERNAL_BIND_ADDR", "0.0.0.0:51908")
     tls = None
     if env.get("TLS_CERT") and env.get("TLS_KEY"):
         tls = (Path(env["TLS_CERT"]).read_bytes(), Path(env["TLS_KEY"]).read_bytes())
     servers = [
-        await _serve(api, internal, []),
+        await _serve(internal_api, internal, []),
         await _serve(api, external, [AuthInterceptor(keys, users)], tls),
     ]
     return ApiServer(store, keys, users, servers, first_key)

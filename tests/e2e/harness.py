@@ -198,8 +198,16 @@ def distributed(directory: Path, **config: object) -> Iterator[Sipgrid]:
         },
     }
     (directory / "dispatcher.yaml").write_text(yaml.safe_dump(dispatcher))
-    server = Sipgrid(port, directory)
+    api_port = free_port()
+    server = Sipgrid(port, directory, api_port=api_port, external_api_port=free_port())
+    api_env = {
+        "SIPGRID_DATA_DIR": str(directory / "data"),
+        "DATABASE_URL": "",
+        "INTERNAL_BIND_ADDR": f"127.0.0.1:{api_port}",
+        "EXTERNAL_BIND_ADDR": f"127.0.0.1:{server.external_api_port}",
+    }
     steps = [
+        ("apiserver", ["serve", "apiserver", "--config-dir", str(directory)], api_env),
         (
             "location",
             [
@@ -222,7 +230,10 @@ def distributed(directory: Path, **config: object) -> Iterator[Sipgrid]:
                 "--bind-addr",
                 f"127.0.0.1:{connect_port}",
             ],
-            {"LOCATION_ADDR": f"127.0.0.1:{location_port}"},
+            {
+                "LOCATION_ADDR": f"127.0.0.1:{location_port}",
+                "APISERVER_ADDR": f"127.0.0.1:{api_port}",
+            },
         ),
         ("dispatcher", ["serve", "dispatcher", "--config-dir", str(directory)], {}),
         ("edgeport", ["serve", "edgeport", "--config-dir", str(directory)], {}),

@@ -1,4 +1,5 @@
-"""A change through the Connect API reaches a running Connect processor within a second."""
+"""A change through the Connect API reaches a running Connect processor within a second,
+in process (all-in-one) and over gRPC from the APIServer (distributed)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import time
 from pathlib import Path
 
 import grpc
+import pytest
 
 from sipgrid.pb import (
     agents_pb2,
@@ -17,11 +19,15 @@ from sipgrid.pb import (
 )
 
 from . import scenarios
-from .harness import all_in_one, run_sipp
+from .harness import all_in_one, distributed, run_sipp
 
 
-def test_register_follows_agents_created_and_deleted_through_the_api(tmp_path: Path) -> None:
-    with all_in_one(tmp_path / "sipgrid") as sipgrid:
+@pytest.mark.parametrize("wiring", ["one", "distributed"])
+def test_register_follows_agents_created_and_deleted_through_the_api(
+    tmp_path: Path, wiring: str
+) -> None:
+    start = all_in_one if wiring == "one" else distributed
+    with start(tmp_path / "sipgrid") as sipgrid:
 
         def register(final: int) -> None:
             result = run_sipp(

@@ -39,7 +39,14 @@ def test_routr_node_sdk_creates_lists_updates_deletes(
     process, log = _start(
         tmp_path,
         "apiserver",
-        ["serve", "apiserver", "--bind-addr", f"127.0.0.1:{free_port()}"],
+        [
+            "serve",
+            "apiserver",
+            "--config-dir",
+            str(tmp_path / "no-config"),
+            "--bind-addr",
+            f"127.0.0.1:{free_port()}",
+        ],
         env,
     )
     try:

@@ -56,7 +56,7 @@ def test_crud_errors_and_auth(
                         name="Alice", username="1001", password="s3cret"
                     )
                 )
-                assert secret.password == ""  # never returned
+                assert secret.password == "s3cret"  # the internal port serves the services
                 agent = await agents.Create(
                     agents_pb2.CreateAgentRequest(
                         name="Alice",
@@ -151,6 +151,27 @@ def test_crud_errors_and_auth(
                     metadata=[("authorization", f"Bearer {api.first_key}")],
                 )
                 assert list(created.allow) == ["10.0.0.0/8"]
+                outside = credentials_pb2_grpc.CredentialsServiceStub(channel)
+                bearer = [("authorization", f"Bearer {api.first_key}")]
+                made = await outside.Create(
+                    credentials_pb2.CreateCredentialsRequest(
+                        name="Bob", username="1002", password="hidden"
+                    ),
+                    metadata=bearer,
+                )
+                assert (
+                    made.password == ""
+                    and (
+                        await outside.Get(
+                            credentials_pb2.GetCredentialsRequest(ref=made.ref), metadata=bearer
+                        )
+                    ).password
+                    == ""
+                )
+                listed = await outside.List(
+                    credentials_pb2.ListCredentialsRequest(), metadata=bearer
+                )
+                assert all(item.password == "" for item in listed.items)
                 extra = api.keys.create("ci")
                 await acls.List(
                     acl_pb2.ListACLsRequest(), metadata=[("authorization", f"Bearer {extra}")]
