@@ -15,6 +15,16 @@ from .database import database_url, make_engine, migrate
 from .store import Cipher, ResourceStore
 
 
+@dataclass(frozen=True)
+class Tls:
+    """The external port's certificate and key (PEM); with client_ca, clients must
+    present a certificate signed by it."""
+
+    cert: bytes
+    key: bytes
+    client_ca: bytes | None = None
+
+
 @dataclass
 class ApiServer:
     store: ResourceStore
@@ -32,14 +42,19 @@ async def _serve(
     api: ConnectApi,
     address: str,
     interceptors: list[grpc.aio.ServerInterceptor],
-    tls: tuple[bytes, bytes] | None = None,
+    tls: Tls | None = None,
 ) -> grpc.aio.Server:
     server = grpc.aio.server(interceptors=interceptors)
     server.add_generic_rpc_handlers(api.handlers())
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if tls is not None:
-        port = server.add_secure_port(address, grpc.ssl_server_credentials([(tls[1], tls[0])]))
+        credentials = grpc.ssl_server_credentials(
+            [(tls.key, tls.cert)],
+            root_certificates=tls.client_ca,
+            require_client_auth=tls.client_ca is not None,
+        )
+        port = server.add_secure_port(address, credentials)
     else:
         port = server.add_insecure_port(address)
     if port == 0:
@@ -73,7 +88,8 @@ async def start_apiserver(
     external = external_addr or env.get("EXTERNAL_BIND_ADDR", "0.0.0.0:51908")
     tls = None
     if env.get("TLS_CERT") and env.get("TLS_KEY"):
-        tls = (Path(env["TLS_CERT"]).read_bytes(), Path(env["TLS_KEY"]).read_bytes())
+        client_ca = Path(env["TLS_CLIENT_CA"]).read_bytes() if env.get("TLS_CLIENT_CA") else None
+        tls = Tls(Path(env["TLS_CERT"]).read_bytes(), Path(env["TLS_KEY"]).read_bytes(), client_ca)
     servers = [
         await _serve(internal_api, internal, []),
         await _serve(api, external, [AuthInterceptor(keys, users)], tls),

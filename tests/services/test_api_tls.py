@@ -1,0 +1,137 @@
+"""The external API over TLS, with and without client certificates; UNAVAILABLE when the
+database is down."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from pathlib import Path
+
+import grpc
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from services.apiserver.api import ConnectApi
+from services.apiserver.database import make_engine
+from services.apiserver.server import _serve, start_apiserver
+from services.apiserver.store import Cipher, ResourceStore, Unavailable
+from sipgrid.pb import domains_pb2, domains_pb2_grpc
+from tests.e2e.harness import free_port
+
+
+def _certificate(
+    name: str,
+    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None = None,
+    ca: bool = False,
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer[0].subject if issuer else subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if not ca:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False
+        )
+    return builder.sign(issuer[1] if issuer else key, hashes.SHA256()), key
+
+
+def _pem(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> tuple[bytes, bytes]:
+    return cert.public_bytes(serialization.Encoding.PEM), key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+@pytest.mark.parametrize("client_certificates", [False, True])
+def test_external_api_over_tls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, client_certificates: bool
+) -> None:
+    ca = _certificate("sipgrid test CA", ca=True)
+    server_cert, server_key = _pem(*_certificate("localhost", ca))
+    client_cert, client_key = _pem(*_certificate("client", ca))
+    ca_pem = ca[0].public_bytes(serialization.Encoding.PEM)
+    (tmp_path / "server.pem").write_bytes(server_cert)
+    (tmp_path / "server.key").write_bytes(server_key)
+    (tmp_path / "ca.pem").write_bytes(ca_pem)
+    monkeypatch.setenv("TLS_CERT", str(tmp_path / "server.pem"))
+    monkeypatch.setenv("TLS_KEY", str(tmp_path / "server.key"))
+    if client_certificates:
+        monkeypatch.setenv("TLS_CLIENT_CA", str(tmp_path / "ca.pem"))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+
+    async def scenario() -> None:
+        port = free_port()
+        api = await start_apiserver(
+            data_dir=tmp_path / "data",
+            internal_addr=f"127.0.0.1:{free_port()}",
+            external_addr=f"127.0.0.1:{port}",
+        )
+        bearer = [("authorization", f"Bearer {api.first_key}")]
+        try:
+            with_cert = grpc.ssl_channel_credentials(
+                root_certificates=ca_pem, private_key=client_key, certificate_chain=client_cert
+            )
+            async with grpc.aio.secure_channel(f"localhost:{port}", with_cert) as channel:
+                reply = await domains_pb2_grpc.DomainsStub(channel).List(
+                    domains_pb2.ListDomainRequest(), metadata=bearer
+                )
+                assert list(reply.items) == []
+            without_cert = grpc.ssl_channel_credentials(root_certificates=ca_pem)
+            async with grpc.aio.secure_channel(f"localhost:{port}", without_cert) as channel:
+                call = domains_pb2_grpc.DomainsStub(channel).List(
+                    domains_pb2.ListDomainRequest(), metadata=bearer, timeout=5
+                )
+                if client_certificates:
+                    with pytest.raises(grpc.aio.AioRpcError) as info:
+                        await call
+                    assert info.value.code() is grpc.StatusCode.UNAVAILABLE
+                else:
+                    await call
+            async with grpc.aio.insecure_channel(
+                f"localhost:{port}"
+            ) as channel:  # plain text is refused
+                with pytest.raises(grpc.aio.AioRpcError):
+                    await domains_pb2_grpc.DomainsStub(channel).List(
+                        domains_pb2.ListDomainRequest(), metadata=bearer, timeout=5
+                    )
+        finally:
+            await api.stop()
+
+    asyncio.run(scenario())
+
+
+def test_database_down_gives_unavailable() -> None:
+    engine = make_engine(
+        f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nothing?connect_timeout=2"
+    )
+    store = ResourceStore(engine, Cipher())
+    with pytest.raises(Unavailable, match="database is unavailable"):
+        store.get("Domain", "x")
+
+    async def scenario() -> None:
+        address = f"127.0.0.1:{free_port()}"
+        server = await _serve(ConnectApi(store), address, [])
+        try:
+            async with grpc.aio.insecure_channel(address) as channel:
+                with pytest.raises(grpc.aio.AioRpcError) as info:
+                    await domains_pb2_grpc.DomainsStub(channel).Create(
+                        domains_pb2.CreateDomainRequest(name="x", domain_uri="a.b")
+                    )
+                assert info.value.code() is grpc.StatusCode.UNAVAILABLE and "database" in (
+                    info.value.details() or ""
+                )
+        finally:
+            await server.stop(None)
+
+    asyncio.run(scenario())
