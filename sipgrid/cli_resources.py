@@ -428,10 +428,87 @@ def _registrations() -> click.Group:
     return group
 
 
+def _admin() -> list[click.Command]:
+    """Keys and users of the external API, managed on the APIServer's own database
+    (DATABASE_URL, or SQLite in SIPGRID_DATA_DIR): run them where the server runs."""
+
+    def store() -> tuple[Any, Any]:
+        from services.apiserver.api import ApiKeys, ApiUsers
+        from services.apiserver.database import database_url, make_engine, migrate
+
+        engine = make_engine(database_url(Path(os.environ.get("SIPGRID_DATA_DIR", "data"))))
+        migrate(engine)
+        return ApiKeys(engine), ApiUsers(engine)
+
+    keys = click.Group(
+        "apikeys", help="Create and revoke API keys (bearer tokens of the external API)."
+    )
+
+    def create_key(name: str) -> None:
+        click.echo(store()[0].create(name))
+
+    def revoke_key(key: str) -> None:
+        if not store()[0].revoke(key):
+            _fail("no such API key")
+        click.echo("revoked")
+
+    keys.add_command(
+        click.Command(
+            "create",
+            callback=create_key,
+            help="Make a key and print it (only its hash is kept).",
+            params=[click.Option(["--name"], default="")],
+        )
+    )
+    keys.add_command(
+        click.Command(
+            "revoke",
+            callback=revoke_key,
+            help="Revoke a key; every instance stops taking it within a second.",
+            params=[click.Argument(["key"])],
+        )
+    )
+
+    users = click.Group(
+        "apiusers", help="API users: HTTP Basic credentials, as Routr's Node SDK sends."
+    )
+
+    def set_user(username: str, password: str) -> None:
+        store()[1].set(username, password)
+        click.echo(f"API user {username} set")
+
+    def remove_user(username: str) -> None:
+        if not store()[1].remove(username):
+            _fail(f"no API user {username}")
+        click.echo(f"API user {username} removed")
+
+    users.add_command(
+        click.Command(
+            "set",
+            callback=set_user,
+            help="Create an API user or change its password.",
+            params=[
+                click.Argument(["username"]),
+                click.Option(["--password"], prompt=True, hide_input=True, required=True),
+            ],
+        )
+    )
+    users.add_command(
+        click.Command(
+            "remove",
+            callback=remove_user,
+            help="Remove an API user.",
+            params=[click.Argument(["username"])],
+        )
+    )
+    return [keys, users]
+
+
 def commands() -> list[click.Command]:
     return [
         *(_resource_group(name, kind) for name, kind in RESOURCES.items()),
         _login(),
         _apply(),
         _registrations(),
+        *_admin(),
     ]

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -186,3 +187,16 @@ def test_cli_end_to_end(tmp_path: Path) -> None:
         )
 
         assert "deleted" in sipgrid("agents", "delete", agent["ref"]).stdout
+
+        # keys and users, managed where the server runs (its SQLite database here)
+        env["SIPGRID_DATA_DIR"] = str(server.config_dir / "data")
+        env["DATABASE_URL"] = ""
+        new_key = sipgrid("apikeys", "create", "--name", "ci").stdout.strip()
+        assert new_key.startswith("sg_")
+        sipgrid("domains", "list", "--api-key", new_key)
+        assert "revoked" in sipgrid("apikeys", "revoke", new_key).stdout
+        time.sleep(1.1)
+        assert sipgrid("domains", "list", "--api-key", new_key, ok=False).returncode == 1
+        sipgrid("apiusers", "set", "ops", "--password", "ops-secret")
+        assert "Domain" not in sipgrid("domains", "list", "--api-user", "ops", "--api-password", "ops-secret").stderr
+        assert sipgrid("domains", "list", "--api-user", "ops", "--api-password", "wrong", ok=False).returncode == 1
