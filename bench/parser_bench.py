@@ -100,7 +100,7 @@ def forward(data: bytes) -> bytes:
 
 
 def measure(
-    fn: Callable[[bytes], bytes], data: bytes, seconds: float = 2.0, rounds: int = 5
+    fn: Callable[[bytes], bytes], data: bytes, seconds: float = 3.0, rounds: int = 10
 ) -> float:
     """Best-of-rounds messages per second."""
     fn(data)
@@ -128,7 +128,7 @@ def main() -> None:
         "register_200_forward": measure(forward, REGISTER_OK),
     }
     report = {
-        "unit": "messages per second, one core, best of 5 rounds",
+        "unit": "messages per second, one core, best of 10 rounds",
         "python": platform.python_version(),
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
