@@ -349,14 +349,14 @@ class EdgePort:
     ) -> None:
         """Send a request onward: our Via on top, a client transaction unless it is an ACK."""
         try:
-            destination = self._destination(request, metadata)
+            destination = await self._destination(request, metadata)
             preferred = self._flows.get(metadata.get(META_TARGET_FLOW, ""))
             flow = preferred or await self._flow_to(destination)
             if preferred is not None:
                 destination = NetInterface(
                     preferred.remote[0], preferred.remote[1], preferred.transport
                 )
-        except (OSError, ValueError, TimeoutError) as error:
+        except (OSError, ValueError, TimeoutError, socket.gaierror) as error:
             log.info("cannot reach next hop: %s", error)
             if ctx is not None:
                 self._respond(ctx, 503, "Service Unavailable (Next Hop Unreachable)")
@@ -390,7 +390,9 @@ class EdgePort:
         if isinstance(result.message, Request) and not result.metadata.get(META_DROP):
             await self._forward(None, result.message, result.metadata)
 
-    def _destination(self, request: Request, metadata: dict[str, str]) -> NetInterface:
+    async def _destination(self, request: Request, metadata: dict[str, str]) -> NetInterface:
+        """Where the processor said, else the top Route or the Request-URI (A/AAAA lookup,
+        no SRV yet: RFC 3263 is not applied)."""
         text = metadata.get(META_DESTINATION)
         if text:
             return parse_flow_id(text)
@@ -401,9 +403,10 @@ class EdgePort:
         transport = Transport.parse(target.transport) if target.transport else Transport.UDP
         port = target.port or (5061 if transport is Transport.TLS else 5060)
         host = (target.maddr or target.host).strip("[]")
-        return NetInterface(
-            socket.gethostbyname(host) if not _is_ip(host) else host, port, transport
-        )
+        if not _is_ip(host):
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+            host = str(infos[0][4][0])
+        return NetInterface(host, port, transport)
 
     def _via(self, destination: NetInterface, branch: str) -> str:
         lp = next((p for p in self.listening_points if p.transport is destination.transport), None)

@@ -198,5 +198,15 @@ def test_cli_end_to_end(tmp_path: Path) -> None:
         time.sleep(1.1)
         assert sipgrid("domains", "list", "--api-key", new_key, ok=False).returncode == 1
         sipgrid("apiusers", "set", "ops", "--password", "ops-secret")
-        assert "Domain" not in sipgrid("domains", "list", "--api-user", "ops", "--api-password", "ops-secret").stderr
-        assert sipgrid("domains", "list", "--api-user", "ops", "--api-password", "wrong", ok=False).returncode == 1
+        assert (
+            "Domain"
+            not in sipgrid(
+                "domains", "list", "--api-user", "ops", "--api-password", "ops-secret"
+            ).stderr
+        )
+        assert (
+            sipgrid(
+                "domains", "list", "--api-user", "ops", "--api-password", "wrong", ok=False
+            ).returncode
+            == 1
+        )
