@@ -21,7 +21,7 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sipgrid.api.types import (
     META_DESTINATION,
@@ -67,6 +67,7 @@ from .transports import Flow, TcpConnection, UdpEndpoint, parse_flow_id
 log = logging.getLogger("sipgrid.edgeport")
 
 CANCEL_GRACE = 32.0  # 64*T1: how long a cancelled INVITE may wait for the callee's 487
+TIMER_C = 180.0  # RFC 3261 section 16.6 step 11: more than 3 minutes
 
 
 @dataclass(slots=True, eq=False)
@@ -90,7 +91,7 @@ class ClientContext:
     server: ServerContext | None
     provisional: bool = False
     cancel_pending: bool = False
-    extra: dict[str, object] = field(default_factory=dict)
+    timer_c: asyncio.TimerHandle | None = None
 
 
 class EdgePort:
@@ -100,8 +101,12 @@ class EdgePort:
         processor: Processor,
         *,
         clock: Callable[[], float] = time.monotonic,
+        timer_c: float = TIMER_C,
+        cancel_grace: float = CANCEL_GRACE,
     ) -> None:
         spec = config.spec
+        self.timer_c = timer_c
+        self.cancel_grace = cancel_grace
         self.ref = config.ref
         self.processor = processor
         self.methods = frozenset(spec.methods) | {"ACK", "CANCEL"}
@@ -378,6 +383,8 @@ class EdgePort:
         self._client_txs[client_key(request)] = cctx
         if ctx is not None:
             ctx.client = cctx
+        if request.method == "INVITE":
+            self._arm_timer_c(cctx)
         self._apply_client(cctx, tx.start(self._clock()))
 
     async def _forward_ack(self, request: Request, flow: Flow) -> None:
@@ -476,9 +483,11 @@ class EdgePort:
         self._apply_client(cctx, tx.start(self._clock()))
         server = client.server
         if server is not None:
-            asyncio.get_running_loop().call_later(CANCEL_GRACE, self._give_up_cancel, server)
+            asyncio.get_running_loop().call_later(self.cancel_grace, self._give_up_cancel, server)
 
     def _give_up_cancel(self, server: ServerContext) -> None:
+        if server.client is not None and server.client.timer_c is not None:
+            server.client.timer_c.cancel()
         if server.tx.state is State.PROCEEDING:
             self._respond(server, 487)
 
@@ -495,7 +504,30 @@ class EdgePort:
             return
         self._apply_client(cctx, cctx.tx.receive_response(response, self._clock()))
 
+    def _arm_timer_c(self, cctx: ClientContext) -> None:
+        """Timer C (RFC 3261 section 16.6 step 11): an INVITE that rings for ever is cancelled.
+        Armed when the INVITE goes out, re-armed by every provisional, stopped by a final."""
+        if cctx.timer_c is not None:
+            cctx.timer_c.cancel()
+        cctx.timer_c = asyncio.get_running_loop().call_later(self.timer_c, self._on_timer_c, cctx)
+
+    def _on_timer_c(self, cctx: ClientContext) -> None:
+        cctx.timer_c = None
+        if cctx.tx.state not in (State.CALLING, State.PROCEEDING):
+            return
+        self.stats["timer_c"] += 1
+        if cctx.provisional:
+            self._cancel_downstream(cctx)  # the callee answers 487, or we do after a grace
+        elif cctx.server is not None:
+            self._respond(cctx.server, 408)
+
     def _on_client_response(self, cctx: ClientContext, response: Response) -> None:
+        if cctx.timer_c is not None:
+            if response.status < 200:
+                self._arm_timer_c(cctx)
+            else:
+                cctx.timer_c.cancel()
+                cctx.timer_c = None
         if response.status < 200:
             cctx.provisional = True
             if cctx.cancel_pending:

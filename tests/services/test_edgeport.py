@@ -7,7 +7,7 @@ import asyncio
 from services.edgeport.server import EdgePort
 from services.grpc_clients import GrpcProcessor
 from sipgrid.api.types import META_DESTINATION, MessageRequest, MessageResponse
-from sipgrid.sip import Request, parse
+from sipgrid.sip import Request, make_response, parse
 from tests.e2e.harness import free_port
 from tests.sip.helpers import torture
 
@@ -239,6 +239,60 @@ def test_rport_and_received_are_stamped() -> None:
             assert parse(captured[0].serialize()).top_via.rport == peer.port
         finally:
             peer.close()
+            await edgeport.stop()
+
+    asyncio.run(scenario())
+
+
+class ToPeer:
+    """A processor that sends every request to one UDP port (a test callee)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    async def process_message(self, request: MessageRequest) -> MessageResponse:
+        return MessageResponse(request.message, {META_DESTINATION: f"udp:127.0.0.1:{self.port}"})
+
+
+def test_timer_c_cancels_a_call_that_rings_for_ever_or_times_out_a_silent_one() -> None:
+    async def scenario() -> None:
+        callee = await udp_peer()
+        caller = await udp_peer()
+        port = free_port()
+        edgeport = EdgePort(
+            edgeport_config(port), ToPeer(callee.port), timer_c=0.5, cancel_grace=0.5
+        )
+        await edgeport.start()
+        try:
+            caller.send(
+                request_bytes("INVITE", caller.port, branch="z9hG4bKc1", call_id="ring"), port
+            )
+            assert (await caller.response()).status == 100
+            invite = parse(await callee.recv())
+            assert isinstance(invite, Request) and invite.method == "INVITE"
+            ringing = make_response(invite, 180, to_tag="callee")
+            callee.send(ringing.serialize(), port)
+            assert (await caller.response()).status == 180
+            cancel = parse(await callee.recv(timeout=3.0))  # Timer C fired: the proxy cancels
+            assert (
+                isinstance(cancel, Request)
+                and cancel.method == "CANCEL"
+                and cancel.top_via.branch == invite.top_via.branch
+            )
+            callee.send(make_response(cancel, 200).serialize(), port)
+            final = await caller.response(timeout=3.0)  # no 487 from the callee: the proxy's own
+            assert final.status == 487 and edgeport.stats["timer_c"] == 1
+
+            caller.send(
+                request_bytes("INVITE", caller.port, branch="z9hG4bKc2", call_id="silent"), port
+            )
+            assert (await caller.response()).status == 100
+            while (await caller.response(timeout=3.0)).status != 408:  # the callee never answers
+                pass
+            assert edgeport.stats["timer_c"] == 2
+        finally:
+            caller.close()
+            callee.close()
             await edgeport.stop()
 
     asyncio.run(scenario())
