@@ -230,3 +230,66 @@ def _build(kind: str, where: str, resource: _Resource, resolve: Any, out: Resour
         )
     out.agents[key] = agent
     return agent
+
+
+Item = dict[str, Any]
+
+
+def _ref(item: Item, column: str, nested: str) -> str:
+    """A reference as the store gives it (``domain_ref``) or as the API does (``domain.ref``)."""
+    value = item.get(column)
+    if value:
+        return str(value)
+    inner = item.get(nested)
+    return str(inner.get("ref", "")) if isinstance(inner, dict) else ""
+
+
+def snapshot_from(
+    acl_items: list[Item],
+    credential_items: list[Item],
+    domain_items: list[Item],
+    agent_items: list[Item],
+) -> Resources:
+    """The Connect view of API resources (protobuf field names; credentials with their password)."""
+    out = Resources()
+    acls = {
+        a["ref"]: AccessControlList(
+            a["ref"],
+            a.get("name", ""),
+            tuple(ipaddress.ip_network(n, strict=False) for n in a.get("allow", [])),
+            tuple(ipaddress.ip_network(n, strict=False) for n in a.get("deny", [])),
+        )
+        for a in acl_items
+    }
+    credentials = {
+        c["ref"]: Credentials(c["ref"], c.get("username", ""), c.get("password", ""))
+        for c in credential_items
+    }
+    domains: dict[str, Domain] = {}
+    for d in domain_items:
+        domain = Domain(
+            d["ref"],
+            d.get("name", ""),
+            d["domain_uri"],
+            acls.get(_ref(d, "access_control_list_ref", "access_control_list")),
+        )
+        domains[d["ref"]] = domain
+        out.domains[domain.domain_uri.lower()] = domain
+    for a in agent_items:
+        home = domains.get(_ref(a, "domain_ref", "domain"))
+        if home is None:
+            continue
+        agent = Agent(
+            a["ref"],
+            a.get("name", ""),
+            a["username"],
+            home,
+            credentials.get(_ref(a, "credentials_ref", "credentials")),
+            str(a.get("privacy", "PRIVATE")),  # the protobuf default, omitted from its dict
+            bool(a.get("enabled", False)),
+            int(a.get("max_contacts", 0)),
+            int(a.get("expires", 0)),
+        )
+        out.agents[(home.domain_uri.lower(), agent.username)] = agent
+    out.by_ref = {**acls, **credentials, **domains}
+    return out

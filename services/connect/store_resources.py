@@ -8,13 +8,12 @@ checked twice a second, so an API change reaches new calls within a second.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from typing import Any
 
 from services.apiserver.store import ResourceStore, StoreError
 
-from .resources import AccessControlList, Agent, Credentials, Domain, Resources
+from .resources import Resources, snapshot_from
 
 log = logging.getLogger("sipgrid.connect")
 
@@ -22,45 +21,12 @@ REFRESH_INTERVAL = 0.5
 
 
 def snapshot(store: ResourceStore) -> Resources:
-    out = Resources()
-    acls = {
-        a["ref"]: AccessControlList(
-            a["ref"],
-            a["name"],
-            tuple(ipaddress.ip_network(n, strict=False) for n in a.get("allow", [])),
-            tuple(ipaddress.ip_network(n, strict=False) for n in a.get("deny", [])),
-        )
-        for a in _all(store, "AccessControlList")
-    }
-    credentials = {
-        c["ref"]: Credentials(c["ref"], c["username"], store.password(c["ref"]))
-        for c in _all(store, "Credentials")
-    }
-    domains = {}
-    for d in _all(store, "Domain"):
-        domain = Domain(
-            d["ref"], d["name"], d["domain_uri"], acls.get(d.get("access_control_list_ref") or "")
-        )
-        domains[d["ref"]] = domain
-        out.domains[domain.domain_uri.lower()] = domain
-    for a in _all(store, "Agent"):
-        home = domains.get(a["domain_ref"])
-        if home is None:
-            continue
-        agent = Agent(
-            a["ref"],
-            a["name"],
-            a["username"],
-            home,
-            credentials.get(a.get("credentials_ref") or ""),
-            a.get("privacy", "NONE"),
-            bool(a.get("enabled", True)),
-            int(a.get("max_contacts", 0)),
-            int(a.get("expires", 0)),
-        )
-        out.agents[(home.domain_uri.lower(), agent.username)] = agent
-    out.by_ref = {**acls, **credentials, **domains}
-    return out
+    credentials = _all(store, "Credentials")
+    for item in credentials:
+        item["password"] = store.password(item["ref"])
+    return snapshot_from(
+        _all(store, "AccessControlList"), credentials, _all(store, "Domain"), _all(store, "Agent")
+    )
 
 
 def _all(store: ResourceStore, kind: str) -> list[dict[str, Any]]:
