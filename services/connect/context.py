@@ -19,13 +19,45 @@ def is_ours(uri: SipUri, request: MessageRequest) -> bool:
     return any(addr.split(":")[0].lower() == host for addr in request.external_addrs)
 
 
-def pop_own_routes(message: Request, request: MessageRequest) -> None:
-    """Remove the top Route values that point at us (loose routing, RFC 3261 section 16.4)."""
+def pop_own_routes(message: Request, request: MessageRequest) -> list[SipUri]:
+    """Remove the top Route values that point at us (loose routing, RFC 3261 section 16.4)
+    and return them: their parameters carry the dialog's flows (see record_route)."""
+    ours: list[SipUri] = []
     while True:
         routes = message.routes
-        if not routes or routes[0].sip_uri is None or not is_ours(routes[0].sip_uri, request):
-            return
+        uri = routes[0].sip_uri if routes else None
+        if uri is None or not is_ours(uri, request):
+            return ours
+        ours.append(uri)
         message.pop_first_value("Route")
+
+
+# Record-Route parameters that let in-dialog requests follow the flows of the dialog's
+# INVITE, so that a party behind NAT is reached where it really is, not at its Contact:
+# the caller's From tag, where the caller sent from, and where the callee was reached.
+FTAG, CALLER, CALLEE = "sg-ftag", "sg-caller", "sg-callee"
+
+
+def encode_net(net: NetInterface | str) -> str:
+    text = str(net)  # "udp:host:port"; ':' in a parameter is fine, '~' keeps IPv6 readable
+    return text.replace(":", "~")
+
+
+def decode_net(value: str) -> str:
+    return value.replace("~", ":")
+
+
+def dialog_destination(message: Request, ours: list[SipUri]) -> str | None:
+    """Where an in-dialog request goes by the flows recorded at the INVITE, if any."""
+    for uri in ours:
+        ftag = uri.param(FTAG)
+        if not ftag:
+            continue
+        towards = CALLEE if message.from_.tag == ftag else CALLER
+        value = uri.param(towards)
+        if value:
+            return decode_net(value)
+    return None
 
 
 def destination_of(uri: SipUri) -> NetInterface:
@@ -47,12 +79,12 @@ def listening_point(request: MessageRequest, transport: Transport) -> NetInterfa
     return None
 
 
-def record_route(request: MessageRequest, lp: NetInterface) -> str:
+def record_route(request: MessageRequest, lp: NetInterface, flows: str = "") -> str:
     host = request.external_addrs[0].split(":")[0] if request.external_addrs else lp.host
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
     transport = "" if lp.transport is Transport.UDP else f";transport={lp.transport.value}"
-    return f"<sip:{host}:{lp.port}{transport};lr>"
+    return f"<sip:{host}:{lp.port}{transport};lr{flows}>"
 
 
 def decrement_max_forwards(message: Request) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from sipgrid.api.types import (
     META_DESTINATION,
     META_DROP,
+    META_FLOW,
     META_TARGET_FLOW,
     LocationService,
     MessageRequest,
@@ -20,8 +21,13 @@ from sipgrid.sip import ParseError, Request, SipUri, parse_uri
 from .auth import Authenticator, Verdict
 from .context import (
     ALLOW,
+    CALLEE,
+    CALLER,
+    FTAG,
     decrement_max_forwards,
     destination_of,
+    dialog_destination,
+    encode_net,
     is_ours,
     listening_point,
     pop_own_routes,
@@ -66,9 +72,9 @@ class ConnectProcessor:
         method = message.method
         if method == "REGISTER":
             return MessageResponse(await self._registrar.register(request))
-        pop_own_routes(message, request)
+        ours = pop_own_routes(message, request)
         if message.to.tag is not None or method == "ACK":
-            return self._in_dialog(message)
+            return self._in_dialog(message, ours)
         uri = message.uri
         if (
             method == "OPTIONS"
@@ -86,9 +92,20 @@ class ConnectProcessor:
             return MessageResponse(reply(message, 481))
         return MessageResponse(reply(message, 501, headers=[("Allow", ALLOW)]))
 
-    def _in_dialog(self, message: Request) -> MessageResponse:
-        """Follow the route set: the next Route if any, else the Request-URI (RFC 3261 16.12)."""
+    def _in_dialog(self, message: Request, ours: list[SipUri]) -> MessageResponse:
+        """Follow the route set: the next Route if any, else the Request-URI (RFC 3261 16.12),
+        sent where the dialog's INVITE found that party when our Record-Route says so."""
         routes = message.routes
+        recorded = dialog_destination(message, ours) if not routes else None
+        if recorded is not None and isinstance(message.uri, SipUri):
+            decrement_max_forwards(message)
+            if recorded.startswith("udp:"):
+                return MessageResponse(message, {META_DESTINATION: recorded})
+            # a connection: reuse it while it is open, else connect to the Contact
+            return MessageResponse(
+                message,
+                {META_DESTINATION: str(destination_of(message.uri)), META_TARGET_FLOW: recorded},
+            )
         target = routes[0].sip_uri if routes else message.uri
         if not isinstance(target, SipUri):
             if message.method == "ACK":
@@ -162,7 +179,17 @@ class ConnectProcessor:
         if message.method in ("INVITE", "SUBSCRIBE", "REFER"):
             inbound = listening_point(request, request.sender.transport)
             outbound = listening_point(request, route.transport)
+            flows = ""
+            if message.from_.tag and _is_token(message.from_.tag):
+                caller = request.metadata.get(META_FLOW) or str(request.sender)
+                callee = route.flow or str(route.destination)
+                flows = f";{FTAG}={message.from_.tag};{CALLER}={encode_net(caller)};{CALLEE}={encode_net(callee)}"
             if inbound is not None:
-                message.add("Record-Route", record_route(request, inbound), first=True)
+                message.add("Record-Route", record_route(request, inbound, flows), first=True)
             if outbound is not None and outbound != inbound:
-                message.add("Record-Route", record_route(request, outbound), first=True)
+                message.add("Record-Route", record_route(request, outbound, flows), first=True)
+
+
+def _is_token(text: str) -> bool:
+    """A tag that can go into a URI parameter as it is."""
+    return all(c.isalnum() or c in "-_.!~*'()" for c in text)
