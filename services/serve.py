@@ -28,7 +28,8 @@ DEFAULT_BIND = {
 SERVICES = ("edgeport", "dispatcher", "location", "connect", "apiserver")
 
 
-async def _until_stopped(stop_hook: Callable[[], Awaitable[None]], banner: str) -> None:
+async def until_stopped(stop_hook: Callable[[], Awaitable[None]], banner: str) -> None:
+    """Announce readiness, wait for SIGINT or SIGTERM, then stop."""
     print(f"sipgrid: ready; {banner}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -46,7 +47,7 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
         edgeport = EdgePort(config, GrpcProcessor(config.spec.processor.addr))
         await edgeport.start()
         points = ", ".join(str(lp) for lp in edgeport.listening_points)
-        await _until_stopped(
+        await until_stopped(
             edgeport.stop, f"edgeport: SIP on {points}, processor at {config.spec.processor.addr}"
         )
         return
@@ -61,7 +62,7 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
             from .apiserver.files import apply
 
             await asyncio.to_thread(apply, api.store, config_dir / "resources")
-        await _until_stopped(api.stop, "apiserver: gRPC internal and external ports up")
+        await until_stopped(api.stop, "apiserver: gRPC internal and external ports up")
         return
     if service == "dispatcher":
         dispatcher_config = load_dispatcher(config_dir / "dispatcher.yaml")
@@ -97,4 +98,4 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
         if refresher is not None:
             refresher.cancel()
 
-    await _until_stopped(stop, f"{service}: gRPC on {bind}")
+    await until_stopped(stop, f"{service}: gRPC on {bind}")

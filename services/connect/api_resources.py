@@ -4,18 +4,13 @@ distributed wiring): a snapshot reloaded every half second, in a thread."""
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
 from google.protobuf import json_format
 
 from sipgrid.sdk import ConnectClient, Resource, SdkError
 
-from .resources import Resources, snapshot_from
-
-log = logging.getLogger("sipgrid.connect")
-
-REFRESH_INTERVAL = 0.5
+from .resources import Resources, keep_fresh, snapshot_from
 
 
 def snapshot(client: ConnectClient) -> Resources:
@@ -44,9 +39,4 @@ class ApiResources:
         self._snapshot = await asyncio.to_thread(snapshot, self._client)
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.refresh()
-            except SdkError as error:
-                log.warning("cannot read the resources from the APIServer: %s", error)
-            await asyncio.sleep(REFRESH_INTERVAL)
+        await keep_fresh(self.refresh, (SdkError,), "the APIServer")

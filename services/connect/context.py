@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sipgrid.api.types import MessageRequest, NetInterface, Transport
-from sipgrid.sip import NameAddr, Request, SipUri, make_response
+from sipgrid.sip import Request, SipUri, make_response
 from sipgrid.sip.message import Response
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, REGISTER, INFO, UPDATE, PRACK, REFER, NOTIFY"
@@ -101,8 +101,3 @@ def _tag(message: Request) -> str:
     return format(
         abs(hash((message.call_id, message.cseq.seq, message.top_via.branch))) % 16**10, "x"
     )
-
-
-def aor_of(address: NameAddr) -> str | None:
-    uri = address.sip_uri
-    return None if uri is None or uri.user is None else f"sip:{uri.user}@{uri.host.lower()}"

@@ -7,7 +7,10 @@ the file, the ref and the field.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -15,6 +18,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sipgrid.config import ConfigError, check_networks, read_document, validate
+
+log = logging.getLogger("sipgrid.connect")
 
 
 class _Model(BaseModel):
@@ -293,3 +298,18 @@ def snapshot_from(
         out.agents[(home.domain_uri.lower(), agent.username)] = agent
     out.by_ref = {**acls, **credentials, **domains}
     return out
+
+
+REFRESH_INTERVAL = 0.5
+
+
+async def keep_fresh(
+    refresh: Callable[[], Awaitable[object]], errors: tuple[type[Exception], ...], what: str
+) -> None:
+    """Call ``refresh`` twice a second for ever; a failure is logged and tried again."""
+    while True:
+        try:
+            await refresh()
+        except errors as error:
+            log.warning("cannot refresh the resources from %s: %s", what, error)
+        await asyncio.sleep(REFRESH_INTERVAL)

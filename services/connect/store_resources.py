@@ -8,16 +8,11 @@ checked twice a second, so an API change reaches new calls within a second.
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
 from services.apiserver.store import ResourceStore, StoreError
 
-from .resources import Resources, snapshot_from
-
-log = logging.getLogger("sipgrid.connect")
-
-REFRESH_INTERVAL = 0.5
+from .resources import Resources, keep_fresh, snapshot_from
 
 
 def snapshot(store: ResourceStore) -> Resources:
@@ -60,9 +55,4 @@ class StoreResources:
         return True
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.refresh()
-            except StoreError as error:
-                log.warning("cannot refresh the resources: %s", error)
-            await asyncio.sleep(REFRESH_INTERVAL)
+        await keep_fresh(self.refresh, (StoreError,), "the store")

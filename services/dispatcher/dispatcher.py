@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sipgrid.api.types import MessageRequest, MessageResponse, Processor
-from sipgrid.config import ConfigError, load
+from sipgrid.config import load
 from sipgrid.sip import Request, Response, make_response
 
 from .matchfunc import MatchFunc, MatchFuncError
@@ -177,12 +177,3 @@ class Dispatcher:
                 (await middleware.process_message(request)).message, result.metadata
             )
         return result
-
-
-def check_config(config: DispatcherConfig, path: Path) -> None:
-    for p in config.spec.processors:
-        for method in p.methods:
-            if not method.isalpha():
-                raise ConfigError(
-                    f"{path}: field spec.processors.{p.ref}.methods: not a SIP method: {method!r}"
-                )

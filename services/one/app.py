@@ -6,7 +6,6 @@ import asyncio
 import gc
 import logging
 import os
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from services.edgeport.server import EdgePort
 from services.grpc_servers import start_server
 from services.location.config import LocationConfig
 from services.location.service import MemoryLocation
+from services.serve import until_stopped
 from sipgrid.api.types import Processor
 from sipgrid.config import ConfigError, load
 
@@ -100,10 +100,4 @@ async def run(config_dir: Path) -> None:
     await app.edgeport.start()
     tune_gc()
     points = ", ".join(str(lp) for lp in app.edgeport.listening_points)
-    print(f"sipgrid: ready; SIP on {points}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await app.stop()
+    await until_stopped(app.stop, f"SIP on {points}")

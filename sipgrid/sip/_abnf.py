@@ -11,12 +11,6 @@ import re
 TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
 token_re = re.compile(TOKEN)
 
-# word = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~" /
-#        "(" / ")" / "<" / ">" / ":" / "\" / DQUOTE / "/" / "[" / "]" / "?" / "{" / "}" )
-# callid = word [ "@" word ]
-CALLID = r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+(?:@[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+)?"
-callid_re = re.compile(CALLID)
-
 # SIP-Version = "SIP" "/" 1*DIGIT "." 1*DIGIT
 sip_version_re = re.compile(r"[Ss][Ii][Pp]/(\d+)\.(\d+)")
 
@@ -60,6 +54,3 @@ uri_param_re = re.compile(r"[A-Za-z0-9\-_.!~*'()\[\]/:&+$%]+")
 
 # header = hname "=" hvalue ; hnv-unreserved = "[" / "]" / "/" / "?" / ":" / "+" / "$"
 uri_headers_re = re.compile(r"[A-Za-z0-9\-_.!~*'()\[\]/?:+$%=&]*")
-
-# delta-seconds = 1*DIGIT
-digits_re = re.compile(r"\d+")
