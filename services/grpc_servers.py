@@ -12,6 +12,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from services.dispatcher.dispatcher import Dispatcher
 from services.grpc_clients import GrpcProcessor
+from services.grpc_options import SERVER_OPTIONS, bind_grpc
 from sipgrid.api import convert
 from sipgrid.api.types import LocationService, Processor, ProcessorUnavailable
 from sipgrid.pb import location_pb2, location_pb2_grpc, processor_pb2, processor_pb2_grpc
@@ -103,7 +104,7 @@ async def start_server(
     service_name: str = "",
 ) -> grpc.aio.Server:
     """A gRPC server on bind_addr with the given services and the standard health check."""
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=SERVER_OPTIONS)
     names = []
     if processor is not None:
         servicer = (
@@ -118,8 +119,7 @@ async def start_server(
         names.append("fonoster.routr.location.v2beta1.Location")
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    if server.add_insecure_port(bind_addr) == 0:
-        raise OSError(f"cannot bind gRPC to {bind_addr}")
+    bind_grpc(server, bind_addr)
     await server.start()
     for name in [*names, service_name, ""]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

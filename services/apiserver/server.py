@@ -10,6 +10,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from services.grpc_options import SERVER_OPTIONS, bind_grpc
+
 from .api import SERVICES, ApiKeys, ApiUsers, AuthInterceptor, ConnectApi
 from .database import database_url, make_engine, migrate
 from .store import Cipher, ResourceStore
@@ -44,7 +46,7 @@ async def _serve(
     interceptors: list[grpc.aio.ServerInterceptor],
     tls: Tls | None = None,
 ) -> grpc.aio.Server:
-    server = grpc.aio.server(interceptors=interceptors)
+    server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
     server.add_generic_rpc_handlers(api.handlers())
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -54,11 +56,9 @@ async def _serve(
             root_certificates=tls.client_ca,
             require_client_auth=tls.client_ca is not None,
         )
-        port = server.add_secure_port(address, credentials)
+        bind_grpc(server, address, credentials)
     else:
-        port = server.add_insecure_port(address)
-    if port == 0:
-        raise OSError(f"cannot bind gRPC to {address}")
+        bind_grpc(server, address)
     await server.start()
     for name in ["", *(s.full_name for s in SERVICES)]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

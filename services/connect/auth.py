@@ -44,6 +44,11 @@ class Authenticator:
         self._clock = clock
         self._seen: OrderedDict[str, int] = OrderedDict()
 
+    @property
+    def key(self) -> bytes:
+        """The shared secret of this Connect (signs nonces and our Record-Route values)."""
+        return self._key
+
     def challenge(self, realm: str, *, stale: bool = False) -> Challenge:
         nonce = make_nonce(self._key, self._clock(), realm)
         return Challenge(

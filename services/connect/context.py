@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 from sipgrid.api.types import MessageRequest, NetInterface, Transport
 from sipgrid.sip import Request, SipUri, make_response
 from sipgrid.sip.message import Response
@@ -36,6 +39,33 @@ def pop_own_routes(message: Request, request: MessageRequest) -> list[SipUri]:
 # INVITE, so that a party behind NAT is reached where it really is, not at its Contact:
 # the caller's From tag, where the caller sent from, and where the callee was reached.
 FTAG, CALLER, CALLEE = "sg-ftag", "sg-caller", "sg-callee"
+# An HMAC over the Call-ID and those parameters: a Route that claims to be ours but was not
+# recorded by us (an invented dialog, an edited flow) is refused, so sipgrid is no open relay.
+SIG = "sg-sig"
+
+
+def route_signature(key: bytes, call_id: str, ftag: str, caller: str, callee: str) -> str:
+    text = "\n".join((call_id, ftag, caller, callee)).encode("utf-8", "surrogateescape")
+    return hmac.new(key, text, hashlib.sha256).hexdigest()[:24]
+
+
+def signed_flows(
+    key: bytes, call_id: str, ftag: str = "", caller: str = "", callee: str = ""
+) -> str:
+    """The Record-Route parameters: the dialog's flows, if known, and their signature."""
+    flows = f";{FTAG}={ftag};{CALLER}={caller};{CALLEE}={callee}" if ftag else ""
+    return f"{flows};{SIG}={route_signature(key, call_id, ftag, caller, callee)}"
+
+
+def is_recorded_by_us(key: bytes, call_id: str, uri: SipUri) -> bool:
+    """True when a Route URI of ours carries a valid signature for this Call-ID."""
+    sig = uri.param(SIG)
+    if not sig:
+        return False
+    expected = route_signature(
+        key, call_id, uri.param(FTAG) or "", uri.param(CALLER) or "", uri.param(CALLEE) or ""
+    )
+    return hmac.compare_digest(sig, expected)
 
 
 def encode_net(net: NetInterface | str) -> str:

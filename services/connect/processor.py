@@ -21,18 +21,17 @@ from sipgrid.sip import ParseError, Request, SipUri, parse_uri
 from .auth import Authenticator, Verdict
 from .context import (
     ALLOW,
-    CALLEE,
-    CALLER,
-    FTAG,
     decrement_max_forwards,
     destination_of,
     dialog_destination,
     encode_net,
     is_ours,
+    is_recorded_by_us,
     listening_point,
     pop_own_routes,
     record_route,
     reply,
+    signed_flows,
 )
 from .registrar import Registrar
 from .resources import Resources
@@ -58,6 +57,7 @@ class ConnectProcessor:
         self._location = location
         self._auth = auth or Authenticator(clock=clock)
         self._registrar = Registrar(self._resources, location, self._auth, clock)
+        self._route_key = self._auth.key
 
     async def process_message(self, request: MessageRequest) -> MessageResponse:
         message = request.message
@@ -73,17 +73,12 @@ class ConnectProcessor:
         if method == "REGISTER":
             return MessageResponse(await self._registrar.register(request))
         ours = pop_own_routes(message, request)
-        if message.to.tag is not None or method == "ACK":
-            return self._in_dialog(message, ours)
-        uri = message.uri
-        if (
-            method == "OPTIONS"
-            and isinstance(uri, SipUri)
-            and (uri.user is None or is_ours(uri, request))
-        ):
+        if self._for_us(request, message):
             return MessageResponse(
                 reply(message, 200, headers=[("Allow", ALLOW), ("Accept", "application/sdp")])
             )
+        if message.to.tag is not None or method == "ACK":
+            return self._in_dialog(message, ours)
         if method in ROUTED:
             if message.max_forwards == 0:
                 return MessageResponse(reply(message, 483))
@@ -92,9 +87,30 @@ class ConnectProcessor:
             return MessageResponse(reply(message, 481))
         return MessageResponse(reply(message, 501, headers=[("Allow", ALLOW)]))
 
+    @staticmethod
+    def _for_us(request: MessageRequest, message: Request) -> bool:
+        """An OPTIONS addressed to sipgrid itself (a keep-alive), with no Route beyond us."""
+        uri = message.uri
+        return (
+            message.method == "OPTIONS"
+            and isinstance(uri, SipUri)
+            and (uri.user is None or is_ours(uri, request))
+            and not message.routes
+        )
+
     def _in_dialog(self, message: Request, ours: list[SipUri]) -> MessageResponse:
         """Follow the route set: the next Route if any, else the Request-URI (RFC 3261 16.12),
-        sent where the dialog's INVITE found that party when our Record-Route says so."""
+        sent where the dialog's INVITE found that party when our Record-Route says so.
+
+        Only a dialog that sipgrid record-routed is followed: the top Route must be a
+        Record-Route value we signed for this Call-ID (RFC 3261 sections 16.4 and 16.12).
+        Anything else (an invented To tag, a Route forged with our address) is refused,
+        so that sipgrid never relays for strangers.
+        """
+        if not ours or not is_recorded_by_us(self._route_key, message.call_id, ours[0]):
+            if message.method == "ACK":
+                return MessageResponse(message, {META_DROP: "1"})
+            return MessageResponse(reply(message, 403, "Forbidden (Not A Dialog Of Ours)"))
         routes = message.routes
         recorded = dialog_destination(message, ours) if not routes else None
         if recorded is not None and isinstance(message.uri, SipUri):
@@ -179,11 +195,17 @@ class ConnectProcessor:
         if message.method in ("INVITE", "SUBSCRIBE", "REFER"):
             inbound = listening_point(request, request.sender.transport)
             outbound = listening_point(request, route.transport)
-            flows = ""
+            flows = signed_flows(self._route_key, message.call_id)
             if message.from_.tag and _is_token(message.from_.tag):
                 caller = request.metadata.get(META_FLOW) or str(request.sender)
                 callee = route.flow or str(route.destination)
-                flows = f";{FTAG}={message.from_.tag};{CALLER}={encode_net(caller)};{CALLEE}={encode_net(callee)}"
+                flows = signed_flows(
+                    self._route_key,
+                    message.call_id,
+                    message.from_.tag,
+                    encode_net(caller),
+                    encode_net(callee),
+                )
             if inbound is not None:
                 message.add("Record-Route", record_route(request, inbound, flows), first=True)
             if outbound is not None and outbound != inbound:

@@ -19,7 +19,7 @@ class _Model(BaseModel):
 
 class TransportSpec(_Model):
     protocol: Literal["udp", "tcp", "tls", "ws", "wss"]
-    port: int = Field(ge=1, le=65535)
+    port: int = Field(ge=0, le=65535)  # 0: a free port picked at start (tests)
     bind_addr: str | None = Field(None, alias="bindAddr")
 
 

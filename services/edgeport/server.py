@@ -133,24 +133,53 @@ class EdgePort:
     # -- lifecycle
 
     async def start(self) -> None:
+        """Listen on every transport of the spec. Transports given port 0 share one free
+        port that the system picks (tests; read it back from ``listening_points``)."""
+        for attempt in range(20):
+            shared = 0
+            try:
+                for t in self._spec.transport:
+                    port = t.port or shared
+                    bound = await self._listen(
+                        t.bind_addr or self._spec.bind_addr, port, t.protocol
+                    )
+                    if not t.port:
+                        shared = bound
+                return
+            except OSError:
+                if not shared or attempt == 19:
+                    await self.stop()
+                    raise
+                await self.stop()  # another process took the port for the next transport
+                self._reset_listeners()
+        raise AssertionError("unreachable")
+
+    async def _listen(self, host: str, port: int, protocol: str) -> int:
         loop = asyncio.get_running_loop()
-        for t in self._spec.transport:
-            host = t.bind_addr or self._spec.bind_addr
-            transport = Transport.parse(t.protocol)
-            if transport is Transport.UDP:
-                endpoint = UdpEndpoint(self)
-                sock, _ = await loop.create_datagram_endpoint(
-                    _returning(endpoint), local_addr=(host, t.port)
-                )
-                _grow_buffers(sock)
-                self._udp[Transport.UDP] = endpoint
-                self._udp_sockets.append(sock)
-            else:
-                server = await loop.create_server(
-                    lambda: TcpConnection(self), host, t.port, reuse_address=True
-                )
-                self._servers.append(server)
-            self.listening_points.append(NetInterface(_advertised(host), t.port, transport))
+        transport = Transport.parse(protocol)
+        if transport is Transport.UDP:
+            endpoint = UdpEndpoint(self)
+            sock, _ = await loop.create_datagram_endpoint(
+                _returning(endpoint), local_addr=(host, port)
+            )
+            _grow_buffers(sock)
+            self._udp[Transport.UDP] = endpoint
+            self._udp_sockets.append(sock)
+            bound = int(sock.get_extra_info("sockname")[1])
+        else:
+            server = await loop.create_server(
+                lambda: TcpConnection(self), host, port, reuse_address=True
+            )
+            self._servers.append(server)
+            bound = int(server.sockets[0].getsockname()[1])
+        self.listening_points.append(NetInterface(_advertised(host), bound, transport))
+        return bound
+
+    def _reset_listeners(self) -> None:
+        self._servers.clear()
+        self._udp_sockets.clear()
+        self._udp.clear()
+        self.listening_points.clear()
 
     async def stop(self) -> None:
         for server in self._servers:
@@ -206,7 +235,7 @@ class EdgePort:
         if len(data) > self.max_message_size:
             self.stats["too_large"] += 1
             if isinstance(message, Request) and message.method != "ACK":
-                flow.send(make_response(message, 513, to_tag=_tag()).serialize())
+                self._send(flow, make_response(message, 513, to_tag=_tag()).serialize())
             return
         self.on_message(message, flow)
 
@@ -214,7 +243,7 @@ class EdgePort:
         self.stats["malformed"] += 1
         is_ack = any(k == "cseq" and v.rstrip().endswith(" ACK") for k, v in error.fields)
         if not is_ack:
-            flow.send(error_response(error, to_tag=_tag()).serialize())
+            self._send(flow, error_response(error, to_tag=_tag()).serialize())
 
     def _answer_garbage(self, data: bytes, error: ParseError, flow: Flow) -> None:
         if data[:4].upper() == b"SIP/":
@@ -224,7 +253,7 @@ class EdgePort:
             self.stats["malformed_acks_dropped"] += 1  # an ACK is never answered
             return
         self.stats["malformed"] += 1
-        flow.send(error_response(error, to_tag=_tag()).serialize())
+        self._send(flow, error_response(error, to_tag=_tag()).serialize())
 
     def on_message(self, message: Request | Response, flow: Flow) -> None:
         try:
@@ -235,7 +264,7 @@ class EdgePort:
         except ParseError as error:  # a header read late (Contact, Route...) was bad
             if isinstance(message, Request) and message.method != "ACK":
                 error.fields = [(f.key, f.value) for f in message.fields]
-                flow.send(error_response(error, to_tag=_tag()).serialize())
+                self._send(flow, error_response(error, to_tag=_tag()).serialize())
             self.stats["malformed"] += 1
 
     # -- requests
@@ -361,15 +390,17 @@ class EdgePort:
                 destination = NetInterface(
                     preferred.remote[0], preferred.remote[1], preferred.transport
                 )
-        except (OSError, ValueError, TimeoutError, socket.gaierror) as error:
+            branch = f"z9hG4bKsg{secrets.token_hex(6)}{self._branch_hash(request)}"
+            via = self._via(destination, branch)
+        except (OSError, ValueError, TimeoutError) as error:
             log.info("cannot reach next hop: %s", error)
+            self.stats["next_hop_unreachable"] += 1
             if ctx is not None:
                 self._respond(ctx, 503, "Service Unavailable (Next Hop Unreachable)")
             return
-        branch = f"z9hG4bKsg{secrets.token_hex(6)}{self._branch_hash(request)}"
-        request.add("Via", self._via(destination, branch), first=True)
+        request.add("Via", via, first=True)
         if request.method == "ACK":
-            flow.send(request.serialize())
+            self._send(flow, request.serialize())
             return
         if ctx is not None and (ctx.cancelled or ctx.tx.state is State.TERMINATED):
             return
@@ -402,18 +433,39 @@ class EdgePort:
         no SRV yet: RFC 3263 is not applied)."""
         text = metadata.get(META_DESTINATION)
         if text:
-            return parse_flow_id(text)
-        routes = request.routes
-        target = routes[0].sip_uri if routes else request.uri
-        if not isinstance(target, SipUri):
-            raise ValueError(f"cannot route to {target}")
-        transport = Transport.parse(target.transport) if target.transport else Transport.UDP
-        port = target.port or (5061 if transport is Transport.TLS else 5060)
-        host = (target.maddr or target.host).strip("[]")
-        if not _is_ip(host):
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-            host = str(infos[0][4][0])
-        return NetInterface(host, port, transport)
+            destination = parse_flow_id(text)
+        else:
+            routes = request.routes
+            target = routes[0].sip_uri if routes else request.uri
+            if not isinstance(target, SipUri):
+                raise ValueError(f"cannot route to {target}")
+            transport = Transport.parse(target.transport) if target.transport else Transport.UDP
+            port = target.port or (5061 if transport is Transport.TLS else 5060)
+            destination = NetInterface((target.maddr or target.host).strip("[]"), port, transport)
+        return await self._resolved(destination)
+
+    async def _resolved(self, destination: NetInterface) -> NetInterface:
+        """An address the sockets can take: names looked up (A/AAAA), and of a family
+        that we listen on. Raises OSError otherwise, never lets a name reach sendto."""
+        host = destination.host
+        family = self._family(destination.transport)
+        if _is_ip(host):
+            if ipaddress.ip_address(host).version != (6 if family == socket.AF_INET6 else 4):
+                raise OSError(f"no {destination.transport.value} listening point for {host}")
+            return destination
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host, destination.port, family=family, type=socket.SOCK_DGRAM
+        )
+        if not infos:
+            raise OSError(f"{host} has no address")
+        return NetInterface(str(infos[0][4][0]), destination.port, destination.transport)
+
+    def _family(self, transport: Transport) -> int:
+        """The address family of our listening point for a transport (IPv4 by default)."""
+        lp = next((p for p in self.listening_points if p.transport is transport), None)
+        if lp is not None and ":" in lp.host:
+            return socket.AF_INET6
+        return socket.AF_INET
 
     def _via(self, destination: NetInterface, branch: str) -> str:
         lp = next((p for p in self.listening_points if p.transport is destination.transport), None)
@@ -587,11 +639,11 @@ class EdgePort:
 
     async def _send_to(self, destination: NetInterface, data: bytes) -> None:
         try:
-            flow = await self._flow_to(destination)
-        except (OSError, TimeoutError) as error:
+            flow = await self._flow_to(await self._resolved(destination))
+        except (OSError, ValueError, TimeoutError) as error:
             log.info("cannot send to %s: %s", destination, error)
             return
-        flow.send(data)
+        self._send(flow, data)
 
     # -- sending upstream
 
@@ -619,7 +671,9 @@ class EdgePort:
     def _apply_server(self, ctx: ServerContext, effects: list[Effect]) -> None:
         for effect in effects:
             if isinstance(effect, Send):
-                ctx.flow.send(effect.message.serialize())
+                if not self._send(ctx.flow, effect.message.serialize()):
+                    self._apply_server(ctx, ctx.tx.transport_error())  # ends the transaction
+                    return
             elif isinstance(effect, Terminated):
                 key = server_key(ctx.tx.request)
                 if self._server_txs.get(key) is ctx:
@@ -629,7 +683,10 @@ class EdgePort:
     def _apply_client(self, cctx: ClientContext, effects: list[Effect]) -> None:
         for effect in effects:
             if isinstance(effect, Send):
-                cctx.flow.send(effect.message.serialize())
+                if not self._send(cctx.flow, effect.message.serialize()):
+                    # 503 upstream and the end of this transaction (RFC 3261 section 16.9)
+                    self._apply_client(cctx, cctx.tx.transport_error())
+                    return
             elif isinstance(effect, Deliver):
                 assert isinstance(effect.message, Response)
                 self._on_client_response(cctx, effect.message)
@@ -675,10 +732,30 @@ class EdgePort:
             self._wakeup_at = timers[0][0]
             self._wakeup = loop.call_later(max(0.0, timers[0][0] - now), self._on_timers)
 
+    def _send(self, flow: Flow, data: bytes) -> bool:
+        """Hand bytes to a transport shell; False (logged, counted) when the socket refuses."""
+        try:
+            flow.send(data)
+        except (OSError, ValueError, RuntimeError) as error:
+            self.stats["send_errors"] += 1
+            log.info("cannot send to %s: %s", flow.id, error)
+            return False
+        return True
+
     def _spawn(self, coroutine: object) -> None:
         task = asyncio.ensure_future(coroutine)  # type: ignore[call-overload]
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        """Every task's exception is retrieved: a bug is logged and counted, never left behind."""
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            self.stats["task_errors"] += 1
+            log.error("edgeport task failed", exc_info=error)
 
 
 UDP_BUFFER = 4 * 1024 * 1024

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,19 +25,37 @@ PASSWORDS = {"1001": "1001-secret", "1002": "1002-secret"}
 DOMAIN = "sip.local"
 
 
+# Ports handed to test servers come from below the kernel's ephemeral range (32768 and up
+# here), where no client socket of another test lands by chance; a server that still finds
+# its port taken fails at start (gRPC's SO_REUSEPORT is off) and is started again on others.
+PORTS = range(20000, 32000)
+ATTEMPTS = 6
+
+
 def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            try:
+    """A port free for both UDP and TCP on 127.0.0.1 at the time of asking."""
+    for _ in range(200):
+        port = random.choice(PORTS)
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                tcp.bind(("127.0.0.1", port))
                 with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
                     udp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return int(port)
+        except OSError:
+            continue
+        return port
     raise RuntimeError("no free port on 127.0.0.1")
+
+
+class PortClash(RuntimeError):
+    """A server could not bind a port that was free a moment before."""
+
+
+def clashed(text: str) -> bool:
+    return any(
+        mark in text
+        for mark in ("Address already in use", "address already in use", "errno = 98", "Errno 98")
+    )
 
 
 def require_sipp() -> str:
@@ -107,9 +126,10 @@ def _wait_ready(
         if log.exists() and marker in log.read_text(errors="replace"):
             return
         if process.poll() is not None:
-            raise RuntimeError(
-                f"sipgrid exited with {process.returncode}:\n{log.read_text(errors='replace')}"
-            )
+            text = log.read_text(errors="replace")
+            if clashed(text):
+                raise PortClash(text)
+            raise RuntimeError(f"sipgrid exited with {process.returncode}:\n{text}")
         time.sleep(0.05)
     raise RuntimeError(
         f"sipgrid did not get ready in {timeout} s:\n{log.read_text(errors='replace')}"
@@ -118,6 +138,25 @@ def _wait_ready(
 
 @contextlib.contextmanager
 def all_in_one(directory: Path, **config: object) -> Iterator[Sipgrid]:
+    server = _retrying(lambda: _all_in_one(directory, **config))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _retrying(launch: Callable[[], Sipgrid]) -> Sipgrid:
+    """Launch, and launch again on other ports when a port was taken meanwhile."""
+    for attempt in range(ATTEMPTS):
+        try:
+            return launch()
+        except PortClash:
+            if attempt == ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _all_in_one(directory: Path, **config: object) -> Sipgrid:
     port = free_port()
     write_config(directory, port, **config)  # type: ignore[arg-type]
     api_port, external_api_port, location_port = free_port(), free_port(), free_port()
@@ -140,9 +179,10 @@ def all_in_one(directory: Path, **config: object) -> Iterator[Sipgrid]:
     )
     try:
         _wait_ready(process, log, "sipgrid: ready")
-        yield server
-    finally:
+    except BaseException:
         server.stop()
+        raise
+    return server
 
 
 def _start(
@@ -163,6 +203,14 @@ def _start(
 @contextlib.contextmanager
 def distributed(directory: Path, **config: object) -> Iterator[Sipgrid]:
     """EdgePort, Dispatcher, Connect and Location as four processes talking gRPC."""
+    server = _retrying(lambda: _distributed(directory, dict(config)))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _distributed(directory: Path, config: dict[str, object]) -> Sipgrid:
     port = free_port()
     location_port, connect_port, dispatcher_port = free_port(), free_port(), free_port()
     edgeport = dict(config.pop("edgeport", {}) or {})  # type: ignore[call-overload]
@@ -244,9 +292,10 @@ def distributed(directory: Path, **config: object) -> Iterator[Sipgrid]:
             server.processes.append(process)
             server.logs.append(log)
             _wait_ready(process, log, "sipgrid: ready")
-        yield server
-    finally:
+    except BaseException:
         server.stop()
+        raise
+    return server
 
 
 @dataclass
@@ -317,24 +366,40 @@ def run_sipp(
 ) -> SippResult:
     """Run a sipp client scenario against sipgrid; return its exit code and output."""
     scenario = write_scenario(directory, name, xml)
-    port = port or free_port()
-    all_keys = {
-        "user": user,
-        "domain": DOMAIN,
-        "contact_host": "127.0.0.1",
-        "contact_port": str(port),
-        "expires": "60",
-        "callee": "1002",
-    }
-    all_keys.update(keys or {})
-    auth = ["-au", user, "-ap", password if password is not None else PASSWORDS.get(user, "x")]
-    args = _sipp_args(
-        scenario, f"127.0.0.1:{server_port}", port, transport, all_keys, auth + (extra or [])
-    )
-    completed = subprocess.run(
-        args, capture_output=True, timeout=timeout, cwd=directory, check=False
-    )
-    output = completed.stdout.decode(errors="replace") + completed.stderr.decode(errors="replace")
+    for attempt in range(ATTEMPTS):
+        sipp_port = port or free_port()
+        all_keys = {
+            "user": user,
+            "domain": DOMAIN,
+            "contact_host": "127.0.0.1",
+            "contact_port": str(sipp_port),
+            "expires": "60",
+            "callee": "1002",
+        }
+        all_keys.update(keys or {})
+        auth = ["-au", user, "-ap", password if password is not None else PASSWORDS.get(user, "x")]
+        args = _sipp_args(
+            scenario,
+            f"127.0.0.1:{server_port}",
+            sipp_port,
+            transport,
+            all_keys,
+            auth + (extra or []),
+        )
+        completed = subprocess.run(
+            args, capture_output=True, timeout=timeout, cwd=directory, check=False
+        )
+        output = completed.stdout.decode(errors="replace") + completed.stderr.decode(
+            errors="replace"
+        )
+        if (
+            completed.returncode != 0
+            and port is None
+            and clashed(output)
+            and attempt < ATTEMPTS - 1
+        ):
+            continue  # our sipp's port was taken meanwhile: again on another
+        break
     errors = scenario.with_suffix(".errors.log")
     if errors.exists():
         output += "\n--- sipp errors ---\n" + errors.read_text(errors="replace")[-3000:]
@@ -353,17 +418,21 @@ def sipp_server(
 ) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     """A sipp in server mode on a free port; yields (port, process). Stopped on exit."""
     scenario = write_scenario(directory, name, xml)
-    port = free_port()
     all_keys = {"user": "1001", "callee": "1002", "domain": DOMAIN}
     all_keys.update(keys or {})
-    args = _sipp_args(scenario, None, port, transport, all_keys, extra or [])
     log = directory / f"{name}.out"
-    with log.open("wb") as out:
-        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=directory)
-    try:
+    for attempt in range(ATTEMPTS):
+        port = free_port()
+        args = _sipp_args(scenario, None, port, transport, all_keys, extra or [])
+        with log.open("wb") as out:
+            process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=directory)
         time.sleep(0.3)
-        if process.poll() is not None:
-            raise RuntimeError(f"sipp server exited at once:\n{log.read_text(errors='replace')}")
+        if process.poll() is None:
+            break
+        text = log.read_text(errors="replace")
+        if not clashed(text) or attempt == ATTEMPTS - 1:
+            raise RuntimeError(f"sipp server exited at once:\n{text}")
+    try:
         yield port, process
     finally:
         if process.poll() is None:

@@ -130,3 +130,10 @@ def request_bytes(
 async def started(edgeport: EdgePort) -> EdgePort:
     await edgeport.start()
     return edgeport
+
+
+async def serving(processor: Processor, **spec: Any) -> tuple[EdgePort, int]:
+    """An EdgePort on UDP and TCP of one free port (bound on port 0, no race), and that port."""
+    edgeport = EdgePort(edgeport_config(0, **spec), processor)
+    await edgeport.start()
+    return edgeport, edgeport.listening_points[0].port

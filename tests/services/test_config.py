@@ -124,7 +124,8 @@ def test_resource_errors_name_file_and_ref(tmp_path: Path) -> None:
 
 def test_the_command_prints_one_line_and_exits_2(tmp_path: Path) -> None:
     write(
-        tmp_path, {**GOOD, "spec": {**GOOD["spec"], "transport": [{"protocol": "udp", "port": 0}]}}
+        tmp_path,
+        {**GOOD, "spec": {**GOOD["spec"], "transport": [{"protocol": "udp", "port": 70000}]}},
     )
     done = subprocess.run(
         [sys.executable, "-m", "sipgrid.cli", "run", "--config-dir", str(tmp_path)],

@@ -17,16 +17,17 @@ from .helpers import (
     connect_processor,
     edgeport_config,
     request_bytes,
+    serving,
     udp_peer,
 )
 
 
 def test_retransmitted_invite_reaches_the_processor_once() -> None:
     async def scenario() -> None:
-        port = free_port()
         processor = CountingProcessor(connect_processor())
-        edgeport = EdgePort(edgeport_config(port), processor)
+        edgeport = EdgePort(edgeport_config(0), processor)
         await edgeport.start()
+        port = edgeport.listening_points[0].port
         peer = await udp_peer()
         try:
             invite = request_bytes("INVITE", peer.port)
@@ -58,9 +59,9 @@ def test_retransmitted_invite_reaches_the_processor_once() -> None:
 
 def test_invalid_messages_get_400_and_the_server_keeps_serving() -> None:
     async def scenario() -> None:
-        port = free_port()
-        edgeport = EdgePort(edgeport_config(port), connect_processor())
+        edgeport = EdgePort(edgeport_config(0), connect_processor())
         await edgeport.start()
+        port = edgeport.listening_points[0].port
         peer = await udp_peer()
         try:
             for name, status in [
@@ -95,9 +96,9 @@ def test_invalid_messages_get_400_and_the_server_keeps_serving() -> None:
 
 def test_oversized_datagram_gets_513() -> None:
     async def scenario() -> None:
-        port = free_port()
-        edgeport = EdgePort(edgeport_config(port, maxMessageSize=1500), connect_processor())
+        edgeport = EdgePort(edgeport_config(0, maxMessageSize=1500), connect_processor())
         await edgeport.start()
+        port = edgeport.listening_points[0].port
         peer = await udp_peer()
         try:
             big = request_bytes("OPTIONS", peer.port, extra="X-Padding: " + "a" * 2000 + "\r\n")
@@ -117,9 +118,9 @@ def test_processor_down_or_failing_gives_503() -> None:
             GrpcProcessor(f"127.0.0.1:{free_port()}", timeout=1.0),
             FailingProcessor(),
         ):
-            port = free_port()
-            edgeport = EdgePort(edgeport_config(port), processor)
+            edgeport = EdgePort(edgeport_config(0), processor)
             await edgeport.start()
+            port = edgeport.listening_points[0].port
             peer = await udp_peer()
             try:
                 peer.send(request_bytes("OPTIONS", peer.port, uri="sip:127.0.0.1"), port)
@@ -135,10 +136,10 @@ def test_processor_down_or_failing_gives_503() -> None:
 
 def test_max_forwards_zero_gives_483_and_unknown_method_405() -> None:
     async def scenario() -> None:
-        port = free_port()
         processor = CountingProcessor(connect_processor())
-        edgeport = EdgePort(edgeport_config(port, methods=["INVITE", "REGISTER"]), processor)
+        edgeport = EdgePort(edgeport_config(0, methods=["INVITE", "REGISTER"]), processor)
         await edgeport.start()
+        port = edgeport.listening_points[0].port
         peer = await udp_peer()
         try:
             peer.send(request_bytes("INVITE", peer.port, max_forwards=0), port)
@@ -167,11 +168,10 @@ class SelfForwarder:
 
 def test_loop_gives_482() -> None:
     async def scenario() -> None:
-        port = free_port()
         processor = SelfForwarder()
-        processor.port = port
-        edgeport = EdgePort(edgeport_config(port), processor)
+        edgeport = EdgePort(edgeport_config(0), processor)
         await edgeport.start()
+        port = processor.port = edgeport.listening_points[0].port
         peer = await udp_peer()
         try:
             peer.send(request_bytes("MESSAGE", peer.port), port)
@@ -189,9 +189,9 @@ def test_loop_gives_482() -> None:
 
 def test_tcp_keepalive_pong_and_malformed_stream() -> None:
     async def scenario() -> None:
-        port = free_port()
-        edgeport = EdgePort(edgeport_config(port), connect_processor())
+        edgeport = EdgePort(edgeport_config(0), connect_processor())
         await edgeport.start()
+        port = edgeport.listening_points[0].port
         try:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(b"\r\n\r\n")
@@ -216,7 +216,6 @@ def test_tcp_keepalive_pong_and_malformed_stream() -> None:
 
 def test_rport_and_received_are_stamped() -> None:
     async def scenario() -> None:
-        port = free_port()
         captured: list[Request] = []
 
         class Capture:
@@ -225,8 +224,9 @@ def test_rport_and_received_are_stamped() -> None:
                 captured.append(request.message)
                 return await connect_processor().process_message(request)
 
-        edgeport = EdgePort(edgeport_config(port), Capture())
+        edgeport = EdgePort(edgeport_config(0), Capture())
         await edgeport.start()
+        port = edgeport.listening_points[0].port
         peer = await udp_peer()
         try:
             data = request_bytes("OPTIONS", peer.port, uri="sip:127.0.0.1").replace(
@@ -237,6 +237,65 @@ def test_rport_and_received_are_stamped() -> None:
             via = answer.top_via
             assert via.received == "127.0.0.1" and via.rport == peer.port
             assert parse(captured[0].serialize()).top_via.rport == peer.port
+        finally:
+            peer.close()
+            await edgeport.stop()
+
+    asyncio.run(scenario())
+
+
+def test_received_is_stamped_without_rport_when_the_sent_by_differs() -> None:
+    """RFC 3261 section 18.2.1: received whenever the sent-by host is not the source;
+    rport is filled in only when the Via asks for it (RFC 3581)."""
+
+    async def scenario() -> None:
+        edgeport, port = await serving(connect_processor())
+        peer = await udp_peer()
+        try:
+            data = request_bytes("OPTIONS", peer.port, uri="sip:127.0.0.1").replace(
+                f"127.0.0.1:{peer.port};branch=z9hG4bKt1;rport".encode(),
+                b"10.9.9.9:5060;branch=z9hG4bKt1",
+            )
+            peer.send(data, port)
+            via = (await peer.response()).top_via
+            assert via.received == "127.0.0.1" and via.rport is None and not via.wants_rport
+            same = request_bytes("OPTIONS", peer.port, uri="sip:127.0.0.1", branch="z9hG4bKt2")
+            peer.send(same.replace(b";rport", b""), port)
+            assert (await peer.response()).top_via.received is None  # sent-by is the source
+        finally:
+            peer.close()
+            await edgeport.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_request_without_call_id_gets_400_naming_it() -> None:
+    async def scenario() -> None:
+        edgeport, port = await serving(connect_processor())
+        peer = await udp_peer()
+        try:
+            data = request_bytes("OPTIONS", peer.port, uri="sip:127.0.0.1").replace(
+                b"Call-ID: c1\r\n", b""
+            )
+            peer.send(data, port)
+            assert await peer.status_line() == (400, "missing Call-ID header")
+        finally:
+            peer.close()
+            await edgeport.stop()
+
+    asyncio.run(scenario())
+
+
+def test_options_to_an_agent_with_max_forwards_zero_gets_483() -> None:
+    """The EdgePort lets OPTIONS with Max-Forwards 0 through (a server may answer it);
+    the processor must not forward it."""
+
+    async def scenario() -> None:
+        edgeport, port = await serving(connect_processor())
+        peer = await udp_peer()
+        try:
+            peer.send(request_bytes("OPTIONS", peer.port, max_forwards=0), port)
+            assert (await peer.response()).status == 483
         finally:
             peer.close()
             await edgeport.stop()
@@ -258,11 +317,9 @@ def test_timer_c_cancels_a_call_that_rings_for_ever_or_times_out_a_silent_one() 
     async def scenario() -> None:
         callee = await udp_peer()
         caller = await udp_peer()
-        port = free_port()
-        edgeport = EdgePort(
-            edgeport_config(port), ToPeer(callee.port), timer_c=0.5, cancel_grace=0.5
-        )
+        edgeport = EdgePort(edgeport_config(0), ToPeer(callee.port), timer_c=0.5, cancel_grace=0.5)
         await edgeport.start()
+        port = edgeport.listening_points[0].port
         try:
             caller.send(
                 request_bytes("INVITE", caller.port, branch="z9hG4bKc1", call_id="ring"), port

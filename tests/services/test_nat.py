@@ -8,7 +8,6 @@ import asyncio
 from services.edgeport.server import EdgePort
 from sipgrid.sip import Challenge, Request, make_response, parse
 from sipgrid.sip.digest import answer
-from tests.e2e.harness import free_port
 
 from .helpers import UdpPeer, connect_processor, edgeport_config, udp_peer
 
@@ -44,9 +43,9 @@ async def next_request(peer: UdpPeer) -> Request:
 
 def test_in_dialog_requests_reach_a_callee_behind_nat() -> None:
     async def scenario() -> None:
-        port = free_port()
-        edgeport = EdgePort(edgeport_config(port), connect_processor())
+        edgeport = EdgePort(edgeport_config(0), connect_processor())
         await edgeport.start()
+        port = edgeport.listening_points[0].port
         caller, callee = await udp_peer(), await udp_peer()
         try:
             callee.send(register(callee.port), port)
@@ -78,6 +77,7 @@ def test_in_dialog_requests_reach_a_callee_behind_nat() -> None:
 
             forwarded = await next_request(callee)  # reached through the NAT binding
             assert forwarded.method == "INVITE" and str(forwarded.uri) == f"sip:1002@{HIDDEN}"
+            assert forwarded.max_forwards == 69  # a hop spent
             ok = make_response(
                 forwarded, 200, to_tag="callee1", headers=[("Contact", f"<sip:1002@{HIDDEN}>")]
             )

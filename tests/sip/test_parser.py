@@ -204,6 +204,18 @@ def test_missing_headers_and_bad_values_say_which() -> None:
         parse(b"\r\n".join(line for line in INVITE.split(b"\r\n") if not line.startswith(b"Via")))
 
 
+@pytest.mark.parametrize("header", ["Call-ID", "From", "To", "CSeq"])
+def test_a_request_without_a_required_header_is_refused_by_name(header: str) -> None:
+    data = b"\r\n".join(
+        line for line in INVITE.split(b"\r\n") if not line.startswith(header.encode() + b":")
+    )
+    assert data != INVITE
+    with pytest.raises(ParseError) as info:
+        parse(data)
+    assert info.value.header == header and info.value.status == 400
+    assert info.value.reason == f"missing {header} header"
+
+
 def test_framing_errors() -> None:
     with pytest.raises(ParseError, match="empty line"):
         parse(b"INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n")

@@ -1,0 +1,292 @@
+"""The Connect processor, its registrar and its authenticator, driven directly with
+MessageRequest objects and a fake clock: no sockets, no sleeping."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import yaml
+
+from services.connect.auth import Authenticator
+from services.connect.context import CALLEE, signed_flows
+from services.connect.processor import ConnectProcessor
+from services.connect.resources import load_resources
+from services.location.service import MemoryLocation
+from sipgrid.api.types import (
+    META_DESTINATION,
+    META_DROP,
+    MessageRequest,
+    MessageResponse,
+    NetInterface,
+    Transport,
+)
+from sipgrid.sip import Challenge, Request, Response, parse
+from sipgrid.sip.digest import answer
+
+from .helpers import ROOT
+
+KEY = b"k" * 32
+US = NetInterface("127.0.0.1", 5060, Transport.UDP)
+ALICE = NetInterface("127.0.0.1", 7001, Transport.UDP)
+BOB = NetInterface("127.0.0.1", 7002, Transport.UDP)
+PASSWORDS = {"1001": "1001-secret", "1002": "1002-secret"}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Switch:
+    """A Connect processor over the example resources, an in-memory Location and a clock."""
+
+    def __init__(self, resources_dir: Path = ROOT / "config" / "resources") -> None:
+        self.clock = Clock()
+        self.location = MemoryLocation(self.clock)
+        self.processor = ConnectProcessor(
+            load_resources(resources_dir),
+            self.location,
+            Authenticator(KEY, clock=self.clock),
+            clock=self.clock,
+        )
+
+    def send(self, text: str, sender: NetInterface = ALICE) -> MessageResponse:
+        message = parse(text.replace("\n", "\r\n").encode())
+        request = MessageRequest(
+            ref="r",
+            edge_port_ref="ep",
+            method=message.method if isinstance(message, Request) else "",
+            sender=sender,
+            listening_points=[US],
+            message=message,
+        )
+        return asyncio.run(self.processor.process_message(request))
+
+    def answer(self, text: str, sender: NetInterface = ALICE) -> Response:
+        result = self.send(text, sender)
+        assert isinstance(result.message, Response), result.message
+        return result.message
+
+    def forwarded(self, text: str, sender: NetInterface = ALICE) -> tuple[Request, dict[str, str]]:
+        result = self.send(text, sender)
+        assert isinstance(result.message, Request), result.message
+        return result.message, result.metadata
+
+
+def register(
+    user: str, port: int, *, cseq: int = 1, auth: str = "", expires: int = 60, contact: str = ""
+) -> str:
+    return (
+        f"REGISTER sip:sip.local SIP/2.0\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKr{cseq}{port}\n"
+        f"From: <sip:{user}@sip.local>;tag=r{user}\nTo: <sip:{user}@sip.local>\n"
+        f"Call-ID: reg-{user}\nCSeq: {cseq} REGISTER\nMax-Forwards: 70\n"
+        f"Contact: <sip:{user}@{contact or f'127.0.0.1:{port}'}>\nExpires: {expires}\n"
+        f"{auth}Content-Length: 0\n\n"
+    )
+
+
+def authorization(
+    challenge_response: Response, user: str, method: str, uri: str, nc: int = 1
+) -> str:
+    header = "WWW-Authenticate" if challenge_response.status == 401 else "Proxy-Authenticate"
+    challenge = Challenge.parse(challenge_response.get(header) or "", header)
+    creds = answer(
+        challenge, method=method, uri=uri, username=user, password=PASSWORDS[user], nc=nc
+    )
+    name = "Authorization" if challenge_response.status == 401 else "Proxy-Authorization"
+    return f"{name}: {creds}\n"
+
+
+def registered(switch: Switch, user: str, sender: NetInterface, contact: str = "") -> None:
+    challenged = switch.answer(register(user, sender.port, contact=contact), sender)
+    assert challenged.status == 401
+    auth = authorization(challenged, user, "REGISTER", "sip:sip.local")
+    ok = switch.answer(register(user, sender.port, cseq=2, auth=auth, contact=contact), sender)
+    assert ok.status == 200, ok.reason
+
+
+def invite(cseq: int, *, auth: str = "", max_forwards: int = 70, call_id: str = "call1") -> str:
+    return (
+        "INVITE sip:1002@sip.local SIP/2.0\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:7001;branch=z9hG4bKi{cseq}\n"
+        "From: <sip:1001@sip.local>;tag=alice\nTo: <sip:1002@sip.local>\n"
+        f"Call-ID: {call_id}\nCSeq: {cseq} INVITE\nMax-Forwards: {max_forwards}\n"
+        f"Contact: <sip:1001@127.0.0.1:7001>\n{auth}Content-Length: 0\n\n"
+    )
+
+
+# -- the registrar and the authenticator
+
+
+def test_register_is_challenged_then_bound() -> None:
+    switch = Switch()
+    challenged = switch.answer(register("1001", 7001))
+    assert challenged.status == 401
+    challenge = Challenge.parse(challenged.get("WWW-Authenticate") or "")
+    assert challenge.realm == "sip.local" and "auth" in challenge.qop and not challenge.stale
+    auth = authorization(challenged, "1001", "REGISTER", "sip:sip.local")
+    ok = switch.answer(register("1001", 7001, cseq=2, auth=auth))
+    assert ok.status == 200 and "expires=60" in (ok.get("Contact") or "")
+    routes = asyncio.run(switch.location.find_routes("sip:1001@sip.local"))
+    assert [(r.host, r.port) for r in routes] == [("127.0.0.1", 7001)]
+
+
+def test_a_replayed_nonce_count_is_challenged_again() -> None:
+    switch = Switch()
+    challenged = switch.answer(register("1001", 7001))
+    auth = authorization(challenged, "1001", "REGISTER", "sip:sip.local", nc=1)
+    assert switch.answer(register("1001", 7001, cseq=2, auth=auth)).status == 200
+    replayed = switch.answer(register("1001", 7001, cseq=3, auth=auth))  # same nonce, same nc
+    assert replayed.status == 401
+    assert not Challenge.parse(replayed.get("WWW-Authenticate") or "").stale
+    following = authorization(challenged, "1001", "REGISTER", "sip:sip.local", nc=2)
+    assert switch.answer(register("1001", 7001, cseq=4, auth=following)).status == 200
+
+
+def test_a_replayed_proxy_authorization_is_challenged_again() -> None:
+    switch = Switch()
+    registered(switch, "1002", BOB)
+    challenged = switch.answer(invite(1))
+    assert challenged.status == 407
+    auth = authorization(challenged, "1001", "INVITE", "sip:1002@sip.local")
+    switch.forwarded(invite(2, auth=auth))
+    assert switch.answer(invite(3, auth=auth, call_id="call2")).status == 407
+
+
+def test_an_expired_nonce_is_stale_not_accepted() -> None:
+    switch = Switch()
+    challenged = switch.answer(register("1001", 7001))
+    auth = authorization(challenged, "1001", "REGISTER", "sip:sip.local")
+    switch.clock.now += 301  # nonces live 300 s
+    stale = switch.answer(register("1001", 7001, cseq=2, auth=auth))
+    assert stale.status == 401
+    assert Challenge.parse(stale.get("WWW-Authenticate") or "").stale
+    assert not asyncio.run(switch.location.find_routes("sip:1001@sip.local"))
+
+
+def test_a_wrong_password_is_forbidden() -> None:
+    switch = Switch()
+    challenged = switch.answer(register("1001", 7001))
+    challenge = Challenge.parse(challenged.get("WWW-Authenticate") or "")
+    creds = answer(
+        challenge, method="REGISTER", uri="sip:sip.local", username="1001", password="guess"
+    )
+    refused = switch.answer(register("1001", 7001, cseq=2, auth=f"Authorization: {creds}\n"))
+    assert refused.status == 403
+
+
+def test_the_agents_max_contacts_is_kept(tmp_path: Path) -> None:
+    resources = yaml.safe_load((ROOT / "config" / "resources" / "sip-local.yaml").read_text())
+    for resource in resources:
+        if resource["kind"] == "Agent":
+            resource["spec"]["maxContacts"] = 1
+    (tmp_path / "sip-local.yaml").write_text(yaml.safe_dump(resources))
+    switch = Switch(tmp_path)
+    registered(switch, "1001", ALICE, contact="127.0.0.1:7001")
+    switch.clock.now += 1
+    registered(switch, "1001", NetInterface("127.0.0.1", 7003), contact="127.0.0.1:7003")
+    routes = asyncio.run(switch.location.find_routes("sip:1001@sip.local"))
+    assert [r.port for r in routes] == [7003]
+
+
+# -- routing
+
+
+def test_an_invite_is_routed_with_a_hop_spent_and_our_credentials_gone() -> None:
+    switch = Switch()
+    registered(switch, "1002", BOB)
+    challenged = switch.answer(invite(1))
+    auth = authorization(challenged, "1001", "INVITE", "sip:1002@sip.local")
+    request, metadata = switch.forwarded(invite(2, auth=auth))
+    assert request.max_forwards == 69
+    assert str(request.uri) == "sip:1002@127.0.0.1:7002"
+    assert metadata[META_DESTINATION] == "udp:127.0.0.1:7002"
+    assert "Proxy-Authorization" not in request
+    assert "sg-sig=" in (request.get("Record-Route") or "")
+
+
+def test_max_forwards_zero_gets_483_before_anything_else() -> None:
+    switch = Switch()
+    options = (
+        "OPTIONS sip:1002@sip.local SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:7001;branch=z9hG4bKo\n"
+        "From: <sip:1001@sip.local>;tag=a\nTo: <sip:1002@sip.local>\nCall-ID: o\n"
+        "CSeq: 1 OPTIONS\nMax-Forwards: 0\nContent-Length: 0\n\n"
+    )
+    assert switch.answer(options).status == 483
+    assert switch.answer(invite(1, max_forwards=0)).status == 483
+
+
+def test_no_binding_480_unknown_user_404_outsider_403() -> None:
+    switch = Switch()
+    challenged = switch.answer(invite(1))
+    auth = authorization(challenged, "1001", "INVITE", "sip:1002@sip.local")
+    assert switch.answer(invite(2, auth=auth)).status == 480
+    stranger = invite(3).replace("sip:1001@sip.local", "sip:1001@evil.example")
+    assert switch.answer(stranger).status == 403
+
+
+def in_dialog(
+    method: str, route: str, *, from_tag: str = "alice", uri: str = "sip:1002@127.0.0.1:7002"
+) -> str:
+    return (
+        f"{method} {uri} SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:7001;branch=z9hG4bKd{method}\n"
+        f"Route: {route}\nFrom: <sip:1001@sip.local>;tag={from_tag}\n"
+        "To: <sip:1002@sip.local>;tag=bob\nCall-ID: call1\n"
+        f"CSeq: 5 {method}\nMax-Forwards: 70\nContent-Length: 0\n\n"
+    )
+
+
+def test_in_dialog_requests_follow_only_our_signed_record_route() -> None:
+    switch = Switch()
+    registered(switch, "1002", BOB)
+    challenged = switch.answer(invite(1))
+    auth = authorization(challenged, "1001", "INVITE", "sip:1002@sip.local")
+    request, _ = switch.forwarded(invite(2, auth=auth))
+    record_route = request.get("Record-Route") or ""
+
+    bye, metadata = switch.forwarded(in_dialog("BYE", record_route))
+    assert metadata[META_DESTINATION] == "udp:127.0.0.1:7002" and bye.max_forwards == 69
+    assert "Route" not in bye  # our own Route is consumed
+
+    # the callee's BYE goes back to the caller's flow
+    _, back = switch.forwarded(
+        in_dialog("BYE", record_route, from_tag="bob", uri="sip:1001@x"), BOB
+    )
+    assert back[META_DESTINATION] == "udp:127.0.0.1:7001"
+
+    # an edited flow breaks the signature
+    tampered = record_route.replace(f"{CALLEE}=udp~127.0.0.1~7002", f"{CALLEE}=udp~127.0.0.1~9999")
+    assert tampered != record_route
+    assert switch.answer(in_dialog("BYE", tampered)).status == 403
+    # a signature of another dialog does not fit this one
+    other = f"<sip:127.0.0.1:5060;lr{signed_flows(KEY, 'another-call')}>"
+    assert switch.answer(in_dialog("BYE", other)).status == 403
+    # and an ACK along a forged route goes nowhere
+    ack = switch.send(in_dialog("ACK", "<sip:127.0.0.1:5060;lr>"))
+    assert ack.metadata.get(META_DROP) == "1"
+
+
+@pytest.mark.parametrize("method", ["BYE", "INFO", "MESSAGE", "INVITE"])
+def test_an_invented_to_tag_is_no_way_through(method: str) -> None:
+    switch = Switch()
+    text = in_dialog(method, "<sip:127.0.0.1:5060;lr>").replace(
+        "Route: <sip:127.0.0.1:5060;lr>\n", ""
+    )
+    assert switch.answer(text).status == 403
+
+
+def test_options_to_sipgrid_itself_is_answered() -> None:
+    switch = Switch()
+    options = (
+        "OPTIONS sip:127.0.0.1:5060 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:7001;branch=z9hG4bKk\n"
+        "From: <sip:trunk@provider.example>;tag=a\nTo: <sip:127.0.0.1>;tag=b\nCall-ID: k\n"
+        "CSeq: 1 OPTIONS\nMax-Forwards: 70\nContent-Length: 0\n\n"
+    )
+    ok = switch.answer(options)
+    assert ok.status == 200 and "INVITE" in (ok.get("Allow") or "")
