@@ -14,6 +14,8 @@ TIMEOUT = 5.0
 class GrpcProcessor:
     """A Processor (Dispatcher, Connect, middleware) in another process."""
 
+    handles_responses = True  # it may change responses: they all go through it
+
     def __init__(self, addr: str, timeout: float = TIMEOUT) -> None:
         self.addr = addr
         self._channel = grpc.aio.insecure_channel(addr)

@@ -77,7 +77,7 @@ def decode_net(value: str) -> str:
     return value.replace("~", ":")
 
 
-def dialog_destination(message: Request, ours: list[SipUri]) -> str | None:
+def dialog_destination(message: Request, ours: list[SipUri]) -> NetInterface | None:
     """Where an in-dialog request goes by the flows recorded at the INVITE, if any."""
     for uri in ours:
         ftag = uri.param(FTAG)
@@ -86,20 +86,11 @@ def dialog_destination(message: Request, ours: list[SipUri]) -> str | None:
         towards = CALLEE if message.from_.tag == ftag else CALLER
         value = uri.param(towards)
         if value:
-            return decode_net(value)
+            try:
+                return NetInterface.parse(decode_net(value))
+            except ValueError:
+                return None
     return None
-
-
-def destination_of(uri: SipUri) -> NetInterface:
-    """Where to send for a URI, without DNS SRV (RFC 3263 is not applied yet)."""
-    transport = (
-        Transport.parse(uri.transport)
-        if uri.transport
-        else (Transport.TLS if uri.secure else Transport.UDP)
-    )
-    host = uri.maddr or uri.host
-    port = uri.port or (5061 if transport is Transport.TLS else 5060)
-    return NetInterface(host.strip("[]"), port, transport)
 
 
 def listening_point(request: MessageRequest, transport: Transport) -> NetInterface | None:

@@ -7,13 +7,10 @@ import time
 from collections.abc import Callable
 
 from sipgrid.api.types import (
-    META_DESTINATION,
-    META_DROP,
-    META_FLOW,
-    META_TARGET_FLOW,
     LocationService,
     MessageRequest,
     MessageResponse,
+    NetInterface,
     Route,
 )
 from sipgrid.sip import ParseError, Request, SipUri, parse_uri
@@ -22,7 +19,6 @@ from .auth import Authenticator, Verdict
 from .context import (
     ALLOW,
     decrement_max_forwards,
-    destination_of,
     dialog_destination,
     encode_net,
     is_ours,
@@ -109,26 +105,24 @@ class ConnectProcessor:
         """
         if not ours or not is_recorded_by_us(self._route_key, message.call_id, ours[0]):
             if message.method == "ACK":
-                return MessageResponse(message, {META_DROP: "1"})
+                return MessageResponse(message, drop=True)
             return MessageResponse(reply(message, 403, "Forbidden (Not A Dialog Of Ours)"))
+        resources = self._resources()
+        _strip_credentials(message, lambda realm: resources.domain(realm) is not None)
         routes = message.routes
-        recorded = dialog_destination(message, ours) if not routes else None
-        if recorded is not None and isinstance(message.uri, SipUri):
-            decrement_max_forwards(message)
-            if recorded.startswith("udp:"):
-                return MessageResponse(message, {META_DESTINATION: recorded})
-            # a connection: reuse it while it is open, else connect to the Contact
-            return MessageResponse(
-                message,
-                {META_DESTINATION: str(destination_of(message.uri)), META_TARGET_FLOW: recorded},
-            )
         target = routes[0].sip_uri if routes else message.uri
         if not isinstance(target, SipUri):
             if message.method == "ACK":
-                return MessageResponse(message, {META_DROP: "1"})
+                return MessageResponse(message, drop=True)
             return MessageResponse(reply(message, 416))
         decrement_max_forwards(message)
-        return MessageResponse(message, {META_DESTINATION: str(destination_of(target))})
+        recorded = dialog_destination(message, ours) if not routes else None
+        if recorded is None:
+            return MessageResponse(message)  # the EdgePort locates the Route or Request-URI
+        if not recorded.transport.reliable:
+            return MessageResponse(message, destination=recorded)
+        # a connection: reuse it while it is open, else connect to the Request-URI
+        return MessageResponse(message, target_flow=recorded)
 
     async def _route_to_agent(self, request: MessageRequest, message: Request) -> MessageResponse:
         resources = self._resources()
@@ -174,10 +168,11 @@ class ConnectProcessor:
             return MessageResponse(reply(message, 480))
         route = routes[0]
         self._forward(request, message, route, domain.domain_uri)
-        metadata = {META_DESTINATION: str(route.destination)}
-        if route.flow:
-            metadata[META_TARGET_FLOW] = route.flow
-        return MessageResponse(message, metadata)
+        return MessageResponse(
+            message,
+            destination=route.destination,
+            target_flow=NetInterface.parse(route.flow) if route.flow else None,
+        )
 
     def _forward(self, request: MessageRequest, message: Request, route: Route, realm: str) -> None:
         """Retarget to the binding, spend a hop, drop our credentials, record-route.
@@ -187,17 +182,13 @@ class ConnectProcessor:
         """
         message.set_uri(parse_uri(route.contact_uri, what="Contact"))
         decrement_max_forwards(message)
-        theirs = [c for c in message.proxy_authorizations if c.realm != realm]
-        if len(theirs) != len(message.get_all("Proxy-Authorization")):
-            message.remove("Proxy-Authorization")
-            for credentials in theirs:
-                message.add("Proxy-Authorization", str(credentials))
+        _strip_credentials(message, lambda other: other == realm)
         if message.method in ("INVITE", "SUBSCRIBE", "REFER"):
             inbound = listening_point(request, request.sender.transport)
             outbound = listening_point(request, route.transport)
             flows = signed_flows(self._route_key, message.call_id)
             if message.from_.tag and _is_token(message.from_.tag):
-                caller = request.metadata.get(META_FLOW) or str(request.sender)
+                caller = str(request.sender)
                 callee = route.flow or str(route.destination)
                 flows = signed_flows(
                     self._route_key,
@@ -210,6 +201,17 @@ class ConnectProcessor:
                 message.add("Record-Route", record_route(request, inbound, flows), first=True)
             if outbound is not None and outbound != inbound:
                 message.add("Record-Route", record_route(request, outbound, flows), first=True)
+
+
+def _strip_credentials(message: Request, ours: Callable[[str], bool]) -> None:
+    """Credentials addressed to sipgrid (a realm it serves) never leave it."""
+    if "Proxy-Authorization" not in message:
+        return
+    theirs = [c for c in message.proxy_authorizations if not ours(c.realm)]
+    if len(theirs) != len(message.get_all("Proxy-Authorization")):
+        message.remove("Proxy-Authorization")
+        for credentials in theirs:
+            message.add("Proxy-Authorization", str(credentials))
 
 
 def _is_token(text: str) -> bool:

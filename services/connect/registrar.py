@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from email.utils import formatdate
 
-from sipgrid.api.types import META_FLOW, LocationService, MessageRequest, Route, Transport
+from sipgrid.api.types import LocationService, MessageRequest, Route, Transport
 from sipgrid.sip import ParseError, Request, Response, SipUri
 
 from .auth import Authenticator, Verdict
@@ -124,7 +124,7 @@ class Registrar:
             localnets=list(request.localnets),
             external_addrs=list(request.external_addrs),
             contact_uri=str(contact),
-            flow=request.metadata.get(META_FLOW, "") if sender.transport.reliable else "",
+            flow=str(sender) if sender.transport.reliable else "",
         )
 
     async def _ok(self, message: Request, aor: str) -> Response:

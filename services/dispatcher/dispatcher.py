@@ -6,6 +6,7 @@ processor. Configured as Routr's ``kind: MessageDispatcher``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,6 +139,11 @@ class Dispatcher:
     def has_middlewares(self) -> bool:
         return bool(self._pre or self._post)
 
+    @property
+    def handles_responses(self) -> bool:
+        """Without middlewares, responses pass through unchanged."""
+        return self.has_middlewares
+
     def direct_route(self, method: str) -> Processor | None:
         """The processor for a method when no matchFunc needs the message and no middleware
         runs: the gRPC servicer then passes the protobuf through untouched."""
@@ -173,7 +179,7 @@ class Dispatcher:
         result = await route.processor.process_message(request)
         for middleware in self._post:
             request.message = result.message
-            result = MessageResponse(
-                (await middleware.process_message(request)).message, result.metadata
+            result = dataclasses.replace(
+                result, message=(await middleware.process_message(request)).message
             )
         return result

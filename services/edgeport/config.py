@@ -27,6 +27,45 @@ class ProcessorSpec(_Model):
     addr: str = Field(min_length=1)
 
 
+class ClientSecurity(_Model):
+    """Routr's ``securityContext.client``: whether TLS clients must show a certificate."""
+
+    protocols: list[str] = []
+    # JAIN SIP's names: Enabled (required), Want (asked for), Disabled and DisabledAll (not)
+    auth_type: Literal["Default", "Enabled", "Want", "Disabled", "DisabledAll"] = Field(
+        "Disabled", alias="authType"
+    )
+
+
+class SecurityContext(_Model):
+    """TLS and WSS certificates: PEM files (certFile, keyFile, caFile), or Routr's
+    PKCS#12 key store (keyStore, keyStorePassword, keyStoreType: pkcs12, trustStore).
+    With neither, a self-signed certificate is made in the data directory at first start."""
+
+    cert_file: str | None = Field(None, alias="certFile")
+    key_file: str | None = Field(None, alias="keyFile")
+    ca_file: str | None = Field(None, alias="caFile")
+    key_store: str | None = Field(None, alias="keyStore")
+    key_store_password: str = Field("", alias="keyStorePassword")
+    key_store_type: str = Field("pkcs12", alias="keyStoreType")
+    trust_store: str | None = Field(None, alias="trustStore")
+    trust_store_password: str = Field("", alias="trustStorePassword")
+    trust_store_type: str = Field("pkcs12", alias="trustStoreType")
+    client: ClientSecurity = ClientSecurity()
+    # outbound TLS checks the next hop's certificate against caFile/trustStore when one is set
+    verify_server: bool | None = Field(None, alias="verifyServer")
+
+    @field_validator("key_store_type", "trust_store_type")
+    @classmethod
+    def _pkcs12(cls, value: str) -> str:
+        if value.lower() not in ("pkcs12", "p12"):
+            raise ValueError(
+                f"{value} is not supported: convert it to PKCS#12 (keytool -importkeystore "
+                "-srckeystore FILE -destkeystore FILE.p12 -deststoretype pkcs12)"
+            )
+        return "pkcs12"
+
+
 class EdgePortSpec(_Model):
     bind_addr: str = Field("0.0.0.0", alias="bindAddr")
     processor: ProcessorSpec
@@ -38,21 +77,12 @@ class EdgePortSpec(_Model):
         "Respond", alias="unknownMethodAction"
     )
     max_message_size: int = Field(65535, alias="maxMessageSize", ge=1500)
-    # Routr's TLS settings; accepted and ignored until TLS lands.
-    security_context: dict[str, object] | None = Field(None, alias="securityContext")
+    security_context: SecurityContext = Field(SecurityContext(), alias="securityContext")
 
     @field_validator("localnets")
     @classmethod
     def _networks(cls, values: list[str]) -> list[str]:
         return check_networks(values)
-
-    @field_validator("transport")
-    @classmethod
-    def _supported(cls, values: list[TransportSpec]) -> list[TransportSpec]:
-        for t in values:
-            if t.protocol not in ("udp", "tcp"):
-                raise ValueError(f"protocol {t.protocol} is not supported yet (udp and tcp are)")
-        return values
 
 
 class EdgePortConfig(_Model):
@@ -80,4 +110,9 @@ def load_edgeport(path: Path, environ: dict[str, str] | None = None) -> EdgePort
     if env.get("PROCESSOR_ADDR"):
         spec.processor.addr = env["PROCESSOR_ADDR"]
     spec.methods = [m.upper() for m in spec.methods]
+    security = spec.security_context
+    for name in ("cert_file", "key_file", "ca_file", "key_store", "trust_store"):
+        value = getattr(security, name)
+        if value:  # relative to the config file
+            setattr(security, name, str((path.parent / value).resolve()))
     return config

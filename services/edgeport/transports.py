@@ -1,93 +1,93 @@
-"""The transport shells: they move bytes between sockets and the EdgePort, nothing more.
+"""The transport shells for UDP, TCP and TLS: they move bytes between sockets and the
+EdgePort, nothing more (WebSocket is in websocket.py).
 
-A :class:`Flow` is where a message came from and where its answers go: an address on
-our UDP socket, or one TCP connection. Its ``id`` ("tcp:192.0.2.1:5070") is what the
-processor gets in metadata and may hand back as a destination.
+A flow is named by its transport and remote address (a NetInterface): a UDP source, or
+one connection. Shells report what arrives and when a connection opens or closes; the
+core decides everything else.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Protocol
+import logging
+from typing import Protocol
 
 from sipgrid.api.types import NetInterface, Transport
-from sipgrid.sip import PONG, KeepAlivePing, ParseError, StreamFramer
+from sipgrid.sip import PONG, KeepAlivePing, ParseError, Request, Response, StreamFramer
 
-if TYPE_CHECKING:
-    from .server import EdgePort
-
-
-def flow_id(transport: Transport, host: str, port: int) -> str:
-    return f"{transport.value}:{host}:{port}"
+log = logging.getLogger("sipgrid.edgeport")
 
 
-def parse_flow_id(text: str) -> NetInterface:
-    """ "udp:host:port" (an IPv6 host keeps its colons) to a NetInterface."""
-    transport, _, rest = text.partition(":")
-    host, _, port = rest.rpartition(":")
-    return NetInterface(host.strip("[]"), int(port), Transport.parse(transport))
+class Sink(Protocol):
+    """What a shell reports to (the EdgePort)."""
+
+    max_message_size: int
+
+    def datagram_received(self, data: bytes, flow: NetInterface) -> None: ...
+
+    def message_received(self, message: Request | Response, flow: NetInterface) -> None: ...
+
+    def stream_failed(self, error: ParseError, flow: NetInterface) -> None: ...
+
+    def connection_opened(self, flow: NetInterface, connection: Connection) -> None: ...
+
+    def connection_closed(self, flow: NetInterface, connection: Connection) -> None: ...
 
 
-class Flow(Protocol):
-    id: str
-    transport: Transport
-    remote: tuple[str, int]
+class Connection(Protocol):
+    """A connection a flow names: TCP, TLS or WebSocket."""
 
-    def send(self, data: bytes) -> None: ...
+    def send(self, data: bytes) -> bool: ...
 
-
-class UdpFlow:
-    __slots__ = ("_socket", "id", "remote", "transport")
-
-    def __init__(self, socket: asyncio.DatagramTransport, remote: tuple[str, int]) -> None:
-        self._socket = socket
-        self.remote = remote
-        self.transport = Transport.UDP
-        self.id = flow_id(Transport.UDP, remote[0], remote[1])
-
-    def send(self, data: bytes) -> None:
-        self._socket.sendto(data, self.remote)
+    def close(self) -> None: ...
 
 
-class UdpEndpoint(asyncio.DatagramProtocol):
+class UdpShell(asyncio.DatagramProtocol):
     """One UDP listening point."""
 
-    def __init__(self, edgeport: EdgePort) -> None:
-        self.edgeport = edgeport
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
         self.socket: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.socket = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        assert self.socket is not None
-        self.edgeport.on_datagram(data, UdpFlow(self.socket, (addr[0], addr[1])))
+        self.sink.datagram_received(data, NetInterface(addr[0], addr[1], Transport.UDP))
 
-    def flow_to(self, host: str, port: int) -> UdpFlow:
-        assert self.socket is not None
-        return UdpFlow(self.socket, (host, port))
+    def error_received(self, exc: Exception) -> None:
+        log.debug("UDP error: %s", exc)
+
+    def sendto(self, data: bytes, destination: NetInterface) -> bool:
+        if self.socket is None or self.socket.is_closing():
+            return False
+        try:
+            self.socket.sendto(data, destination.address)
+        except (OSError, ValueError) as error:
+            log.info("cannot send to %s: %s", destination, error)
+            return False
+        return True
 
 
-class TcpConnection(asyncio.Protocol):
-    """One TCP connection, accepted or opened; CRLF CRLF pings are answered here."""
+class StreamShell(asyncio.Protocol):
+    """One TCP or TLS connection, accepted or opened; CRLF CRLF pings are answered here
+    (RFC 5626 section 3.5.1), messages framed by Content-Length (RFC 3261 section 18.3)."""
 
-    def __init__(self, edgeport: EdgePort) -> None:
-        self.edgeport = edgeport
-        self.framer = StreamFramer(edgeport.max_message_size)
-        self.transport = Transport.TCP
-        self.remote: tuple[str, int] = ("", 0)
-        self.id = ""
+    def __init__(self, sink: Sink, transport: Transport) -> None:
+        self.sink = sink
+        self.kind = transport
+        self.framer = StreamFramer(sink.max_message_size)
+        self.flow = NetInterface("", 0, transport)
         self._socket: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._socket = transport  # type: ignore[assignment]
         host, port = transport.get_extra_info("peername")[:2]
-        self.remote = (host, port)
-        self.id = flow_id(Transport.TCP, host, port)
-        self.edgeport.flow_opened(self)
+        self.flow = NetInterface(host, port, self.kind)
+        self.sink.connection_opened(self.flow, self)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.edgeport.flow_closed(self)
+        self.sink.connection_closed(self.flow, self)
 
     def data_received(self, data: bytes) -> None:
         self.framer.feed(data)
@@ -95,19 +95,21 @@ class TcpConnection(asyncio.Protocol):
             try:
                 event = self.framer.next_event()
             except ParseError as error:
-                self.edgeport.on_stream_error(error, self)
-                self.close()
+                self.sink.stream_failed(error, self.flow)
                 return
             if event is None:
                 return
             if isinstance(event, KeepAlivePing):
                 self.send(PONG)
             else:
-                self.edgeport.on_message(event, self)
+                self.sink.message_received(event, self.flow)
 
-    def send(self, data: bytes) -> None:
-        if self._socket is not None and not self._socket.is_closing():
-            self._socket.write(data)
+    def send(self, data: bytes) -> bool:
+        """False when the connection is closing or gone: the caller falls back."""
+        if self._socket is None or self._socket.is_closing():
+            return False
+        self._socket.write(data)
+        return True
 
     def close(self) -> None:
         if self._socket is not None:

@@ -92,7 +92,9 @@ async def build(config_dir: Path, data_dir: Path | None = None) -> AllInOne:
     location_server = await start_server(
         os.environ.get("LOCATION_BIND_ADDR", "127.0.0.1:51902"), location=location
     )
-    return AllInOne(EdgePort(edge_config, processor), api, refresher, location_server)
+    domains = list(resources().domains)  # the self-signed TLS certificate names them
+    edgeport = EdgePort(edge_config, processor, data_dir=data, tls_names=domains)
+    return AllInOne(edgeport, api, refresher, location_server)
 
 
 async def run(config_dir: Path) -> None:

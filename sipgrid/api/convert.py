@@ -10,7 +10,16 @@ from __future__ import annotations
 from sipgrid.pb import common_pb2, location_pb2, processor_pb2, sipmessage_pb2
 from sipgrid.sip import NameAddr, Request, Response, SipUri, parse
 
-from .types import MessageRequest, MessageResponse, NetInterface, Route, Transport
+from .types import (
+    META_DESTINATION,
+    META_DROP,
+    META_TARGET_FLOW,
+    MessageRequest,
+    MessageResponse,
+    NetInterface,
+    Route,
+    Transport,
+)
 
 _TRANSPORTS = {
     Transport.UDP: common_pb2.UDP,
@@ -128,13 +137,28 @@ def request_from_pb(pb: processor_pb2.MessageRequest) -> MessageRequest:
 
 
 def response_to_pb(response: MessageResponse) -> processor_pb2.MessageResponse:
-    return processor_pb2.MessageResponse(
-        message=message_to_pb(response.message), metadata=response.metadata
-    )
+    metadata = dict(response.metadata)
+    if response.destination is not None:
+        metadata[META_DESTINATION] = str(response.destination)
+    if response.target_flow is not None:
+        metadata[META_TARGET_FLOW] = str(response.target_flow)
+    if response.drop:
+        metadata[META_DROP] = "1"
+    return processor_pb2.MessageResponse(message=message_to_pb(response.message), metadata=metadata)
 
 
 def response_from_pb(pb: processor_pb2.MessageResponse) -> MessageResponse:
-    return MessageResponse(message_from_pb(pb.message), dict(pb.metadata))
+    """Routr's string metadata to typed fields; a bad address is a ValueError naming it."""
+    metadata = dict(pb.metadata)
+    destination = metadata.pop(META_DESTINATION, "")
+    target_flow = metadata.pop(META_TARGET_FLOW, "")
+    return MessageResponse(
+        message_from_pb(pb.message),
+        metadata,
+        destination=NetInterface.parse(destination) if destination else None,
+        target_flow=NetInterface.parse(target_flow) if target_flow else None,
+        drop=metadata.pop(META_DROP, "") == "1",
+    )
 
 
 def route_to_pb(route: Route) -> location_pb2.Route:

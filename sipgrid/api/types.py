@@ -34,6 +34,9 @@ class Transport(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class NetInterface:
+    """A transport address: a listening point, a sender, a destination, or a flow (a
+    connection is named by its transport and the remote address)."""
+
     host: str
     port: int
     transport: Transport = Transport.UDP
@@ -41,19 +44,34 @@ class NetInterface:
     def __str__(self) -> str:
         return f"{self.transport.value}:{self.host}:{self.port}"
 
+    @classmethod
+    def parse(cls, text: str) -> NetInterface:
+        """ "udp:host:port" (an IPv6 host keeps its colons, brackets or not) to a NetInterface."""
+        transport, _, rest = text.partition(":")
+        host, _, port = rest.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"not a transport address: {text!r}")
+        return cls(host.strip("[]"), int(port), Transport.parse(transport))
 
-# Metadata keys of the EdgePort <-> processor exchange (MessageRequest/Response.metadata).
-META_FLOW = "sipgrid.flow"  # the connection a message came on: "tcp:host:port"
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+
+# Routr's metadata keys for what sipgrid passes as typed fields in process; the strings are
+# made and read only at the gRPC boundary (sipgrid.api.convert).
 META_DESTINATION = "sipgrid.destination"  # where to send a forwarded request: "udp:host:port"
-META_TARGET_FLOW = (
-    "sipgrid.target-flow"  # a connection to prefer for it while open: "tcp:host:port"
-)
+META_TARGET_FLOW = "sipgrid.target-flow"  # a connection to prefer while open: "tcp:host:port"
 META_DROP = "sipgrid.drop"  # "1": send nothing (an ACK with nowhere to go)
 
 
 @dataclass(slots=True)
 class MessageRequest:
-    """What an EdgePort hands to its processor (Routr's processor.MessageRequest)."""
+    """What an EdgePort hands to its processor (Routr's processor.MessageRequest).
+
+    ``sender`` is also the flow the message came on: for a connection, its transport and
+    the remote address name it.
+    """
 
     ref: str
     edge_port_ref: str
@@ -68,14 +86,29 @@ class MessageRequest:
 
 @dataclass(slots=True)
 class MessageResponse:
-    """What a processor answers: a response to send back, or a request to send on."""
+    """What a processor answers: a response to send back, or a request to send on.
+
+    For a request: ``destination`` is where to send it (else its top Route or its
+    Request-URI, located per RFC 3263), ``target_flow`` a connection to prefer while it is
+    open, ``drop`` says to send nothing (an ACK with nowhere to go).
+    """
 
     message: Request | Response
     metadata: dict[str, str] = field(default_factory=dict)
+    destination: NetInterface | None = None
+    target_flow: NetInterface | None = None
+    drop: bool = False
 
 
 class Processor(Protocol):
-    """Routr's Processor service: the Dispatcher, the Connect processor, middlewares."""
+    """Routr's Processor service: the Dispatcher, the Connect processor, middlewares.
+
+    ``handles_responses`` is False for a processor that passes every response through
+    unchanged: an EdgePort calling it in process then skips that call.
+    """
+
+    @property
+    def handles_responses(self) -> bool: ...
 
     async def process_message(self, request: MessageRequest) -> MessageResponse: ...
 

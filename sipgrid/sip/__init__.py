@@ -10,6 +10,7 @@ from .digest import Challenge, Credentials, NonceState
 from .errors import LocalProtocolError, ParseError, SipError
 from .framing import PONG, KeepAlivePing, StreamFramer
 from .headers import CSeq, NameAddr, Via
+from .locate import Target, default_port, is_ip, locate
 from .message import HeaderField, Message, Request, Response, canonical_name
 from .parser import parse
 from .uri import AbsoluteUri, SipUri, TelUri, Uri, parse_uri
@@ -33,13 +34,17 @@ __all__ = [
     "SipError",
     "SipUri",
     "StreamFramer",
+    "Target",
     "TelUri",
     "Uri",
     "Via",
     "build_ack",
     "build_cancel",
     "canonical_name",
+    "default_port",
     "error_response",
+    "is_ip",
+    "locate",
     "make_response",
     "parse",
     "parse_uri",

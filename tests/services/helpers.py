@@ -37,6 +37,7 @@ class CountingProcessor:
 
     def __init__(self, inner: Processor) -> None:
         self.inner = inner
+        self.handles_responses = inner.handles_responses
         self.count: Counter[str] = Counter()
 
     async def process_message(self, request: MessageRequest) -> MessageResponse:
@@ -45,6 +46,8 @@ class CountingProcessor:
 
 
 class FailingProcessor:
+    handles_responses = True
+
     async def process_message(self, request: MessageRequest) -> MessageResponse:
         raise RuntimeError("boom")
 

@@ -43,7 +43,14 @@ def write(tmp_path: Path, data: object, name: str = "edgeport.yaml") -> Path:
             "spec.transport.0.protocol",
             "Input should be",
         ),
-        ({"transport": [{"protocol": "tls", "port": 5061}]}, "spec.transport", "not supported yet"),
+        (
+            {
+                "transport": [{"protocol": "tls", "port": 5061}],
+                "securityContext": {"keyStore": "k.jks", "keyStoreType": "jks"},
+            },
+            "spec.securityContext.keyStoreType",
+            "convert it to PKCS#12",
+        ),
         ({"localnets": ["10.0.0.0/33"]}, "spec.localnets", "not an IP network"),
         ({"processor": {}}, "spec.processor.addr", "Field required"),
         ({"colour": "blue"}, "spec.colour", "Extra inputs are not permitted"),

@@ -15,8 +15,6 @@ from services.connect.processor import ConnectProcessor
 from services.connect.resources import load_resources
 from services.location.service import MemoryLocation
 from sipgrid.api.types import (
-    META_DESTINATION,
-    META_DROP,
     MessageRequest,
     MessageResponse,
     NetInterface,
@@ -72,10 +70,10 @@ class Switch:
         assert isinstance(result.message, Response), result.message
         return result.message
 
-    def forwarded(self, text: str, sender: NetInterface = ALICE) -> tuple[Request, dict[str, str]]:
+    def forwarded(self, text: str, sender: NetInterface = ALICE) -> tuple[Request, MessageResponse]:
         result = self.send(text, sender)
         assert isinstance(result.message, Request), result.message
-        return result.message, result.metadata
+        return result.message, result
 
 
 def register(
@@ -206,7 +204,7 @@ def test_an_invite_is_routed_with_a_hop_spent_and_our_credentials_gone() -> None
     request, metadata = switch.forwarded(invite(2, auth=auth))
     assert request.max_forwards == 69
     assert str(request.uri) == "sip:1002@127.0.0.1:7002"
-    assert metadata[META_DESTINATION] == "udp:127.0.0.1:7002"
+    assert metadata.destination == BOB
     assert "Proxy-Authorization" not in request
     assert "sg-sig=" in (request.get("Record-Route") or "")
 
@@ -251,14 +249,14 @@ def test_in_dialog_requests_follow_only_our_signed_record_route() -> None:
     record_route = request.get("Record-Route") or ""
 
     bye, metadata = switch.forwarded(in_dialog("BYE", record_route))
-    assert metadata[META_DESTINATION] == "udp:127.0.0.1:7002" and bye.max_forwards == 69
+    assert metadata.destination == BOB and bye.max_forwards == 69
     assert "Route" not in bye  # our own Route is consumed
 
     # the callee's BYE goes back to the caller's flow
     _, back = switch.forwarded(
         in_dialog("BYE", record_route, from_tag="bob", uri="sip:1001@x"), BOB
     )
-    assert back[META_DESTINATION] == "udp:127.0.0.1:7001"
+    assert back.destination == ALICE
 
     # an edited flow breaks the signature
     tampered = record_route.replace(f"{CALLEE}=udp~127.0.0.1~7002", f"{CALLEE}=udp~127.0.0.1~9999")
@@ -269,7 +267,7 @@ def test_in_dialog_requests_follow_only_our_signed_record_route() -> None:
     assert switch.answer(in_dialog("BYE", other)).status == 403
     # and an ACK along a forged route goes nowhere
     ack = switch.send(in_dialog("ACK", "<sip:127.0.0.1:5060;lr>"))
-    assert ack.metadata.get(META_DROP) == "1"
+    assert ack.drop
 
 
 @pytest.mark.parametrize("method", ["BYE", "INFO", "MESSAGE", "INVITE"])

@@ -68,6 +68,8 @@ def test_unsafe_or_broken_functions_are_refused(source: str) -> None:
 
 
 class Echo:
+    handles_responses = True
+
     def __init__(self, name: str) -> None:
         self.name = name
 

@@ -6,7 +6,7 @@ import asyncio
 
 from services.edgeport.server import EdgePort
 from services.grpc_clients import GrpcProcessor
-from sipgrid.api.types import META_DESTINATION, MessageRequest, MessageResponse
+from sipgrid.api.types import MessageRequest, MessageResponse, NetInterface
 from sipgrid.sip import Request, make_response, parse
 from tests.e2e.harness import free_port
 from tests.sip.helpers import torture
@@ -157,13 +157,14 @@ def test_max_forwards_zero_gives_483_and_unknown_method_405() -> None:
 
 
 class SelfForwarder:
+    handles_responses = True
     """A processor that sends every request back to the EdgePort itself: a loop."""
 
     def __init__(self) -> None:
         self.port = 0
 
     async def process_message(self, request: MessageRequest) -> MessageResponse:
-        return MessageResponse(request.message, {META_DESTINATION: f"udp:127.0.0.1:{self.port}"})
+        return MessageResponse(request.message, destination=NetInterface("127.0.0.1", self.port))
 
 
 def test_loop_gives_482() -> None:
@@ -219,6 +220,8 @@ def test_rport_and_received_are_stamped() -> None:
         captured: list[Request] = []
 
         class Capture:
+            handles_responses = True
+
             async def process_message(self, request: MessageRequest) -> MessageResponse:
                 assert isinstance(request.message, Request)
                 captured.append(request.message)
@@ -304,13 +307,14 @@ def test_options_to_an_agent_with_max_forwards_zero_gets_483() -> None:
 
 
 class ToPeer:
+    handles_responses = True
     """A processor that sends every request to one UDP port (a test callee)."""
 
     def __init__(self, port: int) -> None:
         self.port = port
 
     async def process_message(self, request: MessageRequest) -> MessageResponse:
-        return MessageResponse(request.message, {META_DESTINATION: f"udp:127.0.0.1:{self.port}"})
+        return MessageResponse(request.message, destination=NetInterface("127.0.0.1", self.port))
 
 
 def test_timer_c_cancels_a_call_that_rings_for_ever_or_times_out_a_silent_one() -> None:

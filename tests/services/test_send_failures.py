@@ -18,7 +18,7 @@ from services.connect.processor import ConnectProcessor
 from services.connect.resources import load_resources
 from services.edgeport.server import EdgePort
 from services.location.service import MemoryLocation
-from sipgrid.api.types import META_DESTINATION, MessageRequest, MessageResponse
+from sipgrid.api.types import MessageRequest, MessageResponse, NetInterface
 from sipgrid.sip import Request
 from sipgrid.sip.transaction import State
 
@@ -28,14 +28,15 @@ KEY = b"k" * 32
 
 
 class SendTo:
+    handles_responses = True
     """A processor that sends every request to one destination."""
 
     def __init__(self, destination: str) -> None:
-        self.destination = destination
+        self.destination = NetInterface.parse(destination)
 
     async def process_message(self, request: MessageRequest) -> MessageResponse:
         if isinstance(request.message, Request):
-            return MessageResponse(request.message, {META_DESTINATION: self.destination})
+            return MessageResponse(request.message, destination=self.destination)
         return MessageResponse(request.message)
 
 
@@ -62,9 +63,13 @@ async def finals(peer: UdpPeer, count: int) -> list[int]:
 
 
 def assert_no_transaction_left(edgeport: EdgePort) -> None:
-    assert not edgeport._client_txs
+    assert edgeport.core is not None
+    assert edgeport.core.transactions[1] == 0  # no client transaction left
+    assert edgeport.core.pending_jobs == 0
     live = [
-        c for c in edgeport._server_txs.values() if c.tx.state in (State.TRYING, State.PROCEEDING)
+        c
+        for c in edgeport.core._server_txs.values()
+        if c.tx.state in (State.TRYING, State.PROCEEDING)
     ]
     assert not live
 
@@ -90,7 +95,8 @@ def test_unreachable_next_hops_get_503_and_leave_nothing(destination: str) -> No
                 )
             assert await finals(peer, 40) == [503] * 40
             assert_no_transaction_left(edgeport)
-            assert edgeport.stats["next_hop_unreachable"] == 40
+            stats = edgeport.stats
+            assert stats["next_hop_unreachable"] + stats["send_errors"] == 40
         finally:
             peer.close()
             await edgeport.stop()

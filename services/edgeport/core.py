@@ -1,0 +1,844 @@
+"""The EdgePort's proxy core, sans-IO: events and ``now`` in, actions out.
+
+It keeps the RFC 3261 transactions (section 17), answers what a proxy answers by
+itself (400, 405, 408, 482, 483, 487, 503, 513), stamps ``received``/``rport`` (section
+18.2.1, RFC 3581), handles CANCEL hop by hop (section 16.10), runs Timer C (section
+16.6 step 11), puts its Via on what it forwards, and walks the RFC 3263 target list
+on a transport error, a timeout or a 503. It never touches a socket, a clock, DNS or
+the processor: it asks for them with actions (:class:`Transmit`, :class:`Process`,
+:class:`Resolve`, :class:`CloseFlow`) and hears back through the ``*_answered``,
+``resolved`` and ``transport_failed`` events. The shells in this package do the I/O.
+
+Flows: a connection is named by its transport and remote address (a NetInterface);
+``flow_opened``/``flow_closed`` keep the core's view of which are open.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import ipaddress
+import itertools
+import secrets
+from collections import Counter, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from sipgrid.api.types import MessageRequest, MessageResponse, NetInterface, Transport
+from sipgrid.sip import (
+    ParseError,
+    Request,
+    Response,
+    SipUri,
+    Target,
+    build_cancel,
+    error_response,
+    is_ip,
+    locate,
+    make_response,
+    parse,
+)
+from sipgrid.sip.transaction import (
+    ClientInviteTransaction,
+    ClientNonInviteTransaction,
+    Deliver,
+    Effect,
+    Send,
+    ServerInviteTransaction,
+    ServerNonInviteTransaction,
+    State,
+    Terminated,
+    Timeout,
+    TransportFailed,
+    client_key,
+    server_key,
+)
+
+TIMER_C = 180.0  # RFC 3261 section 16.6 step 11: more than 3 minutes
+CANCEL_GRACE = 32.0  # 64*T1: how long a cancelled INVITE may wait for the callee's 487
+LOOP_MARK = "z9hG4bKsg"  # our branches: the magic cookie, "sg", random, loop hash
+
+
+# -- actions
+
+
+@dataclass(frozen=True, slots=True)
+class Transmit:
+    """Send bytes: on ``flow`` while it is open, else to ``destination`` (a datagram, or a
+    connection opened for it). A failure is reported with ``transport_failed(token)``."""
+
+    data: bytes
+    destination: NetInterface
+    flow: NetInterface | None = None
+    token: object = None
+
+
+@dataclass(frozen=True, slots=True)
+class Process:
+    """Hand a message to the processor; answer with ``processor_answered(job, ...)``."""
+
+    job: int
+    request: MessageRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Resolve:
+    """Look a target up (RFC 3263: NAPTR, SRV, A/AAAA); answer with ``resolved(job, ...)``."""
+
+    job: int
+    target: Target
+
+
+@dataclass(frozen=True, slots=True)
+class CloseFlow:
+    flow: NetInterface
+
+
+Action = Transmit | Process | Resolve | CloseFlow
+
+
+@dataclass(slots=True)
+class CoreSettings:
+    ref: str
+    listening_points: list[NetInterface]
+    methods: frozenset[str]
+    external_addrs: list[str] = field(default_factory=list)
+    localnets: list[str] = field(default_factory=list)
+    max_message_size: int = 65535
+    handles_responses: bool = True  # does the processor want to see responses?
+    timer_c: float = TIMER_C
+    cancel_grace: float = CANCEL_GRACE
+
+
+# -- what hangs off the transactions
+
+
+@dataclass(slots=True, eq=False)
+class ServerContext:
+    """An upstream server transaction and what hangs off it."""
+
+    tx: ServerInviteTransaction | ServerNonInviteTransaction
+    flow: NetInterface  # where the request came from (a connection, or a UDP source)
+    client: ClientContext | None = None
+    cancelled: bool = False
+    grace_at: float | None = None
+    # responses going through the processor, answered in arrival order
+    relays: deque[int] = field(default_factory=deque)
+    relayed: dict[int, Response | None] = field(default_factory=dict)
+
+
+@dataclass(slots=True, eq=False)
+class ClientContext:
+    """A downstream client transaction, the server transaction it serves, and the
+    targets left to try (RFC 3263 section 4.3)."""
+
+    tx: ClientInviteTransaction | ClientNonInviteTransaction
+    destination: NetInterface
+    flow: NetInterface | None
+    server: ServerContext | None
+    original: Request | None = None  # the request before our Via, to try the next target
+    remaining: list[NetInterface] = field(default_factory=list)
+    provisional: bool = False
+    cancel_pending: bool = False
+    timer_c_at: float | None = None
+
+
+@dataclass(slots=True)
+class _Forward:
+    """A request waiting for its targets to be resolved."""
+
+    server: ServerContext | None
+    request: Request
+
+
+@dataclass(slots=True)
+class _Relay:
+    server: ServerContext
+    response: Response
+
+
+Job = ServerContext | _Forward | _Relay | NetInterface  # NetInterface: the flow of an ACK
+
+
+class EdgePortCore:
+    def __init__(self, settings: CoreSettings) -> None:
+        self.settings = settings
+        self.listening_points = settings.listening_points
+        self.methods = settings.methods | {"ACK", "CANCEL"}
+        self._localnets = [ipaddress.ip_network(n, strict=False) for n in settings.localnets]
+        self._server_txs: dict[object, ServerContext] = {}
+        self._client_txs: dict[tuple[str | None, str], ClientContext] = {}
+        self._timers: list[tuple[float, int, str, ServerContext | ClientContext]] = []
+        self._seq = itertools.count()
+        self._jobs: dict[int, Job] = {}
+        self._job_ids = itertools.count(1)
+        self._open_flows: set[NetInterface] = set()
+        self._now = 0.0  # the time of the event being handled
+        self.stats: Counter[str] = Counter()
+
+    # -- state the shells and tests read
+
+    def next_deadline(self) -> float | None:
+        return self._timers[0][0] if self._timers else None
+
+    @property
+    def transactions(self) -> tuple[int, int]:
+        """How many (server, client) transactions are alive."""
+        return len(self._server_txs), len(self._client_txs)
+
+    @property
+    def pending_jobs(self) -> int:
+        return len(self._jobs)
+
+    # -- flows
+
+    def flow_opened(self, flow: NetInterface) -> None:
+        self._open_flows.add(flow)
+
+    def flow_closed(self, flow: NetInterface) -> None:
+        self._open_flows.discard(flow)
+
+    def is_open(self, flow: NetInterface) -> bool:
+        return flow in self._open_flows
+
+    # -- input
+
+    def receive_datagram(self, data: bytes, flow: NetInterface, now: float) -> list[Action]:
+        """A UDP datagram: keep-alives ignored, then parse, size check, handling."""
+        if len(data) <= 4 and not data.strip():
+            return []
+        self._now = now
+        self.stats["received"] += 1
+        try:
+            message = parse(data)
+        except ParseError as error:
+            return self._answer_garbage(data, error, flow)
+        if len(data) > self.settings.max_message_size:
+            self.stats["too_large"] += 1
+            if isinstance(message, Request) and message.method != "ACK":
+                response = make_response(message, 513, to_tag=_tag())
+                return [self._upstream(response, flow)]
+            return []
+        return self.receive_message(message, flow, now)
+
+    def stream_error(self, error: ParseError, flow: NetInterface) -> list[Action]:
+        """A stream that cannot be framed any more: answer if we can, then close it."""
+        self.stats["malformed"] += 1
+        actions: list[Action] = []
+        is_ack = any(k == "cseq" and v.rstrip().endswith(" ACK") for k, v in error.fields)
+        if not is_ack:
+            actions.append(Transmit(error_response(error, to_tag=_tag()).serialize(), flow, flow))
+        actions.append(CloseFlow(flow))
+        return actions
+
+    def receive_message(
+        self, message: Request | Response, flow: NetInterface, now: float
+    ) -> list[Action]:
+        self._now = now
+        out: list[Action] = []
+        try:
+            if isinstance(message, Request):
+                self._on_request(message, flow, now, out)
+            else:
+                self._on_response(message, now, out)
+        except ParseError as error:  # a header read late (Contact, Route...) was bad
+            self.stats["malformed"] += 1
+            if isinstance(message, Request) and message.method != "ACK":
+                error.fields = [(f.key, f.value) for f in message.fields]
+                out.append(self._upstream(error_response(error, to_tag=_tag()), flow))
+        return out
+
+    def processor_answered(
+        self, job: int, result: MessageResponse | None, now: float
+    ) -> list[Action]:
+        """The processor's answer to a Process action; None when it failed or is down."""
+        self._now = now
+        what = self._jobs.pop(job, None)
+        out: list[Action] = []
+        if what is None:
+            return out
+        if result is None:
+            self.stats["processor_errors"] += 1
+        if isinstance(what, ServerContext):
+            self._processed(what, result, now, out)
+        elif isinstance(what, _Relay):
+            message = result.message if result is not None else what.response
+            self._relayed(what.server, job, message, now, out)
+        elif (  # an ACK of a 2xx
+            isinstance(what, NetInterface)
+            and result is not None
+            and isinstance(result.message, Request)
+            and not result.drop
+        ):
+            self._forward(None, result.message, result, now, out)
+        return out
+
+    def resolved(self, job: int, candidates: list[NetInterface], now: float) -> list[Action]:
+        """The targets of a Resolve action, best first (empty: the lookup failed)."""
+        self._now = now
+        what = self._jobs.pop(job, None)
+        out: list[Action] = []
+        if isinstance(what, _Forward):
+            self._send_request(what.server, what.request, candidates, None, now, out)
+        return out
+
+    def transport_failed(self, token: object, now: float) -> list[Action]:
+        """A Transmit could not be done (no connection, a refused send)."""
+        self._now = now
+        self.stats["send_errors"] += 1
+        out: list[Action] = []
+        if isinstance(token, ClientContext):
+            self._apply_client(token, token.tx.transport_error(), now, out)
+        elif isinstance(token, ServerContext):
+            self._apply_server(token, token.tx.transport_error(), out)
+        return out
+
+    def handle_timers(self, now: float) -> list[Action]:
+        self._now = now
+        out: list[Action] = []
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            deadline, _, kind, ctx = heapq.heappop(timers)
+            if kind == "tx":
+                tx = ctx.tx
+                if tx.state is State.TERMINATED or tx.next_deadline() != deadline:
+                    continue  # stale entry: the machine moved on
+                if isinstance(ctx, ServerContext):
+                    self._apply_server(ctx, tx.handle_timer(now), out)
+                else:
+                    self._apply_client(ctx, tx.handle_timer(now), now, out)
+            elif kind == "timer_c" and isinstance(ctx, ClientContext):
+                if ctx.timer_c_at == deadline:
+                    ctx.timer_c_at = None
+                    self._on_timer_c(ctx, now, out)
+            elif kind == "grace" and isinstance(ctx, ServerContext) and ctx.grace_at == deadline:
+                ctx.grace_at = None
+                if ctx.client is not None:
+                    ctx.client.timer_c_at = None
+                if ctx.tx.state is State.PROCEEDING:
+                    self._respond(ctx, 487, out=out)
+        return out
+
+    # -- requests
+
+    def _answer_garbage(self, data: bytes, error: ParseError, flow: NetInterface) -> list[Action]:
+        if data[:4].upper() == b"SIP/":
+            self.stats["malformed_responses_dropped"] += 1
+            return []
+        if data[:4] == b"ACK ":
+            self.stats["malformed_acks_dropped"] += 1  # an ACK is never answered
+            return []
+        self.stats["malformed"] += 1
+        return [self._upstream(error_response(error, to_tag=_tag()), flow)]
+
+    def _on_request(
+        self, request: Request, flow: NetInterface, now: float, out: list[Action]
+    ) -> None:
+        self._stamp_via(request, flow)
+        method = request.method
+        if method == "ACK":
+            ctx = self._server_txs.get(server_key(request))
+            if ctx is not None and ctx.tx.matches(request):
+                self._apply_server(ctx, ctx.tx.receive_request(request, now), out)
+            else:
+                job = self._job(flow)
+                out.append(Process(job, self._message_request(request, flow)))
+            return
+        if method == "CANCEL":
+            self._on_cancel(request, flow, now, out)
+            return
+        key = server_key(request)
+        ctx = self._server_txs.get(key)
+        if ctx is not None and ctx.tx.matches(request):
+            self.stats["retransmissions"] += 1
+            self._apply_server(ctx, ctx.tx.receive_request(request, now), out)
+            return
+        reliable = flow.transport.reliable
+        tx: ServerInviteTransaction | ServerNonInviteTransaction
+        tx = (
+            ServerInviteTransaction(request, reliable=reliable)
+            if method == "INVITE"
+            else ServerNonInviteTransaction(request, reliable=reliable)
+        )
+        ctx = ServerContext(tx, flow)
+        self._server_txs[key] = ctx
+        self._apply_server(ctx, tx.start(now), out)
+        if method not in self.methods:
+            self._respond(ctx, 405, headers=[("Allow", ", ".join(sorted(self.methods)))], out=out)
+        elif request.max_forwards == 0 and method != "OPTIONS":
+            self._respond(ctx, 483, out=out)
+        elif self._looped(request):
+            self._respond(ctx, 482, out=out)
+        else:
+            self.stats["to_processor"] += 1
+            out.append(Process(self._job(ctx), self._message_request(request.copy(), flow)))
+
+    def _stamp_via(self, request: Request, flow: NetInterface) -> None:
+        """received whenever the sent-by host is not the source (RFC 3261 section 18.2.1);
+        rport filled in when asked for (RFC 3581)."""
+        via = request.top_via
+        changed = via
+        if via.wants_rport:
+            changed = changed.with_param("rport", str(flow.port))
+        if via.host.strip("[]") != flow.host or via.wants_rport:
+            changed = changed.with_param("received", flow.host)
+        if changed is not via:
+            request.set_top_via(changed)
+
+    def _looped(self, request: Request) -> bool:
+        """RFC 3261 section 16.3 step 4: our own Via with this request's loop hash."""
+        if not any(LOOP_MARK in value for value in request.get_all("Via")):
+            return False  # no Via of ours at all: the common case, decided without parsing
+        ours = _branch_hash(request)
+        for via in request.vias[1:]:
+            branch = via.branch or ""
+            if (
+                branch.startswith(LOOP_MARK)
+                and branch.endswith(ours)
+                and self._is_our_address(via.host, via.port)
+            ):
+                return True
+        return False
+
+    def _is_our_address(self, host: str, port: int | None) -> bool:
+        host = host.strip("[]").lower()
+        return any(
+            lp.host.lower() == host and (port or _default_port(lp.transport)) == lp.port
+            for lp in self.listening_points
+        ) or any(_host_of(addr) == host for addr in self.settings.external_addrs)
+
+    def _message_request(self, message: Request | Response, flow: NetInterface) -> MessageRequest:
+        method = message.method if isinstance(message, Request) else message.cseq.method
+        return MessageRequest(
+            ref=message.call_id,
+            edge_port_ref=self.settings.ref,
+            method=method,
+            sender=flow,
+            listening_points=self.listening_points,
+            message=message,
+            external_addrs=self.settings.external_addrs,
+            localnets=self.settings.localnets,
+        )
+
+    def _processed(
+        self, ctx: ServerContext, result: MessageResponse | None, now: float, out: list[Action]
+    ) -> None:
+        if result is None:
+            self._respond(ctx, 503, "Service Unavailable (Processor Failed)", out=out)
+            return
+        message = result.message
+        if isinstance(message, Response):
+            self._send_response(ctx, message, out)
+        elif result.drop:
+            self._respond(ctx, 500, "Server Internal Error (Nothing To Do)", out=out)
+        elif ctx.cancelled:
+            self._respond(ctx, 487, out=out)
+        else:
+            self._forward(ctx, message, result, now, out)
+
+    # -- forwarding
+
+    def _forward(
+        self,
+        ctx: ServerContext | None,
+        request: Request,
+        result: MessageResponse,
+        now: float,
+        out: list[Action],
+    ) -> None:
+        """Send a request on: over the preferred flow while it is open, else to the
+        processor's destination, else to the located top Route or Request-URI."""
+        flow = result.target_flow
+        if flow is not None and flow in self._open_flows:
+            self._send_request(ctx, request, [flow], flow, now, out)
+            return
+        if result.destination is not None and is_ip(result.destination.host):
+            self._send_request(ctx, request, [result.destination], None, now, out)
+            return
+        if result.destination is not None:
+            d = result.destination
+            target = Target(d.host, d.port, d.transport.value, d.transport is Transport.TLS)
+        else:
+            routes = request.routes
+            uri = routes[0].sip_uri if routes else request.uri
+            if not isinstance(uri, SipUri):
+                self._unreachable(ctx, f"cannot route to {uri}", out)
+                return
+            target = locate(uri)
+        if target.numeric and target.transport is not None:
+            transport = Transport.parse(target.transport)
+            destination = NetInterface(target.host, target.port or target.default_port, transport)
+            self._send_request(ctx, request, [destination], None, now, out)
+            return
+        out.append(Resolve(self._job(_Forward(ctx, request)), target))
+
+    def _send_request(
+        self,
+        ctx: ServerContext | None,
+        request: Request,
+        candidates: list[NetInterface],
+        flow: NetInterface | None,
+        now: float,
+        out: list[Action],
+    ) -> None:
+        """Our Via on top, then a client transaction (none for an ACK) to the first target
+        we can reach; the rest are kept for failover."""
+        if ctx is not None and (ctx.cancelled or ctx.tx.state is State.TERMINATED):
+            return
+        candidates = list(candidates)
+        while candidates:
+            destination = candidates.pop(0)
+            lp = self._listening_point(destination)
+            if lp is not None:
+                break
+        else:
+            self._unreachable(ctx, "no target we can reach", out)
+            return
+        outgoing = request.copy() if candidates else request
+        branch = f"{LOOP_MARK}{secrets.token_hex(6)}{_branch_hash(request)}"
+        outgoing.add("Via", self._via(lp, destination, branch), first=True)
+        if destination.transport.reliable:
+            _frame_for_stream(outgoing)
+        if outgoing.method == "ACK":
+            out.append(Transmit(outgoing.serialize(), destination, flow))
+            return
+        reliable = destination.transport.reliable
+        tx: ClientInviteTransaction | ClientNonInviteTransaction
+        if outgoing.method == "INVITE":
+            tx = ClientInviteTransaction(outgoing, reliable=reliable)
+        else:
+            tx = ClientNonInviteTransaction(outgoing, reliable=reliable)
+        cctx = ClientContext(tx, destination, flow, ctx, request, candidates)
+        self._client_txs[client_key(outgoing)] = cctx
+        if ctx is not None:
+            ctx.client = cctx
+        if outgoing.method == "INVITE":
+            self._arm_timer_c(cctx, now)
+        self._apply_client(cctx, tx.start(now), now, out)
+
+    def _unreachable(self, ctx: ServerContext | None, why: str, out: list[Action]) -> None:
+        self.stats["next_hop_unreachable"] += 1
+        if ctx is not None:
+            self._respond(ctx, 503, "Service Unavailable (Next Hop Unreachable)", out=out)
+
+    def _listening_point(self, destination: NetInterface) -> NetInterface | None:
+        """Ours for this transport and address family, if any."""
+        v6 = ":" in destination.host
+        for lp in self.listening_points:
+            if lp.transport is destination.transport and (":" in lp.host) == v6:
+                return lp
+        if not is_ip(destination.host):  # a flow to a WebSocket client: any of that transport
+            return next(
+                (p for p in self.listening_points if p.transport is destination.transport), None
+            )
+        return None
+
+    def _via(self, lp: NetInterface, destination: NetInterface, branch: str) -> str:
+        host = lp.host
+        if self.settings.external_addrs and not self._is_local(destination.host):
+            host = _host_of(self.settings.external_addrs[0])
+        if ":" in host:
+            host = f"[{host}]"
+        rport = ";rport" if destination.transport is Transport.UDP else ""
+        return f"SIP/2.0/{destination.transport.via_name} {host}:{lp.port};branch={branch}{rport}"
+
+    def _is_local(self, host: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return ip.is_loopback or any(ip in net for net in self._localnets)
+
+    # -- CANCEL (RFC 3261 section 16.10)
+
+    def _on_cancel(
+        self, cancel: Request, flow: NetInterface, now: float, out: list[Action]
+    ) -> None:
+        key = server_key(cancel)
+        existing = self._server_txs.get(key)
+        if existing is not None:
+            self._apply_server(existing, existing.tx.receive_request(cancel, now), out)
+            return
+        tx = ServerNonInviteTransaction(cancel, reliable=flow.transport.reliable)
+        ctx = ServerContext(tx, flow)
+        self._server_txs[key] = ctx
+        tx.start(now)
+        invite = self._server_txs.get(server_key(cancel, method="INVITE"))
+        if invite is None or not isinstance(invite.tx, ServerInviteTransaction):
+            self._respond(ctx, 481, out=out)
+            return
+        self._respond(ctx, 200, out=out)
+        if invite.tx.state is not State.PROCEEDING or invite.cancelled:
+            return
+        invite.cancelled = True
+        client = invite.client
+        if client is None:
+            self._respond(invite, 487, out=out)  # the processor has not answered yet
+        elif client.provisional:
+            self._cancel_downstream(client, now, out)
+        else:
+            client.cancel_pending = True  # RFC 3261 section 9.1: wait for a provisional
+
+    def _cancel_downstream(self, client: ClientContext, now: float, out: list[Action]) -> None:
+        cancel = build_cancel(client.tx.request)
+        reliable = client.destination.transport.reliable
+        if reliable:
+            _frame_for_stream(cancel)
+        tx = ClientNonInviteTransaction(cancel, reliable=reliable)
+        cctx = ClientContext(tx, client.destination, client.flow, None)
+        self._client_txs[client_key(cancel)] = cctx
+        self._apply_client(cctx, tx.start(now), now, out)
+        server = client.server
+        if server is not None:
+            server.grace_at = now + self.settings.cancel_grace
+            self._push(server.grace_at, "grace", server)
+
+    # -- Timer C (RFC 3261 section 16.6 step 11)
+
+    def _arm_timer_c(self, cctx: ClientContext, now: float) -> None:
+        cctx.timer_c_at = now + self.settings.timer_c
+        self._push(cctx.timer_c_at, "timer_c", cctx)
+
+    def _on_timer_c(self, cctx: ClientContext, now: float, out: list[Action]) -> None:
+        if cctx.tx.state not in (State.CALLING, State.PROCEEDING):
+            return
+        self.stats["timer_c"] += 1
+        if cctx.provisional:
+            self._cancel_downstream(cctx, now, out)  # the callee answers 487, or we do
+        elif cctx.server is not None:
+            self._respond(cctx.server, 408, out=out)
+
+    # -- responses
+
+    def _on_response(self, response: Response, now: float, out: list[Action]) -> None:
+        via = response.top_via
+        if not self._is_our_address(via.host, via.port):
+            self.stats["responses_not_ours"] += 1
+            return
+        cctx = self._client_txs.get(client_key(response))
+        if cctx is None:
+            self._relay_stray(response, out)
+            return
+        self._apply_client(cctx, cctx.tx.receive_response(response, now), now, out)
+
+    def _on_client_response(
+        self, cctx: ClientContext, response: Response, now: float, out: list[Action]
+    ) -> None:
+        status = response.status
+        if cctx.timer_c_at is not None:
+            if status < 200:
+                self._arm_timer_c(cctx, now)
+            else:
+                cctx.timer_c_at = None
+        if status < 200:
+            cctx.provisional = True
+            if cctx.cancel_pending:
+                cctx.cancel_pending = False
+                self._cancel_downstream(cctx, now, out)
+        server = cctx.server
+        if server is None:
+            return  # the answer to our own CANCEL
+        if status == 503 and self._fail_over(cctx, now, out):
+            return  # RFC 3263 section 4.3: the next target
+        response.pop_first_value("Via")
+        if not self.settings.handles_responses and not server.relays:
+            self._send_response(server, response, out)
+            return
+        job = self._job(_Relay(server, response))
+        server.relays.append(job)
+        out.append(Process(job, self._message_request(response, server.flow)))
+
+    def _fail_over(self, cctx: ClientContext, now: float, out: list[Action]) -> bool:
+        server = cctx.server
+        if not cctx.remaining or cctx.original is None or cctx.provisional:
+            return False
+        if server is not None and (
+            server.cancelled or server.tx.state not in (State.TRYING, State.PROCEEDING)
+        ):
+            return False
+        self.stats["failovers"] += 1
+        cctx.timer_c_at = None
+        self._send_request(server, cctx.original, cctx.remaining, None, now, out)
+        return True
+
+    def _relayed(
+        self,
+        server: ServerContext,
+        job: int,
+        message: Request | Response,
+        now: float,
+        out: list[Action],
+    ) -> None:
+        """A response back from the processor: sent once every one before it has been."""
+        server.relayed[job] = message if isinstance(message, Response) else None
+        while server.relays and server.relays[0] in server.relayed:
+            response = server.relayed.pop(server.relays.popleft())
+            if response is not None:
+                self._send_response(server, response, out)
+
+    def _relay_stray(self, response: Response, out: list[Action]) -> None:
+        """A response with no transaction (a 2xx retransmitted): by the next Via
+        (RFC 3261 section 18.2.2)."""
+        response.pop_first_value("Via")
+        if "Via" not in response:
+            return
+        via = response.top_via
+        name = via.transport.lower()
+        transport = (
+            Transport.parse(name) if name in ("udp", "tcp", "tls", "ws", "wss") else Transport.UDP
+        )
+        host = (via.received or via.host).strip("[]")
+        if transport.reliable:
+            destination = NetInterface(host, via.port or _default_port(transport), transport)
+        else:
+            destination = NetInterface(host, via.rport or via.port or 5060, transport)
+            if not is_ip(host):
+                return  # a name in a Via without received: nowhere we could send a datagram
+        self.stats["stray_responses"] += 1
+        out.append(Transmit(_wire(response, transport), destination, None))
+
+    # -- sending upstream
+
+    def _respond(
+        self,
+        ctx: ServerContext,
+        status: int,
+        reason: str | None = None,
+        headers: list[tuple[str, object]] | None = None,
+        *,
+        out: list[Action],
+    ) -> None:
+        response = make_response(
+            ctx.tx.request, status, reason, to_tag=_tag(), headers=headers or []
+        )
+        self._send_response(ctx, response, out)
+
+    def _send_response(self, ctx: ServerContext, response: Response, out: list[Action]) -> None:
+        if ctx.tx.state not in (State.TRYING, State.PROCEEDING):
+            return
+        if response.status == 100 and isinstance(ctx.tx, ServerInviteTransaction):
+            return  # we sent our own 100 Trying already
+        self._apply_server(ctx, ctx.tx.send_response(response, self._now), out)
+
+    def _upstream(self, response: Response, flow: NetInterface) -> Transmit:
+        """A response outside any transaction, back where the request came from."""
+        return Transmit(_wire(response, flow.transport), self._fallback(response, flow), flow)
+
+    @staticmethod
+    def _fallback(response: Response, flow: NetInterface) -> NetInterface:
+        """Where a response goes when its connection is gone: a new connection to the
+        sent-by port, never to rport (RFC 3261 section 18.2.2; rport is for datagrams)."""
+        if not flow.transport.reliable:
+            return flow
+        try:
+            via = response.top_via
+        except ParseError:
+            return flow
+        host = (via.received or via.host).strip("[]")
+        return NetInterface(host, via.port or _default_port(flow.transport), flow.transport)
+
+    # -- effects and timers
+
+    def _apply_server(
+        self, ctx: ServerContext, effects: Iterable[Effect], out: list[Action]
+    ) -> None:
+        for effect in effects:
+            if isinstance(effect, Send):
+                message = effect.message
+                assert isinstance(message, Response)
+                out.append(
+                    Transmit(
+                        _wire(message, ctx.flow.transport),
+                        self._fallback(message, ctx.flow),
+                        ctx.flow,
+                        ctx,
+                    )
+                )
+            elif isinstance(effect, Terminated):
+                key = server_key(ctx.tx.request)
+                if self._server_txs.get(key) is ctx:
+                    del self._server_txs[key]
+        deadline = ctx.tx.next_deadline()
+        if deadline is not None:
+            self._push(deadline, "tx", ctx)
+
+    def _apply_client(
+        self, cctx: ClientContext, effects: Iterable[Effect], now: float, out: list[Action]
+    ) -> None:
+        for effect in effects:
+            if isinstance(effect, Send):
+                out.append(Transmit(effect.message.serialize(), cctx.destination, cctx.flow, cctx))
+            elif isinstance(effect, Deliver):
+                assert isinstance(effect.message, Response)
+                self._on_client_response(cctx, effect.message, now, out)
+            elif isinstance(effect, Timeout | TransportFailed):
+                if self._fail_over(cctx, now, out):
+                    continue
+                server = cctx.server
+                if server is not None:
+                    if isinstance(effect, Timeout):
+                        self._respond(server, 408, out=out)
+                    else:
+                        self._respond(
+                            server, 503, "Service Unavailable (Next Hop Unreachable)", out=out
+                        )
+            elif isinstance(effect, Terminated):
+                key = client_key(cctx.tx.request)
+                if self._client_txs.get(key) is cctx:
+                    del self._client_txs[key]
+        deadline = cctx.tx.next_deadline()
+        if deadline is not None:
+            self._push(deadline, "tx", cctx)
+
+    def _push(self, deadline: float, kind: str, ctx: ServerContext | ClientContext) -> None:
+        heapq.heappush(self._timers, (deadline, next(self._seq), kind, ctx))
+
+    def _job(self, what: Job) -> int:
+        job = next(self._job_ids)
+        self._jobs[job] = what
+        return job
+
+
+def _frame_for_stream(message: Request | Response) -> None:
+    """Content-Length is mandatory on stream transports (RFC 3261 section 20.14): a
+    message that came over UDP without one gets it before it goes onto TCP, TLS or WS."""
+    if message.content_length is None:
+        message.set("Content-Length", len(message.body))
+
+
+def _wire(message: Request | Response, transport: Transport) -> bytes:
+    if transport.reliable:
+        _frame_for_stream(message)
+    return message.serialize()
+
+
+def _default_port(transport: Transport) -> int:
+    return 5061 if transport is Transport.TLS else 5060
+
+
+def _host_of(addr: str) -> str:
+    """The host of "host", "host:port", "[v6]:port" or a bare IPv6 address."""
+    if addr.startswith("["):
+        return addr[1:].split("]", 1)[0].lower()
+    if addr.count(":") > 1:
+        return addr.lower()
+    return addr.split(":", 1)[0].lower()
+
+
+def _branch_hash(request: Request) -> str:
+    """A hash of what a looping request keeps (RFC 3261 section 16.6 step 8), less the top Via."""
+    text = "|".join(
+        (
+            str(request.uri),
+            request.from_.tag or "",
+            request.to.tag or "",
+            request.call_id,
+            str(request.cseq.seq),
+            ",".join(request.get_all("Proxy-Require")),
+        )
+    )
+    return hashlib.blake2s(text.encode("utf-8", "surrogateescape"), digest_size=5).hexdigest()
+
+
+def _tag() -> str:
+    return secrets.token_hex(5)
