@@ -30,14 +30,25 @@ $(PB_STAMP): $(PROTOS) $(STAMP)
 	sed -i -E 's/^import ([a-z_]+_pb2)( as |$$)/from . import \1\2/' sipgrid/pb/*_pb2*.py sipgrid/pb/*_pb2*.pyi
 	touch $(PB_STAMP)
 
-# Test peers that come from Debian's packages: sipp (package sip-tester).
+# Test peers that come from Debian's packages: sipp (sip-tester), Kamailio with its TLS
+# module (a TLS peer), dnsmasq (SRV and NAPTR records). Installed when missing.
+KAMAILIO_TLS := /usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so
 system-deps:
-	@command -v sipp >/dev/null || { \
-		echo "installing sipp (Debian package sip-tester)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sip-tester >/dev/null; }
+	@missing=""; \
+	command -v sipp >/dev/null || missing="$$missing sip-tester"; \
+	command -v kamailio >/dev/null || missing="$$missing kamailio"; \
+	test -f $(KAMAILIO_TLS) || missing="$$missing kamailio-tls-modules"; \
+	command -v dnsmasq >/dev/null || missing="$$missing dnsmasq-base"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 	@command -v sipp >/dev/null || { echo "make: sipp is missing and could not be installed"; exit 1; }
+	@command -v kamailio >/dev/null && test -f $(KAMAILIO_TLS) || { echo "make: kamailio with TLS is missing"; exit 1; }
+	@command -v dnsmasq >/dev/null || { echo "make: dnsmasq is missing and could not be installed"; exit 1; }
 
-# Routr's published Node SDK for the compatibility test (npm registry), into tests/node.
+# From the npm registry, into tests/node: Routr's published Node SDK (the API compatibility
+# test) and JsSIP with ws (a WebSocket SIP phone).
 NODE_STAMP := tests/node/node_modules/.installed
 node-deps: $(NODE_STAMP)
 

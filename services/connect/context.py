@@ -6,7 +6,7 @@ import hashlib
 import hmac
 
 from sipgrid.api.types import MessageRequest, NetInterface, Transport
-from sipgrid.sip import Request, SipUri, make_response
+from sipgrid.sip import Request, SipUri, host_of, make_response
 from sipgrid.sip.message import Response
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, REGISTER, INFO, UPDATE, PRACK, REFER, NOTIFY"
@@ -14,12 +14,12 @@ ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, REGISTER, INFO, UPDATE, PRA
 
 def is_ours(uri: SipUri, request: MessageRequest) -> bool:
     """True when a URI names this EdgePort (a listening point or an external address)."""
-    host = uri.host.lower()
+    host = uri.host.strip("[]").lower()
     port = uri.port
     for lp in request.listening_points:
-        if lp.host.lower() == host and (port is None or port == lp.port):
+        if lp.host.strip("[]").lower() == host and (port is None or port == lp.port):
             return True
-    return any(addr.split(":")[0].lower() == host for addr in request.external_addrs)
+    return any(host_of(addr) == host for addr in request.external_addrs)
 
 
 def pop_own_routes(message: Request, request: MessageRequest) -> list[SipUri]:
@@ -101,7 +101,7 @@ def listening_point(request: MessageRequest, transport: Transport) -> NetInterfa
 
 
 def record_route(request: MessageRequest, lp: NetInterface, flows: str = "") -> str:
-    host = request.external_addrs[0].split(":")[0] if request.external_addrs else lp.host
+    host = host_of(request.external_addrs[0]) if request.external_addrs else lp.host
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
     transport = "" if lp.transport is Transport.UDP else f";transport={lp.transport.value}"

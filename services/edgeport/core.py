@@ -33,6 +33,7 @@ from sipgrid.sip import (
     Target,
     build_cancel,
     error_response,
+    host_of,
     is_ip,
     locate,
     make_response,
@@ -405,7 +406,7 @@ class EdgePortCore:
         return any(
             lp.host.lower() == host and (port or _default_port(lp.transport)) == lp.port
             for lp in self.listening_points
-        ) or any(_host_of(addr) == host for addr in self.settings.external_addrs)
+        ) or any(host_of(addr) == host for addr in self.settings.external_addrs)
 
     def _message_request(self, message: Request | Response, flow: NetInterface) -> MessageRequest:
         method = message.method if isinstance(message, Request) else message.cseq.method
@@ -536,7 +537,7 @@ class EdgePortCore:
     def _via(self, lp: NetInterface, destination: NetInterface, branch: str) -> str:
         host = lp.host
         if self.settings.external_addrs and not self._is_local(destination.host):
-            host = _host_of(self.settings.external_addrs[0])
+            host = host_of(self.settings.external_addrs[0])
         if ":" in host:
             host = f"[{host}]"
         rport = ";rport" if destination.transport is Transport.UDP else ""
@@ -814,15 +815,6 @@ def _wire(message: Request | Response, transport: Transport) -> bytes:
 
 def _default_port(transport: Transport) -> int:
     return 5061 if transport is Transport.TLS else 5060
-
-
-def _host_of(addr: str) -> str:
-    """The host of "host", "host:port", "[v6]:port" or a bare IPv6 address."""
-    if addr.startswith("["):
-        return addr[1:].split("]", 1)[0].lower()
-    if addr.count(":") > 1:
-        return addr.lower()
-    return addr.split(":", 1)[0].lower()
 
 
 def _branch_hash(request: Request) -> str:

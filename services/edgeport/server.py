@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sipgrid.api.types import MessageResponse, NetInterface, Processor, Transport
-from sipgrid.sip import ParseError, Request, Response, Target, is_ip
+from sipgrid.sip import ParseError, Request, Response, Target, host_of, is_ip
 
 from .config import EdgePortConfig
 from .core import (
@@ -164,10 +164,7 @@ class EdgePort:
     def _tls(self) -> ssl.SSLContext:
         if self._server_tls is None:
             names = [*self._tls_names, "localhost", socket.gethostname()]
-            names += [
-                a.rsplit(":", 1)[0] if a.count(":") == 1 else a
-                for a in self.config.spec.external_addrs
-            ]
+            names += [host_of(a) for a in self.config.spec.external_addrs]
             bind = self.config.spec.bind_addr
             names += [_advertised(bind), "127.0.0.1", "::1"]
             self._server_tls = server_context(

@@ -10,7 +10,7 @@ from .digest import Challenge, Credentials, NonceState
 from .errors import LocalProtocolError, ParseError, SipError
 from .framing import PONG, KeepAlivePing, StreamFramer
 from .headers import CSeq, NameAddr, Via
-from .locate import Target, default_port, is_ip, locate
+from .locate import Target, default_port, host_of, is_ip, locate
 from .message import HeaderField, Message, Request, Response, canonical_name
 from .parser import parse
 from .uri import AbsoluteUri, SipUri, TelUri, Uri, parse_uri
@@ -43,6 +43,7 @@ __all__ = [
     "canonical_name",
     "default_port",
     "error_response",
+    "host_of",
     "is_ip",
     "locate",
     "make_response",

@@ -52,6 +52,16 @@ def is_ip(host: str) -> bool:
     return True
 
 
+def host_of(addr: str) -> str:
+    """The host of "host", "host:port", "[v6]:port" or a bare IPv6 address, lower case
+    and without brackets (external addresses in configs come in all these forms)."""
+    if addr.startswith("["):
+        return addr[1:].split("]", 1)[0].lower()
+    if addr.count(":") > 1:
+        return addr.lower()
+    return addr.split(":", 1)[0].lower()
+
+
 def locate(uri: SipUri) -> Target:
     """RFC 3263 section 4.1: a transport parameter decides; else a numeric host or an
     explicit port means UDP (sip:) or TLS over TCP (sips:); else NAPTR is to be asked."""

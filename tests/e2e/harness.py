@@ -32,15 +32,16 @@ PORTS = range(20000, 32000)
 ATTEMPTS = 6
 
 
-def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 at the time of asking."""
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free for both UDP and TCP on ``host`` at the time of asking."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for _ in range(200):
         port = random.choice(PORTS)
         try:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                tcp.bind(("127.0.0.1", port))
-                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                    udp.bind(("127.0.0.1", port))
+            with socket.socket(family, socket.SOCK_STREAM) as tcp:
+                tcp.bind((host, port))
+                with socket.socket(family, socket.SOCK_DGRAM) as udp:
+                    udp.bind((host, port))
         except OSError:
             continue
         return port
@@ -78,6 +79,8 @@ class Sipgrid:
     external_api_port: int = 0
     location_port: int = 0
     logs: list[Path] = field(default_factory=list)
+    ports: dict[str, int] = field(default_factory=dict)  # of the extra transports
+    host: str = "127.0.0.1"
 
     def stop(self) -> None:
         for process in self.processes:
@@ -100,13 +103,18 @@ def write_config(
     *,
     extra_resources: list[dict[str, object]] | None = None,
     edgeport: dict[str, object] | None = None,
+    transports: dict[str, int] | None = None,
+    host: str = "127.0.0.1",
 ) -> None:
+    """An EdgePort on UDP and TCP of ``port`` (and ``transports``: {"ws": port, ...})."""
     directory.mkdir(parents=True, exist_ok=True)
+    listen = [{"protocol": "udp", "port": port}, {"protocol": "tcp", "port": port}]
+    listen += [{"protocol": name, "port": number} for name, number in (transports or {}).items()]
     spec: dict[str, object] = {
-        "bindAddr": "127.0.0.1",
+        "bindAddr": host,
         "processor": {"addr": "127.0.0.1:51904"},
-        "localnets": ["127.0.0.1/8"],
-        "transport": [{"protocol": "udp", "port": port}, {"protocol": "tcp", "port": port}],
+        "localnets": ["127.0.0.1/8", "::1/128"],
+        "transport": listen,
     }
     spec.update(edgeport or {})
     config = {"kind": "EdgePort", "apiVersion": "v2beta1", "ref": "edgeport-test", "spec": spec}
@@ -138,7 +146,7 @@ def _wait_ready(
 
 @contextlib.contextmanager
 def all_in_one(directory: Path, **config: object) -> Iterator[Sipgrid]:
-    server = _retrying(lambda: _all_in_one(directory, **config))
+    server = _retrying(lambda: _all_in_one(directory, **config))  # type: ignore[arg-type]
     try:
         yield server
     finally:
@@ -156,9 +164,12 @@ def _retrying(launch: Callable[[], Sipgrid]) -> Sipgrid:
     raise AssertionError("unreachable")
 
 
-def _all_in_one(directory: Path, **config: object) -> Sipgrid:
-    port = free_port()
-    write_config(directory, port, **config)  # type: ignore[arg-type]
+def _all_in_one(
+    directory: Path, transports: tuple[str, ...] = (), host: str = "127.0.0.1", **config: object
+) -> Sipgrid:
+    port = free_port(host)
+    extra = {name: free_port() for name in transports}
+    write_config(directory, port, transports=extra, host=host, **config)  # type: ignore[arg-type]
     api_port, external_api_port, location_port = free_port(), free_port(), free_port()
     env = {
         "SIPGRID_DATA_DIR": str(directory / "data"),
@@ -176,6 +187,8 @@ def _all_in_one(directory: Path, **config: object) -> Sipgrid:
         api_port=api_port,
         external_api_port=external_api_port,
         location_port=location_port,
+        ports=extra,
+        host=host,
     )
     try:
         _wait_ready(process, log, "sipgrid: ready")
@@ -315,6 +328,7 @@ def _sipp_args(
     transport: str,
     keys: dict[str, str],
     extra: list[str],
+    host: str = "127.0.0.1",
 ) -> list[str]:
     args = [
         require_sipp(),
@@ -322,7 +336,7 @@ def _sipp_args(
         "-sf",
         str(scenario_file),
         "-i",
-        "127.0.0.1",
+        host,
         "-p",
         str(port),
         "-t",
@@ -363,15 +377,17 @@ def run_sipp(
     extra: list[str] | None = None,
     port: int | None = None,
     timeout: float = 40.0,
+    host: str = "127.0.0.1",
 ) -> SippResult:
-    """Run a sipp client scenario against sipgrid; return its exit code and output."""
+    """Run a sipp client scenario against sipgrid (on ``host``: 127.0.0.1 or ::1)."""
     scenario = write_scenario(directory, name, xml)
+    server = f"[{host}]" if ":" in host else host
     for attempt in range(ATTEMPTS):
-        sipp_port = port or free_port()
+        sipp_port = port or free_port(host)
         all_keys = {
             "user": user,
             "domain": DOMAIN,
-            "contact_host": "127.0.0.1",
+            "contact_host": server,
             "contact_port": str(sipp_port),
             "expires": "60",
             "callee": "1002",
@@ -380,11 +396,12 @@ def run_sipp(
         auth = ["-au", user, "-ap", password if password is not None else PASSWORDS.get(user, "x")]
         args = _sipp_args(
             scenario,
-            f"127.0.0.1:{server_port}",
+            f"{server}:{server_port}",
             sipp_port,
             transport,
             all_keys,
             auth + (extra or []),
+            host,
         )
         completed = subprocess.run(
             args, capture_output=True, timeout=timeout, cwd=directory, check=False
@@ -407,6 +424,30 @@ def run_sipp(
 
 
 @contextlib.contextmanager
+def registered_callee(
+    directory: Path, sipgrid: Sipgrid, transport: str = "udp"
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A sipp UAS that answers one call, registered as 1002 (the callee of the scenarios)."""
+    from . import scenarios
+
+    with sipp_server(
+        directory, "uas", scenarios.uas("answer"), transport=transport, host=sipgrid.host
+    ) as (port, uas):
+        registered = run_sipp(
+            directory,
+            "register-1002",
+            scenarios.register(200),
+            server_port=sipgrid.port,
+            transport=transport,
+            user="1002",
+            keys={"contact_port": str(port)},
+            host=sipgrid.host,
+        )
+        assert registered.ok, registered.output + sipgrid.log_text()[-2000:]
+        yield uas
+
+
+@contextlib.contextmanager
 def sipp_server(
     directory: Path,
     name: str,
@@ -415,25 +456,29 @@ def sipp_server(
     transport: str = "udp",
     keys: dict[str, str] | None = None,
     extra: list[str] | None = None,
+    host: str = "127.0.0.1",
+    port: int | None = None,
 ) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    """A sipp in server mode on a free port; yields (port, process). Stopped on exit."""
+    """A sipp in server mode on ``port`` or a free one; yields (port, process). Stopped on exit."""
     scenario = write_scenario(directory, name, xml)
     all_keys = {"user": "1001", "callee": "1002", "domain": DOMAIN}
     all_keys.update(keys or {})
     log = directory / f"{name}.out"
+    wanted = port
+    bound = 0
     for attempt in range(ATTEMPTS):
-        port = free_port()
-        args = _sipp_args(scenario, None, port, transport, all_keys, extra or [])
+        bound = wanted or free_port(host)
+        args = _sipp_args(scenario, None, bound, transport, all_keys, extra or [], host)
         with log.open("wb") as out:
             process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=directory)
         time.sleep(0.3)
         if process.poll() is None:
             break
         text = log.read_text(errors="replace")
-        if not clashed(text) or attempt == ATTEMPTS - 1:
+        if not clashed(text) or wanted or attempt == ATTEMPTS - 1:
             raise RuntimeError(f"sipp server exited at once:\n{text}")
     try:
-        yield port, process
+        yield bound, process
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGUSR1) if os.name == "posix" else None

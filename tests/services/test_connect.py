@@ -270,6 +270,28 @@ def test_in_dialog_requests_follow_only_our_signed_record_route() -> None:
     assert ack.drop
 
 
+def test_our_credentials_never_leave_in_an_in_dialog_request() -> None:
+    """A caller may repeat its Proxy-Authorization in the ACK and BYE (linphonec does):
+    credentials for a realm sipgrid serves stay here; others' pass on."""
+    switch = Switch()
+    registered(switch, "1002", BOB)
+    challenged = switch.answer(invite(1))
+    auth = authorization(challenged, "1001", "INVITE", "sip:1002@sip.local")
+    request, _ = switch.forwarded(invite(2, auth=auth))
+    route = request.get("Record-Route") or ""
+    other = (
+        'Proxy-Authorization: Digest username="x", realm="upstream.example", nonce="n", '
+        'uri="sip:x", response="00"\n'
+    )
+    for method in ("ACK", "BYE"):
+        text = in_dialog(method, route).replace(
+            "Max-Forwards: 70\n", "Max-Forwards: 70\n" + auth + other
+        )
+        forwarded_request, _ = switch.forwarded(text)
+        values = forwarded_request.get_all("Proxy-Authorization")
+        assert len(values) == 1 and "upstream.example" in values[0], values
+
+
 @pytest.mark.parametrize("method", ["BYE", "INFO", "MESSAGE", "INVITE"])
 def test_an_invented_to_tag_is_no_way_through(method: str) -> None:
     switch = Switch()

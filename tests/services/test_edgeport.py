@@ -306,54 +306,48 @@ def test_options_to_an_agent_with_max_forwards_zero_gets_483() -> None:
     asyncio.run(scenario())
 
 
-class ToPeer:
-    handles_responses = True
-    """A processor that sends every request to one UDP port (a test callee)."""
+class SlowAnswer:
+    """Answers 200 once told to."""
 
-    def __init__(self, port: int) -> None:
-        self.port = port
+    handles_responses = True
+
+    def __init__(self) -> None:
+        self.go = asyncio.Event()
 
     async def process_message(self, request: MessageRequest) -> MessageResponse:
-        return MessageResponse(request.message, destination=NetInterface("127.0.0.1", self.port))
+        await self.go.wait()
+        assert isinstance(request.message, Request)
+        return MessageResponse(make_response(request.message, 200, to_tag="slow"))
 
 
-def test_timer_c_cancels_a_call_that_rings_for_ever_or_times_out_a_silent_one() -> None:
+def test_a_response_whose_connection_closed_goes_to_the_sent_by_port() -> None:
+    """RFC 3261 section 18.2.2: a new connection to the sent-by address and port, not to
+    the rport of the dead connection; nothing lost without a word."""
+
     async def scenario() -> None:
-        callee = await udp_peer()
-        caller = await udp_peer()
-        edgeport = EdgePort(edgeport_config(0), ToPeer(callee.port), timer_c=0.5, cancel_grace=0.5)
-        await edgeport.start()
-        port = edgeport.listening_points[0].port
-        try:
-            caller.send(
-                request_bytes("INVITE", caller.port, branch="z9hG4bKc1", call_id="ring"), port
-            )
-            assert (await caller.response()).status == 100
-            invite = parse(await callee.recv())
-            assert isinstance(invite, Request) and invite.method == "INVITE"
-            ringing = make_response(invite, 180, to_tag="callee")
-            callee.send(ringing.serialize(), port)
-            assert (await caller.response()).status == 180
-            cancel = parse(await callee.recv(timeout=3.0))  # Timer C fired: the proxy cancels
-            assert (
-                isinstance(cancel, Request)
-                and cancel.method == "CANCEL"
-                and cancel.top_via.branch == invite.top_via.branch
-            )
-            callee.send(make_response(cancel, 200).serialize(), port)
-            final = await caller.response(timeout=3.0)  # no 487 from the callee: the proxy's own
-            assert final.status == 487 and edgeport.stats["timer_c"] == 1
+        processor = SlowAnswer()
+        edgeport, port = await serving(processor)
+        arrived: asyncio.Queue[bytes] = asyncio.Queue()
 
-            caller.send(
-                request_bytes("INVITE", caller.port, branch="z9hG4bKc2", call_id="silent"), port
-            )
-            assert (await caller.response()).status == 100
-            while (await caller.response(timeout=3.0)).status != 408:  # the callee never answers
-                pass
-            assert edgeport.stats["timer_c"] == 2
+        async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            arrived.put_nowait(await reader.readuntil(b"\r\n\r\n"))
+            writer.close()
+
+        listener = await asyncio.start_server(accept, "127.0.0.1", 0)
+        sent_by = listener.sockets[0].getsockname()[1]
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            request = request_bytes("OPTIONS", sent_by, uri="sip:1002@sip.local")
+            writer.write(request.replace(b"SIP/2.0/UDP", b"SIP/2.0/TCP"))
+            await writer.drain()
+            await asyncio.sleep(0.1)
+            writer.close()  # the phone's connection goes away before the answer
+            await asyncio.sleep(0.1)
+            processor.go.set()
+            answer = await asyncio.wait_for(arrived.get(), 3)
+            assert answer.startswith(b"SIP/2.0 200 OK")
         finally:
-            caller.close()
-            callee.close()
+            listener.close()
             await edgeport.stop()
 
     asyncio.run(scenario())

@@ -1,0 +1,324 @@
+"""The EdgePort's proxy core in memory: bytes and a fake clock in, actions out. Timer C,
+CANCEL, retransmissions and failover are driven in microseconds of test time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from services.edgeport.config import DEFAULT_METHODS
+from services.edgeport.core import (
+    CloseFlow,
+    CoreSettings,
+    EdgePortCore,
+    Process,
+    Resolve,
+    Transmit,
+)
+from sipgrid.api.types import MessageRequest, MessageResponse, NetInterface, Transport
+from sipgrid.sip import ParseError, Request, Response, make_response, parse
+
+from .helpers import request_bytes
+
+US_UDP = NetInterface("127.0.0.1", 5060, Transport.UDP)
+US_TCP = NetInterface("127.0.0.1", 5060, Transport.TCP)
+CALLER = NetInterface("127.0.0.1", 7001, Transport.UDP)
+CALLEE = NetInterface("127.0.0.1", 7002, Transport.UDP)
+TCP_CALLER = NetInterface("127.0.0.1", 40123, Transport.TCP)
+
+Answer = Callable[[MessageRequest], MessageResponse]
+
+
+def to(destination: NetInterface) -> Answer:
+    """A processor that sends every request to one place and passes responses through."""
+    return lambda request: (
+        MessageResponse(request.message, destination=destination)
+        if isinstance(request.message, Request)
+        else MessageResponse(request.message)
+    )
+
+
+class Wire:
+    """The core with a processor answered at once (unless ``hold``), a resolver from a
+    dict, and a clock that moves only when told."""
+
+    def __init__(self, answer: Answer | None = None, **settings: object) -> None:
+        options: dict[str, object] = {
+            "ref": "core-test",
+            "listening_points": [US_UDP, US_TCP],
+            "methods": frozenset(DEFAULT_METHODS),
+            "handles_responses": False,
+        }
+        options.update(settings)
+        self.core = EdgePortCore(CoreSettings(**options))  # type: ignore[arg-type]
+        self.answer = answer or to(CALLEE)
+        self.now = 1000.0
+        self.sent: list[Transmit] = []
+        self.held: list[Process] = []
+        self.hold = False
+        self.resolves: list[Resolve] = []
+        self.closed: list[NetInterface] = []
+        self.processed: list[MessageRequest] = []
+
+    def run(self, actions: Sequence[object]) -> None:
+        for action in actions:
+            if isinstance(action, Transmit):
+                self.sent.append(action)
+            elif isinstance(action, Process):
+                self.processed.append(action.request)
+                if self.hold:
+                    self.held.append(action)
+                else:
+                    self.release(action)
+            elif isinstance(action, Resolve):
+                self.resolves.append(action)
+            elif isinstance(action, CloseFlow):
+                self.closed.append(action.flow)
+
+    def release(self, action: Process, result: MessageResponse | str | None = "auto") -> None:
+        answer = self.answer(action.request) if result == "auto" else result
+        assert not isinstance(answer, str)
+        self.run(self.core.processor_answered(action.job, answer, self.now))
+
+    def feed(self, data: bytes, flow: NetInterface = CALLER) -> None:
+        self.run(self.core.receive_datagram(data, flow, self.now))
+
+    def advance(self, seconds: float) -> None:
+        end = self.now + seconds
+        while (deadline := self.core.next_deadline()) is not None and deadline <= end:
+            self.now = max(self.now, deadline)
+            self.run(self.core.handle_timers(self.now))
+        self.now = end
+
+    def take(self) -> list[Transmit]:
+        sent, self.sent = self.sent, []
+        return sent
+
+    def messages(self, towards: NetInterface | None = None) -> list[Request | Response]:
+        return [
+            parse(t.data)
+            for t in self.take()
+            if towards is None or t.destination == towards or t.flow == towards
+        ]
+
+
+def statuses(messages: list[Request | Response]) -> list[int]:
+    return [m.status for m in messages if isinstance(m, Response)]
+
+
+def invite(branch: str = "z9hG4bKc1", call_id: str = "call") -> bytes:
+    return request_bytes("INVITE", CALLER.port, branch=branch, call_id=call_id)
+
+
+def forwarded(wire: Wire, method: str = "INVITE") -> Request:
+    requests = [m for m in wire.messages(CALLEE) if isinstance(m, Request)]
+    assert requests and requests[-1].method == method, requests
+    return requests[-1]
+
+
+def test_a_retransmitted_invite_reaches_the_processor_once() -> None:
+    wire = Wire(lambda r: MessageResponse(make_response(r.message, 486, to_tag="b")))  # type: ignore[arg-type]
+    wire.feed(invite())
+    assert statuses(wire.messages(CALLER)) == [100, 486]
+    wire.feed(invite())  # the same branch: the last response again, not the processor
+    assert statuses(wire.messages(CALLER)) == [486]
+    assert len(wire.processed) == 1 and wire.core.stats["retransmissions"] == 1
+    wire.advance(0.5)  # Timer G: the 486 again over UDP until the ACK
+    assert statuses(wire.messages(CALLER)) == [486]
+    ack = invite().replace(b"INVITE sip", b"ACK sip").replace(b"1 INVITE", b"1 ACK")
+    wire.feed(ack.replace(b"To: <sip:1002@sip.local>", b"To: <sip:1002@sip.local>;tag=b"))
+    wire.advance(10)
+    assert wire.take() == [] and len(wire.processed) == 1  # the ACK was absorbed here
+    assert wire.core.transactions == (0, 0)
+
+
+def test_timer_c_cancels_a_call_that_rings_for_ever() -> None:
+    wire = Wire(timer_c=180.0, cancel_grace=32.0)
+    wire.feed(invite())
+    request = forwarded(wire)
+    wire.feed(make_response(request, 180, to_tag="callee").serialize(), CALLEE)
+    assert statuses(wire.messages(CALLER)) == [180]
+    wire.advance(179.9)
+    assert wire.take() == []
+    wire.advance(0.2)  # Timer C fires: CANCEL downstream
+    cancel = forwarded(wire, "CANCEL")
+    assert cancel.top_via.branch == request.top_via.branch
+    wire.feed(make_response(cancel, 200).serialize(), CALLEE)
+    wire.advance(32.1)  # the callee never sent its 487: ours after the grace
+    assert 487 in statuses(wire.messages(CALLER))
+    assert wire.core.stats["timer_c"] == 1
+
+
+def test_timer_c_is_rearmed_by_each_provisional() -> None:
+    wire = Wire(timer_c=10.0)
+    wire.feed(invite())
+    request = forwarded(wire)
+    for _ in range(3):
+        wire.advance(8.0)
+        wire.feed(make_response(request, 183, to_tag="callee").serialize(), CALLEE)
+    wire.take()
+    wire.advance(9.9)
+    assert wire.take() == []
+    wire.advance(0.2)
+    assert forwarded(wire, "CANCEL").method == "CANCEL"
+
+
+def test_a_silent_callee_gets_408_upstream() -> None:
+    wire = Wire()
+    wire.feed(invite())
+    forwarded(wire)
+    wire.advance(31.9)
+    assert 408 not in statuses(wire.messages(CALLER))
+    wire.advance(0.2)  # Timer B: 64*T1
+    assert statuses(wire.messages(CALLER)) == [408]
+
+
+def test_cancel_before_the_processor_answers_gives_487() -> None:
+    wire = Wire()
+    wire.hold = True
+    wire.feed(invite())
+    cancel = request_bytes("CANCEL", CALLER.port, branch="z9hG4bKc1", call_id="call")
+    wire.feed(cancel)
+    assert statuses(wire.messages(CALLER)) == [100, 200, 487]
+    wire.release(wire.held.pop())  # the processor's late answer goes nowhere
+    assert wire.messages(CALLEE) == []
+
+
+def test_cancel_after_a_provisional_goes_downstream_and_the_487_comes_back() -> None:
+    wire = Wire()
+    wire.feed(invite())
+    request = forwarded(wire)
+    wire.feed(make_response(request, 180, to_tag="callee").serialize(), CALLEE)
+    wire.feed(request_bytes("CANCEL", CALLER.port, branch="z9hG4bKc1", call_id="call"))
+    sent = wire.take()
+    assert 200 in statuses([parse(t.data) for t in sent if t.destination == CALLER])
+    cancel = [parse(t.data) for t in sent if t.destination == CALLEE]
+    assert [m.method for m in cancel if isinstance(m, Request)] == ["CANCEL"]
+    assert isinstance(cancel[0], Request)
+    wire.feed(make_response(cancel[0], 200).serialize(), CALLEE)
+    wire.feed(make_response(request, 487, to_tag="callee").serialize(), CALLEE)
+    relayed = wire.messages()
+    assert any(isinstance(m, Request) and m.method == "ACK" for m in relayed)  # hop by hop
+    assert 487 in statuses(relayed)
+
+
+def test_the_proxy_answers_by_itself() -> None:
+    wire = Wire(max_message_size=1500)
+    wire.feed(request_bytes("INVITE", CALLER.port, max_forwards=0, branch="z9hG4bKa"))
+    assert statuses(wire.messages()) == [100, 483]
+    wire.feed(request_bytes("PUBLISH", CALLER.port, branch="z9hG4bKb"))
+    assert statuses(wire.messages()) == [405]
+    wire.feed(
+        request_bytes("OPTIONS", CALLER.port, branch="z9hG4bKc", extra="X: " + "a" * 2000 + "\r\n")
+    )
+    assert statuses(wire.messages()) == [513]
+    wire.feed(b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKd\r\n\r\n")
+    answer = wire.take()
+    assert answer and answer[0].data.startswith(b"SIP/2.0 400 missing")
+    wire.feed(b"SIP/2.0 200 OK\r\n\r\n")  # a malformed response: dropped
+    assert wire.take() == [] and wire.core.stats["malformed_responses_dropped"] == 1
+    assert len(wire.processed) == 0
+
+
+def test_a_failing_processor_gives_503() -> None:
+    wire = Wire()
+    wire.hold = True
+    wire.feed(request_bytes("OPTIONS", CALLER.port))
+    wire.release(wire.held.pop(), None)
+    assert statuses(wire.messages(CALLER)) == [503]
+
+
+def test_a_loop_gives_482() -> None:
+    wire = Wire(to(US_UDP))
+    wire.feed(request_bytes("MESSAGE", CALLER.port))
+    for _ in range(2):  # sent to ourselves: the second time round our Via is below the top
+        (looped,) = [t for t in wire.take() if t.destination == US_UDP]
+        wire.feed(looped.data, US_UDP)
+    assert statuses(wire.messages(US_UDP)) == [482]
+
+
+def test_responses_go_back_on_the_flow_they_came_on() -> None:
+    wire = Wire(lambda r: MessageResponse(make_response(r.message, 200, to_tag="x")))  # type: ignore[arg-type]
+    natted = NetInterface("198.51.100.7", 40000, Transport.UDP)
+    wire.feed(request_bytes("OPTIONS", 5060).replace(b"127.0.0.1:5060", b"10.0.0.2:5060"), natted)
+    (sent,) = wire.take()
+    assert sent.flow == natted and sent.destination == natted
+    via = parse(sent.data).top_via
+    assert via.received == "198.51.100.7" and via.rport == 40000
+
+
+def test_failover_to_the_next_target_on_a_transport_error_and_on_503() -> None:
+    wire = Wire(lambda r: MessageResponse(r.message))  # no destination: locate the URI
+    wire.feed(request_bytes("MESSAGE", CALLER.port, uri="sip:1002@trunk.example"))
+    (resolve,) = wire.resolves
+    assert resolve.target.host == "trunk.example" and resolve.target.transport is None
+    first = NetInterface("127.0.0.1", 7100, Transport.TCP)
+    second = NetInterface("127.0.0.1", 7200, Transport.UDP)
+    third = NetInterface("127.0.0.1", 7300, Transport.UDP)
+    wire.run(wire.core.resolved(resolve.job, [first, second, third], wire.now))
+    (attempt,) = wire.take()
+    assert attempt.destination == first and b"Content-Length: 0" in attempt.data
+    wire.run(wire.core.transport_failed(attempt.token, wire.now))  # connection refused
+    (attempt,) = wire.take()
+    assert attempt.destination == second and b"SIP/2.0/UDP" in attempt.data
+    wire.feed(make_response(parse(attempt.data), 503).serialize(), second)  # type: ignore[arg-type]
+    (attempt,) = wire.take()
+    assert attempt.destination == third
+    wire.feed(make_response(parse(attempt.data), 200, to_tag="t").serialize(), third)  # type: ignore[arg-type]
+    assert statuses(wire.messages(CALLER)) == [200]
+    assert wire.core.stats["failovers"] == 2
+
+
+def test_nothing_resolves_gives_503() -> None:
+    wire = Wire(lambda r: MessageResponse(r.message))
+    wire.feed(request_bytes("MESSAGE", CALLER.port, uri="sip:1002@nowhere.invalid"))
+    (resolve,) = wire.resolves
+    wire.run(wire.core.resolved(resolve.job, [], wire.now))
+    assert statuses(wire.messages(CALLER)) == [503]
+    assert wire.core.transactions[1] == 0 and wire.core.pending_jobs == 0
+
+
+def test_content_length_is_added_on_streams() -> None:
+    """RFC 3261 section 20.14: a message from UDP without Content-Length gets one on TCP,
+    in both directions (a UDP phone's 180 and 200 to a TCP phone, and its requests)."""
+    callee_tcp = NetInterface("127.0.0.1", 7002, Transport.TCP)
+    wire = Wire(to(callee_tcp))
+    no_length = invite().replace(b"Content-Length: 0\r\n", b"")
+    wire.feed(no_length)
+    (sent,) = [t for t in wire.take() if t.destination == callee_tcp]
+    assert b"\r\nContent-Length: 0\r\n" in sent.data
+    # and a response from UDP relayed to a TCP caller
+    wire = Wire(to(CALLEE))
+    wire.run(
+        wire.core.receive_message(parse(invite().replace(b"/UDP", b"/TCP")), TCP_CALLER, wire.now)
+    )
+    request = forwarded(wire)
+    ringing = (
+        make_response(request, 180, to_tag="b").serialize().replace(b"Content-Length: 0\r\n", b"")
+    )
+    assert b"Content-Length" not in ringing
+    wire.feed(ringing, CALLEE)
+    relayed = [t for t in wire.take() if t.flow == TCP_CALLER]
+    assert relayed and b"\r\nContent-Length: 0\r\n" in relayed[-1].data
+
+
+def test_a_response_over_a_stream_falls_back_to_the_sent_by_port_not_rport() -> None:
+    """RFC 3261 section 18.2.2: when the connection is gone, open one to the sent-by
+    address; rport (RFC 3581) is for datagrams."""
+    wire = Wire(lambda r: MessageResponse(make_response(r.message, 200, to_tag="x")))  # type: ignore[arg-type]
+    data = request_bytes("OPTIONS", 5070).replace(b"/UDP", b"/TCP")
+    wire.run(wire.core.receive_message(parse(data), TCP_CALLER, wire.now))
+    (sent,) = wire.take()
+    assert sent.flow == TCP_CALLER
+    assert sent.destination == NetInterface("127.0.0.1", 5070, Transport.TCP)
+
+
+def test_a_stream_that_cannot_be_framed_is_answered_and_closed() -> None:
+    wire = Wire()
+    error = ParseError("Content-Length is required", header="Content-Length")
+    error.fields = [
+        ("cseq", "1 OPTIONS"),
+        ("call-id", "x"),
+        ("via", "SIP/2.0/TCP h;branch=z9hG4bKx"),
+    ]
+    wire.run(wire.core.stream_error(error, TCP_CALLER))
+    assert wire.closed == [TCP_CALLER]
