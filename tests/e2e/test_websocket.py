@@ -61,19 +61,19 @@ def named(found: list[dict[str, object]]) -> list[object]:
     return [e["event"] for e in found]
 
 
-@pytest.mark.parametrize("scheme", ["ws", "wss"])
-def test_jssip_registers_and_calls_a_sipp_phone_on_udp(
-    node: str, sipgrid: Sipgrid, tmp_path: Path, scheme: str
+@pytest.mark.parametrize(("scheme", "callee"), [("ws", "udp"), ("wss", "udp"), ("ws", "tcp")])
+def test_jssip_registers_and_calls_a_sipp_phone(
+    node: str, sipgrid: Sipgrid, tmp_path: Path, scheme: str, callee: str
 ) -> None:
     url = f"{scheme}://127.0.0.1:{sipgrid.ports[scheme]}"
-    with registered_callee(tmp_path, sipgrid) as uas:
+    with registered_callee(tmp_path, sipgrid, callee) as uas:
         process = phone(node, url, "call", "1002")
         found = events(process)
         assert process.returncode == 0, (found, sipgrid.log_text()[-3000:])
         assert named(found)[:1] == ["registered"] and "confirmed" in named(found)
         confirmed = next(e for e in found if e["event"] == "confirmed")
         route_set = confirmed["route_set"]
-        assert isinstance(route_set, list) and len(route_set) == 2, route_set  # WS and UDP sides
+        assert isinstance(route_set, list) and len(route_set) == 2, route_set  # both sides
         assert any(f"transport={scheme}" in str(r) for r in route_set)
         assert wait_exit(uas) == 0
 
