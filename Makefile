@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PROTOS := $(wildcard proto/*.proto)
 PB_STAMP := sipgrid/pb/.generated
 
-.PHONY: install protos run test bench lint typecheck system-deps node-deps clean
+.PHONY: install protos run test bench mutation lint typecheck system-deps node-deps clean
 
 install: $(STAMP) $(PB_STAMP)
 
@@ -70,10 +70,16 @@ test: install system-deps node-deps lint
 bench: install system-deps
 	$(PY) -m bench
 
+# Mutation testing of sipgrid/sip and services/connect (slow; never part of make test):
+# the score and the surviving mutants go to bench/results/mutation.json.
+mutation: install
+	$(PY) -m pip install --quiet -e '.[dev,mutation]'
+	$(PY) -m bench.mutation
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy $(wildcard sipgrid services tests bench)
 
 clean:
-	rm -rf $(VENV) sipgrid/pb/*_pb2*.py sipgrid/pb/*_pb2*.pyi $(PB_STAMP)
+	rm -rf $(VENV) mutants sipgrid/pb/*_pb2*.py sipgrid/pb/*_pb2*.pyi $(PB_STAMP)

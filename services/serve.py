@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sipgrid.config import load
 
+from .connect.auth import Authenticator
 from .connect.processor import ConnectProcessor
 from .connect.resources import load_resources
 from .dispatcher.dispatcher import Dispatcher, load_dispatcher
@@ -17,8 +18,7 @@ from .edgeport.config import load_edgeport
 from .edgeport.server import EdgePort
 from .grpc_clients import GrpcLocation, GrpcProcessor
 from .grpc_servers import start_server
-from .location.config import LocationConfig
-from .location.service import MemoryLocation
+from .location.config import LocationConfig, open_location
 
 DEFAULT_BIND = {
     "dispatcher": "0.0.0.0:51901",
@@ -72,23 +72,30 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
         )
     elif service == "location":
         path = config_dir / "location.yaml"
-        spec_bind = (
-            load(LocationConfig, path).spec.bind_addr if path.exists() else DEFAULT_BIND["location"]
-        )
+        location_config = load(LocationConfig, path) if path.exists() else None
+        spec_bind = location_config.spec.bind_addr if location_config else DEFAULT_BIND["location"]
         bind = bind_addr or env.get("BIND_ADDR") or spec_bind
-        server = await start_server(bind, location=MemoryLocation())
+        server = await start_server(bind, location=open_location(location_config, env, str(path)))
     elif service == "connect":
         bind = bind_addr or env.get("BIND_ADDR") or DEFAULT_BIND["connect"]
         location = GrpcLocation(env.get("LOCATION_ADDR", "localhost:51902"))
+        counts = None
+        if env.get("REDIS_URL"):  # nonce counts shared by every Connect instance
+            import redis.asyncio as aioredis
+
+            from .connect.auth import RedisNonceCounts
+
+            counts = RedisNonceCounts(aioredis.Redis.from_url(env["REDIS_URL"]))
+        auth = Authenticator(counts=counts)
         if env.get("APISERVER_ADDR"):  # resources from the APIServer's internal port
             from .connect.api_resources import ApiResources
 
             api_resources = ApiResources(env["APISERVER_ADDR"])
             await api_resources.refresh()
             refresher = asyncio.create_task(api_resources.run())
-            connect = ConnectProcessor(api_resources, location)
+            connect = ConnectProcessor(api_resources, location, auth)
         else:  # resources from files
-            connect = ConnectProcessor(load_resources(config_dir / "resources"), location)
+            connect = ConnectProcessor(load_resources(config_dir / "resources"), location, auth)
         server = await start_server(bind, processor=connect)
     else:
         raise ValueError(f"unknown service {service!r}; one of {', '.join(SERVICES)}")

@@ -40,3 +40,30 @@ def postgres_url() -> Iterator[str]:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'sipgrid.db'}"
+
+
+REDIS_URL = os.environ.get("SIPGRID_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A Redis database of its own for one test (1 to 15, chosen by chance), emptied after."""
+    import redis
+
+    db = 1 + secrets.randbelow(15)
+    url = f"{REDIS_URL}/{db}"
+    client = redis.Redis.from_url(url, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        pytest.fail(
+            f"Redis is not reachable at {REDIS_URL} ({error}); start it (redis-server) or set "
+            "SIPGRID_TEST_REDIS_URL",
+            pytrace=False,
+        )
+    client.flushdb()
+    try:
+        yield url
+    finally:
+        client.flushdb()
+        client.close()

@@ -2,7 +2,8 @@
 
 Nonces are signed and carry their issue time (sipgrid.sip.digest), so any Connect
 instance sharing the key can check them. The highest nonce-count seen per nonce is
-kept here, in memory: a replayed or reused count is refused.
+kept in memory, or in Redis when several Connect instances share it: a replayed or
+reused count is refused.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any, Protocol
 
 from sipgrid.sip import Challenge, Credentials
 from sipgrid.sip.digest import NonceState, check_nonce, make_nonce, verify
@@ -28,6 +30,55 @@ class Verdict(enum.Enum):
     FORBIDDEN = "forbidden"  # wrong password or unknown user
 
 
+class NonceCounts(Protocol):
+    """The highest nonce-count seen per nonce: a count not above it is a replay."""
+
+    async def fresh(self, nonce: str, count: int) -> bool: ...
+
+
+class MemoryNonceCounts:
+    """One process's memory (the all-in-one default): a bounded LRU."""
+
+    def __init__(self, size: int = _SEEN_MAX) -> None:
+        self._seen: OrderedDict[str, int] = OrderedDict()
+        self._size = size
+
+    async def fresh(self, nonce: str, count: int) -> bool:
+        last = self._seen.get(nonce, 0)
+        if count <= last:
+            return False
+        self._seen[nonce] = count
+        self._seen.move_to_end(nonce)
+        while len(self._seen) > self._size:
+            self._seen.popitem(last=False)
+        return True
+
+
+# KEYS[1]: the nonce's key; ARGV: the count, the key's lifetime in seconds
+_FRESH = """
+local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) <= last then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
+
+
+class RedisNonceCounts:
+    """Shared by every Connect instance on one Redis: a replay is refused by all."""
+
+    def __init__(
+        self, client: Any, *, prefix: str = "sipgrid:", ttl: float = 2 * NONCE_TTL
+    ) -> None:
+        self._redis = client
+        self._prefix = prefix
+        self._ttl = int(ttl)
+        self._script = client.register_script(_FRESH)
+
+    async def fresh(self, nonce: str, count: int) -> bool:
+        key = f"{self._prefix}nc:{nonce}"
+        return bool(await self._script(keys=[key], args=[count, self._ttl]))
+
+
 class Authenticator:
     def __init__(
         self,
@@ -36,13 +87,14 @@ class Authenticator:
         algorithm: str = "MD5",
         ttl: float = NONCE_TTL,
         clock: Callable[[], float] = time.time,
+        counts: NonceCounts | None = None,
     ) -> None:
         env_key = os.environ.get("SIPGRID_NONCE_KEY")
         self._key = key or (env_key.encode() if env_key else secrets.token_bytes(32))
         self.algorithm = algorithm
         self.ttl = ttl
         self._clock = clock
-        self._seen: OrderedDict[str, int] = OrderedDict()
+        self._counts = counts or MemoryNonceCounts()
 
     @property
     def key(self) -> bytes:
@@ -55,7 +107,7 @@ class Authenticator:
             realm=realm, nonce=nonce, algorithm=self.algorithm, qop=("auth",), stale=stale
         )
 
-    def check(
+    async def check(
         self,
         method: str,
         credentials: list[Credentials],
@@ -76,16 +128,6 @@ class Authenticator:
             return Verdict.FORBIDDEN, creds.username
         if state is NonceState.STALE:
             return Verdict.STALE, creds.username
-        if creds.qop and not self._fresh_count(creds.nonce, creds.nonce_count):
+        if creds.qop and not await self._counts.fresh(creds.nonce, creds.nonce_count):
             return Verdict.CHALLENGE, creds.username  # a replayed count: start again
         return Verdict.OK, creds.username
-
-    def _fresh_count(self, nonce: str, count: int) -> bool:
-        last = self._seen.get(nonce, 0)
-        if count <= last:
-            return False
-        self._seen[nonce] = count
-        self._seen.move_to_end(nonce)
-        while len(self._seen) > _SEEN_MAX:
-            self._seen.popitem(last=False)
-        return True

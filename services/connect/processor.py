@@ -134,7 +134,7 @@ class ConnectProcessor:
         if domain.acl is not None and not domain.acl.permits(request.sender.host):
             return MessageResponse(reply(message, 403, "Forbidden By Access Control List"))
 
-        verdict, username = self._auth.check(
+        verdict, username = await self._auth.check(
             message.method,
             message.proxy_authorizations,
             domain.domain_uri,

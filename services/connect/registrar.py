@@ -7,7 +7,7 @@ from collections.abc import Callable
 from email.utils import formatdate
 
 from sipgrid.api.types import LocationService, MessageRequest, Route, Transport
-from sipgrid.sip import ParseError, Request, Response, SipUri
+from sipgrid.sip import ParseError, Request, Response, SipUri, default_port, locate
 
 from .auth import Authenticator, Verdict
 from .context import reply
@@ -45,7 +45,7 @@ class Registrar:
         if to_uri is None or to_uri.user is None:
             return reply(message, 400, "To Must Be A SIP URI With A User")
 
-        verdict, username = self._auth.check(
+        verdict, username = await self._auth.check(
             "REGISTER",
             message.authorizations,
             domain.domain_uri,
@@ -100,16 +100,14 @@ class Registrar:
             nat = (via_host, via.port or 5060) != (sender.host, sender.port)
         else:
             nat = via_host != sender.host
-        transport = sender.transport
-        if contact.transport:
-            transport = Transport.parse(contact.transport)
-        elif contact.secure:
-            transport = Transport.TLS
+        target = locate(contact)
+        # a Contact that names no transport is reached the way the REGISTER came
+        named = contact.transport or contact.secure
+        transport = Transport.parse(target.transport or "udp") if named else sender.transport
         if nat:
             host, port, transport = sender.host, sender.port, sender.transport
         else:
-            host = contact.maddr or contact.host.strip("[]")
-            port = contact.port or (5061 if transport is Transport.TLS else 5060)
+            host, port = target.host, target.port or default_port(transport.value)
         return Route(
             user=contact.user or "",
             host=host,

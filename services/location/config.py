@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from sipgrid.config import ConfigError
 
 
 class _Model(BaseModel):
@@ -27,3 +31,38 @@ class LocationConfig(_Model):
     ref: str = "location"
     metadata: dict[str, Any] = {}
     spec: LocationSpec = LocationSpec()
+
+
+def redis_url(config: LocationConfig | None, environ: Mapping[str, str], where: str) -> str | None:
+    """The Redis to use: ``REDIS_URL``, else ``spec.cache.parameters`` (``url``, or ``host``,
+    ``port``, ``db``, ``password``) when the provider is redis; None for memory."""
+    if config is None or config.spec.cache.provider != "redis":
+        return None
+    if environ.get("REDIS_URL"):
+        return environ["REDIS_URL"]
+    parameters = config.spec.cache.parameters
+    if parameters.get("url"):
+        return str(parameters["url"])
+    host = parameters.get("host", "localhost")
+    try:
+        port = int(parameters.get("port", 6379))
+        db = int(parameters.get("db", 0))
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{where}: field spec.cache.parameters: port and db must be numbers"
+        ) from None
+    password = parameters.get("password")
+    auth = f":{quote(str(password), safe='')}@" if password else ""
+    return f"redis://{auth}{host}:{port}/{db}"
+
+
+def open_location(config: LocationConfig | None, environ: Mapping[str, str], where: str) -> Any:
+    """The LocationService the config asks for: memory (one instance) or Redis (shared)."""
+    url = redis_url(config, environ, where)
+    if url is None:
+        from .service import MemoryLocation
+
+        return MemoryLocation()
+    from .redis_store import RedisLocation
+
+    return RedisLocation.from_url(url)

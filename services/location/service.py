@@ -1,4 +1,4 @@
-"""The Location service with an in-memory store (one instance; Redis comes for several).
+"""The Location service with an in-memory store (one instance; redis_store.py for several).
 
 Routr's semantics: bindings per AOR, newest first; expired bindings are never returned
 and are dropped on the next touch; ``max_contacts`` drops the oldest beyond the limit;
@@ -18,14 +18,12 @@ AFFINITY_TTL = 3600.0
 AFFINITY_MAX = 100_000
 
 
-def _same_contact(a: Route, b: Route) -> bool:
-    if a.contact_uri and b.contact_uri:
-        return a.contact_uri == b.contact_uri
-    return (a.advertised_host, a.advertised_port, a.transport) == (
-        b.advertised_host,
-        b.advertised_port,
-        b.transport,
-    )
+def contact_key(route: Route) -> str:
+    """What makes two routes of an AOR the same binding: the Contact URI, else where
+    the Contact pointed."""
+    if route.contact_uri:
+        return route.contact_uri
+    return f"{route.transport.value}:{route.advertised_host}:{route.advertised_port}"
 
 
 class MemoryLocation:
@@ -36,7 +34,7 @@ class MemoryLocation:
         self._affinity: OrderedDict[str, tuple[Route, float]] = OrderedDict()
 
     async def add_route(self, aor: str, route: Route, max_contacts: int = 0) -> None:
-        routes = [r for r in self._live(aor) if not _same_contact(r, route)]
+        routes = [r for r in self._live(aor) if contact_key(r) != contact_key(route)]
         if route.expires > 0:
             if not route.registered_on:
                 route.registered_on = self._clock()

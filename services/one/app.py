@@ -13,17 +13,19 @@ import grpc
 
 from services.apiserver.files import apply
 from services.apiserver.server import ApiServer, start_apiserver
+from services.connect.auth import Authenticator, NonceCounts, RedisNonceCounts
 from services.connect.processor import ConnectProcessor
 from services.connect.store_resources import StoreResources
 from services.dispatcher.dispatcher import Dispatcher, load_dispatcher
 from services.edgeport.config import load_edgeport
 from services.edgeport.server import EdgePort
 from services.grpc_servers import start_server
-from services.location.config import LocationConfig
+from services.location.config import LocationConfig, redis_url
+from services.location.redis_store import RedisLocation
 from services.location.service import MemoryLocation
 from services.serve import until_stopped
-from sipgrid.api.types import Processor
-from sipgrid.config import ConfigError, load
+from sipgrid.api.types import LocationService, Processor
+from sipgrid.config import load
 
 log = logging.getLogger("sipgrid.one")
 
@@ -59,12 +61,9 @@ class AllInOne:
 
 async def build(config_dir: Path, data_dir: Path | None = None) -> AllInOne:
     edge_config = load_edgeport(config_dir / "edgeport.yaml")
-    if (config_dir / "location.yaml").exists():
-        location_config = load(LocationConfig, config_dir / "location.yaml")
-        if location_config.spec.cache.provider != "memory":
-            raise ConfigError(
-                f"{config_dir / 'location.yaml'}: field spec.cache.provider: only 'memory' is supported yet"
-            )
+    location_path = config_dir / "location.yaml"
+    location_config = load(LocationConfig, location_path) if location_path.exists() else None
+    redis = redis_url(location_config, os.environ, str(location_path))
     data = data_dir or Path(os.environ.get("SIPGRID_DATA_DIR", "data"))
     api = await start_apiserver(data_dir=data)
     if api.first_key:
@@ -72,8 +71,14 @@ async def build(config_dir: Path, data_dir: Path | None = None) -> AllInOne:
     if (config_dir / "resources").is_dir():
         await asyncio.to_thread(apply, api.store, config_dir / "resources")
     resources = StoreResources(api.store)
-    location = MemoryLocation()
-    connect = ConnectProcessor(resources, location)
+    location: LocationService
+    counts: NonceCounts | None = None
+    if redis is None:
+        location = MemoryLocation()
+    else:  # bindings and nonce counts shared through Redis
+        shared = RedisLocation.from_url(redis)
+        location, counts = shared, RedisNonceCounts(shared.client)
+    connect = ConnectProcessor(resources, location, Authenticator(counts=counts))
     processor: Processor = connect
     dispatcher_path = config_dir / "dispatcher.yaml"
     if dispatcher_path.exists():

@@ -81,6 +81,8 @@ class Sipgrid:
     logs: list[Path] = field(default_factory=list)
     ports: dict[str, int] = field(default_factory=dict)  # of the extra transports
     host: str = "127.0.0.1"
+    # distributed: how each service was started, to restart one
+    steps: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)
 
     def stop(self) -> None:
         for process in self.processes:
@@ -92,6 +94,23 @@ class Sipgrid:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+    def restart(self, name: str) -> None:
+        """Stop one service of the distributed wiring and start it again, as it was."""
+        names = list(self.steps)
+        index = names.index(name)
+        old = self.processes[index]
+        old.send_signal(signal.SIGTERM)
+        try:
+            old.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            old.kill()
+            old.wait()
+        args, env = self.steps[name]
+        process, log = _start(self.config_dir, f"{name}-again", args, env)
+        self.processes[index] = process
+        self.logs.append(log)
+        _wait_ready(process, log, "sipgrid: ready")
 
     def log_text(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in self.logs if p.exists())
@@ -228,6 +247,14 @@ def _distributed(directory: Path, config: dict[str, object]) -> Sipgrid:
     location_port, connect_port, dispatcher_port = free_port(), free_port(), free_port()
     edgeport = dict(config.pop("edgeport", {}) or {})  # type: ignore[call-overload]
     edgeport["processor"] = {"addr": f"127.0.0.1:{dispatcher_port}"}
+    redis = str(config.pop("redis_url", "") or "")
+    if redis:  # Location on Redis; Connect keeps its nonce counts there too
+        location = {
+            "kind": "Location",
+            "spec": {"cache": {"provider": "redis", "parameters": {"url": redis}}},
+        }
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "location.yaml").write_text(yaml.safe_dump(location))
     write_config(directory, port, edgeport=edgeport, **config)  # type: ignore[arg-type]
     dispatcher = {
         "kind": "MessageDispatcher",
@@ -294,6 +321,7 @@ def _distributed(directory: Path, config: dict[str, object]) -> Sipgrid:
             {
                 "LOCATION_ADDR": f"127.0.0.1:{location_port}",
                 "APISERVER_ADDR": f"127.0.0.1:{api_port}",
+                **({"REDIS_URL": redis} if redis else {}),
             },
         ),
         ("dispatcher", ["serve", "dispatcher", "--config-dir", str(directory)], {}),
@@ -301,6 +329,7 @@ def _distributed(directory: Path, config: dict[str, object]) -> Sipgrid:
     ]
     try:
         for name, args, env in steps:
+            server.steps[name] = (args, env)
             process, log = _start(directory, name, args, env)
             server.processes.append(process)
             server.logs.append(log)

@@ -1,9 +1,29 @@
+"""Location's semantics, the same on both stores: memory (one instance) and Redis
+(shared by several instances and surviving their restarts)."""
+
 from __future__ import annotations
 
 import asyncio
+import secrets
+from collections.abc import Callable
 
+import pytest
+import redis.asyncio as aioredis
+
+from services.connect.auth import RedisNonceCounts
+from services.location.redis_store import RedisLocation
 from services.location.service import MemoryLocation
-from sipgrid.api.types import Route, Transport
+from sipgrid.api.types import LocationService, Route, Transport
+
+Store = Callable[["Clock"], LocationService]
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request: pytest.FixtureRequest) -> Store:
+    if request.param == "memory":
+        return lambda clock: MemoryLocation(clock)
+    url = request.getfixturevalue("redis_url")
+    return lambda clock: RedisLocation.from_url(url, clock=clock)
 
 
 class Clock:
@@ -28,10 +48,10 @@ def route(port: int, expires: int = 60, **labels: str) -> Route:
     )
 
 
-def test_newest_first_expiry_max_contacts_and_removal() -> None:
+def test_newest_first_expiry_max_contacts_and_removal(store: Store) -> None:
     async def scenario() -> None:
         clock = Clock()
-        location = MemoryLocation(clock)
+        location = store(clock)
         aor = "sip:1001@sip.local"
         await location.add_route(aor, route(5001))
         clock.now += 1
@@ -53,10 +73,10 @@ def test_newest_first_expiry_max_contacts_and_removal() -> None:
     asyncio.run(scenario())
 
 
-def test_call_id_affinity_and_labels() -> None:
+def test_call_id_affinity_and_labels(store: Store) -> None:
     async def scenario() -> None:
         clock = Clock()
-        location = MemoryLocation(clock)
+        location = store(clock)
         aor = "sip:1002@sip.local"
         await location.add_route(aor, route(6001, priority="low"))
         clock.now += 1
@@ -69,5 +89,46 @@ def test_call_id_affinity_and_labels() -> None:
         assert [r.port for r in await location.find_routes(aor, labels={"priority": "low"})] == [
             6001
         ]
+
+    asyncio.run(scenario())
+
+
+def test_two_instances_on_one_redis_give_the_same_answers(redis_url: str) -> None:
+    """What one Location instance (or a restarted one) stores, another finds: bindings,
+    affinity, expiry; and a nonce-count used on one Connect is a replay on another."""
+
+    async def scenario() -> None:
+        clock = Clock()
+        one = RedisLocation.from_url(redis_url, clock=clock)
+        two = RedisLocation.from_url(redis_url, clock=clock)
+        aor = "sip:1002@sip.local"
+        await one.add_route(aor, route(7001))
+        clock.now += 1
+        assert (await two.find_routes(aor, call_id="call-x"))[0].port == 7001
+        await two.add_route(aor, route(7002))
+        assert [r.port for r in await one.find_routes(aor)] == [7002, 7001]
+        assert (await one.find_routes(aor, call_id="call-x"))[0].port == 7001  # affinity
+        assert [b.route.port for b in await two.list_bindings()] == [7002, 7001]
+        await one.close()
+        again = RedisLocation.from_url(redis_url, clock=clock)  # a restarted instance
+        assert [r.port for r in await again.find_routes(aor)] == [7002, 7001]
+        clock.now += 61
+        assert await again.find_routes(aor) == []
+        nonce = secrets.token_hex(8)
+        first = RedisNonceCounts(aioredis.Redis.from_url(redis_url))
+        second = RedisNonceCounts(aioredis.Redis.from_url(redis_url))
+        assert await first.fresh(nonce, 1)
+        assert not await second.fresh(nonce, 1)  # replayed on another Connect
+        assert await second.fresh(nonce, 2) and not await first.fresh(nonce, 2)
+
+    asyncio.run(scenario())
+
+
+def test_redis_keys_expire_with_their_bindings(redis_url: str) -> None:
+    async def scenario() -> None:
+        location = RedisLocation.from_url(redis_url)
+        await location.add_route("sip:1001@sip.local", route(7003, expires=60))
+        ttl = await location.client.ttl("sipgrid:loc:sip:1001@sip.local")
+        assert 0 < ttl <= 60
 
     asyncio.run(scenario())

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from sipgrid.sip import Request, Response, parse
 
-TORTURE_DIR = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "rfc4475"
+# ../shared/testdata beside the project; SIPGRID_SHARED names it when the tests run from a
+# copy of the project elsewhere (make mutation runs them in mutants/)
+SHARED = Path(os.environ.get("SIPGRID_SHARED") or Path(__file__).resolve().parents[3] / "shared")
+TORTURE_DIR = SHARED / "testdata" / "rfc4475"
 
 
 def torture(name: str) -> bytes:

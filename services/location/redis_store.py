@@ -1,0 +1,128 @@
+"""The Location service on Redis: several Location and Connect instances share it, and a
+restarted Location forgets nothing.
+
+The same semantics as MemoryLocation. Each AOR is one hash (``<prefix>loc:<aor>``: a
+field per contact, the route as Routr's protobuf), rewritten in one optimistic
+transaction, expiring with its last binding. Call-ID affinity is a key per Call-ID that
+expires after an hour. Nothing grows for ever.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import WatchError
+
+from sipgrid.api import convert
+from sipgrid.api.types import Binding, Route
+from sipgrid.pb import location_pb2
+
+from .service import AFFINITY_TTL, contact_key
+
+RETRIES = 20
+
+
+class RedisLocation:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        prefix: str = "sipgrid:",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._redis = client
+        self._prefix = prefix
+        self._clock = clock
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> RedisLocation:
+        return cls(aioredis.Redis.from_url(url), **kwargs)
+
+    @property
+    def client(self) -> aioredis.Redis:
+        return self._redis
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+    def _key(self, aor: str) -> str:
+        return f"{self._prefix}loc:{aor}"
+
+    async def add_route(self, aor: str, route: Route, max_contacts: int = 0) -> None:
+        if route.expires > 0 and not route.registered_on:
+            route.registered_on = self._clock()
+        key = self._key(aor)
+        for _ in range(RETRIES):
+            async with self._redis.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(key)
+                    stored = await pipe.hgetall(key)
+                    routes = [r for r in self._live(stored) if contact_key(r) != contact_key(route)]
+                    if route.expires > 0:
+                        routes.insert(0, route)
+                        if max_contacts > 0:
+                            del routes[max_contacts:]
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.delete(key)
+                    if routes:
+                        pipe.hset(key, mapping={contact_key(r): _dump(r) for r in routes})
+                        last = max(r.expires_at() for r in routes) - self._clock()
+                        pipe.pexpire(key, max(1, int(last * 1000)))
+                    await pipe.execute()
+                    return
+                except WatchError:
+                    continue  # another instance wrote this AOR meanwhile: read again
+        raise RuntimeError(f"location: too much contention on {aor}")
+
+    async def find_routes(
+        self, aor: str, call_id: str = "", labels: dict[str, str] | None = None
+    ) -> list[Route]:
+        routes = self._live(await self._redis.hgetall(self._key(aor)))
+        if call_id:
+            pinned = await self._redis.get(f"{self._prefix}aff:{call_id}")
+            if pinned is not None:
+                hit = [r for r in routes if contact_key(r) == _bytes(pinned).decode()]
+                if hit:
+                    return hit[:1]
+        if labels:
+            routes = [r for r in routes if all(r.labels.get(k) == v for k, v in labels.items())]
+        if call_id and routes:
+            await self._redis.set(
+                f"{self._prefix}aff:{call_id}", contact_key(routes[0]), ex=int(AFFINITY_TTL)
+            )
+        return routes
+
+    async def remove_routes(self, aor: str) -> None:
+        await self._redis.delete(self._key(aor))
+
+    async def list_bindings(self) -> list[Binding]:
+        bindings: list[Binding] = []
+        start = len(self._prefix) + len("loc:")
+        async for key in self._redis.scan_iter(match=f"{self._prefix}loc:*", count=500):
+            aor = _bytes(key).decode()[start:]
+            bindings += [Binding(aor, r) for r in self._live(await self._redis.hgetall(key))]
+        return bindings
+
+    def _live(self, stored: Mapping[Any, Any]) -> list[Route]:
+        now = self._clock()
+        routes = [_load(_bytes(value)) for value in stored.values()]
+        live = [r for r in routes if r.expires_at() > now]
+        live.sort(key=lambda r: r.registered_on, reverse=True)
+        return live
+
+
+def _bytes(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
+
+
+def _dump(route: Route) -> bytes:
+    return convert.route_to_pb(route).SerializeToString()
+
+
+def _load(data: bytes) -> Route:
+    pb = location_pb2.Route()
+    pb.ParseFromString(data)
+    return convert.route_from_pb(pb)
