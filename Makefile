@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PROTOS := $(wildcard proto/*.proto)
 PB_STAMP := sipgrid/pb/.generated
 
-.PHONY: install protos run test bench mutation lint typecheck system-deps node-deps clean
+.PHONY: install protos run test bench mutation fuzz lint typecheck system-deps node-deps clean
 
 install: $(STAMP) $(PB_STAMP)
 
@@ -69,6 +69,17 @@ test: install system-deps node-deps lint
 
 bench: install system-deps
 	$(PY) -m bench
+
+# Coverage-guided fuzzing (atheris) of the parser and the EdgePort core, FUZZ_SECONDS each;
+# the corpus grows in .fuzz-corpus/, crashes land there as crash-* files.
+FUZZ_SECONDS ?= 120
+fuzz: install
+	@for target in parser edgeport; do \
+		mkdir -p .fuzz-corpus/$$target && cp -n ../shared/testdata/rfc4475/*.dat .fuzz-corpus/$$target/; \
+		echo "fuzzing $$target for $(FUZZ_SECONDS) s"; \
+		$(PY) -m tests.fuzz.run $$target -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=.fuzz-corpus/ \
+			.fuzz-corpus/$$target || exit 1; \
+	done
 
 # Mutation testing of sipgrid/sip and services/connect (slow; never part of make test):
 # the score and the surviving mutants go to bench/results/mutation.json.

@@ -1,0 +1,25 @@
+"""Run one fuzz target under atheris: python -m tests.fuzz.run TARGET [libFuzzer options].
+
+The corpus starts from the RFC 4475 torture messages (../shared/testdata) and the
+messages in tests/fuzz/seeds; a crash is written as crash-* in the working directory.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import atheris
+
+with atheris.instrument_imports():
+    from tests.fuzz.targets import TARGETS
+
+
+def main() -> None:
+    name = sys.argv[1]
+    target = TARGETS[name]
+    atheris.Setup([sys.argv[0], *sys.argv[2:]], target)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()
