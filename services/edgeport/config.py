@@ -66,6 +66,20 @@ class SecurityContext(_Model):
         return "pkcs12"
 
 
+class Limits(_Model):
+    """Protection against floods (sipgrid's own; Routr has none). 0 turns a limit off."""
+
+    # per source address: requests per second (a token bucket of that size); above it the
+    # source gets one 503 with Retry-After per second, and everything else is dropped
+    requests_per_second: int = Field(0, alias="requestsPerSecond", ge=0)
+    # live server transactions at once; above it new requests get 503 with Retry-After
+    max_transactions: int = Field(50_000, alias="maxTransactions", ge=0)
+    # TCP, TLS and WebSocket connections per source address
+    max_connections_per_source: int = Field(0, alias="maxConnectionsPerSource", ge=0)
+    # seconds a connection may stay open without bringing a complete SIP message
+    idle_timeout: float = Field(0, alias="idleTimeout", ge=0)
+
+
 class EdgePortSpec(_Model):
     bind_addr: str = Field("0.0.0.0", alias="bindAddr")
     processor: ProcessorSpec
@@ -78,6 +92,7 @@ class EdgePortSpec(_Model):
     )
     max_message_size: int = Field(65535, alias="maxMessageSize", ge=1500)
     security_context: SecurityContext = Field(SecurityContext(), alias="securityContext")
+    limits: Limits = Limits()
 
     @field_validator("localnets")
     @classmethod

@@ -58,6 +58,8 @@ from sipgrid.sip.transaction import (
 TIMER_C = 180.0  # RFC 3261 section 16.6 step 11: more than 3 minutes
 CANCEL_GRACE = 32.0  # 64*T1: how long a cancelled INVITE may wait for the callee's 487
 LOOP_MARK = "z9hG4bKsg"  # our branches: the magic cookie, "sg", random, loop hash
+RETRY_AFTER = 5  # seconds, in the 503s of the limits
+BUCKET_SWEEP = 60.0  # seconds a quiet source keeps its rate-limit bucket
 
 
 # -- actions
@@ -109,6 +111,8 @@ class CoreSettings:
     handles_responses: bool = True  # does the processor want to see responses?
     timer_c: float = TIMER_C
     cancel_grace: float = CANCEL_GRACE
+    requests_per_second: int = 0  # per source address; 0: no limit
+    max_transactions: int = 50_000  # live server transactions; 0: no limit
 
 
 # -- what hangs off the transactions
@@ -145,6 +149,13 @@ class ClientContext:
 
 
 @dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    at: float
+    warned: float = float("-inf")
+
+
+@dataclass(slots=True)
 class _Forward:
     """A request waiting for its targets to be resolved."""
 
@@ -175,6 +186,8 @@ class EdgePortCore:
         self._job_ids = itertools.count(1)
         self._open_flows: set[NetInterface] = set()
         self._now = 0.0  # the time of the event being handled
+        self._buckets: dict[str, _Bucket] = {}
+        self._buckets_swept = 0.0
         self.stats: Counter[str] = Counter()
 
     # -- state the shells and tests read
@@ -335,6 +348,8 @@ class EdgePortCore:
     def _on_request(
         self, request: Request, flow: NetInterface, now: float, out: list[Action]
     ) -> None:
+        if self.settings.requests_per_second and not self._admitted(request, flow, now, out):
+            return
         self._stamp_via(request, flow)
         method = request.method
         if method == "ACK":
@@ -353,6 +368,13 @@ class EdgePortCore:
         if ctx is not None and ctx.tx.matches(request):
             self.stats["retransmissions"] += 1
             self._apply_server(ctx, ctx.tx.receive_request(request, now), out)
+            return
+        limit = self.settings.max_transactions
+        if limit and len(self._server_txs) >= limit:
+            self.stats["transactions_full"] += 1
+            busy = make_response(request, 503, "Service Unavailable (Busy)", to_tag=_tag())
+            busy.set("Retry-After", RETRY_AFTER)
+            out.append(self._upstream(busy, flow))
             return
         reliable = flow.transport.reliable
         tx: ServerInviteTransaction | ServerNonInviteTransaction
@@ -373,6 +395,38 @@ class EdgePortCore:
         else:
             self.stats["to_processor"] += 1
             out.append(Process(self._job(ctx), self._message_request(request.copy(), flow)))
+
+    def _admitted(
+        self, request: Request, flow: NetInterface, now: float, out: list[Action]
+    ) -> bool:
+        """Pike-like: a token bucket of ``requests_per_second`` per source address. Over it,
+        one 503 with Retry-After per second tells a well-behaved client to slow down; the
+        rest is dropped unanswered, which costs a flood nothing and us little."""
+        rate = self.settings.requests_per_second
+        bucket = self._buckets.get(flow.host)
+        if bucket is None:
+            if now - self._buckets_swept > BUCKET_SWEEP:
+                self._sweep_buckets(now)
+            bucket = self._buckets[flow.host] = _Bucket(float(rate), now)
+        bucket.tokens = min(float(rate), bucket.tokens + (now - bucket.at) * rate)
+        bucket.at = now
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return True
+        self.stats["rate_limited"] += 1
+        if now - bucket.warned >= 1.0 and request.method != "ACK":
+            bucket.warned = now
+            slow_down = make_response(
+                request, 503, "Service Unavailable (Rate Limited)", to_tag=_tag()
+            )
+            slow_down.set("Retry-After", RETRY_AFTER)
+            out.append(self._upstream(slow_down, flow))
+        return False
+
+    def _sweep_buckets(self, now: float) -> None:
+        """Forget sources quiet for a while, so the table cannot grow without bound."""
+        self._buckets_swept = now
+        self._buckets = {h: b for h, b in self._buckets.items() if now - b.at < BUCKET_SWEEP}
 
     def _stamp_via(self, request: Request, flow: NetInterface) -> None:
         """received whenever the sent-by host is not the source (RFC 3261 section 18.2.1);

@@ -42,6 +42,7 @@ from .websocket import WebSocketShell
 log = logging.getLogger("sipgrid.edgeport")
 
 UDP_BUFFER = 4 * 1024 * 1024
+REGISTERED_IDLE = 3900.0  # seconds: the longest registration (3600 s) and some
 CONNECT_TIMEOUT = 5.0
 
 
@@ -86,6 +87,10 @@ class EdgePort:
         self.core: EdgePortCore | None = None
         self.resolver: Resolver | None = None
         self._errors: Counter[str] = Counter()
+        # connections: when each last brought a whole SIP message, and which registered
+        self._activity: dict[NetInterface, float] = {}
+        self._registered: set[NetInterface] = set()
+        self._sweeper: asyncio.Task[None] | None = None
 
     @property
     def stats(self) -> Counter[str]:
@@ -127,10 +132,14 @@ class EdgePort:
                 handles_responses=self.processor.handles_responses,
                 timer_c=self._timer_c,
                 cancel_grace=self._cancel_grace,
+                requests_per_second=spec.limits.requests_per_second,
+                max_transactions=spec.limits.max_transactions,
             )
         )
         for flow in self._connections:
             self.core.flow_opened(flow)
+        if spec.limits.idle_timeout:
+            self._sweeper = asyncio.ensure_future(self._sweep(spec.limits.idle_timeout))
 
     async def _listen(self, host: str, port: int, transport: Transport) -> int:
         loop = asyncio.get_running_loop()
@@ -178,6 +187,8 @@ class EdgePort:
             connection.close()
         for task in list(self._tasks):
             task.cancel()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         if self._wakeup is not None:
             self._wakeup.cancel()
 
@@ -197,27 +208,59 @@ class EdgePort:
     # -- from the shells
 
     def datagram_received(self, data: bytes, flow: NetInterface) -> None:
-        if self.core is not None:
-            self._run(self.core.receive_datagram(data, flow, self._clock()))
+        if self.core is None:
+            return
+        now = self._clock()
+        if flow.transport is not Transport.UDP:  # a WebSocket message
+            self._activity[flow] = now
+            if data[:9] == b"REGISTER ":
+                self._registered.add(flow)
+        self._run(self.core.receive_datagram(data, flow, now))
 
     def message_received(self, message: Request | Response, flow: NetInterface) -> None:
-        if self.core is not None:
-            self._run(self.core.receive_message(message, flow, self._clock()))
+        if self.core is None:
+            return
+        now = self._clock()
+        self._activity[flow] = now
+        if isinstance(message, Request) and message.method == "REGISTER":
+            self._registered.add(flow)
+        self._run(self.core.receive_message(message, flow, now))
 
     def stream_failed(self, error: ParseError, flow: NetInterface) -> None:
         if self.core is not None:
             self._run(self.core.stream_error(error, flow))
 
     def connection_opened(self, flow: NetInterface, connection: Connection) -> None:
+        cap = self.config.spec.limits.max_connections_per_source
+        if cap and sum(1 for f in self._connections if f.host == flow.host) >= cap:
+            self._errors["connections_refused"] += 1
+            connection.close()
+            return
         self._connections[flow] = connection
+        self._activity[flow] = self._clock()
         if self.core is not None:
             self.core.flow_opened(flow)
 
     def connection_closed(self, flow: NetInterface, connection: Connection) -> None:
         if self._connections.get(flow) is connection:
             del self._connections[flow]
+            self._activity.pop(flow, None)
+            self._registered.discard(flow)
             if self.core is not None:
                 self.core.flow_closed(flow)
+
+    async def _sweep(self, idle: float) -> None:
+        """Close connections that bring no whole SIP message for ``idle`` seconds (junk,
+        half-sent messages, forgotten sockets); one that registered may stay quiet as long
+        as a registration lasts (keep-alive pings do not count as messages)."""
+        while True:
+            await asyncio.sleep(max(0.2, idle / 4))
+            now = self._clock()
+            for flow, connection in list(self._connections.items()):
+                limit = REGISTERED_IDLE if flow in self._registered else idle
+                if now - self._activity.get(flow, now) > limit:
+                    self._errors["idle_connections_closed"] += 1
+                    connection.close()
 
     # -- carrying out the core's actions
 

@@ -67,6 +67,15 @@ def register(
     )
 
 
+def register_flood() -> str:
+    """A REGISTER sent and forgotten: a flood, with no interest in the answers."""
+    return (
+        HEAD.format(name="register-flood")
+        + _send(_register_request(1, False, "<sip:[user]@[local_ip]:[local_port]>"), retrans=False)
+        + TAIL
+    )
+
+
 def register_unauthenticated(final: int) -> str:
     """A REGISTER answered at once (403 by ACL, 404 for an unknown domain...)."""
     return (

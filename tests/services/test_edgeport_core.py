@@ -322,3 +322,39 @@ def test_a_stream_that_cannot_be_framed_is_answered_and_closed() -> None:
     ]
     wire.run(wire.core.stream_error(error, TCP_CALLER))
     assert wire.closed == [TCP_CALLER]
+
+
+def test_a_flooding_source_is_told_once_a_second_then_dropped_and_others_pass() -> None:
+    wire = Wire(
+        lambda r: MessageResponse(make_response(r.message, 200, to_tag="x")),  # type: ignore[arg-type]
+        requests_per_second=10,
+    )
+    flood = NetInterface("127.0.0.2", 5999, Transport.UDP)
+    for n in range(200):  # 200 requests within the same instant
+        wire.feed(request_bytes("OPTIONS", 5999, branch=f"z9hG4bKf{n}"), flood)
+    answers = wire.messages(flood)
+    assert statuses(answers) == [200] * 10 + [503]  # the bucket, then one 503, then silence
+    assert answers[-1].get("Retry-After") == "5"
+    assert wire.core.stats["rate_limited"] == 190
+    wire.feed(request_bytes("OPTIONS", CALLER.port, branch="z9hG4bKgood"))  # another source
+    assert statuses(wire.messages(CALLER)) == [200]
+    wire.now += 0.5  # half a second later: five more tokens, no second 503 yet
+    for n in range(7):
+        wire.feed(request_bytes("OPTIONS", 5999, branch=f"z9hG4bKg{n}"), flood)
+    assert statuses(wire.messages(flood)) == [200] * 5
+    wire.now += 1.0
+    for n in range(12):
+        wire.feed(request_bytes("OPTIONS", 5999, branch=f"z9hG4bKh{n}"), flood)
+    assert statuses(wire.messages(flood)) == [200] * 10 + [503]
+
+
+def test_a_full_transaction_table_answers_503_with_retry_after() -> None:
+    wire = Wire(max_transactions=3)
+    wire.hold = True  # the processor never answers: the transactions stay
+    for n in range(3):
+        wire.feed(request_bytes("OPTIONS", CALLER.port, branch=f"z9hG4bKt{n}"))
+    wire.take()
+    wire.feed(request_bytes("OPTIONS", CALLER.port, branch="z9hG4bKt9"))
+    (busy,) = wire.messages(CALLER)
+    assert isinstance(busy, Response) and busy.status == 503 and busy.get("Retry-After") == "5"
+    assert len(wire.processed) == 3

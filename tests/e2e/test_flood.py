@@ -1,0 +1,71 @@
+"""A REGISTER flood from one source (sipp on 127.0.0.2) while a good client on another
+address (sipp on 127.0.0.1) registers with digest: with a per-source limit, the good
+client keeps every registration and the flood is told 503 then dropped."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from . import scenarios
+from .harness import DOMAIN, Sipgrid, all_in_one, free_port, require_sipp, write_scenario
+
+FLOOD_RATE = 3000  # REGISTERs per second asked of sipp
+FLOOD_TOTAL = 15000
+GOOD = 20
+
+
+@pytest.fixture
+def sipgrid(tmp_path: Path) -> Iterator[Sipgrid]:
+    limits = {"requestsPerSecond": 50}
+    with all_in_one(tmp_path / "sipgrid", edgeport={"limits": limits}) as server:
+        yield server
+
+
+def sipp(
+    tmp_path: Path,
+    name: str,
+    xml: str,
+    sipgrid: Sipgrid,
+    source: str,
+    rate: int,
+    total: int,
+    *extra: str,
+) -> subprocess.Popen[bytes]:
+    scenario = write_scenario(tmp_path, name, xml)
+    port = free_port(source)
+    args = [
+        require_sipp(), f"127.0.0.1:{sipgrid.port}", "-sf", str(scenario), "-i", source,
+        "-p", str(port), "-t", "u1", "-r", str(rate), "-m", str(total), "-nostdin",
+        "-timeout", "40", "-timeout_error", "-key", "domain", DOMAIN, "-key", "user", "1001",
+        "-key", "contact_host", source, "-key", "contact_port", str(port),
+        "-key", "expires", "60", *extra,
+    ]  # fmt: skip
+    return subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def successful(output: str) -> int:
+    found = re.search(r"Successful call\s*\|\s*\d+\s*\|\s*(\d+)", output)
+    return int(found.group(1)) if found else -1
+
+
+def test_a_good_client_keeps_every_registration_under_a_flood(
+    tmp_path: Path, sipgrid: Sipgrid
+) -> None:
+    flood = sipp(
+        tmp_path, "flood", scenarios.register_flood(), sipgrid, "127.0.0.2", FLOOD_RATE, FLOOD_TOTAL
+    )
+    good = sipp(
+        tmp_path, "good", scenarios.register(200), sipgrid, "127.0.0.1", 4, GOOD,
+        "-au", "1001", "-ap", "1001-secret",
+    )  # fmt: skip
+    good_out = good.communicate(timeout=120)[0].decode(errors="replace")
+    flood_out = flood.communicate(timeout=120)[0].decode(errors="replace")
+    assert successful(good_out) == GOOD, good_out[-3000:] + sipgrid.log_text()[-2000:]
+    # the flood heard back little: 50 answers a second and one 503 a second, not 15,000 401s
+    answered = sum(int(n) for n in re.findall(r"(\d+) (?:dead call|out-of-call) msg", flood_out))
+    assert 0 < answered < FLOOD_TOTAL / 10, flood_out[-2000:]
