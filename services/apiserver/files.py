@@ -1,8 +1,10 @@
 """Routr-format resource files (YAML or JSON lists of {apiVersion, kind, ref, metadata,
-spec}) applied to the store by ref: created when new, updated when present. Idempotent."""
+spec}) applied to the store by ref at start, without undoing what the API changed."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -138,22 +140,49 @@ def read_resources(path: Path) -> list[tuple[str, dict[str, Any]]]:
 
 
 def apply(store: ResourceStore, path: Path) -> list[tuple[str, str, str]]:
-    """Create or update every resource found; return (kind, ref, "created"|"updated")."""
+    """Apply resource files at start; return (kind, ref, outcome) for each resource.
+
+    A file never undoes the API: a ref it has not created before is created ("created"),
+    or left alone when the API made it ("kept"); a ref it created is updated when the file
+    changed and the API has not changed the resource since ("updated"), else left alone
+    ("unchanged" when the file did not change, "kept" when the API did). Delete a ref
+    through the API to have a file create it again.
+    """
     resources = read_resources(path)
     resources.sort(key=lambda pair: ORDER.index(pair[1]["kind"]))
     done: list[tuple[str, str, str]] = []
     for where, resource in resources:
         kind, ref = resource["kind"], resource["ref"]
         data = to_store(kind, resource)
+        digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
         try:
-            try:
-                store.get(kind, ref)
-            except NotFound:
-                store.create(kind, data, ref=ref)
-                done.append((kind, ref, "created"))
-            else:
-                store.update(kind, ref, data)
-                done.append((kind, ref, "updated"))
+            outcome = _apply_one(store, kind, ref, data, digest)
         except StoreError as error:
             raise ConfigError(f"{where}: {error}") from None
+        if outcome == "kept":
+            print(
+                f"sipgrid: {where}: made or changed through the API; the API's version stays",
+                flush=True,
+            )
+        done.append((kind, ref, outcome))
     return done
+
+
+def _apply_one(store: ResourceStore, kind: str, ref: str, data: dict[str, Any], digest: str) -> str:
+    last = store.applied(kind, ref)
+    try:
+        store.get(kind, ref)
+    except NotFound:
+        store.create(kind, data, ref=ref)
+        store.mark_applied(kind, ref, digest, store.state_hash(kind, ref))
+        return "created"
+    if last is None:
+        return "kept"  # made through the API (or by a sipgrid before files were tracked)
+    file_hash, state_hash = last
+    if store.state_hash(kind, ref) != state_hash:
+        return "kept"  # the API changed it since
+    if file_hash == digest:
+        return "unchanged"
+    store.update(kind, ref, data)
+    store.mark_applied(kind, ref, digest, store.state_hash(kind, ref))
+    return "updated"

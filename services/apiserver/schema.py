@@ -128,3 +128,14 @@ class RevisionRow(Base):
     __tablename__ = "revision"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     value: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AppliedFileRow(Base):
+    """What a resource file last applied to a ref: the file's version and the stored state
+    just after (both hashed), so that a later start can tell an API change from a file change."""
+
+    __tablename__ = "applied_files"
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    ref: Mapped[str] = mapped_column(String(255), primary_key=True)
+    file_hash: Mapped[str] = mapped_column(String(64))
+    state_hash: Mapped[str] = mapped_column(String(64))

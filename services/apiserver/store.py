@@ -8,7 +8,9 @@ typed (InvalidArgument names the field) and the servicer maps them to gRPC codes
 from __future__ import annotations
 
 import base64
+import hashlib
 import ipaddress
+import json
 import os
 import re
 import time
@@ -27,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from .schema import (
     AccessControlListRow,
     AgentRow,
+    AppliedFileRow,
     Base,
     CredentialsRow,
     DomainRow,
@@ -413,6 +416,29 @@ class ResourceStore:
             raise Unavailable(
                 f"the database is unavailable: {str(error.orig).splitlines()[0]}"
             ) from None
+
+    # -- what resource files applied
+
+    def applied(self, kind: str, ref: str) -> tuple[str, str] | None:
+        """(file hash, state hash after the apply) of the last file apply to a ref."""
+        with self._session() as session:
+            row = session.get(AppliedFileRow, (kind, ref))
+            return (row.file_hash, row.state_hash) if row is not None else None
+
+    def mark_applied(self, kind: str, ref: str, file_hash: str, state_hash: str) -> None:
+        with self._session() as session:
+            session.merge(
+                AppliedFileRow(kind=kind, ref=ref, file_hash=file_hash, state_hash=state_hash)
+            )
+
+    def state_hash(self, kind: str, ref: str) -> str:
+        """A hash of what is stored for a ref (its password too), timestamps aside."""
+        data = {
+            k: v for k, v in self.get(kind, ref).items() if k not in ("created_at", "updated_at")
+        }
+        if kind == "Credentials":
+            data["password"] = self.password(ref)
+        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
     # -- the operations
 
