@@ -52,12 +52,16 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
         )
         return
     if service == "apiserver":
-        from .apiserver.server import start_apiserver
+        from .apiserver.server import FIRST_KEY_FILE, start_apiserver
 
         data_dir = Path(env.get("SIPGRID_DATA_DIR", "data"))
         api = await start_apiserver(data_dir=data_dir, internal_addr=bind_addr)
         if api.first_key:
-            print(f"sipgrid: the first API key (shown once, keep it): {api.first_key}", flush=True)
+            print(
+                f"sipgrid: the first API key is in {data_dir / FIRST_KEY_FILE} (readable by you "
+                "only; keep it, then delete the file)",
+                flush=True,
+            )
         if (config_dir / "resources").is_dir():
             from .apiserver.files import apply
 

@@ -208,6 +208,9 @@ class ApiKeys:
         return ok
 
 
+_DECOY = "scrypt$" + "00" * 16 + "$" + "00" * 64  # hashed against for unknown users
+
+
 class ApiUsers:
     """Users of the external API for HTTP Basic; passwords kept as scrypt hashes."""
 
@@ -239,21 +242,35 @@ class ApiUsers:
             return row is not None
 
     def valid(self, username: str, password: str) -> bool:
+        """The same work for an unknown user as for a known one: response times do not
+        tell which usernames exist."""
         with Session(self._engine) as session:
             row = session.get(ApiUserRow, username)
-        if row is None:
-            return False
-        _, salt, _ = row.password_hash.split("$")
-        return hmac.compare_digest(row.password_hash, self._hash(password, bytes.fromhex(salt)))
+        stored = row.password_hash if row is not None else _DECOY
+        _, salt, _ = stored.split("$")
+        matches = hmac.compare_digest(stored, self._hash(password, bytes.fromhex(salt)))
+        return matches and row is not None
+
+
+LOCKOUT_FAILURES = 5
+LOCKOUT_WINDOW = 60.0
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
     """The external API: every call needs ``authorization: Bearer <api key>`` or
     ``Basic <user:password>`` of an API user."""
 
-    def __init__(self, keys: ApiKeys, users: ApiUsers | None = None) -> None:
+    def __init__(
+        self,
+        keys: ApiKeys,
+        users: ApiUsers | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._keys = keys
         self._users = users
+        self._clock = clock
+        self._failures: dict[str, list[float]] = {}  # username -> times of recent failures
 
     async def intercept_service(
         self, continuation: Any, handler_call_details: grpc.HandlerCallDetails
@@ -271,11 +288,15 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             except (ValueError, UnicodeDecodeError):
                 username = password = ""
             users = self._users
+            locked = self._locked(username)
             known: bool = bool(username) and await asyncio.to_thread(
                 users.valid, username, password
             )
-            if known:
+            if known and not locked:
+                self._failures.pop(username, None)
                 return await continuation(handler_call_details)
+            if not known:
+                self._failed(username)
 
         async def deny(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             await context.abort(
@@ -284,3 +305,19 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             )
 
         return grpc.unary_unary_rpc_method_handler(deny)
+
+    def _locked(self, username: str) -> bool:
+        """LOCKOUT_FAILURES wrong passwords within LOCKOUT_WINDOW seconds lock a user out for
+        that long, right password or not: guessing gets a handful of tries a minute."""
+        now = self._clock()
+        recent = [t for t in self._failures.get(username, []) if now - t < LOCKOUT_WINDOW]
+        if recent:
+            self._failures[username] = recent
+        else:
+            self._failures.pop(username, None)
+        return len(recent) >= LOCKOUT_FAILURES
+
+    def _failed(self, username: str) -> None:
+        if len(self._failures) > 100_000:  # a flood of invented names: forget the oldest
+            self._failures.clear()
+        self._failures.setdefault(username, []).append(self._clock())

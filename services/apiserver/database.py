@@ -20,7 +20,8 @@ def database_url(data_dir: Path | None = None) -> str:
             url = "postgresql+psycopg://" + url.split("://", 1)[1]
         return url
     directory = data_dir or Path(os.environ.get("SIPGRID_DATA_DIR", "data"))
-    directory.mkdir(parents=True, exist_ok=True)
+    if not directory.exists():
+        directory.mkdir(parents=True, mode=0o700)  # the database and keys: owner only
     return f"sqlite:///{directory / 'sipgrid.db'}"
 
 

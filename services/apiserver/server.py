@@ -65,23 +65,49 @@ async def _serve(
     return server
 
 
+FIRST_KEY_FILE = "first-api-key"
+
+
+def write_private(path: Path, text: str) -> None:
+    """A file only its owner can read, in a directory only its owner can enter."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+
+
+def owner_only(url: str) -> None:
+    """The SQLite database and its journal files readable by their owner only."""
+    if not url.startswith("sqlite:///"):
+        return
+    database = Path(url.removeprefix("sqlite:///"))
+    for path in (database, Path(f"{database}-wal"), Path(f"{database}-journal")):
+        if path.exists():
+            path.chmod(0o600)
+
+
 async def start_apiserver(
     *,
     data_dir: Path,
     internal_addr: str | None = None,
     external_addr: str | None = None,
 ) -> ApiServer:
-    """Migrate the database, then serve. At first start an API key is made and returned
-    once (the caller prints it); only its hash is kept."""
+    """Migrate the database, then serve. At first start an API key is made, written to
+    ``<data dir>/first-api-key`` (readable by the owner only; the caller says where) and
+    returned once; only its hash is kept."""
     env = os.environ
-    engine = make_engine(database_url(data_dir))
+    url = database_url(data_dir)
+    engine = make_engine(url)
     migrate(engine)
+    owner_only(url)
     store = ResourceStore(engine, Cipher(key_file=data_dir / "secret.key"))
     keys = ApiKeys(engine)
     users = ApiUsers(engine)
     if env.get("API_USERNAME") and env.get("API_PASSWORD"):
         users.set(env["API_USERNAME"], env["API_PASSWORD"])
     first_key = keys.create("first key") if keys.count() == 0 else None
+    if first_key is not None:
+        write_private(data_dir / FIRST_KEY_FILE, first_key + "\n")
     api = ConnectApi(store)
     internal_api = ConnectApi(store, reveal_passwords=True)
     internal = internal_addr or env.get("INTERNAL_BIND_ADDR", "127.0.0.1:51907")

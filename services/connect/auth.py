@@ -128,6 +128,9 @@ class Authenticator:
             return Verdict.FORBIDDEN, creds.username
         if state is NonceState.STALE:
             return Verdict.STALE, creds.username
-        if creds.qop and not await self._counts.fresh(creds.nonce, creds.nonce_count):
-            return Verdict.CHALLENGE, creds.username  # a replayed count: start again
+        # with qop a nonce serves while its nonce-count grows; without (RFC 2069 style)
+        # it serves once, so that a captured answer cannot be replayed
+        count = creds.nonce_count if creds.qop else 1
+        if not await self._counts.fresh(creds.nonce, count):
+            return Verdict.CHALLENGE, creds.username  # a replay: start again
         return Verdict.OK, creds.username

@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 
 from services.apiserver.files import apply
-from services.apiserver.server import ApiServer, start_apiserver
+from services.apiserver.server import FIRST_KEY_FILE, ApiServer, start_apiserver
 from services.connect.auth import Authenticator, NonceCounts, RedisNonceCounts
 from services.connect.processor import ConnectProcessor
 from services.connect.store_resources import StoreResources
@@ -67,7 +67,11 @@ async def build(config_dir: Path, data_dir: Path | None = None) -> AllInOne:
     data = data_dir or Path(os.environ.get("SIPGRID_DATA_DIR", "data"))
     api = await start_apiserver(data_dir=data)
     if api.first_key:
-        print(f"sipgrid: the first API key (shown once, keep it): {api.first_key}", flush=True)
+        print(
+            f"sipgrid: the first API key is in {data / FIRST_KEY_FILE} (readable by you only; "
+            "keep it, then delete the file)",
+            flush=True,
+        )
     if (config_dir / "resources").is_dir():
         await asyncio.to_thread(apply, api.store, config_dir / "resources")
     resources = StoreResources(api.store)

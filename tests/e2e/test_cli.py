@@ -37,8 +37,15 @@ def test_cli_end_to_end(tmp_path: Path) -> None:
         return done
 
     with all_in_one(tmp_path / "sipgrid") as server:
-        key = re.search(r"first API key \(shown once, keep it\): (\S+)", server.log_text())
-        assert key is not None, server.log_text()
+        where = re.search(r"first API key is in (\S+) \(readable by you only", server.log_text())
+        assert where is not None, server.log_text()
+        key_file = Path(where.group(1))
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        assert key_file.parent.stat().st_mode & 0o077 == 0  # the data directory: owner only
+        assert (key_file.parent / "sipgrid.db").stat().st_mode & 0o077 == 0
+        assert "sg_" not in server.log_text()  # the key itself never reaches the log
+        key = re.match(r"(sg_\S+)", key_file.read_text())
+        assert key is not None
         endpoint = f"127.0.0.1:{server.external_api_port}"
 
         refused = sipgrid("domains", "list", "--endpoint", endpoint, ok=False)

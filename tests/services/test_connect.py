@@ -310,3 +310,17 @@ def test_options_to_sipgrid_itself_is_answered() -> None:
     )
     ok = switch.answer(options)
     assert ok.status == 200 and "INVITE" in (ok.get("Allow") or "")
+
+
+def test_a_digest_without_qop_cannot_be_replayed() -> None:
+    switch = Switch()
+    challenged = switch.answer(register("1001", 7001))
+    challenge = Challenge.parse(challenged.get("WWW-Authenticate") or "")
+    old_style = Challenge(realm=challenge.realm, nonce=challenge.nonce)  # no qop: RFC 2069
+    creds = answer(
+        old_style, method="REGISTER", uri="sip:sip.local", username="1001", password="1001-secret"
+    )
+    auth = f"Authorization: {creds}\n"
+    assert switch.answer(register("1001", 7001, cseq=2, auth=auth)).status == 200
+    for cseq in (3, 4, 5):  # the same answer again: challenged, never accepted
+        assert switch.answer(register("1001", 7001, cseq=cseq, auth=auth)).status == 401
