@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -501,7 +502,41 @@ def _admin() -> list[click.Command]:
             params=[click.Argument(["username"])],
         )
     )
-    return [keys, users]
+    bans = click.Group(
+        "bans", help="Sources banned for guessing SIP passwords (BAN_FAILURES, BAN_SECONDS)."
+    )
+
+    def ban_store() -> Any:
+        from services.apiserver.bans import DatabaseBans
+        from services.apiserver.database import database_url, make_engine, migrate
+
+        engine = make_engine(database_url(Path(os.environ.get("SIPGRID_DATA_DIR", "data"))))
+        migrate(engine)
+        return DatabaseBans(engine)
+
+    def list_bans() -> None:
+        found = ban_store().list()
+        if not found:
+            click.echo("no source is banned")
+        for ban in found:
+            until = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ban.until))
+            click.echo(f"{ban.host}\tuntil {until}\t{ban.reason}")
+
+    def remove_ban(host: str) -> None:
+        if not ban_store().remove(host):
+            _fail(f"{host} is not banned")
+        click.echo(f"{host} unbanned (sipgrid lets it in again within seconds)")
+
+    bans.add_command(click.Command("list", callback=list_bans, help="The bans in force."))
+    bans.add_command(
+        click.Command(
+            "remove",
+            callback=remove_ban,
+            help="Lift the ban of a source address.",
+            params=[click.Argument(["host"])],
+        )
+    )
+    return [keys, users, bans]
 
 
 def commands() -> list[click.Command]:

@@ -139,3 +139,13 @@ class AppliedFileRow(Base):
     ref: Mapped[str] = mapped_column(String(255), primary_key=True)
     file_hash: Mapped[str] = mapped_column(String(64))
     state_hash: Mapped[str] = mapped_column(String(64))
+
+
+class BanRow(Base):
+    """A source address banned for guessing passwords, until a time (epoch seconds)."""
+
+    __tablename__ = "bans"
+    host: Mapped[str] = mapped_column(String(64), primary_key=True)
+    until: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[int] = mapped_column(Integer)

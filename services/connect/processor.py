@@ -29,6 +29,7 @@ from .context import (
     reply,
     signed_flows,
 )
+from .guard import Guard
 from .registrar import Registrar
 from .resources import Resources
 
@@ -48,11 +49,13 @@ class ConnectProcessor:
         location: LocationService,
         auth: Authenticator | None = None,
         clock: Callable[[], float] = time.time,
+        guard: Guard | None = None,
     ) -> None:
         self._resources = resources if callable(resources) else (lambda: resources)
         self._location = location
         self._auth = auth or Authenticator(clock=clock)
-        self._registrar = Registrar(self._resources, location, self._auth, clock)
+        self.guard = guard or Guard(clock=clock)
+        self._registrar = Registrar(self._resources, location, self._auth, clock, self.guard)
         self._route_key = self._auth.key
 
     async def process_message(self, request: MessageRequest) -> MessageResponse:
@@ -65,6 +68,10 @@ class ConnectProcessor:
             return MessageResponse(reply(message, error.status, error.reason))
 
     async def _request(self, request: MessageRequest, message: Request) -> MessageResponse:
+        if self.guard.banned(request.sender.host):
+            if message.method == "ACK":
+                return MessageResponse(message, drop=True)
+            return MessageResponse(reply(message, 403, "Forbidden (Banned)"))
         method = message.method
         if method == "REGISTER":
             return MessageResponse(await self._registrar.register(request))
@@ -145,6 +152,8 @@ class ConnectProcessor:
             return MessageResponse(
                 reply(message, 407, headers=[("Proxy-Authenticate", str(challenge))])
             )
+        if verdict is Verdict.FORBIDDEN:
+            await self.guard.failed(request.sender.host, username)
         caller_agent = resources.agent(domain.domain_uri, caller.user or "")
         if (
             verdict is Verdict.FORBIDDEN

@@ -11,6 +11,7 @@ from sipgrid.sip import ParseError, Request, Response, SipUri, default_port, loc
 
 from .auth import Authenticator, Verdict
 from .context import reply
+from .guard import Guard
 from .resources import Resources
 
 MIN_EXPIRES = 60
@@ -25,11 +26,13 @@ class Registrar:
         location: LocationService,
         auth: Authenticator,
         clock: Callable[[], float] = time.time,
+        guard: Guard | None = None,
     ) -> None:
         self._resources = resources
         self._location = location
         self._auth = auth
         self._clock = clock
+        self._guard = guard or Guard(clock=clock)
 
     async def register(self, request: MessageRequest) -> Response:
         message = request.message
@@ -55,6 +58,7 @@ class Registrar:
             challenge = self._auth.challenge(domain.domain_uri, stale=verdict is Verdict.STALE)
             return reply(message, 401, headers=[("WWW-Authenticate", str(challenge))])
         if verdict is Verdict.FORBIDDEN:
+            await self._guard.failed(request.sender.host, username)
             return reply(message, 403, "Forbidden (Bad Credentials)")
         agent = resources.agent(domain.domain_uri, to_uri.user)
         if agent is None or agent.credentials is None or agent.credentials.username != username:

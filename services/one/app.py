@@ -11,9 +11,11 @@ from pathlib import Path
 
 import grpc
 
+from services.apiserver.bans import DatabaseBans
 from services.apiserver.files import apply
 from services.apiserver.server import FIRST_KEY_FILE, ApiServer, start_apiserver
 from services.connect.auth import Authenticator, NonceCounts, RedisNonceCounts
+from services.connect.guard import Guard
 from services.connect.processor import ConnectProcessor
 from services.connect.store_resources import StoreResources
 from services.dispatcher.dispatcher import Dispatcher, load_dispatcher
@@ -51,9 +53,11 @@ class AllInOne:
     api: ApiServer
     refresher: asyncio.Task[None]
     location_server: grpc.aio.Server
+    guarding: asyncio.Task[None]
 
     async def stop(self) -> None:
         self.refresher.cancel()
+        self.guarding.cancel()
         await self.edgeport.stop()
         await self.api.stop()
         await self.location_server.stop(grace=1.0)
@@ -82,7 +86,8 @@ async def build(config_dir: Path, data_dir: Path | None = None) -> AllInOne:
     else:  # bindings and nonce counts shared through Redis
         shared = RedisLocation.from_url(redis)
         location, counts = shared, RedisNonceCounts(shared.client)
-    connect = ConnectProcessor(resources, location, Authenticator(counts=counts))
+    guard = Guard(store=DatabaseBans(api.store.engine))  # `sipgrid bans` sees and lifts bans
+    connect = ConnectProcessor(resources, location, Authenticator(counts=counts), guard=guard)
     processor: Processor = connect
     dispatcher_path = config_dir / "dispatcher.yaml"
     if dispatcher_path.exists():
@@ -97,13 +102,14 @@ async def build(config_dir: Path, data_dir: Path | None = None) -> AllInOne:
 
         processor = Dispatcher(dispatcher_config, resolve)
     refresher = asyncio.create_task(resources.run())
+    guarding = asyncio.create_task(guard.run())
     # Location on loopback too, for `sipgrid registrations list`
     location_server = await start_server(
         os.environ.get("LOCATION_BIND_ADDR", "127.0.0.1:51902"), location=location
     )
     domains = list(resources().domains)  # the self-signed TLS certificate names them
     edgeport = EdgePort(edge_config, processor, data_dir=data, tls_names=domains)
-    return AllInOne(edgeport, api, refresher, location_server)
+    return AllInOne(edgeport, api, refresher, location_server, guarding)
 
 
 async def run(config_dir: Path) -> None:

@@ -11,6 +11,7 @@ import yaml
 
 from services.connect.auth import Authenticator
 from services.connect.context import CALLEE, signed_flows
+from services.connect.guard import GuardSettings
 from services.connect.processor import ConnectProcessor
 from services.connect.resources import load_resources
 from services.location.service import MemoryLocation
@@ -324,3 +325,27 @@ def test_a_digest_without_qop_cannot_be_replayed() -> None:
     assert switch.answer(register("1001", 7001, cseq=2, auth=auth)).status == 200
     for cseq in (3, 4, 5):  # the same answer again: challenged, never accepted
         assert switch.answer(register("1001", 7001, cseq=cseq, auth=auth)).status == 401
+
+
+def test_a_source_that_guesses_passwords_is_banned_then_let_in_again() -> None:
+    switch = Switch()
+    switch.processor.guard.settings = GuardSettings(failures=5, window=60, ban_for=600)
+    challenged = switch.answer(register("1001", 7001))
+    challenge = Challenge.parse(challenged.get("WWW-Authenticate") or "")
+    for n in range(5):
+        guess = answer(
+            challenge, method="REGISTER", uri="sip:sip.local", username="1001",
+            password=f"guess-{n}", nc=n + 1,
+        )  # fmt: skip
+        refused = switch.answer(
+            register("1001", 7001, cseq=n + 2, auth=f"Authorization: {guess}\n")
+        )
+        assert refused.status == 403 and refused.reason == "Forbidden (Bad Credentials)"
+    right = authorization(challenged, "1001", "REGISTER", "sip:sip.local", nc=9)
+    banned = switch.answer(register("1001", 7001, cseq=20, auth=right))
+    assert banned.status == 403 and banned.reason == "Forbidden (Banned)"
+    assert switch.answer(invite(1)).reason == "Forbidden (Banned)"  # everything from there
+    other = NetInterface("127.0.0.9", 7009, Transport.UDP)
+    assert switch.answer(register("1002", 7009), other).status == 401  # others are not
+    switch.clock.now += 601
+    registered(switch, "1001", ALICE)

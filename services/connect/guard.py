@@ -1,0 +1,111 @@
+"""Password guessing, fail2ban style: wrong digest answers are counted per source address;
+past ``failures`` within ``window`` seconds the source is banned for ``ban_for`` seconds
+and gets 403 for everything. Logged once per ban.
+
+Bans live in memory and, given a store (the APIServer's database in the all-in-one), are
+written there and read back every few seconds, so that `sipgrid bans list|remove` sees
+and lifts them. Settings: BAN_FAILURES (10), BAN_WINDOW (60 s), BAN_SECONDS (600 s);
+BAN_FAILURES=0 turns the guard off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+log = logging.getLogger("sipgrid.connect")
+
+RELOAD_EVERY = 2.0
+TRACKED_MAX = 100_000
+
+
+class BanRecord(Protocol):
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def until(self) -> float: ...
+
+
+class BanStore(Protocol):
+    def ban(self, host: str, until: float, reason: str) -> None: ...
+
+    def list(self, now: float | None = None) -> Sequence[BanRecord]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class GuardSettings:
+    failures: int = 10
+    window: float = 60.0
+    ban_for: float = 600.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> GuardSettings:
+        env = os.environ if environ is None else environ
+        return cls(
+            failures=int(env.get("BAN_FAILURES", "10")),
+            window=float(env.get("BAN_WINDOW", "60")),
+            ban_for=float(env.get("BAN_SECONDS", "600")),
+        )
+
+
+class Guard:
+    def __init__(
+        self,
+        settings: GuardSettings | None = None,
+        store: BanStore | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings or GuardSettings.from_env()
+        self._store = store
+        self._clock = clock
+        self._bans: dict[str, float] = {}  # host -> until
+        self._failures: dict[str, list[float]] = {}  # host -> times of recent failures
+
+    def banned(self, host: str) -> bool:
+        until = self._bans.get(host)
+        if until is None:
+            return False
+        if until <= self._clock():
+            del self._bans[host]
+            return False
+        return True
+
+    async def failed(self, host: str, username: str | None) -> None:
+        """A wrong password (or an unknown user) from ``host``."""
+        settings = self.settings
+        if not settings.failures:
+            return
+        now = self._clock()
+        if len(self._failures) > TRACKED_MAX:
+            self._failures.clear()
+        recent = [t for t in self._failures.get(host, []) if now - t < settings.window]
+        recent.append(now)
+        self._failures[host] = recent
+        if len(recent) < settings.failures or self.banned(host):
+            return
+        until = now + settings.ban_for
+        self._bans[host] = until
+        del self._failures[host]
+        reason = f"{len(recent)} wrong passwords in {settings.window:g} s (last for {username!r})"
+        log.warning("banned %s for %g s: %s", host, settings.ban_for, reason)
+        if self._store is not None:
+            await asyncio.to_thread(self._store.ban, host, until, reason)
+
+    async def run(self) -> None:
+        """Follow the store: bans lifted there (sipgrid bans remove) are lifted here."""
+        if self._store is None:
+            return
+        while True:
+            await asyncio.sleep(RELOAD_EVERY)
+            try:
+                stored = await asyncio.to_thread(self._store.list, self._clock())
+            except Exception as error:  # the database is down: keep what we know
+                log.info("cannot read the bans: %s", error)
+                continue
+            self._bans = {b.host: b.until for b in stored}
