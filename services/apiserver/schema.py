@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -149,3 +158,13 @@ class BanRow(Base):
     until: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(String(255), default="")
     created_at: Mapped[int] = mapped_column(Integer)
+
+
+class BindingRow(Base):
+    """A registration kept for Location across restarts (the route as Routr's protobuf)."""
+
+    __tablename__ = "bindings"
+    aor: Mapped[str] = mapped_column(String(255), primary_key=True)
+    contact: Mapped[str] = mapped_column(String(512), primary_key=True)
+    route: Mapped[bytes] = mapped_column(LargeBinary)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)

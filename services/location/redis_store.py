@@ -18,7 +18,6 @@ from redis.exceptions import WatchError
 
 from sipgrid.api import convert
 from sipgrid.api.types import Binding, Route
-from sipgrid.pb import location_pb2
 
 from .service import AFFINITY_TTL, contact_key
 
@@ -68,7 +67,9 @@ class RedisLocation:
                     pipe.multi()  # type: ignore[no-untyped-call]
                     pipe.delete(key)
                     if routes:
-                        pipe.hset(key, mapping={contact_key(r): _dump(r) for r in routes})
+                        pipe.hset(
+                            key, mapping={contact_key(r): convert.route_to_bytes(r) for r in routes}
+                        )
                         last = max(r.expires_at() for r in routes) - self._clock()
                         pipe.pexpire(key, max(1, int(last * 1000)))
                     await pipe.execute()
@@ -108,7 +109,7 @@ class RedisLocation:
 
     def _live(self, stored: Mapping[Any, Any]) -> list[Route]:
         now = self._clock()
-        routes = [_load(_bytes(value)) for value in stored.values()]
+        routes = [convert.route_from_bytes(_bytes(value)) for value in stored.values()]
         live = [r for r in routes if r.expires_at() > now]
         live.sort(key=lambda r: r.registered_on, reverse=True)
         return live
@@ -116,13 +117,3 @@ class RedisLocation:
 
 def _bytes(value: bytes | str) -> bytes:
     return value if isinstance(value, bytes) else value.encode()
-
-
-def _dump(route: Route) -> bytes:
-    return convert.route_to_pb(route).SerializeToString()
-
-
-def _load(data: bytes) -> Route:
-    pb = location_pb2.Route()
-    pb.ParseFromString(data)
-    return convert.route_from_pb(pb)

@@ -67,6 +67,15 @@ class MemoryLocation:
     async def remove_routes(self, aor: str) -> None:
         self._routes.pop(aor, None)
 
+    def routes_of(self, aor: str) -> list[Route]:
+        """The live routes of an AOR, newest first (for a store kept behind this one)."""
+        return list(self._live(aor))
+
+    def restore(self, aor: str, routes: list[Route]) -> None:
+        """Put back routes read from a store at start (newest first)."""
+        if routes:
+            self._routes[aor] = routes
+
     async def list_bindings(self) -> list[Binding]:
         return [Binding(aor, r) for aor in list(self._routes) for r in self._live(aor)]
 

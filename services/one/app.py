@@ -12,6 +12,7 @@ from pathlib import Path
 import grpc
 
 from services.apiserver.bans import DatabaseBans
+from services.apiserver.bindings import DatabaseBindings
 from services.apiserver.files import apply
 from services.apiserver.server import FIRST_KEY_FILE, ApiServer, start_apiserver
 from services.connect.auth import Authenticator, NonceCounts, RedisNonceCounts
@@ -23,8 +24,8 @@ from services.edgeport.config import load_edgeport
 from services.edgeport.server import EdgePort
 from services.grpc_servers import start_server
 from services.location.config import LocationConfig, redis_url
+from services.location.persistent import PersistentLocation
 from services.location.redis_store import RedisLocation
-from services.location.service import MemoryLocation
 from services.serve import until_stopped
 from sipgrid.api.types import LocationService, Processor
 from sipgrid.config import load
@@ -54,10 +55,16 @@ class AllInOne:
     refresher: asyncio.Task[None]
     location_server: grpc.aio.Server
     guarding: asyncio.Task[None]
+    persistent: PersistentLocation | None = None
+    flushing: asyncio.Task[None] | None = None
 
     async def stop(self) -> None:
         self.refresher.cancel()
         self.guarding.cancel()
+        if self.flushing is not None:
+            self.flushing.cancel()
+        if self.persistent is not None:
+            await self.persistent.flush()  # what changed in the last second
         await self.edgeport.stop()
         await self.api.stop()
         await self.location_server.stop(grace=1.0)
@@ -81,8 +88,13 @@ async def build(config_dir: Path, data_dir: Path | None = None) -> AllInOne:
     resources = StoreResources(api.store)
     location: LocationService
     counts: NonceCounts | None = None
-    if redis is None:
-        location = MemoryLocation()
+    persistent: PersistentLocation | None = None
+    if redis is None:  # memory, kept in the database across restarts
+        persistent = PersistentLocation(DatabaseBindings(api.store.engine))
+        kept = await persistent.load()
+        if kept:
+            print(f"sipgrid: bindings kept from before the restart: {kept}", flush=True)
+        location = persistent
     else:  # bindings and nonce counts shared through Redis
         shared = RedisLocation.from_url(redis)
         location, counts = shared, RedisNonceCounts(shared.client)
@@ -103,13 +115,14 @@ async def build(config_dir: Path, data_dir: Path | None = None) -> AllInOne:
         processor = Dispatcher(dispatcher_config, resolve)
     refresher = asyncio.create_task(resources.run())
     guarding = asyncio.create_task(guard.run())
+    flushing = asyncio.create_task(persistent.run()) if persistent is not None else None
     # Location on loopback too, for `sipgrid registrations list`
     location_server = await start_server(
         os.environ.get("LOCATION_BIND_ADDR", "127.0.0.1:51902"), location=location
     )
     domains = list(resources().domains)  # the self-signed TLS certificate names them
     edgeport = EdgePort(edge_config, processor, data_dir=data, tls_names=domains)
-    return AllInOne(edgeport, api, refresher, location_server, guarding)
+    return AllInOne(edgeport, api, refresher, location_server, guarding, persistent, flushing)
 
 
 async def run(config_dir: Path) -> None:

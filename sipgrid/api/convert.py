@@ -201,3 +201,14 @@ def route_from_pb(pb: location_pb2.Route) -> Route:
         contact_uri=pb.contact_uri,
         flow=pb.flow,
     )
+
+
+def route_to_bytes(route: Route) -> bytes:
+    """A route as stored outside the process (Redis, the database): Routr's protobuf."""
+    return route_to_pb(route).SerializeToString()
+
+
+def route_from_bytes(data: bytes) -> Route:
+    pb = location_pb2.Route()
+    pb.ParseFromString(data)
+    return route_from_pb(pb)

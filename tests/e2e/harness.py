@@ -197,7 +197,8 @@ def _all_in_one(
         "EXTERNAL_BIND_ADDR": f"127.0.0.1:{external_api_port}",
         "LOCATION_BIND_ADDR": f"127.0.0.1:{location_port}",
     }
-    process, log = _start(directory, "sipgrid", ["run", "--config-dir", str(directory)], env)
+    args = ["run", "--config-dir", str(directory)]
+    process, log = _start(directory, "sipgrid", args, env)
     server = Sipgrid(
         port,
         directory,
@@ -208,6 +209,7 @@ def _all_in_one(
         location_port=location_port,
         ports=extra,
         host=host,
+        steps={"sipgrid": (args, env)},
     )
     try:
         _wait_ready(process, log, "sipgrid: ready")

@@ -1,0 +1,93 @@
+"""Location in memory with a store behind it: every lookup is answered from memory; what
+changed is written to the store once a second (write-behind), and at stop. A restart
+loads the bindings still in force, so phones need not register again.
+
+Write-behind rather than write-through: a REGISTER costs no database write on its path,
+and a crash loses at most the last second of registrations, which phones repeat anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from sipgrid.api.convert import route_from_bytes, route_to_bytes
+from sipgrid.api.types import Binding, Route
+
+from .service import MemoryLocation, contact_key
+
+log = logging.getLogger("sipgrid.location")
+
+FLUSH_EVERY = 1.0
+
+
+class BindingStore(Protocol):
+    def load(self, now: float) -> list[tuple[str, bytes]]: ...
+
+    def save(self, bindings: dict[str, list[tuple[str, bytes, float]]]) -> None: ...
+
+
+class PersistentLocation:
+    def __init__(
+        self,
+        store: BindingStore,
+        clock: Callable[[], float] = time.time,
+        flush_every: float = FLUSH_EVERY,
+    ) -> None:
+        self._memory = MemoryLocation(clock)
+        self._store = store
+        self._clock = clock
+        self._flush_every = flush_every
+        self._dirty: set[str] = set()
+
+    async def load(self) -> int:
+        """Read the bindings in force; return how many."""
+        rows = await asyncio.to_thread(self._store.load, self._clock())
+        by_aor: dict[str, list[Route]] = {}
+        for aor, data in rows:
+            by_aor.setdefault(aor, []).append(route_from_bytes(data))
+        for aor, routes in by_aor.items():
+            routes.sort(key=lambda r: r.registered_on, reverse=True)
+            self._memory.restore(aor, routes)
+        return len(rows)
+
+    async def add_route(self, aor: str, route: Route, max_contacts: int = 0) -> None:
+        await self._memory.add_route(aor, route, max_contacts)
+        self._dirty.add(aor)
+
+    async def find_routes(
+        self, aor: str, call_id: str = "", labels: dict[str, str] | None = None
+    ) -> list[Route]:
+        return await self._memory.find_routes(aor, call_id, labels)
+
+    async def remove_routes(self, aor: str) -> None:
+        await self._memory.remove_routes(aor)
+        self._dirty.add(aor)
+
+    async def list_bindings(self) -> list[Binding]:
+        return await self._memory.list_bindings()
+
+    async def flush(self) -> None:
+        if not self._dirty:
+            return
+        dirty, self._dirty = self._dirty, set()
+        changes = {
+            aor: [
+                (contact_key(r), route_to_bytes(r), r.expires_at())
+                for r in self._memory.routes_of(aor)
+            ]
+            for aor in dirty
+        }
+        try:
+            await asyncio.to_thread(self._store.save, changes)
+        except Exception as error:  # the database is down: try again next time
+            log.warning("cannot save %d bindings: %s", len(changes), error)
+            self._dirty |= dirty
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self._flush_every)
+            await self.flush()
