@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 
+from services.grpc_options import internal_channel
 from sipgrid.api import convert
 from sipgrid.api.types import Binding, MessageRequest, MessageResponse, ProcessorUnavailable, Route
 from sipgrid.pb import location_pb2, location_pb2_grpc, processor_pb2, processor_pb2_grpc
@@ -18,7 +19,7 @@ class GrpcProcessor:
 
     def __init__(self, addr: str, timeout: float = TIMEOUT) -> None:
         self.addr = addr
-        self._channel = grpc.aio.insecure_channel(addr)
+        self._channel = internal_channel(addr)
         self._stub = processor_pb2_grpc.ProcessorStub(self._channel)
         self._timeout = timeout
 
@@ -48,7 +49,7 @@ class GrpcLocation:
 
     def __init__(self, addr: str, timeout: float = TIMEOUT) -> None:
         self.addr = addr
-        self._channel = grpc.aio.insecure_channel(addr)
+        self._channel = internal_channel(addr)
         self._stub = location_pb2_grpc.LocationStub(self._channel)
         self._timeout = timeout
 

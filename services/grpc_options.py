@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hmac
+import os
+from typing import Any
+
 import grpc
 
 # gRPC sets SO_REUSEPORT by default, so a second server on a taken port starts without an
@@ -24,3 +28,67 @@ def bind_grpc(
     if port == 0:
         raise OSError(f"cannot bind gRPC to {address} (address already in use?)")
     return port
+
+
+# The internal ports (Location, Dispatcher, Connect, the APIServer's internal port) trust
+# whoever reaches them. With SIPGRID_SERVICE_TOKEN set, every process of the wiring sends
+# it and every internal server refuses a call without it (the health check excepted).
+TOKEN_HEADER = "x-sipgrid-token"
+
+
+def service_token() -> str:
+    return os.environ.get("SIPGRID_SERVICE_TOKEN", "")
+
+
+def token_metadata() -> tuple[tuple[str, str], ...]:
+    token = service_token()
+    return ((TOKEN_HEADER, token),) if token else ()
+
+
+class TokenInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, token: str) -> None:
+        self._token = token.encode()
+
+    async def intercept_service(
+        self, continuation: Any, handler_call_details: grpc.HandlerCallDetails
+    ) -> Any:
+        if handler_call_details.method.startswith("/grpc.health.v1.Health/"):
+            return await continuation(handler_call_details)
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        offered = str(metadata.get(TOKEN_HEADER, "")).encode()
+        if hmac.compare_digest(offered, self._token):
+            return await continuation(handler_call_details)
+
+        async def deny(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED, f"{TOKEN_HEADER}: the service token is required"
+            )
+
+        return grpc.unary_unary_rpc_method_handler(deny)
+
+
+def internal_interceptors() -> list[grpc.aio.ServerInterceptor]:
+    token = service_token()
+    return [TokenInterceptor(token)] if token else []
+
+
+class TokenClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
+    """Adds the service token to every call of a channel to an internal port."""
+
+    def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        self._metadata = metadata
+
+    async def intercept_unary_unary(
+        self, continuation: Any, client_call_details: Any, request: Any
+    ) -> Any:
+        details = client_call_details._replace(
+            metadata=grpc.aio.Metadata(*(client_call_details.metadata or ()), *self._metadata)
+        )
+        return await continuation(details, request)
+
+
+def internal_channel(addr: str) -> grpc.aio.Channel:
+    """A channel to an internal port, carrying the service token when there is one."""
+    metadata = token_metadata()
+    interceptors = [TokenClientInterceptor(metadata)] if metadata else None
+    return grpc.aio.insecure_channel(addr, interceptors=interceptors)

@@ -12,7 +12,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from services.dispatcher.dispatcher import Dispatcher
 from services.grpc_clients import GrpcProcessor
-from services.grpc_options import SERVER_OPTIONS, bind_grpc
+from services.grpc_options import SERVER_OPTIONS, bind_grpc, internal_interceptors
 from sipgrid.api import convert
 from sipgrid.api.types import LocationService, Processor, ProcessorUnavailable
 from sipgrid.pb import location_pb2, location_pb2_grpc, processor_pb2, processor_pb2_grpc
@@ -104,7 +104,7 @@ async def start_server(
     service_name: str = "",
 ) -> grpc.aio.Server:
     """A gRPC server on bind_addr with the given services and the standard health check."""
-    server = grpc.aio.server(options=SERVER_OPTIONS)
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=internal_interceptors())
     names = []
     if processor is not None:
         servicer = (

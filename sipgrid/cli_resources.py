@@ -362,13 +362,14 @@ def _registrations() -> click.Group:
     def list_(location_addr: str, output: str) -> None:
         import grpc
 
+        from services.grpc_options import token_metadata
         from sipgrid.api.convert import route_from_pb
         from sipgrid.pb import location_pb2, location_pb2_grpc
 
         try:
             with grpc.insecure_channel(location_addr) as channel:
                 reply = location_pb2_grpc.LocationStub(channel).ListRoutes(
-                    location_pb2.ListRoutesRequest(), timeout=10
+                    location_pb2.ListRoutesRequest(), timeout=10, metadata=token_metadata()
                 )  # type: ignore[no-untyped-call]
         except grpc.RpcError as error:
             _fail(f"cannot reach Location at {location_addr}: {error.code().name}")  # type: ignore[attr-defined]

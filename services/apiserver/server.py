@@ -10,7 +10,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from services.grpc_options import SERVER_OPTIONS, bind_grpc
+from services.grpc_options import SERVER_OPTIONS, bind_grpc, internal_interceptors
 
 from .api import SERVICES, ApiKeys, ApiUsers, AuthInterceptor, ConnectApi
 from .database import database_url, make_engine, migrate
@@ -117,7 +117,7 @@ async def start_apiserver(
         client_ca = Path(env["TLS_CLIENT_CA"]).read_bytes() if env.get("TLS_CLIENT_CA") else None
         tls = Tls(Path(env["TLS_CERT"]).read_bytes(), Path(env["TLS_KEY"]).read_bytes(), client_ca)
     servers = [
-        await _serve(internal_api, internal, []),
+        await _serve(internal_api, internal, internal_interceptors()),
         await _serve(api, external, [AuthInterceptor(keys, users)], tls),
     ]
     return ApiServer(store, keys, users, servers, first_key)

@@ -8,6 +8,7 @@ from typing import Any
 
 from google.protobuf import json_format
 
+from services.grpc_options import token_metadata
 from sipgrid.sdk import ConnectClient, Resource, SdkError
 
 from .resources import Resources, keep_fresh, snapshot_from
@@ -30,6 +31,7 @@ class ApiResources:
 
     def __init__(self, internal_addr: str) -> None:
         self._client = ConnectClient(internal_addr)
+        self._client.metadata.extend(token_metadata())  # the internal port may want it
         self._snapshot = Resources()
 
     def __call__(self) -> Resources:
