@@ -40,6 +40,18 @@ class GrpcProcessor:
             ) from None
         return reply
 
+    async def healthy(self) -> bool:
+        """The standard gRPC health check of the processor's server."""
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        try:
+            reply = await health_pb2_grpc.HealthStub(self._channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=1.0
+            )
+        except grpc.aio.AioRpcError:
+            return False
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
     async def close(self) -> None:
         await self._channel.close()
 

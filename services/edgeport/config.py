@@ -80,6 +80,12 @@ class Limits(_Model):
     idle_timeout: float = Field(0, alias="idleTimeout", ge=0)
 
 
+class HttpSpec(_Model):
+    """/healthz, /readyz and /metrics (sipgrid's own): off unless bindAddr is set."""
+
+    bind_addr: str | None = Field(None, alias="bindAddr")
+
+
 class EdgePortSpec(_Model):
     bind_addr: str = Field("0.0.0.0", alias="bindAddr")
     processor: ProcessorSpec
@@ -93,6 +99,7 @@ class EdgePortSpec(_Model):
     max_message_size: int = Field(65535, alias="maxMessageSize", ge=1500)
     security_context: SecurityContext = Field(SecurityContext(), alias="securityContext")
     limits: Limits = Limits()
+    http: HttpSpec = HttpSpec()
 
     @field_validator("localnets")
     @classmethod
@@ -124,6 +131,8 @@ def load_edgeport(path: Path, environ: dict[str, str] | None = None) -> EdgePort
         spec.localnets = nets
     if env.get("PROCESSOR_ADDR"):
         spec.processor.addr = env["PROCESSOR_ADDR"]
+    if env.get("HTTP_BIND_ADDR"):
+        spec.http.bind_addr = env["HTTP_BIND_ADDR"]
     spec.methods = [m.upper() for m in spec.methods]
     security = spec.security_context
     for name in ("cert_file", "key_file", "ca_file", "key_store", "trust_store"):

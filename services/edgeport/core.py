@@ -348,10 +348,11 @@ class EdgePortCore:
     def _on_request(
         self, request: Request, flow: NetInterface, now: float, out: list[Action]
     ) -> None:
+        method = request.method
+        self.stats[f"request:{method}"] += 1
         if self.settings.requests_per_second and not self._admitted(request, flow, now, out):
             return
         self._stamp_via(request, flow)
-        method = request.method
         if method == "ACK":
             ctx = self._server_txs.get(server_key(request))
             if ctx is not None and ctx.tx.matches(request):
@@ -666,6 +667,7 @@ class EdgePortCore:
     # -- responses
 
     def _on_response(self, response: Response, now: float, out: list[Action]) -> None:
+        self.stats[f"response:{response.status // 100}xx"] += 1
         via = response.top_via
         if not self._is_our_address(via.host, via.port):
             self.stats["responses_not_ours"] += 1

@@ -22,6 +22,7 @@ from typing import Any
 from sipgrid.api.types import MessageResponse, NetInterface, Processor, Transport
 from sipgrid.sip import ParseError, Request, Response, Target, host_of, is_ip
 
+from ..grpc_clients import GrpcProcessor
 from .config import EdgePortConfig
 from .core import (
     CANCEL_GRACE,
@@ -35,6 +36,7 @@ from .core import (
     Transmit,
 )
 from .dns import Resolver
+from .http import HttpEndpoint
 from .tls import client_context, server_context
 from .transports import Connection, StreamShell, UdpShell
 from .websocket import WebSocketShell
@@ -91,6 +93,7 @@ class EdgePort:
         self._activity: dict[NetInterface, float] = {}
         self._registered: set[NetInterface] = set()
         self._sweeper: asyncio.Task[None] | None = None
+        self.http: HttpEndpoint | None = None
 
     @property
     def stats(self) -> Counter[str]:
@@ -140,6 +143,22 @@ class EdgePort:
             self.core.flow_opened(flow)
         if spec.limits.idle_timeout:
             self._sweeper = asyncio.ensure_future(self._sweep(spec.limits.idle_timeout))
+        if spec.http.bind_addr:
+            host, _, port = spec.http.bind_addr.rpartition(":")
+            self.http = HttpEndpoint(self, host.strip("[]") or "0.0.0.0", int(port), self.ready)
+            await self.http.start()
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    async def ready(self) -> bool:
+        """Listening, and the processor reachable (a gRPC health check when it is remote)."""
+        if self.core is None or not self.listening_points:
+            return False
+        if isinstance(self.processor, GrpcProcessor):
+            return await self.processor.healthy()
+        return True
 
     async def _listen(self, host: str, port: int, transport: Transport) -> int:
         loop = asyncio.get_running_loop()
@@ -189,6 +208,8 @@ class EdgePort:
             task.cancel()
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self.http is not None:
+            await self.http.stop()
         if self._wakeup is not None:
             self._wakeup.cancel()
 
@@ -357,11 +378,14 @@ class EdgePort:
 
     async def _process(self, action: Process) -> None:
         result: MessageResponse | None
+        started = time.perf_counter()
         try:
             result = await self.processor.process_message(action.request)
         except Exception as error:  # the processor is down or failed: 503 upstream
             log.warning("processor failed: %s", error)
             result = None
+        if self.http is not None:
+            self.http.processor_latency.observe(time.perf_counter() - started)
         if self.core is not None:
             self._run(self.core.processor_answered(action.job, result, self._clock()))
 

@@ -1,0 +1,116 @@
+"""The EdgePort's HTTP side for operators (aiohttp): ``/healthz`` (alive), ``/readyz``
+(able to serve: listening, and the processor reachable) and ``/metrics`` (Prometheus).
+
+The metrics are read from the core's counters when scraped: the SIP path pays nothing
+per message beyond the counters it keeps anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from .server import EdgePort
+
+# core counters that are counted by a label: "request:INVITE", "response:2xx"
+LABELLED = {"request": "method", "response": "status_class"}
+
+
+class EdgePortCollector(Collector):
+    def __init__(self, edgeport: EdgePort) -> None:
+        self._edgeport = edgeport
+
+    def collect(self) -> Iterator[Metric]:
+        edgeport = self._edgeport
+        stats = edgeport.stats
+        requests = CounterMetricFamily(
+            "sipgrid_sip_requests", "SIP requests received, by method", labels=["method"]
+        )
+        responses = CounterMetricFamily(
+            "sipgrid_sip_responses",
+            "SIP responses received from next hops, by status class",
+            labels=["status_class"],
+        )
+        events = CounterMetricFamily(
+            "sipgrid_edgeport_events",
+            "What the EdgePort did: received, retransmissions, malformed, rate_limited, "
+            "timer_c, failovers, send_errors, ...",
+            labels=["event"],
+        )
+        for key, count in stats.items():
+            kind, _, value = key.partition(":")
+            if kind == "request":
+                requests.add_metric([value], count)
+            elif kind == "response":
+                responses.add_metric([value], count)
+            else:
+                events.add_metric([key], count)
+        yield requests
+        yield responses
+        yield events
+        server_txs, client_txs = edgeport.core.transactions if edgeport.core else (0, 0)
+        active = GaugeMetricFamily(
+            "sipgrid_transactions_active", "Live SIP transactions", labels=["side"]
+        )
+        active.add_metric(["server"], server_txs)
+        active.add_metric(["client"], client_txs)
+        yield active
+        yield GaugeMetricFamily(
+            "sipgrid_connections_open",
+            "Open TCP, TLS and WebSocket connections",
+            value=edgeport.connection_count,
+        )
+
+
+class HttpEndpoint:
+    def __init__(
+        self, edgeport: EdgePort, host: str, port: int, ready: Callable[[], Awaitable[bool]]
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.registry = CollectorRegistry()
+        self.registry.register(EdgePortCollector(edgeport))
+        self.processor_latency = Histogram(
+            "sipgrid_processor_seconds",
+            "Time the processor took to answer a message",
+            registry=self.registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0),
+        )
+        self._ready = ready
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> int:
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.port = int(sockets[0].getsockname()[1]) if sockets else self.port
+        return self.port
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        if await self._ready():
+            return web.Response(text="ready\n")
+        return web.Response(status=503, text="not ready: the processor cannot be reached\n")
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body = generate_latest(self.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
