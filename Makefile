@@ -32,7 +32,8 @@ $(PB_STAMP): $(PROTOS) $(STAMP)
 
 # Test peers that come from Debian's packages: sipp (sip-tester), Kamailio with its TLS
 # module (a TLS peer), dnsmasq (SRV and NAPTR records), baresip (a real phone), sipvicious
-# (an attacker's tools). Installed when missing.
+# (an attacker's tools), docker-compose (checks deploy/docker-compose.yml; no daemon needed).
+# Installed when missing.
 KAMAILIO_TLS := /usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so
 system-deps:
 	@missing=""; \
@@ -42,6 +43,7 @@ system-deps:
 	command -v dnsmasq >/dev/null || missing="$$missing dnsmasq-base"; \
 	command -v baresip >/dev/null || missing="$$missing baresip-core"; \
 	command -v svcrack >/dev/null || missing="$$missing sipvicious"; \
+	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
@@ -51,6 +53,7 @@ system-deps:
 	@command -v dnsmasq >/dev/null || { echo "make: dnsmasq is missing and could not be installed"; exit 1; }
 	@command -v baresip >/dev/null || { echo "make: baresip is missing and could not be installed"; exit 1; }
 	@command -v svcrack >/dev/null || { echo "make: sipvicious is missing and could not be installed"; exit 1; }
+	@command -v docker-compose >/dev/null || { echo "make: docker-compose is missing and could not be installed"; exit 1; }
 
 # From the npm registry, into tests/node: Routr's published Node SDK (the API compatibility
 # test) and JsSIP with ws (a WebSocket SIP phone).

@@ -92,6 +92,38 @@ def serve(service: str, config_dir: Path, bind_addr: str | None, log_level: str)
     _start(service, serve_one(service, config_dir, bind_addr))
 
 
+@cli.command()
+@click.argument("target")
+@click.option("--timeout", default=3.0, show_default=True, help="Seconds to wait.")
+def health(target: str, timeout: float) -> None:
+    """Exit 0 when TARGET serves: host:port (the gRPC health check) or an http:// URL
+    (/healthz, /readyz); 1 otherwise. For container health checks."""
+    if target.startswith(("http://", "https://")):
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(target, timeout=timeout) as reply:
+                ok = reply.status == 200
+        except OSError as error:
+            click.echo(f"sipgrid: {target}: {error}", err=True)
+            sys.exit(1)
+    else:
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        try:
+            with grpc.insecure_channel(target) as channel:
+                reply = health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(), timeout=timeout
+                )
+            ok = reply.status == health_pb2.HealthCheckResponse.SERVING
+        except grpc.RpcError as error:
+            click.echo(f"sipgrid: {target}: {error.code().name}", err=True)
+            sys.exit(1)
+    click.echo("serving" if ok else "not serving")
+    sys.exit(0 if ok else 1)
+
+
 def main() -> None:
     from sipgrid.cli_resources import commands
 
