@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -21,8 +20,8 @@ CONFIG_DIR = click.option(
 LOG_LEVEL = click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
-    default="warning",
-    show_default=True,
+    default=None,
+    help="Default: LOG_LEVEL, else warning. LOG_FORMAT=json for one JSON object per line.",
 )
 
 
@@ -36,12 +35,10 @@ def _run(main: Coroutine[Any, Any, None]) -> None:
         uvloop.run(main)
 
 
-def _logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+def _logging(level: str | None) -> None:
+    from sipgrid.logs import setup
+
+    setup(level)
 
 
 def _start(what: str, main: Coroutine[Any, Any, None]) -> None:
@@ -69,7 +66,7 @@ def version() -> None:
 @cli.command()
 @CONFIG_DIR
 @LOG_LEVEL
-def run(config_dir: Path, log_level: str) -> None:
+def run(config_dir: Path, log_level: str | None) -> None:
     """Run every service in one process (the all-in-one wiring)."""
     from services.one.app import run as run_all
 
@@ -84,7 +81,7 @@ def run(config_dir: Path, log_level: str) -> None:
 @CONFIG_DIR
 @click.option("--bind-addr", help="gRPC address to listen on (host:port).")
 @LOG_LEVEL
-def serve(service: str, config_dir: Path, bind_addr: str | None, log_level: str) -> None:
+def serve(service: str, config_dir: Path, bind_addr: str | None, log_level: str | None) -> None:
     """Run one service (the distributed wiring); services talk gRPC."""
     from services.serve import serve as serve_one
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from email.utils import formatdate
@@ -13,6 +14,8 @@ from .auth import Authenticator, Verdict
 from .context import reply
 from .guard import Guard
 from .resources import Resources
+
+log = logging.getLogger("sipgrid.connect")
 
 MIN_EXPIRES = 60
 MAX_EXPIRES = 3600
@@ -86,6 +89,20 @@ class Registrar:
                 return reply(message, 423, headers=[("Min-Expires", MIN_EXPIRES)])
             route = self._route(request, contact.sip_uri, min(expires, MAX_EXPIRES))
             await self._location.add_route(aor, route, agent.max_contacts)
+            if log.isEnabledFor(logging.INFO):
+                log.info(
+                    "registration %s %s expires %d",
+                    aor,
+                    route.contact_uri,
+                    route.expires,
+                    extra={
+                        "call_id": message.call_id,
+                        "aor": aor,
+                        "contact": route.contact_uri,
+                        "expires": route.expires,
+                        "source": str(request.sender),
+                    },
+                )
         return await self._ok(message, aor)
 
     def _route(self, request: MessageRequest, contact: SipUri, expires: int) -> Route:
