@@ -104,6 +104,20 @@ async def start_server(
     service_name: str = "",
 ) -> grpc.aio.Server:
     """A gRPC server on bind_addr with the given services and the standard health check."""
+    server, _ = await start_server_bound(
+        bind_addr, processor=processor, location=location, service_name=service_name
+    )
+    return server
+
+
+async def start_server_bound(
+    bind_addr: str,
+    *,
+    processor: Processor | None = None,
+    location: LocationService | None = None,
+    service_name: str = "",
+) -> tuple[grpc.aio.Server, int]:
+    """The same, and the port bound (the one the system picked for "host:0")."""
     server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=internal_interceptors())
     names = []
     if processor is not None:
@@ -119,8 +133,8 @@ async def start_server(
         names.append("fonoster.routr.location.v2beta1.Location")
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    bind_grpc(server, bind_addr)
+    port = bind_grpc(server, bind_addr)
     await server.start()
     for name in [*names, service_name, ""]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return server
+    return server, port

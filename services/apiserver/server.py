@@ -34,6 +34,7 @@ class ApiServer:
     users: ApiUsers
     servers: list[grpc.aio.Server]
     first_key: str | None
+    ports: tuple[int, int] = (0, 0)  # internal, external: bound ("host:0" picks free ones)
 
     async def stop(self) -> None:
         for server in self.servers:
@@ -45,7 +46,7 @@ async def _serve(
     address: str,
     interceptors: list[grpc.aio.ServerInterceptor],
     tls: Tls | None = None,
-) -> grpc.aio.Server:
+) -> tuple[grpc.aio.Server, int]:
     server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
     server.add_generic_rpc_handlers(api.handlers())
     health_servicer = health.aio.HealthServicer()
@@ -56,13 +57,13 @@ async def _serve(
             root_certificates=tls.client_ca,
             require_client_auth=tls.client_ca is not None,
         )
-        bind_grpc(server, address, credentials)
+        port = bind_grpc(server, address, credentials)
     else:
-        bind_grpc(server, address)
+        port = bind_grpc(server, address)
     await server.start()
     for name in ["", *(s.full_name for s in SERVICES)]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return server
+    return server, port
 
 
 FIRST_KEY_FILE = "first-api-key"
@@ -116,8 +117,6 @@ async def start_apiserver(
     if env.get("TLS_CERT") and env.get("TLS_KEY"):
         client_ca = Path(env["TLS_CLIENT_CA"]).read_bytes() if env.get("TLS_CLIENT_CA") else None
         tls = Tls(Path(env["TLS_CERT"]).read_bytes(), Path(env["TLS_KEY"]).read_bytes(), client_ca)
-    servers = [
-        await _serve(internal_api, internal, internal_interceptors()),
-        await _serve(api, external, [AuthInterceptor(keys, users)], tls),
-    ]
-    return ApiServer(store, keys, users, servers, first_key)
+    inside, inside_port = await _serve(internal_api, internal, internal_interceptors())
+    outside, outside_port = await _serve(api, external, [AuthInterceptor(keys, users)], tls)
+    return ApiServer(store, keys, users, [inside, outside], first_key, (inside_port, outside_port))

@@ -20,7 +20,6 @@ from sipgrid.pb import (
     domains_pb2,
     domains_pb2_grpc,
 )
-from tests.e2e.harness import free_port
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
@@ -33,10 +32,10 @@ def test_crud_errors_and_auth(
         monkeypatch.delenv("DATABASE_URL", raising=False)
 
     async def scenario() -> None:
-        internal, external = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-        api = await start_apiserver(
-            data_dir=tmp_path / "data", internal_addr=internal, external_addr=external
+        api = await start_apiserver(  # ports the system picks: no race with other tests
+            data_dir=tmp_path / "data", internal_addr="127.0.0.1:0", external_addr="127.0.0.1:0"
         )
+        internal, external = (f"127.0.0.1:{port}" for port in api.ports)
         try:
             assert api.first_key is not None and api.first_key.startswith("sg_")
             async with grpc.aio.insecure_channel(internal) as channel:

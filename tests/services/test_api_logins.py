@@ -15,7 +15,6 @@ from services.apiserver.api import ApiUsers
 from services.apiserver.database import make_engine, migrate
 from services.apiserver.server import start_apiserver
 from sipgrid.pb import domains_pb2, domains_pb2_grpc
-from tests.e2e.harness import free_port
 
 
 def basic(user: str, password: str) -> list[tuple[str, str]]:
@@ -32,12 +31,10 @@ def test_wrong_passwords_lock_the_user_out_for_a_while(
     monkeypatch.setattr(api_module, "LOCKOUT_WINDOW", 1.0)
 
     async def scenario() -> None:
-        external = f"127.0.0.1:{free_port()}"
         api = await start_apiserver(
-            data_dir=tmp_path / "data",
-            internal_addr=f"127.0.0.1:{free_port()}",
-            external_addr=external,
+            data_dir=tmp_path / "data", internal_addr="127.0.0.1:0", external_addr="127.0.0.1:0"
         )
+        external = f"127.0.0.1:{api.ports[1]}"
         try:
             async with grpc.aio.insecure_channel(external) as channel:
                 domains = domains_pb2_grpc.DomainsStub(channel)

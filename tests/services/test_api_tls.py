@@ -38,12 +38,10 @@ def test_external_api_over_tls(
     monkeypatch.delenv("DATABASE_URL", raising=False)
 
     async def scenario() -> None:
-        port = free_port()
         api = await start_apiserver(
-            data_dir=tmp_path / "data",
-            internal_addr=f"127.0.0.1:{free_port()}",
-            external_addr=f"127.0.0.1:{port}",
+            data_dir=tmp_path / "data", internal_addr="127.0.0.1:0", external_addr="127.0.0.1:0"
         )
+        port = api.ports[1]
         bearer = [("authorization", f"Bearer {api.first_key}")]
         try:
             with_cert = grpc.ssl_channel_credentials(
@@ -87,8 +85,8 @@ def test_database_down_gives_unavailable() -> None:
         store.get("Domain", "x")
 
     async def scenario() -> None:
-        address = f"127.0.0.1:{free_port()}"
-        server = await _serve(ConnectApi(store), address, [])
+        server, port = await _serve(ConnectApi(store), "127.0.0.1:0", [])
+        address = f"127.0.0.1:{port}"
         try:
             async with grpc.aio.insecure_channel(address) as channel:
                 with pytest.raises(grpc.aio.AioRpcError) as info:

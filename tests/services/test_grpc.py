@@ -8,23 +8,21 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.grpc_clients import GrpcLocation, GrpcProcessor
-from services.grpc_servers import start_server
+from services.grpc_servers import start_server_bound
 from services.location.service import MemoryLocation
 from sipgrid.api.types import MessageRequest, NetInterface, Route, Transport
 from sipgrid.pb import location_pb2, location_pb2_grpc, processor_pb2, processor_pb2_grpc
 from sipgrid.sip import Response, parse
-from tests.e2e.harness import free_port
 
 from .helpers import connect_processor, request_bytes
 
 
 def test_health_processor_and_location_over_grpc() -> None:
     async def scenario() -> None:
-        port = free_port()
-        address = f"127.0.0.1:{port}"
-        server = await start_server(
-            address, processor=connect_processor(), location=MemoryLocation()
+        server, port = await start_server_bound(
+            "127.0.0.1:0", processor=connect_processor(), location=MemoryLocation()
         )
+        address = f"127.0.0.1:{port}"
         try:
             async with grpc.aio.insecure_channel(address) as channel:
                 health = health_pb2_grpc.HealthStub(channel)
