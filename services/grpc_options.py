@@ -59,12 +59,16 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):
         if hmac.compare_digest(offered, self._token):
             return await continuation(handler_call_details)
 
-        async def deny(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            await context.abort(
-                grpc.StatusCode.UNAUTHENTICATED, f"{TOKEN_HEADER}: the service token is required"
-            )
+        return unauthenticated(f"{TOKEN_HEADER}: the service token is required")
 
-        return grpc.unary_unary_rpc_method_handler(deny)
+
+def unauthenticated(reason: str) -> grpc.RpcMethodHandler[Any, Any]:
+    """A handler that refuses the call with UNAUTHENTICATED and ``reason``."""
+
+    async def deny(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, reason)
+
+    return grpc.unary_unary_rpc_method_handler(deny)
 
 
 def internal_interceptors() -> list[grpc.aio.ServerInterceptor]:

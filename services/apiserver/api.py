@@ -23,6 +23,7 @@ from google.protobuf.message import Message as ProtoMessage
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from services.grpc_options import unauthenticated
 from sipgrid.pb import (
     acl_pb2,
     agents_pb2,
@@ -298,13 +299,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             if not known:
                 self._failed(username)
 
-        async def deny(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            await context.abort(
-                grpc.StatusCode.UNAUTHENTICATED,
-                "a valid 'authorization' is required: Bearer <api key> or Basic <user:password>",
-            )
-
-        return grpc.unary_unary_rpc_method_handler(deny)
+        return unauthenticated(
+            "a valid 'authorization' is required: Bearer <api key> or Basic <user:password>"
+        )
 
     def _locked(self, username: str) -> bool:
         """LOCKOUT_FAILURES wrong passwords within LOCKOUT_WINDOW seconds lock a user out for

@@ -212,9 +212,6 @@ class EdgePortCore:
     def flow_closed(self, flow: NetInterface) -> None:
         self._open_flows.discard(flow)
 
-    def is_open(self, flow: NetInterface) -> bool:
-        return flow in self._open_flows
-
     # -- input
 
     def receive_datagram(self, data: bytes, flow: NetInterface, now: float) -> list[Action]:

@@ -5,11 +5,9 @@ Redis; a phone registers through one EdgePort and is called through the other.""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,7 @@ import pytest
 import yaml
 
 from . import scenarios
-from .harness import ROOT, Sipgrid, _wait_ready, free_port, run_sipp, sipp_server, wait_exit
+from .harness import ROOT, Sipgrid, _start, _wait_ready, free_port, run_sipp, sipp_server, wait_exit
 
 DEPLOY = ROOT / "deploy"
 ORDER = ["apiserver", "location", "connect", "dispatcher", "edgeport-01", "edgeport-02"]
@@ -110,15 +108,7 @@ def test_the_compose_topology_runs_as_processes(
                 key: local(str(value)) for key, value in (service.get("environment") or {}).items()
             }
             env |= secrets | {"SIPGRID_DATA_DIR": str(tmp_path / "data")}
-            log = tmp_path / f"{name}.log"
-            with log.open("wb") as out:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "sipgrid.cli", *command, "--log-level", "info"],
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    cwd=ROOT,
-                    env={**os.environ, **env},
-                )
+            process, log = _start(tmp_path, name, command, env)
             server.processes.append(process)
             server.logs.append(log)
             _wait_ready(process, log, "sipgrid: ready")

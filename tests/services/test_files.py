@@ -3,24 +3,12 @@ it created while the API has left it alone, and keeps the API's version otherwis
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import yaml
 
-from services.apiserver.database import make_engine, migrate
 from services.apiserver.files import apply
-from services.apiserver.store import Cipher, ResourceStore
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest) -> Iterator[ResourceStore]:
-    url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
-    engine = make_engine(url)
-    migrate(engine)
-    yield ResourceStore(engine, Cipher())
-    engine.dispose()
+from services.apiserver.store import ResourceStore
 
 
 def domain(ref: str, name: str, uri: str) -> dict[str, object]:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from sqlalchemy import inspect
 
-from services.apiserver.database import make_engine, migrate
 from services.apiserver.store import (
     AlreadyExists,
     Cipher,
@@ -17,15 +14,6 @@ from services.apiserver.store import (
     ResourceStore,
     Unavailable,
 )
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest) -> Iterator[ResourceStore]:
-    url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
-    engine = make_engine(url)
-    migrate(engine)
-    yield ResourceStore(engine, Cipher())
-    engine.dispose()
 
 
 def seed(store: ResourceStore) -> dict[str, str]:
