@@ -301,7 +301,11 @@ def make_nonce(key: bytes, now: float, realm: str = "") -> str:
     """A nonce carrying its issue time, signed with ``key`` (RFC 7616 section 3.3 suggests this)."""
     body = _NONCE_LAYOUT.pack(now, secrets.token_bytes(8))
     mac = hmac.new(key, body + realm.encode(), hashlib.sha256).digest()[:16]
-    return base64.urlsafe_b64encode(body + mac).decode().rstrip("=")
+    return _encode_nonce(body + mac)
+
+
+def _encode_nonce(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def check_nonce(key: bytes, nonce: str, now: float, ttl: float, realm: str = "") -> NonceState:
@@ -310,7 +314,9 @@ def check_nonce(key: bytes, nonce: str, now: float, ttl: float, realm: str = "")
         raw = base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))
     except (ValueError, TypeError):
         return NonceState.INVALID
-    if len(raw) != _NONCE_LAYOUT.size + 16:
+    if len(raw) != _NONCE_LAYOUT.size + 16 or _encode_nonce(raw) != nonce:
+        # Only the one canonical spelling: base64 ignores stray characters and the
+        # spare low bits of the last one, and a nonce's counts are kept by its text.
         return NonceState.INVALID
     body, mac = raw[: _NONCE_LAYOUT.size], raw[_NONCE_LAYOUT.size :]
     expected = hmac.new(key, body + realm.encode(), hashlib.sha256).digest()[:16]
