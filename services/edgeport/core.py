@@ -38,6 +38,7 @@ from sipgrid.sip import (
     locate,
     make_response,
     parse,
+    parse_uri,
 )
 from sipgrid.sip.transaction import (
     ClientInviteTransaction,
@@ -130,6 +131,10 @@ class ServerContext:
     # responses going through the processor, answered in arrival order
     relays: deque[int] = field(default_factory=deque)
     relayed: dict[int, Response | None] = field(default_factory=dict)
+    # serial forking (RFC 3261 section 16.7): the Request-URIs left to try, and the
+    # request as the processor gave it, to retarget
+    alternatives: list[str] = field(default_factory=list)
+    forwarded: Request | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -487,6 +492,9 @@ class EdgePortCore:
         elif ctx.cancelled:
             self._respond(ctx, 487, out=out)
         else:
+            if result.alternatives:
+                ctx.alternatives = list(result.alternatives)
+                ctx.forwarded = message.copy()
             self._forward(ctx, message, result, now, out)
 
     # -- forwarding
@@ -571,6 +579,8 @@ class EdgePortCore:
 
     def _unreachable(self, ctx: ServerContext | None, why: str, out: list[Action]) -> None:
         self.stats["next_hop_unreachable"] += 1
+        if self._next_alternative(ctx, self._now, out):
+            return
         if ctx is not None:
             self._respond(ctx, 503, "Service Unavailable (Next Hop Unreachable)", out=out)
 
@@ -694,6 +704,8 @@ class EdgePortCore:
             return  # the answer to our own CANCEL
         if status == 503 and self._fail_over(cctx, now, out):
             return  # RFC 3263 section 4.3: the next target
+        if (status == 408 or 500 <= status < 600) and self._next_alternative(server, now, out):
+            return
         response.pop_first_value("Via")
         if not self.settings.handles_responses and not server.relays:
             self._send_response(server, response, out)
@@ -714,6 +726,27 @@ class EdgePortCore:
         cctx.timer_c_at = None
         self._send_request(server, cctx.original, cctx.remaining, None, now, out)
         return True
+
+    def _next_alternative(
+        self, server: ServerContext | None, now: float, out: list[Action]
+    ) -> bool:
+        """Serial forking (RFC 3261 section 16.7): the target failed, try the next
+        Request-URI the processor gave, if the caller still waits."""
+        if server is None or server.forwarded is None or server.cancelled:
+            return False
+        if server.tx.state not in (State.TRYING, State.PROCEEDING):
+            return False
+        while server.alternatives:
+            try:
+                uri = parse_uri(server.alternatives.pop(0), what="alternative")
+            except ParseError:
+                continue
+            request = server.forwarded.copy()
+            request.set_uri(uri)
+            self.stats["serial_forks"] += 1
+            self._forward(server, request, MessageResponse(request), now, out)
+            return True
+        return False
 
     def _relayed(
         self,
@@ -826,7 +859,7 @@ class EdgePortCore:
                 assert isinstance(effect.message, Response)
                 self._on_client_response(cctx, effect.message, now, out)
             elif isinstance(effect, Timeout | TransportFailed):
-                if self._fail_over(cctx, now, out):
+                if self._fail_over(cctx, now, out) or self._next_alternative(cctx.server, now, out):
                     continue
                 server = cctx.server
                 if server is not None:

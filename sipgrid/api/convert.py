@@ -11,6 +11,7 @@ from sipgrid.pb import common_pb2, location_pb2, processor_pb2, sipmessage_pb2
 from sipgrid.sip import NameAddr, Request, Response, SipUri, parse
 
 from .types import (
+    META_ALTERNATIVES,
     META_DESTINATION,
     META_DROP,
     META_TARGET_FLOW,
@@ -144,6 +145,8 @@ def response_to_pb(response: MessageResponse) -> processor_pb2.MessageResponse:
         metadata[META_TARGET_FLOW] = str(response.target_flow)
     if response.drop:
         metadata[META_DROP] = "1"
+    if response.alternatives:
+        metadata[META_ALTERNATIVES] = "\n".join(response.alternatives)
     return processor_pb2.MessageResponse(message=message_to_pb(response.message), metadata=metadata)
 
 
@@ -158,6 +161,7 @@ def response_from_pb(pb: processor_pb2.MessageResponse) -> MessageResponse:
         destination=NetInterface.parse(destination) if destination else None,
         target_flow=NetInterface.parse(target_flow) if target_flow else None,
         drop=metadata.pop(META_DROP, "") == "1",
+        alternatives=[a for a in metadata.pop(META_ALTERNATIVES, "").split("\n") if a],
     )
 
 

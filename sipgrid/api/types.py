@@ -63,6 +63,7 @@ class NetInterface:
 META_DESTINATION = "sipgrid.destination"  # where to send a forwarded request: "udp:host:port"
 META_TARGET_FLOW = "sipgrid.target-flow"  # a connection to prefer while open: "tcp:host:port"
 META_DROP = "sipgrid.drop"  # "1": send nothing (an ACK with nowhere to go)
+META_ALTERNATIVES = "sipgrid.alternatives"  # Request-URIs to try next, one per line
 
 
 @dataclass(slots=True)
@@ -90,7 +91,9 @@ class MessageResponse:
 
     For a request: ``destination`` is where to send it (else its top Route or its
     Request-URI, located per RFC 3263), ``target_flow`` a connection to prefer while it is
-    open, ``drop`` says to send nothing (an ACK with nowhere to go).
+    open, ``drop`` says to send nothing (an ACK with nowhere to go). ``alternatives``
+    are Request-URIs to try in turn when the target fails (a timeout, a transport
+    error, 408 or 5xx): serial forking, RFC 3261 section 16.7; a 6xx ends the search.
     """
 
     message: Request | Response
@@ -98,6 +101,7 @@ class MessageResponse:
     destination: NetInterface | None = None
     target_flow: NetInterface | None = None
     drop: bool = False
+    alternatives: list[str] = field(default_factory=list)
 
 
 class Processor(Protocol):

@@ -15,7 +15,7 @@ from services.edgeport.core import (
     Transmit,
 )
 from sipgrid.api.types import MessageRequest, MessageResponse, NetInterface, Transport
-from sipgrid.sip import ParseError, Request, Response, make_response, parse
+from sipgrid.sip import ParseError, Request, Response, make_response, parse, parse_uri
 
 from .helpers import request_bytes
 
@@ -358,3 +358,67 @@ def test_a_full_transaction_table_answers_503_with_retry_after() -> None:
     (busy,) = wire.messages(CALLER)
     assert isinstance(busy, Response) and busy.status == 503 and busy.get("Retry-After") == "5"
     assert len(wire.processed) == 3
+
+
+def downstream(wire: Wire) -> list[Transmit]:
+    """What went anywhere but back to the caller; the caller got nothing but a 100."""
+    sent = wire.take()
+    assert statuses([parse(t.data) for t in sent if t.destination == CALLER]) in ([], [100])
+    return [t for t in sent if t.destination != CALLER]
+
+
+def serial(*uris: str) -> Answer:
+    """A processor that retargets a request to the first URI, the rest as alternatives."""
+
+    def answer(request: MessageRequest) -> MessageResponse:
+        message = request.message
+        if isinstance(message, Request):
+            message.set_uri(parse_uri(uris[0]))
+            return MessageResponse(message, alternatives=list(uris[1:]))
+        return MessageResponse(message)
+
+    return answer
+
+
+def test_serial_forking_tries_the_next_uri_on_5xx_timeout_and_transport_error() -> None:
+    """RFC 3261 section 16.7: 408, 5xx, no answer or no connection moves on to the
+    next target; the caller sees only the last answer."""
+    wire = Wire(
+        serial(
+            "sip:555@127.0.0.1:7101",
+            "sip:555@127.0.0.1:7102",
+            "sip:555@127.0.0.1:7103;transport=tcp",
+            "sip:555@127.0.0.1:7104",
+        )
+    )
+    wire.feed(invite())
+    (attempt,) = downstream(wire)
+    first = parse(attempt.data)
+    assert attempt.destination.port == 7101 and str(first.uri) == "sip:555@127.0.0.1:7101"  # type: ignore[union-attr]
+    wire.feed(make_response(first, 500, to_tag="a").serialize(), attempt.destination)  # type: ignore[arg-type]
+    sent = downstream(wire)
+    assert [t.destination.port for t in sent] == [7101, 7102]  # the ACK of the 500, the next
+    second = parse(sent[1].data)
+    assert isinstance(second, Request) and second.top_via.branch != first.top_via.branch  # type: ignore[union-attr]
+    wire.advance(32.1)  # Timer B: the second never answers
+    sent = [t for t in downstream(wire) if t.destination.port != 7102]
+    assert [t.destination.port for t in sent] == [7103]
+    wire.run(wire.core.transport_failed(sent[0].token, wire.now))  # connection refused
+    (attempt,) = [t for t in downstream(wire) if t.destination.port == 7104]
+    wire.feed(make_response(parse(attempt.data), 486, to_tag="d").serialize(), attempt.destination)  # type: ignore[arg-type]
+    assert statuses(wire.messages(CALLER)) == [486]
+    assert wire.core.stats["serial_forks"] == 3
+
+
+def test_serial_forking_stops_at_a_4xx_or_6xx_and_ends_with_the_last_5xx() -> None:
+    for status, tries in ((404, 1), (603, 1), (503, 2)):
+        wire = Wire(serial("sip:555@127.0.0.1:7101", "sip:555@127.0.0.1:7102"))
+        wire.feed(invite())
+        for _ in range(tries):
+            (attempt,) = [t for t in downstream(wire) if b"INVITE sip" in t.data]
+            wire.feed(
+                make_response(parse(attempt.data), status, to_tag="x").serialize(),
+                attempt.destination,
+            )  # type: ignore[arg-type]
+        assert statuses(wire.messages(CALLER)) == [status], status
+        assert wire.core.stats["serial_forks"] == tries - 1
