@@ -22,7 +22,15 @@ def snapshot(client: ConnectClient) -> Resources:
         ]
 
     return snapshot_from(
-        items(client.acls), items(client.credentials), items(client.domains), items(client.agents)
+        {
+            "AccessControlList": items(client.acls),
+            "Credentials": items(client.credentials),
+            "Trunk": items(client.trunks),
+            "Number": items(client.numbers),
+            "Domain": items(client.domains),
+            "Agent": items(client.agents),
+            "Peer": items(client.peers),
+        }
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,16 @@ class _AgentSpec(_Model):
     expires: int = Field(0, ge=0)
 
 
+# The file-format checks that come before the store's own (their messages name the
+# fields as a resource file spells them).
+_SPECS: dict[str, type[_Model]] = {
+    "AccessControlList": _AclSpec,
+    "Credentials": _CredentialsSpec,
+    "Domain": _DomainSpec,
+    "Agent": _AgentSpec,
+}
+
+
 class _Resource(_Model):
     api_version: str = Field("v2beta1", alias="apiVersion")
     kind: Literal["Domain", "Agent", "Credentials", "AccessControlList", "Peer", "Number", "Trunk"]
@@ -86,6 +97,14 @@ class AccessControlList:
     name: str
     allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     deny: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+    def explicitly_allows(self, address: str) -> bool:
+        """An allow rule matches and no deny rule is more specific than it."""
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in net for net in self.allow)
 
     def permits(self, address: str) -> bool:
         """Allowed when an allow rule matches; else denied when a deny rule matches."""
@@ -106,11 +125,20 @@ class Credentials:
 
 
 @dataclass(frozen=True, slots=True)
+class EgressPolicy:
+    """Calls from a domain whose callee matches ``rule`` go out as ``number``."""
+
+    rule: re.Pattern[str]
+    number_ref: str
+
+
+@dataclass(frozen=True, slots=True)
 class Domain:
     ref: str
     name: str
     domain_uri: str
     acl: AccessControlList | None
+    egress_policies: tuple[EgressPolicy, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,10 +148,79 @@ class Agent:
     username: str
     domain: Domain
     credentials: Credentials | None
-    privacy: str
+    privacy: str  # "PRIVATE" or "NONE"
     enabled: bool
     max_contacts: int
     expires: int
+
+
+@dataclass(frozen=True, slots=True)
+class TrunkUri:
+    host: str
+    port: int
+    transport: str  # "" for the default (UDP)
+    user: str  # the URI's user parameter, e.g. "phone"
+    weight: int
+    priority: int
+    enabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Trunk:
+    ref: str
+    name: str
+    inbound_uri: str
+    acl: AccessControlList | None
+    inbound_credentials: Credentials | None
+    outbound_credentials: Credentials | None
+    send_register: bool
+    uris: tuple[TrunkUri, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Number:
+    ref: str
+    name: str
+    tel_url: str
+    aor_link: str
+    trunk: Trunk | None
+    session_affinity_header: str
+    extra_headers: tuple[tuple[str, str], ...]
+
+    @property
+    def digits(self) -> str:
+        return number_key(self.tel_url)
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    ref: str
+    name: str
+    username: str
+    aor: str
+    contact_addr: str
+    credentials: Credentials | None
+    acl: AccessControlList | None
+    balancing_algorithm: str  # "ROUND_ROBIN", "LEAST_SESSIONS" or "UNSPECIFIED"
+    with_session_affinity: bool
+    enabled: bool
+    max_contacts: int
+    expires: int
+
+
+def number_key(text: str) -> str:
+    """A telephone number as looked up: no ``tel:``, no leading ``+``, no separators
+    (RFC 3966 visual separators), so "tel:+1 (785) 317-8070" is "17853178070"."""
+    text = text.removeprefix("tel:").split(";", 1)[0]
+    return "".join(c for c in text if c not in "+-.() ")
+
+
+def aor_key(aor: str) -> str:
+    """An address of record as Location keys it: scheme, user and host, host in lower case."""
+    scheme, _, rest = aor.partition(":")
+    user, at, host = rest.rpartition("@")
+    host = host.split(";", 1)[0].split(":", 1)[0] if not host.startswith("[") else host
+    return f"{scheme.lower()}:{user}{at}{host.lower()}"
 
 
 @dataclass(slots=True)
@@ -132,6 +229,10 @@ class Resources:
 
     domains: dict[str, Domain] = field(default_factory=dict)  # by domain URI (lower case)
     agents: dict[tuple[str, str], Agent] = field(default_factory=dict)  # by (domain URI, username)
+    numbers: dict[str, Number] = field(default_factory=dict)  # by number_key
+    trunks: list[Trunk] = field(default_factory=list)
+    peers: dict[str, Peer] = field(default_factory=dict)  # by username
+    peers_by_aor: dict[str, Peer] = field(default_factory=dict)  # by aor_key
     by_ref: dict[str, object] = field(default_factory=dict)
 
     def domain(self, host: str) -> Domain | None:
@@ -147,10 +248,55 @@ class Resources:
             return None
         return agent.credentials.password
 
+    def number(self, user: str) -> Number | None:
+        key = number_key(user)
+        return self.numbers.get(key) if key else None
+
+    def number_by_ref(self, ref: str) -> Number | None:
+        found = self.by_ref.get(ref)
+        return found if isinstance(found, Number) else None
+
+    def peer(self, username: str) -> Peer | None:
+        return self.peers.get(username)
+
+    def peer_by_aor(self, aor: str) -> Peer | None:
+        return self.peers_by_aor.get(aor_key(aor))
+
+    def trunk_by_inbound_uri(self, host: str) -> Trunk | None:
+        host = host.lower()
+        return next((t for t in self.trunks if t.inbound_uri.lower() == host), None)
+
+    def trunks_allowing(self, address: str) -> list[Trunk]:
+        """Trunks whose access control list lets this source address in by an allow rule."""
+        return [t for t in self.trunks if t.acl is not None and t.acl.explicitly_allows(address)]
+
+
+Item = dict[str, Any]
+
+# The store column of a reference, and where a resource file writes it.
+FILE_FIELDS = {
+    ("Domain", "access_control_list_ref"): "spec.accessControlListRef",
+    ("Agent", "domain_ref"): "spec.domainRef",
+    ("Agent", "credentials_ref"): "spec.credentialsRef",
+    ("Peer", "access_control_list_ref"): "spec.accessControlListRef",
+    ("Peer", "credentials_ref"): "spec.credentialsRef",
+    ("Number", "trunk_ref"): "spec.trunkRef",
+    ("Trunk", "access_control_list_ref"): "spec.inbound.accessControlListRef",
+    ("Trunk", "inbound_credentials_ref"): "spec.inbound.credentialsRef",
+    ("Trunk", "outbound_credentials_ref"): "spec.outbound.credentialsRef",
+}
+
 
 def load_resources(directory: Path) -> Resources:
-    """Load every .yaml, .yml and .json file of a directory (missing directory: nothing)."""
-    raw: list[tuple[str, _Resource]] = []
+    """Load every .yaml, .yml and .json file of a directory (missing directory: nothing).
+
+    Each resource is checked as the APIServer checks it (the same rules, the same
+    fields), and every reference must name a resource of the right kind.
+    """
+    from services.apiserver.files import to_store
+    from services.apiserver.store import KINDS, InvalidArgument
+
+    found: dict[str, tuple[str, str, Item]] = {}  # ref -> (where, kind, store fields)
     if directory.is_dir():
         for path in sorted(directory.iterdir()):
             if path.suffix not in (".yaml", ".yml", ".json"):
@@ -159,85 +305,65 @@ def load_resources(directory: Path) -> Resources:
             items = document if isinstance(document, list) else [document] if document else []
             for index, item in enumerate(items):
                 ref = item.get("ref", f"#{index}") if isinstance(item, dict) else f"#{index}"
-                raw.append((f"{path} ({ref})", validate(_Resource, item, f"{path} ({ref})")))
-    return build_resources(raw)
+                where = f"{path} ({ref})"
+                resource = validate(_Resource, item, where)
+                if resource.kind in _SPECS:
+                    validate(_SPECS[resource.kind], resource.spec, where)
+                data = to_store(resource.kind, item)
+                try:
+                    KINDS[resource.kind].validate(data)
+                except InvalidArgument as error:
+                    raise ConfigError(f"{where}: field spec.{error}") from None
+                if resource.ref in found:
+                    raise ConfigError(
+                        f"{where}: field ref: duplicate ref {resource.ref!r} "
+                        f"(also in {found[resource.ref][0]})"
+                    )
+                found[resource.ref] = (where, resource.kind, {**data, "ref": resource.ref})
+    for where, kind, data in found.values():
+        for column, target in KINDS[kind].refs.items():
+            ref = data.get(column)
+            if ref and (ref not in found or found[ref][1] != target):
+                fieldname = FILE_FIELDS.get((kind, column), column)
+                raise ConfigError(f"{where}: field {fieldname}: no {target} with ref {ref!r}")
+        for index, policy in enumerate(data.get("egress_policies") or []):
+            ref = policy.get("number_ref")
+            if ref not in found or found[ref][1] != "Number":
+                raise ConfigError(
+                    f"{where}: field spec.context.egressPolicies[{index}].numberRef: "
+                    f"no Number with ref {ref!r}"
+                )
+    _check_unique(found)
+    by_kind: dict[str, list[Item]] = {}
+    for _, kind, data in found.values():
+        by_kind.setdefault(kind, []).append(data)
+    return snapshot_from(by_kind)
 
 
-def build_resources(raw: list[tuple[str, _Resource]]) -> Resources:
-    specs: dict[str, tuple[str, _Resource]] = {}
-    for where, resource in raw:
-        if resource.ref in specs:
+def _check_unique(found: dict[str, tuple[str, str, Item]]) -> None:
+    """What the database keeps unique, a set of files must too."""
+    seen: dict[tuple[str, str, str], str] = {}
+    unique = {
+        "Domain": (("domain_uri",), "spec.context.domainUri"),
+        "Agent": (("domain_ref", "username"), "spec.username"),
+        "Number": (("tel_url",), "spec.location.telUrl"),
+        "Peer": (("username",), "spec.username"),
+        "Trunk": (("inbound_uri",), "spec.inbound.uri"),
+    }
+    for where, kind, data in found.values():
+        if kind not in unique:
+            continue
+        columns, fieldname = unique[kind]
+        value = "\n".join(str(data.get(c) or "") for c in columns)
+        if not value.strip():
+            continue
+        key = (kind, fieldname, value.lower() if kind != "Agent" else value)
+        if key in seen:
+            shown = data.get(columns[-1])
             raise ConfigError(
-                f"{where}: field ref: duplicate ref {resource.ref!r} (also in {specs[resource.ref][0]})"
+                f"{where}: field {fieldname}: {shown!r} is used twice (also in {seen[key]})"
             )
-        specs[resource.ref] = (where, resource)
-    out = Resources()
-
-    def resolve(where: str, ref: str | None, kind: str, fieldname: str) -> Any:
-        if ref is None:
-            return None
-        if ref not in specs or specs[ref][1].kind != kind:
-            raise ConfigError(f"{where}: field spec.{fieldname}: no {kind} with ref {ref!r}")
-        return out.by_ref[ref]
-
-    order = ["AccessControlList", "Credentials", "Domain", "Agent"]
-    for kind in order:
-        for where, resource in (specs[r] for r in specs if specs[r][1].kind == kind):
-            out.by_ref[resource.ref] = _build(kind, where, resource, resolve, out)
-    return out
-
-
-def _build(kind: str, where: str, resource: _Resource, resolve: Any, out: Resources) -> object:
-    name = resource.metadata.name
-    if kind == "AccessControlList":
-        lists = validate(_AclSpec, resource.spec, where).access_control_list
-        return AccessControlList(
-            resource.ref,
-            name,
-            tuple(ipaddress.ip_network(n, strict=False) for n in lists.allow),
-            tuple(ipaddress.ip_network(n, strict=False) for n in lists.deny),
-        )
-    if kind == "Credentials":
-        pair = validate(_CredentialsSpec, resource.spec, where).credentials
-        return Credentials(resource.ref, pair.username, pair.password)
-    if kind == "Domain":
-        spec = validate(_DomainSpec, resource.spec, where)
-        domain = Domain(
-            resource.ref,
-            name,
-            spec.context.domain_uri,
-            resolve(
-                where, spec.access_control_list_ref, "AccessControlList", "accessControlListRef"
-            ),
-        )
-        if domain.domain_uri.lower() in out.domains:
-            raise ConfigError(
-                f"{where}: field spec.context.domainUri: {domain.domain_uri!r} is used twice"
-            )
-        out.domains[domain.domain_uri.lower()] = domain
-        return domain
-    spec_a = validate(_AgentSpec, resource.spec, where)
-    agent = Agent(
-        resource.ref,
-        name,
-        spec_a.username,
-        resolve(where, spec_a.domain_ref, "Domain", "domainRef"),
-        resolve(where, spec_a.credentials_ref, "Credentials", "credentialsRef"),
-        spec_a.privacy,
-        spec_a.enabled,
-        spec_a.max_contacts,
-        spec_a.expires,
-    )
-    key = (agent.domain.domain_uri.lower(), agent.username)
-    if key in out.agents:
-        raise ConfigError(
-            f"{where}: field spec.username: {agent.username!r} is used twice in {agent.domain.domain_uri}"
-        )
-    out.agents[key] = agent
-    return agent
-
-
-Item = dict[str, Any]
+        seen[key] = where
 
 
 def _ref(item: Item, column: str, nested: str) -> str:
@@ -249,38 +375,85 @@ def _ref(item: Item, column: str, nested: str) -> str:
     return str(inner.get("ref", "")) if isinstance(inner, dict) else ""
 
 
-def snapshot_from(
-    acl_items: list[Item],
-    credential_items: list[Item],
-    domain_items: list[Item],
-    agent_items: list[Item],
-) -> Resources:
-    """The Connect view of API resources (protobuf field names; credentials with their password)."""
+def _acl(a: Item) -> AccessControlList:
+    return AccessControlList(
+        a["ref"],
+        a.get("name", ""),
+        tuple(ipaddress.ip_network(n, strict=False) for n in a.get("allow", [])),
+        tuple(ipaddress.ip_network(n, strict=False) for n in a.get("deny", [])),
+    )
+
+
+def _trunk_uri(u: Item) -> TrunkUri:
+    return TrunkUri(
+        str(u.get("host", "")),
+        int(u.get("port") or 0),
+        str(u.get("transport") or "").lower(),
+        str(u.get("user") or ""),
+        int(u.get("weight") or 0),
+        int(u.get("priority") or 0),
+        bool(u.get("enabled", True)),
+    )
+
+
+def snapshot_from(items: dict[str, list[Item]]) -> Resources:
+    """The Connect view of resources given by kind as store or API dictionaries
+    (protobuf field names; credentials with their password)."""
     out = Resources()
-    acls = {
-        a["ref"]: AccessControlList(
-            a["ref"],
-            a.get("name", ""),
-            tuple(ipaddress.ip_network(n, strict=False) for n in a.get("allow", [])),
-            tuple(ipaddress.ip_network(n, strict=False) for n in a.get("deny", [])),
-        )
-        for a in acl_items
-    }
+    acls = {a["ref"]: _acl(a) for a in items.get("AccessControlList", [])}
     credentials = {
         c["ref"]: Credentials(c["ref"], c.get("username", ""), c.get("password", ""))
-        for c in credential_items
+        for c in items.get("Credentials", [])
     }
+    trunks: dict[str, Trunk] = {}
+    for t in items.get("Trunk", []):
+        trunk = Trunk(
+            t["ref"],
+            t.get("name", ""),
+            str(t.get("inbound_uri") or ""),
+            acls.get(_ref(t, "access_control_list_ref", "access_control_list")),
+            credentials.get(_ref(t, "inbound_credentials_ref", "inbound_credentials")),
+            credentials.get(_ref(t, "outbound_credentials_ref", "outbound_credentials")),
+            bool(t.get("send_register", False)),
+            tuple(_trunk_uri(u) for u in t.get("uris") or []),
+        )
+        trunks[trunk.ref] = trunk
+        out.trunks.append(trunk)
+    numbers: dict[str, Number] = {}
+    for n in items.get("Number", []):
+        number = Number(
+            n["ref"],
+            n.get("name", ""),
+            str(n.get("tel_url", "")),
+            str(n.get("aor_link", "")),
+            trunks.get(_ref(n, "trunk_ref", "trunk")),
+            str(n.get("session_affinity_header") or ""),
+            tuple(
+                (str(h.get("name", "")), str(h.get("value", "")))
+                for h in n.get("extra_headers") or []
+            ),
+        )
+        numbers[number.ref] = number
+        out.numbers[number.digits] = number
     domains: dict[str, Domain] = {}
-    for d in domain_items:
+    for d in items.get("Domain", []):
+        policies = []
+        for p in d.get("egress_policies") or []:
+            ref = _ref(p, "number_ref", "number")
+            try:
+                policies.append(EgressPolicy(re.compile(p.get("rule") or ""), ref))
+            except re.error:
+                log.warning("domain %s: egress rule %r is not a regular expression", d["ref"], p)
         domain = Domain(
             d["ref"],
             d.get("name", ""),
             d["domain_uri"],
             acls.get(_ref(d, "access_control_list_ref", "access_control_list")),
+            tuple(policies),
         )
         domains[d["ref"]] = domain
         out.domains[domain.domain_uri.lower()] = domain
-    for a in agent_items:
+    for a in items.get("Agent", []):
         home = domains.get(_ref(a, "domain_ref", "domain"))
         if home is None:
             continue
@@ -290,13 +463,32 @@ def snapshot_from(
             a["username"],
             home,
             credentials.get(_ref(a, "credentials_ref", "credentials")),
-            str(a.get("privacy", "PRIVATE")),  # the protobuf default, omitted from its dict
+            str(a.get("privacy", "PRIVATE")).upper(),  # the protobuf default, omitted
             bool(a.get("enabled", False)),
             int(a.get("max_contacts", 0)),
             int(a.get("expires", 0)),
         )
         out.agents[(home.domain_uri.lower(), agent.username)] = agent
-    out.by_ref = {**acls, **credentials, **domains}
+    peers: dict[str, Peer] = {}
+    for p in items.get("Peer", []):
+        peer = Peer(
+            p["ref"],
+            p.get("name", ""),
+            str(p.get("username", "")),
+            str(p.get("aor", "")),
+            str(p.get("contact_addr") or ""),
+            credentials.get(_ref(p, "credentials_ref", "credentials")),
+            acls.get(_ref(p, "access_control_list_ref", "access_control_list")),
+            str(p.get("balancing_algorithm") or "UNSPECIFIED").upper(),
+            bool(p.get("with_session_affinity", False)),
+            bool(p.get("enabled", False)),
+            int(p.get("max_contacts", 0)),
+            int(p.get("expires", 0)),
+        )
+        peers[peer.ref] = peer
+        out.peers[peer.username] = peer
+        out.peers_by_aor[aor_key(peer.aor)] = peer
+    out.by_ref = {**acls, **credentials, **trunks, **numbers, **domains, **peers}
     return out
 
 

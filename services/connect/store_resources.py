@@ -10,18 +10,16 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from services.apiserver.store import ResourceStore, StoreError
+from services.apiserver.store import KINDS, ResourceStore, StoreError
 
 from .resources import Resources, keep_fresh, snapshot_from
 
 
 def snapshot(store: ResourceStore) -> Resources:
-    credentials = _all(store, "Credentials")
-    for item in credentials:
+    items = {kind: _all(store, kind) for kind in KINDS}
+    for item in items["Credentials"]:
         item["password"] = store.password(item["ref"])
-    return snapshot_from(
-        _all(store, "AccessControlList"), credentials, _all(store, "Domain"), _all(store, "Agent")
-    )
+    return snapshot_from(items)
 
 
 def _all(store: ResourceStore, kind: str) -> list[dict[str, Any]]:
