@@ -367,6 +367,12 @@ def downstream(wire: Wire) -> list[Transmit]:
     return [t for t in sent if t.destination != CALLER]
 
 
+def reply_to(sent: Transmit, status: int) -> bytes:
+    request = parse(sent.data)
+    assert isinstance(request, Request)
+    return make_response(request, status, to_tag="downstream").serialize()
+
+
 def serial(*uris: str) -> Answer:
     """A processor that retargets a request to the first URI, the rest as alternatives."""
 
@@ -394,18 +400,19 @@ def test_serial_forking_tries_the_next_uri_on_5xx_timeout_and_transport_error() 
     wire.feed(invite())
     (attempt,) = downstream(wire)
     first = parse(attempt.data)
-    assert attempt.destination.port == 7101 and str(first.uri) == "sip:555@127.0.0.1:7101"  # type: ignore[union-attr]
-    wire.feed(make_response(first, 500, to_tag="a").serialize(), attempt.destination)  # type: ignore[arg-type]
+    assert isinstance(first, Request) and attempt.destination.port == 7101
+    assert str(first.uri) == "sip:555@127.0.0.1:7101"
+    wire.feed(reply_to(attempt, 500), attempt.destination)
     sent = downstream(wire)
     assert [t.destination.port for t in sent] == [7101, 7102]  # the ACK of the 500, the next
     second = parse(sent[1].data)
-    assert isinstance(second, Request) and second.top_via.branch != first.top_via.branch  # type: ignore[union-attr]
+    assert isinstance(second, Request) and second.top_via.branch != first.top_via.branch
     wire.advance(32.1)  # Timer B: the second never answers
     sent = [t for t in downstream(wire) if t.destination.port != 7102]
     assert [t.destination.port for t in sent] == [7103]
     wire.run(wire.core.transport_failed(sent[0].token, wire.now))  # connection refused
     (attempt,) = [t for t in downstream(wire) if t.destination.port == 7104]
-    wire.feed(make_response(parse(attempt.data), 486, to_tag="d").serialize(), attempt.destination)  # type: ignore[arg-type]
+    wire.feed(reply_to(attempt, 486), attempt.destination)
     assert statuses(wire.messages(CALLER)) == [486]
     assert wire.core.stats["serial_forks"] == 3
 
@@ -416,9 +423,6 @@ def test_serial_forking_stops_at_a_4xx_or_6xx_and_ends_with_the_last_5xx() -> No
         wire.feed(invite())
         for _ in range(tries):
             (attempt,) = [t for t in downstream(wire) if b"INVITE sip" in t.data]
-            wire.feed(
-                make_response(parse(attempt.data), status, to_tag="x").serialize(),
-                attempt.destination,
-            )  # type: ignore[arg-type]
+            wire.feed(reply_to(attempt, status), attempt.destination)
         assert statuses(wire.messages(CALLER)) == [status], status
         assert wire.core.stats["serial_forks"] == tries - 1
