@@ -12,6 +12,7 @@ from sipgrid.api.types import (
     MessageResponse,
     NetInterface,
     Route,
+    Transport,
 )
 from sipgrid.sip import ParseError, Request, SipUri, parse_uri
 
@@ -31,7 +32,15 @@ from .context import (
 )
 from .guard import Guard
 from .registrar import Registrar
-from .resources import Resources
+from .resources import Agent, Number, Peer, Resources, Trunk, aor_key
+from .routing import (
+    DOD_NUMBER,
+    DOD_PRIVACY,
+    Balancer,
+    identity_headers,
+    trunk_targets,
+    wants_privacy,
+)
 
 # Methods that start a dialog or stand alone, routed from agent to agent.
 ROUTED = frozenset(
@@ -57,6 +66,7 @@ class ConnectProcessor:
         self.guard = guard or Guard(clock=clock)
         self._registrar = Registrar(self._resources, location, self._auth, clock, self.guard)
         self._route_key = self._auth.key
+        self._balancer = Balancer()
 
     async def process_message(self, request: MessageRequest) -> MessageResponse:
         message = request.message
@@ -85,7 +95,7 @@ class ConnectProcessor:
         if method in ROUTED:
             if message.max_forwards == 0:
                 return MessageResponse(reply(message, 483))
-            return await self._route_to_agent(request, message)
+            return await self._route(request, message)
         if method in ("BYE", "PRACK"):
             return MessageResponse(reply(message, 481))
         return MessageResponse(reply(message, 501, headers=[("Allow", ALLOW)]))
@@ -115,7 +125,7 @@ class ConnectProcessor:
                 return MessageResponse(message, drop=True)
             return MessageResponse(reply(message, 403, "Forbidden (Not A Dialog Of Ours)"))
         resources = self._resources()
-        _strip_credentials(message, lambda realm: resources.domain(realm) is not None)
+        _strip_credentials(message, lambda realm: _is_our_realm(resources, realm))
         routes = message.routes
         target = routes[0].sip_uri if routes else message.uri
         if not isinstance(target, SipUri):
@@ -131,85 +141,313 @@ class ConnectProcessor:
         # a connection: reuse it while it is open, else connect to the Request-URI
         return MessageResponse(message, target_flow=recorded)
 
-    async def _route_to_agent(self, request: MessageRequest, message: Request) -> MessageResponse:
+    # -- new requests: who calls, and where to
+
+    async def _route(self, request: MessageRequest, message: Request) -> MessageResponse:
+        """Route a request that starts a dialog or stands alone, in every direction Routr's
+        Connect knows: agent to agent (across domains served here), agent to peer, peer to
+        agent, agent or peer to the PSTN through a trunk, and from the PSTN to a Number's
+        agent or peer."""
         resources = self._resources()
+        caller = await self._caller(request, message, resources)
+        if isinstance(caller, MessageResponse):
+            return caller
+        _strip_credentials(message, lambda realm: _is_our_realm(resources, realm))
+        if isinstance(caller, Trunk):
+            return await self._from_pstn(request, message, caller, resources)
         uri = message.uri
+        if not isinstance(uri, SipUri) or uri.user is None:
+            return MessageResponse(reply(message, 404))
+        callee_domain = resources.domain(uri.host)
+        if callee_domain is not None:
+            callee = resources.agent(callee_domain.domain_uri, uri.user)
+            if callee is not None:
+                if not callee.enabled:
+                    return MessageResponse(reply(message, 404))
+                return await self._to_agent(request, message, callee)
+        if isinstance(caller, Agent):
+            peer = resources.peer(uri.user)
+            if peer is not None and peer.enabled:
+                return await self._to_peer(request, message, peer)
+            number = _egress_number(caller, uri.user, resources)
+            if number is not None:
+                private = caller.privacy == "PRIVATE"
+                return self._to_pstn(request, message, number, uri.user, caller.name, private)
+            if callee_domain is not None:
+                return MessageResponse(reply(message, 404))  # no such agent, peer or number
+            return MessageResponse(reply(message, 403, "Forbidden (No Egress Policy Matches)"))
+        dod = message.get(DOD_NUMBER)  # a peer calls an agent, else the PSTN
+        if dod is None:
+            return MessageResponse(reply(message, 400, f"Missing {DOD_NUMBER}"))
+        number = resources.number(dod)
+        if number is None:
+            return MessageResponse(reply(message, 404, f"Unknown {DOD_NUMBER}"))
+        private = wants_privacy(message.get(DOD_PRIVACY))
+        message.remove(DOD_NUMBER)
+        message.remove(DOD_PRIVACY)
+        return self._to_pstn(request, message, number, uri.user, caller.name, private)
+
+    async def _caller(
+        self, request: MessageRequest, message: Request, resources: Resources
+    ) -> Agent | Peer | Trunk | MessageResponse:
+        """Classify and authenticate the caller: a trunk named by the Request-URI host,
+        an agent of a domain by its From, a peer by its From user, or a trunk whose access
+        control list lets the source address in."""
+        uri = message.uri
+        trunk = resources.trunk_by_inbound_uri(uri.host) if isinstance(uri, SipUri) else None
+        if trunk is not None:
+            return await self._trunk_caller(request, message, trunk)
         caller = message.from_.sip_uri
         domain = resources.domain(caller.host) if caller is not None else None
-        if domain is None or caller is None:
-            return MessageResponse(reply(message, 403, "Forbidden (Caller Not In A Domain)"))
-        if domain.acl is not None and not domain.acl.permits(request.sender.host):
-            return MessageResponse(reply(message, 403, "Forbidden By Access Control List"))
+        if domain is not None and caller is not None:
+            if domain.acl is not None and not domain.acl.permits(request.sender.host):
+                return MessageResponse(reply(message, 403, "Forbidden By Access Control List"))
+            agent = resources.agent(domain.domain_uri, caller.user or "")
+            refused = await self._authenticate(
+                request,
+                message,
+                domain.domain_uri,
+                lambda username: resources.password_for(domain.domain_uri, username),
+                agent.credentials.username if agent and agent.credentials else None,
+            )
+            return refused or agent or MessageResponse(reply(message, 403, BAD_CREDENTIALS))
+        peer = resources.peer(caller.user) if caller is not None and caller.user else None
+        if peer is not None and peer.enabled:
+            if peer.acl is not None and not peer.acl.permits(request.sender.host):
+                return MessageResponse(reply(message, 403, "Forbidden By Access Control List"))
+            if peer.credentials is None:
+                # without credentials only an allow rule for its address vouches for it
+                if peer.acl is None or not peer.acl.explicitly_allows(request.sender.host):
+                    return MessageResponse(reply(message, 403, "Forbidden (Peer Not Verified)"))
+                return peer
+            credentials = peer.credentials
+            refused = await self._authenticate(
+                request,
+                message,
+                peer.realm,
+                lambda username: credentials.password if username == credentials.username else None,
+                credentials.username,
+            )
+            return refused or peer
+        trunks = resources.trunks_allowing(request.sender.host)
+        if trunks:
+            return await self._trunk_caller(request, message, trunks[0])
+        return MessageResponse(reply(message, 403, "Forbidden (Caller Not In A Domain)"))
 
+    async def _trunk_caller(
+        self, request: MessageRequest, message: Request, trunk: Trunk
+    ) -> Trunk | MessageResponse:
+        if trunk.acl is not None and not trunk.acl.permits(request.sender.host):
+            return MessageResponse(reply(message, 403, "Forbidden By Access Control List"))
+        credentials = trunk.inbound_credentials
+        if credentials is None:
+            return trunk
+        refused = await self._authenticate(
+            request,
+            message,
+            trunk.realm,
+            lambda username: credentials.password if username == credentials.username else None,
+            credentials.username,
+        )
+        return refused or trunk
+
+    async def _authenticate(
+        self,
+        request: MessageRequest,
+        message: Request,
+        realm: str,
+        password_for: Callable[[str], str | None],
+        expected: str | None,
+    ) -> MessageResponse | None:
+        """None when the caller proved to be ``expected`` in ``realm``; else the 407
+        challenge or the 403 (a failure counts towards a ban)."""
         verdict, username = await self._auth.check(
-            message.method,
-            message.proxy_authorizations,
-            domain.domain_uri,
-            lambda username: resources.password_for(domain.domain_uri, username),
+            message.method, message.proxy_authorizations, realm, password_for
         )
         if verdict in (Verdict.CHALLENGE, Verdict.STALE):
-            challenge = self._auth.challenge(domain.domain_uri, stale=verdict is Verdict.STALE)
+            challenge = self._auth.challenge(realm, stale=verdict is Verdict.STALE)
             return MessageResponse(
                 reply(message, 407, headers=[("Proxy-Authenticate", str(challenge))])
             )
         if verdict is Verdict.FORBIDDEN:
             await self.guard.failed(request.sender.host, username)
-        caller_agent = resources.agent(domain.domain_uri, caller.user or "")
-        if (
-            verdict is Verdict.FORBIDDEN
-            or caller_agent is None
-            or caller_agent.credentials is None
-            or caller_agent.credentials.username != username
-        ):
-            return MessageResponse(reply(message, 403, "Forbidden (Bad Credentials)"))
+        if verdict is Verdict.FORBIDDEN or expected is None or username != expected:
+            return MessageResponse(reply(message, 403, BAD_CREDENTIALS))
+        return None
 
-        if not isinstance(uri, SipUri) or uri.user is None:
-            return MessageResponse(reply(message, 404))
-        callee_domain = resources.domain(uri.host)
-        if callee_domain is None or callee_domain.ref != domain.ref:
-            return MessageResponse(reply(message, 403, "Forbidden (Callee Outside The Domain)"))
-        callee = resources.agent(domain.domain_uri, uri.user)
-        if callee is None or not callee.enabled:
-            return MessageResponse(reply(message, 404))
-        aor = f"sip:{uri.user}@{domain.domain_uri.lower()}"
+    # -- where calls go
+
+    async def _from_pstn(
+        self, request: MessageRequest, message: Request, trunk: Trunk, resources: Resources
+    ) -> MessageResponse:
+        """A call from a provider: the called Number, if it belongs to this trunk, says
+        where it goes (its aorLink) and what to add (its extra headers)."""
+        uri = message.uri
+        user = uri.user if isinstance(uri, SipUri) else None
+        number = resources.number(user) if user else None
+        if number is None:
+            return MessageResponse(reply(message, 403, "Forbidden (No Such Number)"))
+        if number.trunk is not None and number.trunk.ref != trunk.ref:
+            return MessageResponse(reply(message, 403, "Forbidden (Number Of Another Trunk)"))
+        affinity = (
+            message.get(number.session_affinity_header) or ""
+            if number.session_affinity_header
+            else ""
+        )
+        for name, value in number.extra_headers:
+            message.add(name, value)
+        link = number.aor_link
+        try:
+            target = parse_uri(link, what="aorLink") if link.startswith("sip") else None
+        except ParseError:
+            target = None
+        domain = resources.domain(target.host) if isinstance(target, SipUri) else None
+        if domain is not None and isinstance(target, SipUri):
+            agent = resources.agent(domain.domain_uri, target.user or "")
+            if agent is not None and agent.enabled:
+                return await self._to_agent(request, message, agent)
+        peer = resources.peer_by_aor(link)
+        if peer is not None and peer.enabled:
+            return await self._to_peer(request, message, peer, affinity)
+        routes = await self._location.find_routes(aor_key(link), message.call_id)
+        if not routes:
+            return MessageResponse(reply(message, 480))
+        return self._towards(request, message, routes[0])
+
+    async def _to_agent(
+        self, request: MessageRequest, message: Request, callee: Agent
+    ) -> MessageResponse:
+        aor = f"sip:{callee.username}@{callee.domain.domain_uri.lower()}"
         routes = await self._location.find_routes(aor, message.call_id)
         if not routes:
             return MessageResponse(reply(message, 480))
-        route = routes[0]
-        self._forward(request, message, route, domain.domain_uri)
+        return self._towards(request, message, routes[0])
+
+    async def _to_peer(
+        self, request: MessageRequest, message: Request, peer: Peer, affinity: str = ""
+    ) -> MessageResponse:
+        """To one instance of a peer: its registrations, else its static contactAddr."""
+        routes = await self._location.find_routes(aor_key(peer.aor))
+        if not routes:
+            static = _static_route(peer, message)
+            if static is None:
+                return MessageResponse(reply(message, 480))
+            routes = [static]
+        return self._towards(request, message, self._balancer.pick(peer, routes, affinity))
+
+    def _towards(self, request: MessageRequest, message: Request, route: Route) -> MessageResponse:
+        self._forward(
+            request,
+            message,
+            route.contact_uri,
+            route.transport,
+            route.flow or str(route.destination),
+        )
         return MessageResponse(
             message,
             destination=route.destination,
             target_flow=NetInterface.parse(route.flow) if route.flow else None,
         )
 
-    def _forward(self, request: MessageRequest, message: Request, route: Route, realm: str) -> None:
-        """Retarget to the binding, spend a hop, drop our credentials, record-route.
+    def _to_pstn(
+        self,
+        request: MessageRequest,
+        message: Request,
+        number: Number,
+        callee: str,
+        name: str,
+        private: bool,
+    ) -> MessageResponse:
+        """Out through the Number's trunk: its URIs in order, failing over on 408, 5xx or
+        no answer (the EdgePort tries the alternatives), with the Number as the asserted
+        identity. Identity headers from the caller are replaced, never passed on
+        (RFC 3325 section 5: they are not trusted)."""
+        trunk = number.trunk
+        if trunk is None:
+            return MessageResponse(reply(message, 403, "Forbidden (Number Has No Trunk)"))
+        targets = trunk_targets(trunk, callee)
+        if not targets:
+            return MessageResponse(reply(message, 503, "Service Unavailable (Trunk Has No URI)"))
+        first = parse_uri(targets[0], what="trunk URI")
+        assert isinstance(first, SipUri)  # trunk_targets writes sip: URIs
+        for header in ("P-Asserted-Identity", "Remote-Party-ID", "Privacy", "P-Preferred-Identity"):
+            message.remove(header)
+        for header, value in identity_headers(number, name, private, first.host):
+            message.add(header, value)
+        transport = Transport.parse(first.transport or ("tls" if first.secure else "udp"))
+        self._forward(request, message, targets[0], transport, "")
+        return MessageResponse(message, alternatives=targets[1:])
+
+    def _forward(
+        self,
+        request: MessageRequest,
+        message: Request,
+        contact_uri: str,
+        transport: Transport,
+        callee_flow: str,
+    ) -> None:
+        """Retarget, spend a hop, record-route.
 
         When the inbound and outbound interfaces differ, two Record-Route values go in,
         the one facing the callee on top (RFC 3261 section 16.6 step 4, RFC 5658).
         """
-        message.set_uri(parse_uri(route.contact_uri, what="Contact"))
+        message.set_uri(parse_uri(contact_uri, what="Contact"))
         decrement_max_forwards(message)
-        _strip_credentials(message, lambda other: other == realm)
         if message.method in ("INVITE", "SUBSCRIBE", "REFER"):
             inbound = listening_point(request, request.sender.transport)
-            outbound = listening_point(request, route.transport)
+            outbound = listening_point(request, transport)
             flows = signed_flows(self._route_key, message.call_id)
             if message.from_.tag and _is_token(message.from_.tag):
-                caller = str(request.sender)
-                callee = route.flow or str(route.destination)
                 flows = signed_flows(
                     self._route_key,
                     message.call_id,
                     message.from_.tag,
-                    encode_net(caller),
-                    encode_net(callee),
+                    encode_net(str(request.sender)),
+                    encode_net(callee_flow) if callee_flow else "",
                 )
             if inbound is not None:
                 message.add("Record-Route", record_route(request, inbound, flows), first=True)
             if outbound is not None and outbound != inbound:
                 message.add("Record-Route", record_route(request, outbound, flows), first=True)
+
+
+BAD_CREDENTIALS = "Forbidden (Bad Credentials)"
+
+
+def _is_our_realm(resources: Resources, realm: str) -> bool:
+    return (
+        resources.domain(realm) is not None
+        or any(p.realm == realm for p in resources.peers.values())
+        or any(t.realm == realm for t in resources.trunks)
+    )
+
+
+def _egress_number(caller: Agent, user: str, resources: Resources) -> Number | None:
+    """The Number of the caller's domain's first egress policy that matches the callee."""
+    for policy in caller.domain.egress_policies:
+        if policy.rule.fullmatch(user) or policy.rule.match(user):
+            return resources.number_by_ref(policy.number_ref)
+    return None
+
+
+def _static_route(peer: Peer, message: Request) -> Route | None:
+    """A peer that never registers is reached at its contactAddr (host or host:port)."""
+    if not peer.contact_addr:
+        return None
+    host, _, port = peer.contact_addr.rpartition(":")
+    if not host or not port.isdigit():
+        host, port = peer.contact_addr, "5060"
+    uri = message.uri
+    user = uri.user if isinstance(uri, SipUri) and uri.user else ""
+    at = f"{user}@" if user else ""
+    shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    return Route(
+        user=user,
+        host=host.strip("[]"),
+        port=int(port),
+        contact_uri=f"sip:{at}{shown}:{port}",
+        expires=3600,
+    )
 
 
 def _strip_credentials(message: Request, ours: Callable[[str], bool]) -> None:

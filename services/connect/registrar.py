@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from email.utils import formatdate
 
 from sipgrid.api.types import LocationService, MessageRequest, Route, Transport
@@ -13,7 +14,8 @@ from sipgrid.sip import ParseError, Request, Response, SipUri, default_port, loc
 from .auth import Authenticator, Verdict
 from .context import reply
 from .guard import Guard
-from .resources import Resources
+from .resources import AccessControlList, Resources, aor_key
+from .routing import SESSION_COUNT
 
 log = logging.getLogger("sipgrid.connect")
 
@@ -42,32 +44,28 @@ class Registrar:
         assert isinstance(message, Request)
         uri = message.uri
         resources = self._resources()
-        domain = resources.domain(uri.host) if isinstance(uri, SipUri) else None
-        if domain is None:
-            return reply(message, 404, "Domain Not Served Here")
-        if domain.acl is not None and not domain.acl.permits(request.sender.host):
-            return reply(message, 403, "Forbidden By Access Control List")
         to_uri = message.to.sip_uri
         if to_uri is None or to_uri.user is None:
             return reply(message, 400, "To Must Be A SIP URI With A User")
+        who = _registrant(resources, uri.host if isinstance(uri, SipUri) else "", to_uri.user)
+        if who is None:
+            return reply(message, 404, "Domain Not Served Here")
+        if who.acl is not None and not who.acl.permits(request.sender.host):
+            return reply(message, 403, "Forbidden By Access Control List")
 
         verdict, username = await self._auth.check(
-            "REGISTER",
-            message.authorizations,
-            domain.domain_uri,
-            lambda username: resources.password_for(domain.domain_uri, username),
+            "REGISTER", message.authorizations, who.realm, who.password_for
         )
         if verdict in (Verdict.CHALLENGE, Verdict.STALE):
-            challenge = self._auth.challenge(domain.domain_uri, stale=verdict is Verdict.STALE)
+            challenge = self._auth.challenge(who.realm, stale=verdict is Verdict.STALE)
             return reply(message, 401, headers=[("WWW-Authenticate", str(challenge))])
         if verdict is Verdict.FORBIDDEN:
             await self._guard.failed(request.sender.host, username)
             return reply(message, 403, "Forbidden (Bad Credentials)")
-        agent = resources.agent(domain.domain_uri, to_uri.user)
-        if agent is None or agent.credentials is None or agent.credentials.username != username:
+        if who.username is None or who.username != username:
             return reply(message, 403, "Forbidden (Not Your Address)")
 
-        aor = f"sip:{to_uri.user}@{domain.domain_uri.lower()}"
+        aor = who.aor
         try:
             contacts = message.contacts
             header_expires = message.expires
@@ -78,17 +76,22 @@ class Registrar:
                 return reply(message, 400, "Wildcard Contact Needs Expires 0")
             await self._location.remove_routes(aor)
             return await self._ok(message, aor)
+        try:
+            sessions = max(0, int(message.get(SESSION_COUNT) or 0))
+        except ValueError:
+            return reply(message, 400, f"{SESSION_COUNT} Must Be A Number")
         for contact in contacts:
             if contact.sip_uri is None:
                 continue
             expires = contact.expires if contact.expires is not None else header_expires
             expires = DEFAULT_EXPIRES if expires is None else expires
-            if agent.expires:
-                expires = min(expires, agent.expires) if expires else 0
+            if who.expires:
+                expires = min(expires, who.expires) if expires else 0
             if 0 < expires < MIN_EXPIRES:
                 return reply(message, 423, headers=[("Min-Expires", MIN_EXPIRES)])
             route = self._route(request, contact.sip_uri, min(expires, MAX_EXPIRES))
-            await self._location.add_route(aor, route, agent.max_contacts)
+            route.session_count = sessions
+            await self._location.add_route(aor, route, who.max_contacts)
             if log.isEnabledFor(logging.INFO):
                 log.info(
                     "registration %s %s expires %d",
@@ -155,3 +158,48 @@ class Registrar:
         ]
         headers.append(("Date", formatdate(now, usegmt=True)))
         return reply(message, 200, headers=headers)
+
+
+@dataclass(frozen=True, slots=True)
+class Registrant:
+    """Who may register an address: an agent of a domain, or a peer under its AOR."""
+
+    realm: str
+    acl: AccessControlList | None
+    password_for: Callable[[str], str | None]
+    username: str | None  # whose credentials must be offered (None: nobody's)
+    aor: str
+    max_contacts: int
+    expires: int
+
+
+def _registrant(resources: Resources, host: str, user: str) -> Registrant | None:
+    """An agent when the Request-URI names a domain of ours, else a peer by username
+    (several instances of a media server register one peer's AOR)."""
+    domain = resources.domain(host)
+    if domain is not None:
+        agent = resources.agent(domain.domain_uri, user)
+        return Registrant(
+            domain.domain_uri,
+            domain.acl,
+            lambda username: resources.password_for(domain.domain_uri, username),
+            agent.credentials.username if agent and agent.credentials else None,
+            f"sip:{user}@{domain.domain_uri.lower()}",
+            agent.max_contacts if agent else 0,
+            agent.expires if agent else 0,
+        )
+    peer = resources.peer(user)
+    if peer is None or not peer.enabled:
+        return None
+    credentials = peer.credentials
+    return Registrant(
+        peer.realm,
+        peer.acl,
+        lambda username: (
+            credentials.password if credentials and username == credentials.username else None
+        ),
+        credentials.username if credentials else None,
+        aor_key(peer.aor),
+        peer.max_contacts,
+        peer.expires,
+    )

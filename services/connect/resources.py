@@ -176,6 +176,11 @@ class Trunk:
     send_register: bool
     uris: tuple[TrunkUri, ...]
 
+    @property
+    def realm(self) -> str:
+        """The digest realm a provider answers in when the trunk asks for credentials."""
+        return self.inbound_uri or self.ref
+
 
 @dataclass(frozen=True, slots=True)
 class Number:
@@ -206,6 +211,13 @@ class Peer:
     enabled: bool
     max_contacts: int
     expires: int
+
+    @property
+    def realm(self) -> str:
+        """The digest realm of the peer: the host of its AOR (``sip:voice@media`` gives
+        ``media``), so that every instance of a media server shares it."""
+        rest = self.aor.partition(":")[2]
+        return rest.rpartition("@")[2].split(";", 1)[0] or self.username
 
 
 def number_key(text: str) -> str:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -124,8 +125,10 @@ def write_config(
     edgeport: dict[str, object] | None = None,
     transports: dict[str, int] | None = None,
     host: str = "127.0.0.1",
+    edit_pstn: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> None:
-    """An EdgePort on UDP and TCP of ``port`` (and ``transports``: {"ws": port, ...})."""
+    """An EdgePort on UDP and TCP of ``port`` (and ``transports``: {"ws": port, ...}),
+    the example resources (``edit_pstn`` may change the list in pstn.yaml first)."""
     directory.mkdir(parents=True, exist_ok=True)
     listen = [{"protocol": "udp", "port": port}, {"protocol": "tcp", "port": port}]
     listen += [{"protocol": name, "port": number} for name, number in (transports or {}).items()]
@@ -141,6 +144,10 @@ def write_config(
     resources = directory / "resources"
     resources.mkdir(exist_ok=True)
     shutil.copy(ROOT / "config" / "resources" / "sip-local.yaml", resources / "sip-local.yaml")
+    pstn = yaml.safe_load((ROOT / "config" / "resources" / "pstn.yaml").read_text())
+    if edit_pstn is not None:
+        edit_pstn(pstn)
+    (resources / "pstn.yaml").write_text(yaml.safe_dump(pstn))
     if extra_resources:
         (resources / "extra.yaml").write_text(yaml.safe_dump(extra_resources))
 

@@ -4,6 +4,7 @@ MessageRequest objects and a fake clock: no sockets, no sleeping."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 from pathlib import Path
 
 import pytest
@@ -186,6 +187,7 @@ def test_the_agents_max_contacts_is_kept(tmp_path: Path) -> None:
         if resource["kind"] == "Agent":
             resource["spec"]["maxContacts"] = 1
     (tmp_path / "sip-local.yaml").write_text(yaml.safe_dump(resources))
+    shutil.copy(ROOT / "config" / "resources" / "pstn.yaml", tmp_path)  # its egress number
     switch = Switch(tmp_path)
     registered(switch, "1001", ALICE, contact="127.0.0.1:7001")
     switch.clock.now += 1
