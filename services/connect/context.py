@@ -53,7 +53,11 @@ def signed_flows(
     key: bytes, call_id: str, ftag: str = "", caller: str = "", callee: str = ""
 ) -> str:
     """The Record-Route parameters: the dialog's flows, if known, and their signature."""
-    flows = f";{FTAG}={ftag};{CALLER}={caller};{CALLEE}={callee}" if ftag else ""
+    flows = ""
+    if ftag:  # an empty flow (a callee located by the EdgePort) is left out: "x=" is no token
+        flows = f";{FTAG}={ftag}" + "".join(
+            f";{name}={value}" for name, value in ((CALLER, caller), (CALLEE, callee)) if value
+        )
     return f"{flows};{SIG}={route_signature(key, call_id, ftag, caller, callee)}"
 
 

@@ -706,6 +706,10 @@ class EdgePortCore:
             return  # RFC 3263 section 4.3: the next target
         if (status == 408 or 500 <= status < 600) and self._next_alternative(server, now, out):
             return
+        if status == 503:
+            # RFC 3261 section 16.7 step 6: a 503 upstream would say that *we* are
+            # unavailable; the next hop's becomes a 500
+            response.status, response.reason = 500, "Server Internal Error (Next Hop Unavailable)"
         response.pop_first_value("Via")
         if not self.settings.handles_responses and not server.relays:
             self._send_response(server, response, out)

@@ -6,6 +6,8 @@ expires and callee. -au/-ap give the digest credentials.
 
 from __future__ import annotations
 
+from html import escape
+
 HEAD = '<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="{name}">\n'
 TAIL = "</scenario>\n"
 
@@ -274,12 +276,31 @@ RECV_INVITE = """  <recv request="INVITE" crlf="true" rrs="true">
 """
 
 
-def uas(mode: str = "answer") -> str:
+def uas(mode: str = "answer", expect: dict[str, str] | None = None) -> str:
     """The callee. ``answer``: 180, 200, ACK, then the caller's BYE. ``hangup``: 180, 200,
     ACK, then a BYE of its own. ``decline``: 180 then 603. ``ring``: 180, then the
-    CANCEL and 487."""
-    body = HEAD.format(name=f"uas-{mode}") + RECV_INVITE
-    body += '  <Reference variables="dummy1,dummy2,dummy3,caller_tag,invite_cseq,via1,via2"/>\n'
+    CANCEL and 487. ``expect`` maps header names to regular expressions the INVITE's
+    headers must match (the scenario fails otherwise)."""
+    checks = "".join(
+        f'      <ereg regexp="{escape(regex, quote=True)}" search_in="hdr" header="{name}:" check_it="true" '
+        f'assign_to="expect{i}"/>\n'
+        for i, (name, regex) in enumerate((expect or {}).items())
+    )
+    names = "".join(f",expect{i}" for i in range(len(expect or {})))
+    body = HEAD.format(name=f"uas-{mode}") + RECV_INVITE.replace(
+        "    </action>", checks + "    </action>"
+    )
+    body += (
+        f'  <Reference variables="dummy1,dummy2,dummy3,caller_tag,invite_cseq,via1,via2{names}"/>\n'
+    )
+    if mode.startswith("reject-"):  # reject-503: that final answer at once
+        status = int(mode.removeprefix("reject-"))
+        return (
+            body
+            + _send(UAS_REPLY.format(status=status, reason="Rejected"), retrans=False)
+            + '  <recv request="ACK"/>\n'
+            + TAIL
+        )
     body += _send(UAS_REPLY.format(status=180, reason="Ringing"), retrans=False)
     if mode == "decline":
         return (
@@ -347,5 +368,36 @@ def uas_message() -> str:
             UAS_REPLY.format(status=200, reason="OK").replace("      [last_Record-Route:]\n", ""),
             retrans=False,
         )
+        + TAIL
+    )
+
+
+def did_call(number: str, trunk_host: str, headers: str = "") -> str:
+    """A provider's call to a number: INVITE without credentials, 200, ACK, BYE."""
+    invite = f"""      INVITE sip:{number}@{trunk_host} SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+      From: <sip:+15551234567@provider.example>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:{number}@{trunk_host}>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: <sip:+15551234567@[local_ip]:[local_port];transport=[transport]>
+      Max-Forwards: 70
+{headers}      Content-Type: application/sdp
+      Content-Length: [len]
+
+      {SDP}"""
+    caller = "<sip:+15551234567@provider.example>"
+    ack = _in_dialog("ACK", 1).replace("<sip:[user]@[domain]>", caller)
+    bye = _in_dialog("BYE", 2).replace("<sip:[user]@[domain]>", caller)
+    return (
+        HEAD.format(name="did-call")
+        + _send(invite)
+        + '  <recv response="100" optional="true"/>\n'
+        + '  <recv response="180" optional="true"/>\n'
+        + '  <recv response="200" rrs="true"/>\n'
+        + _send(ack, retrans=False)
+        + '  <pause milliseconds="200"/>\n'
+        + _send(bye)
+        + '  <recv response="200"/>\n'
         + TAIL
     )

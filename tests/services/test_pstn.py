@@ -350,3 +350,21 @@ def _route_to(where: NetInterface) -> Route:
         registered_on=1_000_000.0,
         expires=600,
     )
+
+
+def test_a_pstn_dialog_is_followed_by_our_record_route() -> None:
+    """The callee's flow is unknown (the EdgePort locates the trunk URI): the route
+    leaves it out rather than write an empty parameter, and still verifies."""
+    switch = Switch()
+    request, _ = switch.forwarded(agent_calls(switch, "sip:+15551234567@sip.local"))
+    record_route = request.get("Record-Route") or ""
+    assert "sg-callee" not in record_route and "sg-caller=" in record_route
+    bye = (
+        "BYE sip:provider@127.0.0.1:5080 SIP/2.0\n"
+        "Via: SIP/2.0/UDP 127.0.0.1:7001;branch=z9hG4bKbye\n"
+        f"Route: {record_route}\nFrom: <sip:1001@sip.local>;tag=caller\n"
+        "To: <sip:+15551234567@sip.local>;tag=provider\nCall-ID: pstn1\n"
+        "CSeq: 3 BYE\nMax-Forwards: 70\nContent-Length: 0\n\n"
+    )
+    forwarded, result = switch.forwarded(bye)
+    assert str(forwarded.uri) == "sip:provider@127.0.0.1:5080" and result.destination is None

@@ -1,0 +1,158 @@
+"""The PSTN and peers end to end: sipp plays the provider (two trunk URIs), the agents
+and the media-server peers; sipgrid runs all in one with the example resources
+(config/resources/pstn.yaml) pointed at them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import scenarios
+from .harness import all_in_one, run_sipp, sipp_server, wait_exit
+
+PSTN_CALLEE = "+15551234567"
+ALICE_NUMBER = "+17853178070"  # rings sip:1001@sip.local (its aorLink)
+VOICE_NUMBER = "+17853178071"  # goes to the peer "voice" (sip:voice@media.local)
+
+
+def trunk_at(*ports: int, did_to: str = "") -> Callable[[list[dict[str, Any]]], None]:
+    """Point trunk-local's outbound URIs at these ports (priority in this order), and
+    number-alice at ``did_to``."""
+
+    def edit(resources: list[dict[str, Any]]) -> None:
+        for resource in resources:
+            if resource["ref"] == "trunk-local":
+                uris = resource["spec"]["outbound"]["uris"]
+                resource["spec"]["outbound"]["uris"] = [
+                    {**uris[0], "uri": {**uris[0]["uri"], "port": port}, "priority": 10 * (i + 1)}
+                    for i, port in enumerate(ports)
+                ]
+            if resource["ref"] == "number-alice" and did_to:
+                resource["spec"]["location"]["aorLink"] = did_to
+
+    return edit
+
+
+def test_an_agent_calls_out_and_fails_over_from_a_503_to_the_second_uri(tmp_path: Path) -> None:
+    identity = {"P-Asserted-Identity": '"Alice" <sip:17853178070@127.0.0.1>', "Privacy": "none"}
+    with (
+        sipp_server(tmp_path, "provider-a", scenarios.uas("reject-503")) as (port_a, first),
+        sipp_server(tmp_path, "provider-b", scenarios.uas("answer", identity)) as (port_b, second),
+        all_in_one(tmp_path / "sipgrid", edit_pstn=trunk_at(port_a, port_b)) as sipgrid,
+    ):
+        result = run_sipp(
+            tmp_path,
+            "dod",
+            scenarios.call(),
+            server_port=sipgrid.port,
+            keys={"callee": PSTN_CALLEE},
+        )
+        assert result.ok, result.output + sipgrid.log_text()[-3000:]
+        assert wait_exit(first) == 0 and wait_exit(second) == 0  # both saw their INVITE
+
+
+def test_a_decline_ends_the_search_and_no_uri_left_gives_the_last_error(tmp_path: Path) -> None:
+    with (
+        sipp_server(tmp_path, "provider-a", scenarios.uas("reject-486")) as (port_a, first),
+        sipp_server(tmp_path, "provider-b", scenarios.uas("answer")) as (port_b, second),
+        all_in_one(tmp_path / "sipgrid", edit_pstn=trunk_at(port_a, port_b)) as sipgrid,
+    ):
+        busy = run_sipp(
+            tmp_path,
+            "busy",
+            scenarios.call_rejected(486),
+            server_port=sipgrid.port,
+            keys={"callee": PSTN_CALLEE},
+        )
+        assert busy.ok, busy.output + sipgrid.log_text()[-3000:]
+        assert wait_exit(first) == 0
+        assert second.poll() is None  # a 486 is an answer: the second URI is not tried
+    with (
+        sipp_server(tmp_path, "down-a", scenarios.uas("reject-503")) as (port_a, first),
+        sipp_server(tmp_path, "down-b", scenarios.uas("reject-502")) as (port_b, second),
+        all_in_one(tmp_path / "sipgrid2", edit_pstn=trunk_at(port_a, port_b)) as sipgrid,
+    ):
+        failed = run_sipp(
+            tmp_path,
+            "failed",
+            scenarios.call_rejected(502),
+            server_port=sipgrid.port,
+            keys={"callee": PSTN_CALLEE},
+        )
+        assert failed.ok, failed.output + sipgrid.log_text()[-3000:]
+        assert wait_exit(first) == 0 and wait_exit(second) == 0
+
+
+def test_a_did_call_from_the_provider_rings_the_numbers_agent(tmp_path: Path) -> None:
+    expect = {"X-Called-Number": r"\+17853178070"}
+    with (
+        sipp_server(tmp_path, "alice", scenarios.uas("answer", expect)) as (alice_port, alice),
+        all_in_one(tmp_path / "sipgrid") as sipgrid,
+    ):
+        registered = run_sipp(
+            tmp_path,
+            "register-1001",
+            scenarios.register(200),
+            server_port=sipgrid.port,
+            keys={"contact_port": str(alice_port)},
+        )
+        assert registered.ok, registered.output
+        did = run_sipp(
+            tmp_path,
+            "did",
+            scenarios.did_call(ALICE_NUMBER, "trunk.sip.local"),
+            server_port=sipgrid.port,
+        )
+        assert did.ok, did.output + sipgrid.log_text()[-3000:]
+        assert wait_exit(alice) == 0
+
+
+def test_did_calls_go_round_robin_over_two_registered_media_servers(tmp_path: Path) -> None:
+    with (
+        sipp_server(tmp_path, "media-1", scenarios.uas("answer")) as (port_1, media_1),
+        sipp_server(tmp_path, "media-2", scenarios.uas("answer")) as (port_2, media_2),
+        all_in_one(tmp_path / "sipgrid") as sipgrid,
+    ):
+        for name, port in (("media-1", port_1), ("media-2", port_2)):
+            registered = run_sipp(
+                tmp_path,
+                f"register-{name}",
+                scenarios.register(200),
+                server_port=sipgrid.port,
+                user="voice",
+                password="voice-secret",
+                keys={"contact_port": str(port), "domain": "media.local"},
+            )
+            assert registered.ok, registered.output + sipgrid.log_text()[-2000:]
+        for call in range(2):
+            did = run_sipp(
+                tmp_path,
+                f"did-{call}",
+                scenarios.did_call(VOICE_NUMBER, "trunk.sip.local"),
+                server_port=sipgrid.port,
+            )
+            assert did.ok, did.output + sipgrid.log_text()[-3000:]
+        # each instance answers one call and then ends: one call each
+        assert wait_exit(media_1) == 0 and wait_exit(media_2) == 0
+
+
+def test_a_peer_calls_out_with_x_dod_number_and_privacy(tmp_path: Path) -> None:
+    """The static peer "conference" (known by its address) places a call to the PSTN as
+    the voice number, hidden."""
+    identity = {"P-Asserted-Identity": "sip:17853178071@", "Privacy": "id"}
+    with (
+        sipp_server(tmp_path, "provider", scenarios.uas("answer", identity)) as (port, provider),
+        all_in_one(tmp_path / "sipgrid", edit_pstn=trunk_at(port)) as sipgrid,
+    ):
+        dod = f"      X-DOD-Number: {VOICE_NUMBER}\n      X-DOD-Privacy: private\n"
+        result = run_sipp(
+            tmp_path,
+            "peer-dod",
+            scenarios.did_call(PSTN_CALLEE, "sip.local", headers=dod).replace(
+                "+15551234567@provider.example", "conference@media.local"
+            ),
+            server_port=sipgrid.port,
+        )
+        assert result.ok, result.output + sipgrid.log_text()[-3000:]
+        assert wait_exit(provider) == 0
