@@ -376,7 +376,12 @@ class ConnectProcessor:
             message.add(header, value)
         transport = Transport.parse(first.transport or ("tls" if first.secure else "udp"))
         self._forward(request, message, targets[0], transport, "")
-        return MessageResponse(message, alternatives=targets[1:])
+        outbound = trunk.outbound_credentials
+        return MessageResponse(
+            message,
+            alternatives=targets[1:],
+            credentials=(outbound.username, outbound.password) if outbound else None,
+        )
 
     def _forward(
         self,

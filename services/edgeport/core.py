@@ -20,12 +20,14 @@ import heapq
 import ipaddress
 import itertools
 import secrets
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from sipgrid.api.types import MessageRequest, MessageResponse, NetInterface, Transport
 from sipgrid.sip import (
+    Challenge,
+    LocalProtocolError,
     ParseError,
     Request,
     Response,
@@ -40,6 +42,7 @@ from sipgrid.sip import (
     parse,
     parse_uri,
 )
+from sipgrid.sip.digest import answer
 from sipgrid.sip.transaction import (
     ClientInviteTransaction,
     ClientNonInviteTransaction,
@@ -60,6 +63,8 @@ TIMER_C = 180.0  # RFC 3261 section 16.6 step 11: more than 3 minutes
 CANCEL_GRACE = 32.0  # 64*T1: how long a cancelled INVITE may wait for the callee's 487
 LOOP_MARK = "z9hG4bKsg"  # our branches: the magic cookie, "sg", random, loop hash
 RETRY_AFTER = 5  # seconds, in the 503s of the limits
+DIALOG_OFFSET_TTL = 12 * 3600.0  # how long a dialog's CSeq offset is kept
+DIALOG_OFFSET_MAX = 100_000
 BUCKET_SWEEP = 60.0  # seconds a quiet source keeps its rate-limit bucket
 
 
@@ -135,6 +140,11 @@ class ServerContext:
     # request as the processor gave it, to retarget
     alternatives: list[str] = field(default_factory=list)
     forwarded: Request | None = None
+    # the next hop's challenge answered with these (username, password), once a target
+    credentials: tuple[str, str] | None = None
+    challenge_answered: bool = False
+    # what our CSeq differs by from the caller's in this dialog (a challenge answered)
+    cseq_offset: int = 0
 
 
 @dataclass(slots=True, eq=False)
@@ -193,6 +203,9 @@ class EdgePortCore:
         self._now = 0.0  # the time of the event being handled
         self._buckets: dict[str, _Bucket] = {}
         self._buckets_swept = 0.0
+        # (Call-ID, caller's From tag) -> (CSeq offset, until when): dialogs whose INVITE
+        # we sent again with credentials
+        self._cseq_offsets: OrderedDict[tuple[str, str], tuple[int, float]] = OrderedDict()
         self.stats: Counter[str] = Counter()
 
     # -- state the shells and tests read
@@ -495,6 +508,7 @@ class EdgePortCore:
             if result.alternatives:
                 ctx.alternatives = list(result.alternatives)
                 ctx.forwarded = message.copy()
+            ctx.credentials = result.credentials
             self._forward(ctx, message, result, now, out)
 
     # -- forwarding
@@ -555,6 +569,8 @@ class EdgePortCore:
         else:
             self._unreachable(ctx, "no target we can reach", out)
             return
+        if ctx is None or ctx.tx.request.cseq.seq == request.cseq.seq:
+            self._shift_cseq(ctx, request)
         outgoing = request.copy() if candidates else request
         branch = f"{LOOP_MARK}{secrets.token_hex(6)}{_branch_hash(request)}"
         outgoing.add("Via", self._via(lp, destination, branch), first=True)
@@ -702,6 +718,8 @@ class EdgePortCore:
         server = cctx.server
         if server is None:
             return  # the answer to our own CANCEL
+        if status in (401, 407) and self._answer_challenge(cctx, server, response, now, out):
+            return
         if status == 503 and self._fail_over(cctx, now, out):
             return  # RFC 3263 section 4.3: the next target
         if (status == 408 or 500 <= status < 600) and self._next_alternative(server, now, out):
@@ -711,6 +729,9 @@ class EdgePortCore:
             # unavailable; the next hop's becomes a 500
             response.status, response.reason = 500, "Server Internal Error (Next Hop Unavailable)"
         response.pop_first_value("Via")
+        if server.cseq_offset:  # the caller knows its own CSeq, not ours
+            original = server.tx.request.cseq
+            response.set("CSeq", f"{original.seq} {original.method}")
         if not self.settings.handles_responses and not server.relays:
             self._send_response(server, response, out)
             return
@@ -731,6 +752,81 @@ class EdgePortCore:
         self._send_request(server, cctx.original, cctx.remaining, None, now, out)
         return True
 
+    def _answer_challenge(
+        self,
+        cctx: ClientContext,
+        server: ServerContext,
+        response: Response,
+        now: float,
+        out: list[Action],
+    ) -> bool:
+        """The next hop (a provider) asks for credentials the processor gave us: send
+        the request again with them, CSeq one up (RFC 3261 section 22.2), once per target.
+        Later requests of the caller in this dialog get the same offset, and the answers
+        to them are given back with the caller's own CSeq."""
+        if server.credentials is None or server.challenge_answered:
+            return False
+        if server.cancelled or server.tx.state not in (State.TRYING, State.PROCEEDING):
+            return False
+        header = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
+        request = cctx.tx.request.copy()
+        request.pop_first_value("Via")  # ours: the new transaction puts its own
+        username, password = server.credentials
+        for value in response.get_all(header):
+            try:
+                challenge = Challenge.parse(value, header)
+                credentials = answer(
+                    challenge,
+                    method=request.method,
+                    uri=str(request.uri),
+                    username=username,
+                    password=password,
+                )
+            except (ParseError, LocalProtocolError):
+                continue  # an algorithm or qop we do not speak: the next challenge
+            break
+        else:
+            return False
+        server.challenge_answered = True
+        cseq = request.cseq
+        request.set("CSeq", f"{cseq.seq + 1} {cseq.method}")
+        name = "Authorization" if response.status == 401 else "Proxy-Authorization"
+        request.add(name, str(credentials))
+        server.cseq_offset = request.cseq.seq - server.tx.request.cseq.seq
+        tag = request.from_.tag
+        if tag and server.cseq_offset:
+            self._remember_offset(request.call_id, tag, server.cseq_offset, now)
+        self.stats["challenges_answered"] += 1
+        cctx.timer_c_at = None
+        self._send_request(server, request, [cctx.destination], cctx.flow, now, out)
+        return True
+
+    def _remember_offset(self, call_id: str, tag: str, offset: int, now: float) -> None:
+        offsets = self._cseq_offsets
+        offsets[(call_id, tag)] = (offset, now + DIALOG_OFFSET_TTL)
+        offsets.move_to_end((call_id, tag))
+        while offsets and (
+            len(offsets) > DIALOG_OFFSET_MAX or next(iter(offsets.values()))[1] < now
+        ):
+            offsets.popitem(last=False)
+
+    def _shift_cseq(self, ctx: ServerContext | None, request: Request) -> None:
+        """A caller's in-dialog request after we answered a challenge for its INVITE:
+        our CSeq, not its own (the callee saw our INVITE's)."""
+        tag = request.from_.tag
+        if not self._cseq_offsets or not tag:
+            return
+        if request.to.tag is None and request.method != "ACK":
+            return
+        found = self._cseq_offsets.get((request.call_id, tag))
+        if found is None:
+            return
+        offset = found[0]
+        cseq = request.cseq
+        request.set("CSeq", f"{cseq.seq + offset} {cseq.method}")
+        if ctx is not None:
+            ctx.cseq_offset = offset
+
     def _next_alternative(
         self, server: ServerContext | None, now: float, out: list[Action]
     ) -> bool:
@@ -747,6 +843,7 @@ class EdgePortCore:
                 continue
             request = server.forwarded.copy()
             request.set_uri(uri)
+            server.challenge_answered = False  # a new target may challenge afresh
             self.stats["serial_forks"] += 1
             self._forward(server, request, MessageResponse(request), now, out)
             return True
@@ -773,6 +870,11 @@ class EdgePortCore:
         response.pop_first_value("Via")
         if "Via" not in response:
             return
+        tag = response.from_.tag
+        offset = self._cseq_offsets.get((response.call_id, tag)) if tag else None
+        if offset is not None:  # a 2xx again, of an INVITE we sent with credentials
+            cseq = response.cseq
+            response.set("CSeq", f"{cseq.seq - offset[0]} {cseq.method}")
         via = response.top_via
         name = via.transport.lower()
         transport = (

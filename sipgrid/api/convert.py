@@ -12,6 +12,7 @@ from sipgrid.sip import NameAddr, Request, Response, SipUri, parse
 
 from .types import (
     META_ALTERNATIVES,
+    META_CREDENTIALS,
     META_DESTINATION,
     META_DROP,
     META_TARGET_FLOW,
@@ -147,6 +148,8 @@ def response_to_pb(response: MessageResponse) -> processor_pb2.MessageResponse:
         metadata[META_DROP] = "1"
     if response.alternatives:
         metadata[META_ALTERNATIVES] = "\n".join(response.alternatives)
+    if response.credentials is not None:
+        metadata[META_CREDENTIALS] = "\n".join(response.credentials)
     return processor_pb2.MessageResponse(message=message_to_pb(response.message), metadata=metadata)
 
 
@@ -155,6 +158,7 @@ def response_from_pb(pb: processor_pb2.MessageResponse) -> MessageResponse:
     metadata = dict(pb.metadata)
     destination = metadata.pop(META_DESTINATION, "")
     target_flow = metadata.pop(META_TARGET_FLOW, "")
+    username, _, password = metadata.pop(META_CREDENTIALS, "").partition("\n")
     return MessageResponse(
         message_from_pb(pb.message),
         metadata,
@@ -162,6 +166,7 @@ def response_from_pb(pb: processor_pb2.MessageResponse) -> MessageResponse:
         target_flow=NetInterface.parse(target_flow) if target_flow else None,
         drop=metadata.pop(META_DROP, "") == "1",
         alternatives=[a for a in metadata.pop(META_ALTERNATIVES, "").split("\n") if a],
+        credentials=(username, password) if username else None,
     )
 
 

@@ -64,6 +64,7 @@ META_DESTINATION = "sipgrid.destination"  # where to send a forwarded request: "
 META_TARGET_FLOW = "sipgrid.target-flow"  # a connection to prefer while open: "tcp:host:port"
 META_DROP = "sipgrid.drop"  # "1": send nothing (an ACK with nowhere to go)
 META_ALTERNATIVES = "sipgrid.alternatives"  # Request-URIs to try next, one per line
+META_CREDENTIALS = "sipgrid.credentials"  # "username\npassword" to answer the next hop's challenge
 
 
 @dataclass(slots=True)
@@ -94,6 +95,8 @@ class MessageResponse:
     open, ``drop`` says to send nothing (an ACK with nowhere to go). ``alternatives``
     are Request-URIs to try in turn when the target fails (a timeout, a transport
     error, 408 or 5xx): serial forking, RFC 3261 section 16.7; a 6xx ends the search.
+    ``credentials`` (username, password) answer a 401 or 407 of the next hop, once per
+    target (a trunk's outbound credentials; they never go on the wire in clear).
     """
 
     message: Request | Response
@@ -102,6 +105,7 @@ class MessageResponse:
     target_flow: NetInterface | None = None
     drop: bool = False
     alternatives: list[str] = field(default_factory=list)
+    credentials: tuple[str, str] | None = None
 
 
 class Processor(Protocol):

@@ -401,3 +401,43 @@ def did_call(number: str, trunk_host: str, headers: str = "") -> str:
         + '  <recv response="200"/>\n'
         + TAIL
     )
+
+
+def uas_challenging(username: str, password: str) -> str:
+    """A provider that asks for credentials: INVITE, 401, ACK, the INVITE again (digest
+    checked: 403 when wrong), 200, ACK, then the caller's BYE. (401, not 407: sipp's
+    verifyauth reads the Authorization header only.)"""
+    challenge = UAS_REPLY.format(status=401, reason="Unauthorized").replace(
+        "      Content-Length: 0",
+        '      WWW-Authenticate: Digest realm="provider.example", '
+        'nonce="[pid]n0nce[call_number]", qop="auth", algorithm=MD5\n      Content-Length: 0',
+    )
+    verify = (
+        '  <recv request="INVITE" rrs="true">\n    <action>\n'
+        f'      <verifyauth assign_to="authvalid" username="{username}" password="{password}"/>\n'
+        "    </action>\n  </recv>\n"
+        '  <nop hide="true" test="authvalid" next="good"/>\n'
+        + _send(UAS_REPLY.format(status=403, reason="Wrong Credentials"), retrans=False)
+        + '  <recv request="ACK" next="end"/>\n'
+        + '  <label id="good"/>\n'
+    )
+    bye_ok = """      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0"""
+    return (
+        HEAD.format(name="uas-challenging")
+        + '  <recv request="INVITE"/>\n'
+        + _send(challenge, retrans=False)
+        + '  <recv request="ACK"/>\n'
+        + verify
+        + _send(UAS_OK_SDP, retrans=True)
+        + '  <recv request="ACK" crlf="true"/>\n'
+        + '  <recv request="BYE"/>\n'
+        + _send(bye_ok, retrans=False)
+        + '  <label id="end"/>\n'
+        + TAIL
+    )

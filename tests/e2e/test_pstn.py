@@ -4,6 +4,7 @@ and the media-server peers; sipgrid runs all in one with the example resources
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -156,3 +157,35 @@ def test_a_peer_calls_out_with_x_dod_number_and_privacy(tmp_path: Path) -> None:
         )
         assert result.ok, result.output + sipgrid.log_text()[-3000:]
         assert wait_exit(provider) == 0
+
+
+def test_a_providers_challenge_is_answered_with_the_trunks_credentials(tmp_path: Path) -> None:
+    """The provider asks for credentials: sipgrid answers with credentials-trunk, and the
+    caller's ACK and BYE reach the provider with the CSeq of the INVITE it accepted."""
+    provider_log = tmp_path / "provider-messages.log"
+    with (
+        sipp_server(
+            tmp_path,
+            "provider",
+            scenarios.uas_challenging("sipgrid", "provider-secret"),
+            extra=["-trace_msg", "-message_file", str(provider_log)],
+        ) as (port, provider),
+        all_in_one(tmp_path / "sipgrid", edit_pstn=trunk_at(port)) as sipgrid,
+    ):
+        result = run_sipp(
+            tmp_path,
+            "dod",
+            scenarios.call(),
+            server_port=sipgrid.port,
+            keys={"callee": PSTN_CALLEE},
+        )
+        assert result.ok, result.output + sipgrid.log_text()[-3000:]
+        assert wait_exit(provider) == 0
+    received = re.findall(r"^CSeq: *(\d+) (\w+)", provider_log.read_text(), re.MULTILINE)
+    requests = [(int(n), m) for n, m in received if m in ("INVITE", "ACK", "BYE")]
+    # as the provider saw them (its own answers repeat the CSeq; requests come first)
+    invites = [n for n, m in requests if m == "INVITE"]
+    acks = sorted({n for n, m in requests if m == "ACK"})
+    byes = {n for n, m in requests if m == "BYE"}
+    assert invites[0] + 1 == invites[-1] and acks == [invites[0], invites[-1]], received
+    assert min(byes) > invites[-1], received

@@ -16,6 +16,7 @@ from services.edgeport.core import (
 )
 from sipgrid.api.types import MessageRequest, MessageResponse, NetInterface, Transport
 from sipgrid.sip import ParseError, Request, Response, make_response, parse, parse_uri
+from sipgrid.sip.digest import verify
 
 from .helpers import request_bytes
 
@@ -426,3 +427,65 @@ def test_serial_forking_stops_at_a_4xx_or_6xx_and_ends_with_the_last_5xx_503_as_
             wire.feed(reply_to(attempt, status), attempt.destination)
         assert statuses(wire.messages(CALLER)) == [upstream], status  # a 503 becomes 500
         assert wire.core.stats["serial_forks"] == tries - 1
+
+
+def with_credentials(request: MessageRequest) -> MessageResponse:
+    """A processor that sends requests to CALLEE with a trunk's outbound credentials."""
+    if isinstance(request.message, Request):
+        return MessageResponse(
+            request.message, destination=CALLEE, credentials=("sipgrid", "provider-secret")
+        )
+    return MessageResponse(request.message)
+
+
+def test_a_providers_challenge_is_answered_and_the_callers_cseq_kept() -> None:
+    """RFC 3261 section 22.2: the INVITE again with credentials and CSeq one up; the
+    caller sees its own CSeq in every answer, and its ACK and BYE get ours."""
+    wire = Wire(with_credentials)
+    wire.feed(invite())
+    first = forwarded(wire)
+    assert first.cseq.seq == 1 and "Proxy-Authorization" not in first
+    challenge = make_response(first, 407, to_tag="p1")
+    challenge.add("Proxy-Authenticate", 'Digest realm="provider", nonce="n0nce", qop="auth"')
+    wire.feed(challenge.serialize(), CALLEE)
+    sent = [m for m in wire.messages(CALLEE) if isinstance(m, Request)]
+    assert [m.method for m in sent] == ["ACK", "INVITE"]  # the 407's ACK, then again
+    again = sent[1]
+    assert len(again.get_all("Via")) == 2  # ours (a new branch) and the caller's
+    (creds,) = again.proxy_authorizations
+    assert creds.username == "sipgrid" and creds.realm == "provider"
+    assert verify(creds, "INVITE", password="provider-secret") and again.cseq.seq == 2
+    wire.feed(make_response(again, 200, to_tag="p1").serialize(), CALLEE)
+    (ok,) = [m for m in wire.messages(CALLER) if isinstance(m, Response) and m.status == 200]
+    assert ok.cseq.seq == 1  # the caller's own
+    wire.feed(make_response(again, 200, to_tag="p1").serialize(), CALLEE)  # the 200 again
+    (ok,) = [m for m in wire.messages(CALLER) if isinstance(m, Response)]
+    assert (ok.status, ok.cseq.seq) == (200, 1)
+    in_dialog = invite().replace(b"To: <sip:1002@sip.local>", b"To: <sip:1002@sip.local>;tag=p1")
+    ack = in_dialog.replace(b"INVITE sip", b"ACK sip").replace(b"1 INVITE", b"1 ACK")
+    wire.feed(ack.replace(b"z9hG4bKc1", b"z9hG4bKack"))
+    assert forwarded(wire, "ACK").cseq.seq == 2  # the ACK of a 2xx has the INVITE's CSeq
+    bye = in_dialog.replace(b"INVITE sip", b"BYE sip").replace(b"1 INVITE", b"2 BYE")
+    wire.feed(bye.replace(b"z9hG4bKc1", b"z9hG4bKbye"))
+    sent_bye = forwarded(wire, "BYE")
+    assert sent_bye.cseq.seq == 3
+    wire.feed(make_response(sent_bye, 200).serialize(), CALLEE)
+    (bye_ok,) = [m for m in wire.messages(CALLER) if isinstance(m, Response)]
+    assert (bye_ok.status, bye_ok.cseq.seq, bye_ok.cseq.method) == (200, 2, "BYE")
+    assert wire.core.stats["challenges_answered"] == 1
+
+
+def test_a_second_challenge_or_one_without_credentials_goes_to_the_caller() -> None:
+    for answer_with, invites in ((with_credentials, 2), (to(CALLEE), 1)):
+        wire = Wire(answer_with)
+        wire.feed(invite())
+        sent = wire.take()
+        for _ in range(invites):
+            (request,) = [parse(t.data) for t in sent if b"INVITE sip" in t.data]
+            assert isinstance(request, Request)
+            refused = make_response(request, 401, to_tag="p")
+            refused.add("WWW-Authenticate", 'Digest realm="provider", nonce="n", algorithm=MD5')
+            wire.feed(refused.serialize(), CALLEE)
+            sent = wire.take()
+        finals = statuses([parse(t.data) for t in sent if t.destination == CALLER])
+        assert finals == [401]  # wrong credentials are not tried for ever
