@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 from sipgrid.api.types import (
+    Fork,
     LocationService,
     MessageRequest,
     MessageResponse,
@@ -321,7 +322,31 @@ class ConnectProcessor:
         routes = await self._location.find_routes(aor, message.call_id)
         if not routes:
             return MessageResponse(reply(message, 480))
+        if len(routes) > 1 and message.method == "INVITE":
+            return self._ring_all(request, message, routes)
         return self._towards(request, message, routes[0])
+
+    def _ring_all(
+        self, request: MessageRequest, message: Request, routes: list[Route]
+    ) -> MessageResponse:
+        """Every binding rings at once; the EdgePort keeps the first 2xx and cancels the
+        rest (parallel forking, RFC 3261 section 16.7). Each branch has its own
+        Record-Route, so the dialog follows the device that answers."""
+        decrement_max_forwards(message)
+        forks = [
+            Fork(
+                route.contact_uri,
+                route.destination,
+                NetInterface.parse(route.flow) if route.flow else None,
+                tuple(
+                    self._record_routes(
+                        request, message, route.transport, route.flow or str(route.destination)
+                    )
+                ),
+            )
+            for route in routes
+        ]
+        return MessageResponse(message, forks=forks)
 
     async def _to_peer(
         self, request: MessageRequest, message: Request, peer: Peer, affinity: str = ""
@@ -398,22 +423,33 @@ class ConnectProcessor:
         """
         message.set_uri(parse_uri(contact_uri, what="Contact"))
         decrement_max_forwards(message)
-        if message.method in ("INVITE", "SUBSCRIBE", "REFER"):
-            inbound = listening_point(request, request.sender.transport)
-            outbound = listening_point(request, transport)
-            flows = signed_flows(self._route_key, message.call_id)
-            if message.from_.tag and _is_token(message.from_.tag):
-                flows = signed_flows(
-                    self._route_key,
-                    message.call_id,
-                    message.from_.tag,
-                    encode_net(str(request.sender)),
-                    encode_net(callee_flow) if callee_flow else "",
-                )
-            if inbound is not None:
-                message.add("Record-Route", record_route(request, inbound, flows), first=True)
-            if outbound is not None and outbound != inbound:
-                message.add("Record-Route", record_route(request, outbound, flows), first=True)
+        for value in self._record_routes(request, message, transport, callee_flow):
+            message.add("Record-Route", value, first=True)
+
+    def _record_routes(
+        self, request: MessageRequest, message: Request, transport: Transport, callee_flow: str
+    ) -> list[str]:
+        """Our Record-Route values, in the order to put each on top: the one facing the
+        caller, then the one facing the callee when the transports differ."""
+        if message.method not in ("INVITE", "SUBSCRIBE", "REFER"):
+            return []
+        inbound = listening_point(request, request.sender.transport)
+        outbound = listening_point(request, transport)
+        flows = signed_flows(self._route_key, message.call_id)
+        if message.from_.tag and _is_token(message.from_.tag):
+            flows = signed_flows(
+                self._route_key,
+                message.call_id,
+                message.from_.tag,
+                encode_net(str(request.sender)),
+                encode_net(callee_flow) if callee_flow else "",
+            )
+        values = []
+        if inbound is not None:
+            values.append(record_route(request, inbound, flows))
+        if outbound is not None and outbound != inbound:
+            values.append(record_route(request, outbound, flows))
+        return values
 
 
 BAD_CREDENTIALS = "Forbidden (Bad Credentials)"

@@ -24,7 +24,7 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from sipgrid.api.types import MessageRequest, MessageResponse, NetInterface, Transport
+from sipgrid.api.types import Fork, MessageRequest, MessageResponse, NetInterface, Transport
 from sipgrid.sip import (
     Challenge,
     LocalProtocolError,
@@ -145,6 +145,11 @@ class ServerContext:
     challenge_answered: bool = False
     # what our CSeq differs by from the caller's in this dialog (a challenge answered)
     cseq_offset: int = 0
+    # parallel forking (RFC 3261 section 16.7): every branch, and the best final answer
+    branches: list[ClientContext] = field(default_factory=list)
+    forking: bool = False
+    answered: bool = False  # a 2xx went upstream
+    best: Response | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -161,6 +166,7 @@ class ClientContext:
     provisional: bool = False
     cancel_pending: bool = False
     timer_c_at: float | None = None
+    done: bool = False  # a branch of a fork that has its final answer
 
 
 @dataclass(slots=True)
@@ -342,8 +348,8 @@ class EdgePortCore:
                     self._on_timer_c(ctx, now, out)
             elif kind == "grace" and isinstance(ctx, ServerContext) and ctx.grace_at == deadline:
                 ctx.grace_at = None
-                if ctx.client is not None:
-                    ctx.client.timer_c_at = None
+                for client in ctx.branches or ([ctx.client] if ctx.client else []):
+                    client.timer_c_at = None
                 if ctx.tx.state is State.PROCEEDING:
                     self._respond(ctx, 487, out=out)
         return out
@@ -509,6 +515,9 @@ class EdgePortCore:
                 ctx.alternatives = list(result.alternatives)
                 ctx.forwarded = message.copy()
             ctx.credentials = result.credentials
+            if result.forks:
+                self._fork(ctx, message, result.forks, now, out)
+                return
             self._forward(ctx, message, result, now, out)
 
     # -- forwarding
@@ -589,6 +598,8 @@ class EdgePortCore:
         self._client_txs[client_key(outgoing)] = cctx
         if ctx is not None:
             ctx.client = cctx
+            if ctx.forking:
+                ctx.branches.append(cctx)
         if outgoing.method == "INVITE":
             self._arm_timer_c(cctx, now)
         self._apply_client(cctx, tx.start(now), now, out)
@@ -650,10 +661,16 @@ class EdgePortCore:
         if invite.tx.state is not State.PROCEEDING or invite.cancelled:
             return
         invite.cancelled = True
-        client = invite.client
-        if client is None:
+        if invite.client is None:
             self._respond(invite, 487, out=out)  # the processor has not answered yet
-        elif client.provisional:
+            return
+        for client in invite.branches or [invite.client]:
+            self._cancel_branch(client, now, out)
+
+    def _cancel_branch(self, client: ClientContext, now: float, out: list[Action]) -> None:
+        if client.done or client.tx.state not in (State.CALLING, State.PROCEEDING):
+            return
+        if client.provisional:
             self._cancel_downstream(client, now, out)
         else:
             client.cancel_pending = True  # RFC 3261 section 9.1: wait for a provisional
@@ -684,6 +701,8 @@ class EdgePortCore:
         self.stats["timer_c"] += 1
         if cctx.provisional:
             self._cancel_downstream(cctx, now, out)  # the callee answers 487, or we do
+        elif cctx.server is not None and cctx.server.forking:
+            self._branch_final(cctx, cctx.server, self._synthetic(cctx, 408), out)
         elif cctx.server is not None:
             self._respond(cctx.server, 408, out=out)
 
@@ -718,6 +737,9 @@ class EdgePortCore:
         server = cctx.server
         if server is None:
             return  # the answer to our own CANCEL
+        if server.forking and status >= 200:
+            self._branch_final(cctx, server, response, out)
+            return
         if status in (401, 407) and self._answer_challenge(cctx, server, response, now, out):
             return
         if status == 503 and self._fail_over(cctx, now, out):
@@ -728,6 +750,10 @@ class EdgePortCore:
             # RFC 3261 section 16.7 step 6: a 503 upstream would say that *we* are
             # unavailable; the next hop's becomes a 500
             response.status, response.reason = 500, "Server Internal Error (Next Hop Unavailable)"
+        self._relay_upstream(server, response, out)
+
+    def _relay_upstream(self, server: ServerContext, response: Response, out: list[Action]) -> None:
+        """A downstream answer goes to the caller, through the processor if it wants it."""
         response.pop_first_value("Via")
         if server.cseq_offset:  # the caller knows its own CSeq, not ours
             original = server.tx.request.cseq
@@ -738,6 +764,77 @@ class EdgePortCore:
         job = self._job(_Relay(server, response))
         server.relays.append(job)
         out.append(Process(job, self._message_request(response, server.flow)))
+
+    # -- parallel forking (RFC 3261 section 16.7)
+
+    def _fork(
+        self,
+        ctx: ServerContext,
+        template: Request,
+        forks: list[Fork],
+        now: float,
+        out: list[Action],
+    ) -> None:
+        """Ring every target at once: a copy of the request per branch, with the
+        branch's own Record-Route values on top."""
+        ctx.forking = True
+        for fork in forks:
+            request = template.copy()
+            try:
+                request.set_uri(parse_uri(fork.uri, what="fork"))
+            except ParseError:
+                continue
+            for value in fork.record_route:
+                request.add("Record-Route", value, first=True)
+            branch = MessageResponse(
+                request, destination=fork.destination, target_flow=fork.target_flow
+            )
+            self._forward(ctx, request, branch, now, out)
+            if ctx.tx.state not in (State.TRYING, State.PROCEEDING):
+                return  # the caller has its answer already
+        if not ctx.branches and ctx.tx.state in (State.TRYING, State.PROCEEDING):
+            self._respond(ctx, 480, out=out)
+
+    def _branch_final(
+        self, cctx: ClientContext, server: ServerContext, response: Response, out: list[Action]
+    ) -> None:
+        """A final answer on one branch: every 2xx goes upstream and the first ends the
+        others (CANCEL); a 6xx ends them too; else the best answer waits for the last."""
+        now = self._now
+        cctx.done = True
+        status = response.status
+        if 200 <= status < 300:
+            if server.answered or server.tx.state not in (State.TRYING, State.PROCEEDING):
+                self._relay_stray(response, out)  # a second 2xx: the caller ACKs and BYEs it
+                return
+            server.answered = True
+            self._cancel_others(cctx, server, now, out)
+            self._relay_upstream(server, response, out)
+            return
+        if server.answered:
+            return
+        if server.best is None or _preference(response) < _preference(server.best):
+            server.best = response
+        if status >= 600:
+            self._cancel_others(cctx, server, now, out)
+        elif any(not b.done for b in server.branches):
+            return
+        best, server.best = server.best, None
+        if best is not None:
+            self._relay_upstream(server, best, out)
+
+    def _cancel_others(
+        self, winner: ClientContext, server: ServerContext, now: float, out: list[Action]
+    ) -> None:
+        for branch in server.branches:
+            if branch is not winner:
+                self._cancel_branch(branch, now, out)
+
+    @staticmethod
+    def _synthetic(cctx: ClientContext, status: int) -> Response:
+        """Our own answer for a branch that timed out or could not be sent, with the
+        branch's Vias, as if its next hop had sent it."""
+        return make_response(cctx.tx.request, status, to_tag=_tag())
 
     def _fail_over(self, cctx: ClientContext, now: float, out: list[Action]) -> bool:
         server = cctx.server
@@ -968,6 +1065,11 @@ class EdgePortCore:
                 if self._fail_over(cctx, now, out) or self._next_alternative(cctx.server, now, out):
                     continue
                 server = cctx.server
+                if server is not None and server.forking:
+                    status = 408 if isinstance(effect, Timeout) else 503
+                    if not cctx.done:
+                        self._branch_final(cctx, server, self._synthetic(cctx, status), out)
+                    continue
                 if server is not None:
                     if isinstance(effect, Timeout):
                         self._respond(server, 408, out=out)
@@ -990,6 +1092,13 @@ class EdgePortCore:
         job = next(self._job_ids)
         self._jobs[job] = what
         return job
+
+
+def _preference(response: Response) -> tuple[int, bool, int]:
+    """Which final answer goes upstream when every branch failed (smaller is better):
+    a 6xx, else the lowest class; answers that say the callee is merely away come last."""
+    status = response.status
+    return (0 if status >= 600 else status // 100, status in (408, 480, 500, 503), status)
 
 
 def _frame_for_stream(message: Request | Response) -> None:

@@ -7,6 +7,8 @@ A message that arrives without raw bytes (from a Routr processor) is refused for
 
 from __future__ import annotations
 
+import json
+
 from sipgrid.pb import common_pb2, location_pb2, processor_pb2, sipmessage_pb2
 from sipgrid.sip import NameAddr, Request, Response, SipUri, parse
 
@@ -15,7 +17,9 @@ from .types import (
     META_CREDENTIALS,
     META_DESTINATION,
     META_DROP,
+    META_FORKS,
     META_TARGET_FLOW,
+    Fork,
     MessageRequest,
     MessageResponse,
     NetInterface,
@@ -150,7 +154,33 @@ def response_to_pb(response: MessageResponse) -> processor_pb2.MessageResponse:
         metadata[META_ALTERNATIVES] = "\n".join(response.alternatives)
     if response.credentials is not None:
         metadata[META_CREDENTIALS] = "\n".join(response.credentials)
+    if response.forks:
+        metadata[META_FORKS] = "\n".join(
+            json.dumps(
+                [
+                    f.uri,
+                    str(f.destination) if f.destination else "",
+                    str(f.target_flow) if f.target_flow else "",
+                    list(f.record_route),
+                ]
+            )
+            for f in response.forks
+        )
     return processor_pb2.MessageResponse(message=message_to_pb(response.message), metadata=metadata)
+
+
+def _fork(line: str) -> Fork:
+    """A branch from its metadata line; a bad one is a ValueError naming it."""
+    try:
+        uri, destination, flow, record_route = json.loads(line)
+    except (ValueError, TypeError):
+        raise ValueError(f"not a fork: {line!r}") from None
+    return Fork(
+        str(uri),
+        NetInterface.parse(destination) if destination else None,
+        NetInterface.parse(flow) if flow else None,
+        tuple(str(r) for r in record_route),
+    )
 
 
 def response_from_pb(pb: processor_pb2.MessageResponse) -> MessageResponse:
@@ -167,6 +197,7 @@ def response_from_pb(pb: processor_pb2.MessageResponse) -> MessageResponse:
         drop=metadata.pop(META_DROP, "") == "1",
         alternatives=[a for a in metadata.pop(META_ALTERNATIVES, "").split("\n") if a],
         credentials=(username, password) if username else None,
+        forks=[_fork(line) for line in metadata.pop(META_FORKS, "").split("\n") if line],
     )
 
 

@@ -64,6 +64,7 @@ META_DESTINATION = "sipgrid.destination"  # where to send a forwarded request: "
 META_TARGET_FLOW = "sipgrid.target-flow"  # a connection to prefer while open: "tcp:host:port"
 META_DROP = "sipgrid.drop"  # "1": send nothing (an ACK with nowhere to go)
 META_ALTERNATIVES = "sipgrid.alternatives"  # Request-URIs to try next, one per line
+META_FORKS = "sipgrid.forks"  # one branch a line: JSON [uri, destination, flow, [record-route]]
 META_CREDENTIALS = "sipgrid.credentials"  # "username\npassword" to answer the next hop's challenge
 
 
@@ -86,6 +87,17 @@ class MessageRequest:
     metadata: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class Fork:
+    """One branch of a parallel fork: where to send a copy of the request, and the
+    Record-Route values (already made) to put on top of that copy."""
+
+    uri: str
+    destination: NetInterface | None = None
+    target_flow: NetInterface | None = None
+    record_route: tuple[str, ...] = ()
+
+
 @dataclass(slots=True)
 class MessageResponse:
     """What a processor answers: a response to send back, or a request to send on.
@@ -97,6 +109,8 @@ class MessageResponse:
     error, 408 or 5xx): serial forking, RFC 3261 section 16.7; a 6xx ends the search.
     ``credentials`` (username, password) answer a 401 or 407 of the next hop, once per
     target (a trunk's outbound credentials; they never go on the wire in clear).
+    ``forks``, when given, ring every branch at once (RFC 3261 section 16.7, parallel):
+    the message is then the template each branch copies.
     """
 
     message: Request | Response
@@ -106,6 +120,7 @@ class MessageResponse:
     drop: bool = False
     alternatives: list[str] = field(default_factory=list)
     credentials: tuple[str, str] | None = None
+    forks: list[Fork] = field(default_factory=list)
 
 
 class Processor(Protocol):

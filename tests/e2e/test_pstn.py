@@ -189,3 +189,27 @@ def test_a_providers_challenge_is_answered_with_the_trunks_credentials(tmp_path:
     byes = {n for n, m in requests if m == "BYE"}
     assert invites[0] + 1 == invites[-1] and acks == [invites[0], invites[-1]], received
     assert min(byes) > invites[-1], received
+
+
+def test_an_agent_on_two_devices_rings_both_one_answers_the_other_is_cancelled(
+    tmp_path: Path,
+) -> None:
+    with (
+        sipp_server(tmp_path, "desk", scenarios.uas("answer")) as (desk_port, desk),
+        sipp_server(tmp_path, "mobile", scenarios.uas("ring")) as (mobile_port, mobile),
+        all_in_one(tmp_path / "sipgrid") as sipgrid,
+    ):
+        for name, port in (("desk", desk_port), ("mobile", mobile_port)):
+            registered = run_sipp(
+                tmp_path,
+                f"register-{name}",
+                scenarios.register(200),
+                server_port=sipgrid.port,
+                user="1002",
+                keys={"contact_port": str(port)},
+            )
+            assert registered.ok, registered.output
+        result = run_sipp(tmp_path, "call", scenarios.call(), server_port=sipgrid.port)
+        assert result.ok, result.output + sipgrid.log_text()[-3000:]
+        # the desk phone answered and got the BYE; the mobile got CANCEL, answered 487
+        assert wait_exit(desk) == 0 and wait_exit(mobile) == 0

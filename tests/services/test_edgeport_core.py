@@ -14,7 +14,7 @@ from services.edgeport.core import (
     Resolve,
     Transmit,
 )
-from sipgrid.api.types import MessageRequest, MessageResponse, NetInterface, Transport
+from sipgrid.api.types import Fork, MessageRequest, MessageResponse, NetInterface, Transport
 from sipgrid.sip import ParseError, Request, Response, make_response, parse, parse_uri
 from sipgrid.sip.digest import verify
 
@@ -489,3 +489,99 @@ def test_a_second_challenge_or_one_without_credentials_goes_to_the_caller() -> N
             sent = wire.take()
         finals = statuses([parse(t.data) for t in sent if t.destination == CALLER])
         assert finals == [401]  # wrong credentials are not tried for ever
+
+
+PHONE_1 = NetInterface("127.0.0.1", 7201, Transport.UDP)
+PHONE_2 = NetInterface("127.0.0.1", 7202, Transport.UDP)
+
+
+def two_phones(request: MessageRequest) -> MessageResponse:
+    """A processor that rings both phones of the callee at once."""
+    message = request.message
+    if not isinstance(message, Request):
+        return MessageResponse(message)
+    forks = [
+        Fork(f"sip:1002@{p.host}:{p.port}", p, record_route=(f"<sip:us;lr;phone={p.port}>",))
+        for p in (PHONE_1, PHONE_2)
+    ]
+    return MessageResponse(message, forks=forks)
+
+
+def branches(wire: Wire) -> dict[int, Request]:
+    """The requests sent downstream, by destination port."""
+    sent: dict[int, Request] = {}
+    for transmit in wire.take():
+        message = parse(transmit.data)
+        if transmit.destination != CALLER and isinstance(message, Request):
+            sent[transmit.destination.port] = message
+    return sent
+
+
+def ringing(wire: Wire) -> dict[int, Request]:
+    """Both branches' INVITEs, answered with 180 (by destination port)."""
+    invites = branches(wire)
+    assert sorted(invites) == [7201, 7202]
+    for port, request in invites.items():
+        assert request.get("Record-Route") == f"<sip:us;lr;phone={port}>"
+        assert str(request.uri) == f"sip:1002@127.0.0.1:{port}"
+        phone = PHONE_1 if port == 7201 else PHONE_2
+        wire.feed(make_response(request, 180, to_tag=f"t{port}").serialize(), phone)
+    return invites
+
+
+def test_parallel_forking_the_first_2xx_wins_and_the_other_phone_is_cancelled() -> None:
+    wire = Wire(two_phones)
+    wire.feed(invite())
+    invites = ringing(wire)
+    assert statuses(wire.messages(CALLER)) == [180, 180]
+    wire.feed(make_response(invites[7202], 200, to_tag="t7202").serialize(), PHONE_2)
+    sent = wire.take()
+    assert statuses([parse(t.data) for t in sent if t.destination == CALLER]) == [200]
+    (cancel,) = [parse(t.data) for t in sent if t.destination == PHONE_1]
+    assert isinstance(cancel, Request) and cancel.method == "CANCEL"
+    wire.feed(make_response(cancel, 200).serialize(), PHONE_1)
+    wire.feed(make_response(invites[7201], 487, to_tag="t7201").serialize(), PHONE_1)
+    assert statuses(wire.messages(CALLER)) == []  # the 487 stays here
+
+
+def test_parallel_forking_waits_for_every_branch_and_sends_the_best_answer() -> None:
+    wire = Wire(two_phones)
+    wire.feed(invite())
+    invites = ringing(wire)
+    wire.take()
+    wire.feed(make_response(invites[7201], 480, to_tag="t7201").serialize(), PHONE_1)
+    assert statuses(wire.messages(CALLER)) == []  # the other phone still rings
+    wire.feed(make_response(invites[7202], 486, to_tag="t7202").serialize(), PHONE_2)
+    assert statuses(wire.messages(CALLER)) == [486]  # busy beats away
+
+
+def test_parallel_forking_a_6xx_ends_the_search_and_a_timeout_counts_as_408() -> None:
+    wire = Wire(two_phones)
+    wire.feed(invite())
+    invites = ringing(wire)
+    wire.take()
+    wire.feed(make_response(invites[7201], 603, to_tag="t7201").serialize(), PHONE_1)
+    sent = wire.take()
+    assert statuses([parse(t.data) for t in sent if t.destination == CALLER]) == [603]
+    to_phone_2 = [parse(t.data) for t in sent if t.destination == PHONE_2]
+    assert [m.method for m in to_phone_2 if isinstance(m, Request)] == ["CANCEL"]
+
+    wire = Wire(two_phones)
+    wire.feed(invite())
+    request = branches(wire)[7202]
+    wire.feed(make_response(request, 404, to_tag="t").serialize(), PHONE_2)
+    assert statuses(wire.messages(CALLER)) == []
+    wire.advance(32.1)  # Timer B on the silent phone: its branch ends as a 408
+    assert statuses(wire.messages(CALLER)) == [404]
+
+
+def test_a_cancel_from_the_caller_cancels_every_branch() -> None:
+    wire = Wire(two_phones)
+    wire.feed(invite())
+    ringing(wire)
+    wire.take()
+    cancel = invite().replace(b"INVITE sip", b"CANCEL sip").replace(b"1 INVITE", b"1 CANCEL")
+    wire.feed(cancel)
+    sent = wire.take()
+    cancels = sorted(t.destination.port for t in sent if t.destination != CALLER)
+    assert cancels == [7201, 7202]

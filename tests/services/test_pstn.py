@@ -368,3 +368,19 @@ def test_a_pstn_dialog_is_followed_by_our_record_route() -> None:
     )
     forwarded, result = switch.forwarded(bye)
     assert str(forwarded.uri) == "sip:provider@127.0.0.1:5080" and result.destination is None
+
+
+def test_an_agent_registered_on_two_devices_rings_on_both() -> None:
+    switch = Switch()
+    registered(switch, "1002", BOB)
+    other = NetInterface("127.0.0.1", 7003, Transport.TCP)
+    registered(switch, "1002", other, contact="127.0.0.1:7003;transport=tcp")
+    request, result = switch.forwarded(agent_calls(switch, "sip:1002@sip.local"))
+    assert "Record-Route" not in request and request.max_forwards == 69
+    forks = {f.uri: f for f in result.forks}
+    assert set(forks) == {"sip:1002@127.0.0.1:7002", "sip:1002@127.0.0.1:7003;transport=tcp"}
+    udp, tcp = forks["sip:1002@127.0.0.1:7002"], forks["sip:1002@127.0.0.1:7003;transport=tcp"]
+    assert udp.destination == BOB and len(udp.record_route) == 1
+    assert tcp.target_flow == other and len(tcp.record_route) == 1  # we listen on UDP only
+    assert "sg-callee=tcp~127.0.0.1~7003" in tcp.record_route[0]  # each branch its own flow
+    assert "sg-callee=udp~127.0.0.1~7002" in udp.record_route[0]
