@@ -84,12 +84,16 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
         bind = bind_addr or env.get("BIND_ADDR") or DEFAULT_BIND["connect"]
         location = GrpcLocation(env.get("LOCATION_ADDR", "localhost:51902"))
         counts = None
-        if env.get("REDIS_URL"):  # nonce counts shared by every Connect instance
+        balancer = None
+        if env.get("REDIS_URL"):  # nonce counts and turns shared by every Connect instance
             import redis.asyncio as aioredis
 
             from .connect.auth import RedisNonceCounts
+            from .connect.routing import Balancer, RedisTurns
 
-            counts = RedisNonceCounts(aioredis.Redis.from_url(env["REDIS_URL"]))
+            client = aioredis.Redis.from_url(env["REDIS_URL"])
+            counts = RedisNonceCounts(client)
+            balancer = Balancer(RedisTurns(client))
         auth = Authenticator(counts=counts)
         if env.get("APISERVER_ADDR"):  # resources from the APIServer's internal port
             from .connect.api_resources import ApiResources
@@ -97,9 +101,11 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
             api_resources = ApiResources(env["APISERVER_ADDR"])
             await api_resources.refresh()
             refresher = asyncio.create_task(api_resources.run())
-            connect = ConnectProcessor(api_resources, location, auth)
+            connect = ConnectProcessor(api_resources, location, auth, balancer=balancer)
         else:  # resources from files
-            connect = ConnectProcessor(load_resources(config_dir / "resources"), location, auth)
+            connect = ConnectProcessor(
+                load_resources(config_dir / "resources"), location, auth, balancer=balancer
+            )
         server = await start_server(bind, processor=connect)
     else:
         raise ValueError(f"unknown service {service!r}; one of {', '.join(SERVICES)}")

@@ -60,6 +60,7 @@ class ConnectProcessor:
         auth: Authenticator | None = None,
         clock: Callable[[], float] = time.time,
         guard: Guard | None = None,
+        balancer: Balancer | None = None,
     ) -> None:
         self._resources = resources if callable(resources) else (lambda: resources)
         self._location = location
@@ -67,7 +68,7 @@ class ConnectProcessor:
         self.guard = guard or Guard(clock=clock)
         self._registrar = Registrar(self._resources, location, self._auth, clock, self.guard)
         self._route_key = self._auth.key
-        self._balancer = Balancer()
+        self._balancer = balancer or Balancer()
 
     async def process_message(self, request: MessageRequest) -> MessageResponse:
         message = request.message
@@ -358,7 +359,7 @@ class ConnectProcessor:
             if static is None:
                 return MessageResponse(reply(message, 480))
             routes = [static]
-        return self._towards(request, message, self._balancer.pick(peer, routes, affinity))
+        return self._towards(request, message, await self._balancer.pick(peer, routes, affinity))
 
     def _towards(self, request: MessageRequest, message: Request, route: Route) -> MessageResponse:
         self._forward(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Sequence
+from typing import Any, Protocol
 
 from sipgrid.api.types import Route
 
@@ -81,25 +82,58 @@ def wants_privacy(value: str | None) -> bool:
     return (value or "").strip().lower() in ("private", "id", "true", "yes", "1")
 
 
-class Balancer:
-    """Picks one instance of a peer for a new call (Routr's loadBalancing).
+class Turns(Protocol):
+    """Round-robin counters: the next turn of a name (0, 1, 2...)."""
 
-    ROUND_ROBIN goes around the instances in a stable order (by contact); LEAST_SESSIONS
-    takes the one that reported the fewest sessions; with session affinity, calls with
-    the same affinity value (a header's value) go to the same instance while the set of
-    instances is unchanged, without any shared state.
-    """
+    async def next(self, name: str) -> int: ...
 
+
+class MemoryTurns:
     def __init__(self) -> None:
         self._next: dict[str, int] = {}
 
-    def pick(self, peer: Peer, routes: Sequence[Route], affinity: str = "") -> Route:
+    async def next(self, name: str) -> int:
+        turn = self._next.get(name, 0)
+        self._next[name] = turn + 1
+        return turn
+
+
+class RedisTurns:
+    """Shared by every Connect instance on one Redis: one round-robin sequence for all.
+    A counter expires a day after its last use."""
+
+    def __init__(self, client: Any, *, prefix: str = "sipgrid:", ttl: int = 86400) -> None:
+        self._redis = client
+        self._prefix = prefix
+        self._ttl = ttl
+
+    async def next(self, name: str) -> int:
+        key = f"{self._prefix}rr:{name}"
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, self._ttl)
+            value, _ = await pipe.execute()
+        return int(value) - 1
+
+
+class Balancer:
+    """Picks one instance of a peer for a new call (Routr's loadBalancing).
+
+    ROUND_ROBIN goes around the instances in a stable order (by contact), with turns
+    shared through Redis when Connect has one; LEAST_SESSIONS takes the one that
+    reported the fewest sessions; with session affinity, calls with the same affinity
+    value (a header's value) go to the same instance while the set of instances is
+    unchanged, with no state at all.
+    """
+
+    def __init__(self, turns: Turns | None = None) -> None:
+        self._turns = turns or MemoryTurns()
+
+    async def pick(self, peer: Peer, routes: Sequence[Route], affinity: str = "") -> Route:
         ordered = sorted(routes, key=lambda r: r.contact_uri or f"{r.host}:{r.port}")
         if peer.with_session_affinity and affinity:
             digest = hashlib.sha256(affinity.encode()).digest()
             return ordered[int.from_bytes(digest[:8], "big") % len(ordered)]
         if peer.balancing_algorithm == "LEAST_SESSIONS":
             return min(ordered, key=lambda r: r.session_count)
-        turn = self._next.get(peer.ref, 0)
-        self._next[peer.ref] = turn + 1
-        return ordered[turn % len(ordered)]
+        return ordered[await self._turns.next(peer.ref) % len(ordered)]

@@ -18,6 +18,7 @@ from services.apiserver.server import FIRST_KEY_FILE, ApiServer, start_apiserver
 from services.connect.auth import Authenticator, NonceCounts, RedisNonceCounts
 from services.connect.guard import Guard
 from services.connect.processor import ConnectProcessor
+from services.connect.routing import Balancer, RedisTurns
 from services.connect.store_resources import StoreResources
 from services.dispatcher.dispatcher import Dispatcher, load_dispatcher
 from services.edgeport.config import load_edgeport
@@ -88,6 +89,7 @@ async def build(config_dir: Path, data_dir: Path | None = None) -> AllInOne:
     resources = StoreResources(api.store)
     location: LocationService
     counts: NonceCounts | None = None
+    balancer: Balancer | None = None
     persistent: PersistentLocation | None = None
     if redis is None:  # memory, kept in the database across restarts
         persistent = PersistentLocation(DatabaseBindings(api.store.engine))
@@ -98,8 +100,11 @@ async def build(config_dir: Path, data_dir: Path | None = None) -> AllInOne:
     else:  # bindings and nonce counts shared through Redis
         shared = RedisLocation.from_url(redis)
         location, counts = shared, RedisNonceCounts(shared.client)
+        balancer = Balancer(RedisTurns(shared.client))
     guard = Guard(store=DatabaseBans(api.store.engine))  # `sipgrid bans` sees and lifts bans
-    connect = ConnectProcessor(resources, location, Authenticator(counts=counts), guard=guard)
+    connect = ConnectProcessor(
+        resources, location, Authenticator(counts=counts), guard=guard, balancer=balancer
+    )
     processor: Processor = connect
     dispatcher_path = config_dir / "dispatcher.yaml"
     if dispatcher_path.exists():

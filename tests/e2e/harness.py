@@ -84,6 +84,7 @@ class Sipgrid:
     host: str = "127.0.0.1"
     # distributed: how each service was started, to restart one
     steps: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)
+    chain_ports: list[int] = field(default_factory=list)  # the SIP port of each chain
 
     def stop(self) -> None:
         for process in self.processes:
@@ -252,20 +253,77 @@ def distributed(directory: Path, **config: object) -> Iterator[Sipgrid]:
 
 
 def _distributed(directory: Path, config: dict[str, object]) -> Sipgrid:
-    port = free_port()
-    location_port, connect_port, dispatcher_port = free_port(), free_port(), free_port()
-    edgeport = dict(config.pop("edgeport", {}) or {})  # type: ignore[call-overload]
-    edgeport["processor"] = {"addr": f"127.0.0.1:{dispatcher_port}"}
+    """``chains=2`` starts a second EdgePort, Dispatcher, Connect and Location (config
+    in ``directory/chain-2``, SIP on ``chain_ports[1]``) on the same APIServer and Redis."""
+    chains = int(config.pop("chains", 1))  # type: ignore[call-overload]
     redis = str(config.pop("redis_url", "") or "")
-    if redis:  # Location on Redis; Connect keeps its nonce counts there too
-        location = {
-            "kind": "Location",
-            "spec": {"cache": {"provider": "redis", "parameters": {"url": redis}}},
-        }
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "location.yaml").write_text(yaml.safe_dump(location))
-    write_config(directory, port, edgeport=edgeport, **config)  # type: ignore[arg-type]
-    dispatcher = {
+    edgeport_spec = dict(config.pop("edgeport", {}) or {})  # type: ignore[call-overload]
+    port = free_port()
+    api_port = free_port()
+    server = Sipgrid(port, directory, api_port=api_port, external_api_port=free_port())
+    api_env = {
+        "SIPGRID_DATA_DIR": str(directory / "data"),
+        "DATABASE_URL": "",
+        "INTERNAL_BIND_ADDR": f"127.0.0.1:{api_port}",
+        "EXTERNAL_BIND_ADDR": f"127.0.0.1:{server.external_api_port}",
+    }
+    steps = [("apiserver", ["serve", "apiserver", "--config-dir", str(directory)], api_env)]
+    for chain in range(1, chains + 1):
+        chain_dir = directory if chain == 1 else directory / f"chain-{chain}"
+        chain_port = port if chain == 1 else free_port()
+        server.chain_ports.append(chain_port)
+        suffix = "" if chain == 1 else f"-{chain}"
+        location_port, connect_port, dispatcher_port = free_port(), free_port(), free_port()
+        chain_dir.mkdir(parents=True, exist_ok=True)
+        write_config(
+            chain_dir,
+            chain_port,
+            edgeport={**edgeport_spec, "processor": {"addr": f"127.0.0.1:{dispatcher_port}"}},
+            **config,  # type: ignore[arg-type]
+        )
+        if redis:  # Location on Redis; Connect keeps its nonce counts and turns there too
+            location = {
+                "kind": "Location",
+                "spec": {"cache": {"provider": "redis", "parameters": {"url": redis}}},
+            }
+            (chain_dir / "location.yaml").write_text(yaml.safe_dump(location))
+        (chain_dir / "dispatcher.yaml").write_text(
+            yaml.safe_dump(_dispatcher(dispatcher_port, connect_port))
+        )
+        config_dir = ["--config-dir", str(chain_dir)]
+        steps += [
+            (
+                f"location{suffix}",
+                ["serve", "location", *config_dir, "--bind-addr", f"127.0.0.1:{location_port}"],
+                {},
+            ),
+            (
+                f"connect{suffix}",
+                ["serve", "connect", *config_dir, "--bind-addr", f"127.0.0.1:{connect_port}"],
+                {
+                    "LOCATION_ADDR": f"127.0.0.1:{location_port}",
+                    "APISERVER_ADDR": f"127.0.0.1:{api_port}",
+                    **({"REDIS_URL": redis} if redis else {}),
+                },
+            ),
+            (f"dispatcher{suffix}", ["serve", "dispatcher", *config_dir], {}),
+            (f"edgeport{suffix}", ["serve", "edgeport", *config_dir], {}),
+        ]
+    try:
+        for name, args, env in steps:
+            server.steps[name] = (args, env)
+            process, log = _start(directory, name, args, env)
+            server.processes.append(process)
+            server.logs.append(log)
+            _wait_ready(process, log, "sipgrid: ready")
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def _dispatcher(dispatcher_port: int, connect_port: int) -> dict[str, object]:
+    return {
         "kind": "MessageDispatcher",
         "apiVersion": "v2beta1",
         "ref": "dispatcher-test",
@@ -294,59 +352,6 @@ def _distributed(directory: Path, config: dict[str, object]) -> Sipgrid:
             ],
         },
     }
-    (directory / "dispatcher.yaml").write_text(yaml.safe_dump(dispatcher))
-    api_port = free_port()
-    server = Sipgrid(port, directory, api_port=api_port, external_api_port=free_port())
-    api_env = {
-        "SIPGRID_DATA_DIR": str(directory / "data"),
-        "DATABASE_URL": "",
-        "INTERNAL_BIND_ADDR": f"127.0.0.1:{api_port}",
-        "EXTERNAL_BIND_ADDR": f"127.0.0.1:{server.external_api_port}",
-    }
-    steps = [
-        ("apiserver", ["serve", "apiserver", "--config-dir", str(directory)], api_env),
-        (
-            "location",
-            [
-                "serve",
-                "location",
-                "--config-dir",
-                str(directory),
-                "--bind-addr",
-                f"127.0.0.1:{location_port}",
-            ],
-            {},
-        ),
-        (
-            "connect",
-            [
-                "serve",
-                "connect",
-                "--config-dir",
-                str(directory),
-                "--bind-addr",
-                f"127.0.0.1:{connect_port}",
-            ],
-            {
-                "LOCATION_ADDR": f"127.0.0.1:{location_port}",
-                "APISERVER_ADDR": f"127.0.0.1:{api_port}",
-                **({"REDIS_URL": redis} if redis else {}),
-            },
-        ),
-        ("dispatcher", ["serve", "dispatcher", "--config-dir", str(directory)], {}),
-        ("edgeport", ["serve", "edgeport", "--config-dir", str(directory)], {}),
-    ]
-    try:
-        for name, args, env in steps:
-            server.steps[name] = (args, env)
-            process, log = _start(directory, name, args, env)
-            server.processes.append(process)
-            server.logs.append(log)
-            _wait_ready(process, log, "sipgrid: ready")
-    except BaseException:
-        server.stop()
-        raise
-    return server
 
 
 @dataclass
