@@ -44,6 +44,16 @@ FTAG, CALLER, CALLEE = "sg-ftag", "sg-caller", "sg-callee"
 SIG = "sg-sig"
 
 
+# A Route to another EdgePort that holds the callee's connection (Routr's bug #287): the
+# flow to use there, signed, so that only our own Connects can ask for it.
+FLOW = "sg-flow"
+
+
+def flow_signature(key: bytes, call_id: str, flow: str) -> str:
+    text = "\n".join(("flow", call_id, flow)).encode("utf-8", "surrogateescape")
+    return hmac.new(key, text, hashlib.sha256).hexdigest()[:24]
+
+
 def route_signature(key: bytes, call_id: str, ftag: str, caller: str, callee: str) -> str:
     text = "\n".join((call_id, ftag, caller, callee)).encode("utf-8", "surrogateescape")
     return hmac.new(key, text, hashlib.sha256).hexdigest()[:24]

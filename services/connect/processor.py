@@ -3,6 +3,8 @@ between agents of a domain (Routr's Connect processor, first part)."""
 
 from __future__ import annotations
 
+import hmac
+import logging
 import time
 from collections.abc import Callable
 
@@ -20,9 +22,13 @@ from sipgrid.sip import ParseError, Request, SipUri, parse_uri
 from .auth import Authenticator, Verdict
 from .context import (
     ALLOW,
+    FLOW,
+    SIG,
+    decode_net,
     decrement_max_forwards,
     dialog_destination,
     encode_net,
+    flow_signature,
     is_ours,
     is_recorded_by_us,
     listening_point,
@@ -42,6 +48,8 @@ from .routing import (
     trunk_targets,
     wants_privacy,
 )
+
+log = logging.getLogger("sipgrid.connect")
 
 # Methods that start a dialog or stand alone, routed from agent to agent.
 ROUTED = frozenset(
@@ -88,6 +96,8 @@ class ConnectProcessor:
         if method == "REGISTER":
             return MessageResponse(await self._registrar.register(request))
         ours = pop_own_routes(message, request)
+        if ours and ours[0].param(FLOW) and message.to.tag is None and method != "ACK":
+            return self._to_flow(request, message, ours[0])
         if self._for_us(request, message):
             return MessageResponse(
                 reply(message, 200, headers=[("Allow", ALLOW), ("Accept", "application/sdp")])
@@ -361,7 +371,36 @@ class ConnectProcessor:
             routes = [static]
         return self._towards(request, message, await self._balancer.pick(peer, routes, affinity))
 
+    def _to_flow(self, request: MessageRequest, message: Request, hop: SipUri) -> MessageResponse:
+        """Another EdgePort's Connect sends us a call for a connection we hold: on to it,
+        with our own Record-Route so that the dialog keeps passing here."""
+        flow = decode_net(hop.param(FLOW) or "")
+        signature = flow_signature(self._route_key, message.call_id, flow)
+        if not hmac.compare_digest(hop.param(SIG) or "", signature):
+            return MessageResponse(reply(message, 403, "Forbidden (Not A Flow Of Ours)"))
+        try:
+            target = NetInterface.parse(flow)
+        except ValueError:
+            return MessageResponse(reply(message, 400, "Bad Flow In Route"))
+        decrement_max_forwards(message)
+        for value in self._record_routes(request, message, target.transport, flow):
+            message.add("Record-Route", value, first=True)
+        return MessageResponse(message, target_flow=target)
+
     def _towards(self, request: MessageRequest, message: Request, route: Route) -> MessageResponse:
+        hop = _other_edgeport(request, route)
+        if hop is not None:  # the callee's connection is held by another EdgePort
+            encoded = encode_net(route.flow)
+            signature = flow_signature(self._route_key, message.call_id, route.flow)
+            host = f"[{hop.host}]" if ":" in hop.host else hop.host
+            via = f";transport={hop.transport.value}" if hop.transport is not Transport.UDP else ""
+            self._forward(request, message, route.contact_uri, hop.transport, "")
+            message.add(
+                "Route",
+                f"<sip:{host}:{hop.port}{via};lr;{FLOW}={encoded};{SIG}={signature}>",
+                first=True,
+            )
+            return MessageResponse(message, destination=hop)
         self._forward(
             request,
             message,
@@ -469,6 +508,27 @@ def _egress_number(caller: Agent, user: str, resources: Resources) -> Number | N
     for policy in caller.domain.egress_policies:
         if policy.rule.fullmatch(user) or policy.rule.match(user):
             return resources.number_by_ref(policy.number_ref)
+    return None
+
+
+def _other_edgeport(request: MessageRequest, route: Route) -> NetInterface | None:
+    """Where to send a request whose callee holds a connection to another EdgePort:
+    that EdgePort's TCP (else UDP) listening point, if it names a usable address."""
+    if not route.flow or not route.edge_port_ref or not request.edge_port_ref:
+        return None
+    if route.edge_port_ref == request.edge_port_ref:
+        return None
+    points = sorted(
+        (lp for lp in route.listening_points if lp.transport in (Transport.TCP, Transport.UDP)),
+        key=lambda lp: lp.transport is not Transport.TCP,
+    )
+    for lp in points:
+        if lp.host not in ("0.0.0.0", "::", ""):
+            return lp
+    log.warning(
+        "the callee's connection is on EdgePort %s, which listens on no address we can name",
+        route.edge_port_ref,
+    )
     return None
 
 

@@ -85,6 +85,7 @@ class Sipgrid:
     # distributed: how each service was started, to restart one
     steps: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)
     chain_ports: list[int] = field(default_factory=list)  # the SIP port of each chain
+    chain_transports: list[dict[str, int]] = field(default_factory=list)  # their extra ports
 
     def stop(self) -> None:
         for process in self.processes:
@@ -127,6 +128,7 @@ def write_config(
     transports: dict[str, int] | None = None,
     host: str = "127.0.0.1",
     edit_pstn: Callable[[list[dict[str, Any]]], None] | None = None,
+    ref: str = "edgeport-test",
 ) -> None:
     """An EdgePort on UDP and TCP of ``port`` (and ``transports``: {"ws": port, ...}),
     the example resources (``edit_pstn`` may change the list in pstn.yaml first)."""
@@ -140,7 +142,7 @@ def write_config(
         "transport": listen,
     }
     spec.update(edgeport or {})
-    config = {"kind": "EdgePort", "apiVersion": "v2beta1", "ref": "edgeport-test", "spec": spec}
+    config = {"kind": "EdgePort", "apiVersion": "v2beta1", "ref": ref, "spec": spec}
     (directory / "edgeport.yaml").write_text(yaml.safe_dump(config))
     resources = directory / "resources"
     resources.mkdir(exist_ok=True)
@@ -256,6 +258,7 @@ def _distributed(directory: Path, config: dict[str, object]) -> Sipgrid:
     """``chains=2`` starts a second EdgePort, Dispatcher, Connect and Location (config
     in ``directory/chain-2``, SIP on ``chain_ports[1]``) on the same APIServer and Redis."""
     chains = int(config.pop("chains", 1))  # type: ignore[call-overload]
+    transports: tuple[str, ...] = tuple(config.pop("transports", ()) or ())  # type: ignore[arg-type]
     redis = str(config.pop("redis_url", "") or "")
     edgeport_spec = dict(config.pop("edgeport", {}) or {})  # type: ignore[call-overload]
     port = free_port()
@@ -275,10 +278,14 @@ def _distributed(directory: Path, config: dict[str, object]) -> Sipgrid:
         suffix = "" if chain == 1 else f"-{chain}"
         location_port, connect_port, dispatcher_port = free_port(), free_port(), free_port()
         chain_dir.mkdir(parents=True, exist_ok=True)
+        extra = {name: free_port() for name in transports}
+        server.chain_transports.append(extra)
         write_config(
             chain_dir,
             chain_port,
             edgeport={**edgeport_spec, "processor": {"addr": f"127.0.0.1:{dispatcher_port}"}},
+            transports=extra,
+            ref=f"edgeport-test{suffix}",
             **config,  # type: ignore[arg-type]
         )
         if redis:  # Location on Redis; Connect keeps its nonce counts and turns there too

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from . import scenarios
-from .harness import ROOT, Sipgrid, all_in_one, registered_callee, run_sipp, wait_exit
+from .harness import ROOT, Sipgrid, all_in_one, distributed, registered_callee, run_sipp, wait_exit
 
 NODE_DIR = ROOT / "tests" / "node"
 
@@ -119,3 +119,37 @@ def test_the_sip_subprotocol_is_required(sipgrid: Sipgrid) -> None:
                 return error.status
 
     assert asyncio.run(attempt()) == 400
+
+
+def test_a_call_on_another_edgeport_reaches_jssip_through_the_one_it_is_connected_to(
+    node: str, tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two EdgePorts (two chains on one Redis): JsSIP registers over WebSocket with the
+    first, the sipp caller calls through the second. Routr loops here (its bug #287);
+    sipgrid hands the call to the EdgePort that holds the connection, and the BYE finds
+    its way back through both."""
+    monkeypatch.setenv("SIPGRID_NONCE_KEY", "one key for every Connect instance")
+    with distributed(
+        tmp_path / "sipgrid", redis_url=redis_url, chains=2, transports=("ws",)
+    ) as sipgrid:
+        ws_port = sipgrid.chain_transports[0]["ws"]
+        process = phone(node, f"ws://127.0.0.1:{ws_port}", "answer")
+        assert process.stdout is not None
+        deadline = time.monotonic() + 15
+        line = ""
+        while time.monotonic() < deadline and '"ready"' not in line:
+            line = process.stdout.readline()
+            if not line and process.poll() is not None:
+                break
+        assert '"ready"' in line, (line, process.poll())
+        caller = run_sipp(
+            tmp_path,
+            "call-1001",
+            scenarios.call("caller"),
+            server_port=sipgrid.chain_ports[1],
+            user="1002",
+            keys={"callee": "1001"},
+        )
+        found = events(process)
+        assert caller.ok, caller.output + sipgrid.log_text()[-4000:]
+        assert "ended" in named(found)

@@ -10,8 +10,8 @@ from typing import Any
 
 import yaml
 
-from sipgrid.api.types import NetInterface, Route, Transport
-from sipgrid.sip import Challenge
+from sipgrid.api.types import MessageRequest, NetInterface, Route, Transport
+from sipgrid.sip import Challenge, Request, Response
 from sipgrid.sip.digest import answer
 
 from .helpers import ROOT
@@ -384,3 +384,43 @@ def test_an_agent_registered_on_two_devices_rings_on_both() -> None:
     assert tcp.target_flow == other and len(tcp.record_route) == 1  # we listen on UDP only
     assert "sg-callee=tcp~127.0.0.1~7003" in tcp.record_route[0]  # each branch its own flow
     assert "sg-callee=udp~127.0.0.1~7002" in udp.record_route[0]
+
+
+def test_a_callee_connected_to_another_edgeport_is_reached_through_it() -> None:
+    """Routr's bug #287: the callee's WebSocket is held by EdgePort "ep-a"; a call that
+    arrives on "ep" goes to ep-a with a signed Route naming the connection, and ep-a's
+    Connect sends it down that connection, record-routing itself."""
+    switch = Switch()
+    websocket = NetInterface("127.0.0.1", 40000, Transport.WS)
+    edge_a = NetInterface("10.0.0.2", 5060, Transport.TCP)
+    binding = _route_to(BOB)
+    binding.user, binding.contact_uri = "1002", "sip:1002@df7jal23ls0d.invalid;transport=ws"
+    binding.flow, binding.transport = str(websocket), Transport.WS
+    binding.edge_port_ref = "ep-a"
+    binding.listening_points = [NetInterface("10.0.0.2", 5060, Transport.UDP), edge_a]
+    asyncio.run(switch.location.add_route("sip:1002@sip.local", binding))
+    request, result = switch.forwarded(agent_calls(switch, "sip:1002@sip.local"))
+    assert result.destination == edge_a and result.target_flow is None
+    route = request.get("Route") or ""
+    assert route.startswith("<sip:10.0.0.2:5060;transport=tcp;lr;sg-flow=ws~127.0.0.1~40000;")
+
+    at_a = MessageRequest(
+        ref="r2",
+        edge_port_ref="ep-a",
+        method="INVITE",
+        sender=NetInterface("127.0.0.1", 5060, Transport.TCP),
+        listening_points=[edge_a, NetInterface("10.0.0.2", 5062, Transport.WS)],
+        message=request,
+    )
+    there = asyncio.run(switch.processor.process_message(at_a))
+    assert isinstance(there.message, Request) and there.target_flow == websocket
+    assert "Route" not in there.message
+    record_routes = there.message.get_all("Record-Route")
+    assert "10.0.0.2:5062;transport=ws" in record_routes[0]  # A's, facing the callee
+    assert "sg-callee=ws~127.0.0.1~40000" in record_routes[0]
+
+    forged = request.copy()
+    forged.set("Route", route.replace("40000", "40001"))
+    at_a.message = forged
+    refused = asyncio.run(switch.processor.process_message(at_a))
+    assert isinstance(refused.message, Response) and refused.message.status == 403
