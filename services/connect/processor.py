@@ -38,6 +38,7 @@ from .context import (
     signed_flows,
 )
 from .guard import Guard
+from .probe import PeerProber, contact_of
 from .registrar import Registrar
 from .resources import Agent, Number, Peer, Resources, Trunk, aor_key
 from .routing import (
@@ -77,6 +78,8 @@ class ConnectProcessor:
         self._registrar = Registrar(self._resources, location, self._auth, clock, self.guard)
         self._route_key = self._auth.key
         self._balancer = balancer or Balancer()
+        # static peers' health (set by the wiring that can send requests: the all-in-one)
+        self.prober: PeerProber | None = None
 
     async def process_message(self, request: MessageRequest) -> MessageResponse:
         message = request.message
@@ -368,6 +371,8 @@ class ConnectProcessor:
             static = _static_route(peer, message)
             if static is None:
                 return MessageResponse(reply(message, 480))
+            if self.prober is not None and not self.prober.available(peer):
+                return MessageResponse(reply(message, 480, "Temporarily Unavailable (Peer Down)"))
             routes = [static]
         return self._towards(request, message, await self._balancer.pick(peer, routes, affinity))
 
@@ -534,20 +539,18 @@ def _other_edgeport(request: MessageRequest, route: Route) -> NetInterface | Non
 
 def _static_route(peer: Peer, message: Request) -> Route | None:
     """A peer that never registers is reached at its contactAddr (host or host:port)."""
-    if not peer.contact_addr:
+    where = contact_of(peer)
+    if where is None:
         return None
-    host, _, port = peer.contact_addr.rpartition(":")
-    if not host or not port.isdigit():
-        host, port = peer.contact_addr, "5060"
     uri = message.uri
     user = uri.user if isinstance(uri, SipUri) and uri.user else ""
     at = f"{user}@" if user else ""
-    shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    shown = f"[{where.host}]" if ":" in where.host else where.host
     return Route(
         user=user,
-        host=host.strip("[]"),
-        port=int(port),
-        contact_uri=f"sip:{at}{shown}:{port}",
+        host=where.host,
+        port=where.port,
+        contact_uri=f"sip:{at}{shown}:{where.port}",
         expires=3600,
     )
 

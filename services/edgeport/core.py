@@ -103,7 +103,16 @@ class CloseFlow:
     flow: NetInterface
 
 
-Action = Transmit | Process | Resolve | CloseFlow
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """The final answer to a request of our own (``originate``); None when there was
+    none (a timeout, a transport failure, no way to send it)."""
+
+    origin: int
+    response: Response | None
+
+
+Action = Transmit | Process | Resolve | CloseFlow | Answered
 
 
 @dataclass(slots=True)
@@ -167,6 +176,7 @@ class ClientContext:
     cancel_pending: bool = False
     timer_c_at: float | None = None
     done: bool = False  # a branch of a fork that has its final answer
+    origin: int | None = None  # a request of our own: its answer is reported under this
 
 
 @dataclass(slots=True)
@@ -229,6 +239,17 @@ class EdgePortCore:
         return len(self._jobs)
 
     # -- flows
+
+    def originate(
+        self, request: Request, destination: NetInterface, now: float
+    ) -> tuple[int, list[Action]]:
+        """Send a request of our own (an OPTIONS probe): a client transaction whose
+        final answer comes back as an ``Answered`` action with the returned number."""
+        self._now = now
+        origin = next(self._job_ids)
+        out: list[Action] = []
+        self._send_request(None, request, [destination], None, now, out, origin=origin)
+        return origin, out
 
     def flow_opened(self, flow: NetInterface) -> None:
         self._open_flows.add(flow)
@@ -564,6 +585,7 @@ class EdgePortCore:
         flow: NetInterface | None,
         now: float,
         out: list[Action],
+        origin: int | None = None,
     ) -> None:
         """Our Via on top, then a client transaction (none for an ACK) to the first target
         we can reach; the rest are kept for failover."""
@@ -576,6 +598,8 @@ class EdgePortCore:
             if lp is not None:
                 break
         else:
+            if origin is not None:
+                out.append(Answered(origin, None))
             self._unreachable(ctx, "no target we can reach", out)
             return
         if ctx is None or ctx.tx.request.cseq.seq == request.cseq.seq:
@@ -594,7 +618,7 @@ class EdgePortCore:
             tx = ClientInviteTransaction(outgoing, reliable=reliable)
         else:
             tx = ClientNonInviteTransaction(outgoing, reliable=reliable)
-        cctx = ClientContext(tx, destination, flow, ctx, request, candidates)
+        cctx = ClientContext(tx, destination, flow, ctx, request, candidates, origin=origin)
         self._client_txs[client_key(outgoing)] = cctx
         if ctx is not None:
             ctx.client = cctx
@@ -735,8 +759,10 @@ class EdgePortCore:
                 cctx.cancel_pending = False
                 self._cancel_downstream(cctx, now, out)
         server = cctx.server
-        if server is None:
-            return  # the answer to our own CANCEL
+        if server is None:  # the answer to our own CANCEL, or to a request of ours
+            if cctx.origin is not None and status >= 200:
+                out.append(Answered(cctx.origin, response))
+            return
         if server.forking and status >= 200:
             self._branch_final(cctx, server, response, out)
             return
@@ -1065,6 +1091,8 @@ class EdgePortCore:
                 if self._fail_over(cctx, now, out) or self._next_alternative(cctx.server, now, out):
                     continue
                 server = cctx.server
+                if cctx.origin is not None:
+                    out.append(Answered(cctx.origin, None))
                 if server is not None and server.forking:
                     status = 408 if isinstance(effect, Timeout) else 503
                     if not cctx.done:

@@ -28,6 +28,7 @@ from .core import (
     CANCEL_GRACE,
     TIMER_C,
     Action,
+    Answered,
     CloseFlow,
     CoreSettings,
     EdgePortCore,
@@ -84,6 +85,7 @@ class EdgePort:
         self._client_tls: ssl.SSLContext | None = None
         self._server_tls: ssl.SSLContext | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._origins: dict[int, asyncio.Future[Response | None]] = {}
         self._wakeup: asyncio.TimerHandle | None = None
         self._wakeup_at = float("inf")
         self.core: EdgePortCore | None = None
@@ -147,6 +149,20 @@ class EdgePort:
             host, _, port = spec.http.bind_addr.rpartition(":")
             self.http = HttpEndpoint(self, host.strip("[]") or "0.0.0.0", int(port), self.ready)
             await self.http.start()
+
+    async def request(self, request: Request, destination: NetInterface) -> Response | None:
+        """Send a request of our own (an OPTIONS probe) and wait for its final answer:
+        None when none came (Timer F, a transport failure, nowhere to send it)."""
+        if self.core is None:
+            return None
+        origin, actions = self.core.originate(request, destination, self._clock())
+        answer: asyncio.Future[Response | None] = asyncio.get_running_loop().create_future()
+        self._origins[origin] = answer
+        try:
+            self._run(actions)
+            return await answer
+        finally:
+            self._origins.pop(origin, None)
 
     @property
     def connection_count(self) -> int:
@@ -297,6 +313,10 @@ class EdgePort:
                 connection = self._connections.get(action.flow)
                 if connection is not None:
                     connection.close()
+            elif isinstance(action, Answered):
+                waiting = self._origins.pop(action.origin, None)
+                if waiting is not None and not waiting.done():
+                    waiting.set_result(action.response)
         self._arm()
 
     def _transmit(self, action: Transmit) -> None:

@@ -17,6 +17,7 @@ from services.apiserver.files import apply
 from services.apiserver.server import FIRST_KEY_FILE, ApiServer, start_apiserver
 from services.connect.auth import Authenticator, NonceCounts, RedisNonceCounts
 from services.connect.guard import Guard
+from services.connect.probe import PeerProber
 from services.connect.processor import ConnectProcessor
 from services.connect.routing import Balancer, RedisTurns
 from services.connect.store_resources import StoreResources
@@ -58,8 +59,18 @@ class AllInOne:
     guarding: asyncio.Task[None]
     persistent: PersistentLocation | None = None
     flushing: asyncio.Task[None] | None = None
+    prober: PeerProber | None = None
+    probing: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """SIP up, then the static peers' probes (they go out through the EdgePort)."""
+        await self.edgeport.start()
+        if self.prober is not None:
+            self.probing = asyncio.create_task(self.prober.run())
 
     async def stop(self) -> None:
+        if self.probing is not None:
+            self.probing.cancel()
         self.refresher.cancel()
         self.guarding.cancel()
         if self.flushing is not None:
@@ -127,12 +138,22 @@ async def build(config_dir: Path, data_dir: Path | None = None) -> AllInOne:
     )
     domains = list(resources().domains)  # the self-signed TLS certificate names them
     edgeport = EdgePort(edge_config, processor, data_dir=data, tls_names=domains)
-    return AllInOne(edgeport, api, refresher, location_server, guarding, persistent, flushing)
+    connect.prober = PeerProber(resources, edgeport.request)
+    return AllInOne(
+        edgeport,
+        api,
+        refresher,
+        location_server,
+        guarding,
+        persistent,
+        flushing,
+        connect.prober,
+    )
 
 
 async def run(config_dir: Path) -> None:
     app = await build(config_dir)
-    await app.edgeport.start()
+    await app.start()
     tune_gc()
     points = ", ".join(str(lp) for lp in app.edgeport.listening_points)
     await until_stopped(app.stop, f"SIP on {points}")

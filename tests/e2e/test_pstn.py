@@ -5,12 +5,15 @@ and the media-server peers; sipgrid runs all in one with the example resources
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from . import scenarios
-from .harness import all_in_one, run_sipp, sipp_server, wait_exit
+from .harness import Sipgrid, all_in_one, free_port, run_sipp, sipp_server, wait_exit
 
 PSTN_CALLEE = "+15551234567"
 ALICE_NUMBER = "+17853178070"  # rings sip:1001@sip.local (its aorLink)
@@ -213,3 +216,49 @@ def test_an_agent_on_two_devices_rings_both_one_answers_the_other_is_cancelled(
         assert result.ok, result.output + sipgrid.log_text()[-3000:]
         # the desk phone answered and got the BYE; the mobile got CANCEL, answered 487
         assert wait_exit(desk) == 0 and wait_exit(mobile) == 0
+
+
+def test_a_static_peer_is_taken_out_after_unanswered_probes_and_back_after_one_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The conference server never registers: sipgrid asks it OPTIONS (here every half
+    second). Nothing listens at first: three misses, out of rotation, and a call gets 480.
+    A sipp UAS that answers OPTIONS by itself (-aa) comes up: back in, and it takes a call."""
+    monkeypatch.setenv("SIPGRID_PEER_PROBE_INTERVAL", "0.5")
+    port = free_port()
+
+    def conference_at(resources: list[dict[str, Any]]) -> None:
+        for resource in resources:
+            if resource["ref"] == "peer-conference":
+                resource["spec"]["contactAddr"] = f"127.0.0.1:{port}"
+
+    with all_in_one(tmp_path / "sipgrid", edit_pstn=conference_at) as sipgrid:
+        wait_for_log(sipgrid, "peer conference is down")
+        refused = run_sipp(
+            tmp_path,
+            "to-conference-down",
+            scenarios.call_rejected(480),
+            server_port=sipgrid.port,
+            keys={"callee": "conference"},
+        )
+        assert refused.ok, refused.output + sipgrid.log_text()[-3000:]
+        # -aa answers the probes (each one a "call" to sipp: hence -m 1000, not 1)
+        with sipp_server(
+            tmp_path, "conference", scenarios.uas("answer"), port=port, extra=["-aa", "-m", "1000"]
+        ):
+            wait_for_log(sipgrid, "peer conference is up again")
+            call = run_sipp(
+                tmp_path,
+                "to-conference-up",
+                scenarios.call(),
+                server_port=sipgrid.port,
+                keys={"callee": "conference"},
+            )
+            assert call.ok, call.output + sipgrid.log_text()[-3000:]
+
+
+def wait_for_log(sipgrid: Sipgrid, text: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in sipgrid.log_text():
+        assert time.monotonic() < deadline, f"no {text!r} in:\n{sipgrid.log_text()[-3000:]}"
+        time.sleep(0.1)

@@ -1,0 +1,112 @@
+"""Static peers (a ``contactAddr``, never registering) are asked OPTIONS in turn: three
+probes in a row without an answer take a peer out of rotation, one answer puts it back.
+Routr ignores ``contactAddr``; Kamailio's dispatcher module works this way."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+from collections.abc import Awaitable, Callable
+
+from sipgrid.api.types import NetInterface, Transport
+from sipgrid.sip import Request, Response, parse_uri
+
+from .resources import Peer, Resources
+
+log = logging.getLogger("sipgrid.connect")
+
+PROBE_INTERVAL = 30.0  # seconds between rounds (SIPGRID_PEER_PROBE_INTERVAL)
+FAILURES_DOWN = 3  # probes without an answer, in a row, that take a peer out
+PROBE_TIMEOUT = 5.0  # seconds a probe waits (its transaction may go on: Timer F)
+
+Send = Callable[[Request, NetInterface], Awaitable[Response | None]]
+
+
+def contact_of(peer: Peer) -> NetInterface | None:
+    """Where a static peer is: its contactAddr, host or host:port (5060), over UDP."""
+    if not peer.contact_addr:
+        return None
+    host, _, port = peer.contact_addr.rpartition(":")
+    if not host or not port.isdigit() or (":" in host and not host.endswith("]")):
+        host, port = peer.contact_addr, "5060"  # a bare IPv6 address, or a bare name
+    return NetInterface(host.strip("[]"), int(port), Transport.UDP)
+
+
+class PeerProber:
+    def __init__(
+        self,
+        resources: Callable[[], Resources],
+        send: Send,
+        *,
+        interval: float | None = None,
+        failures: int = FAILURES_DOWN,
+    ) -> None:
+        self._resources = resources
+        self._send = send
+        env = os.environ.get("SIPGRID_PEER_PROBE_INTERVAL")
+        self.interval = interval if interval is not None else float(env or PROBE_INTERVAL)
+        self._failures_down = failures
+        self._failures: dict[str, int] = {}
+        self.down: set[str] = set()  # refs of peers out of rotation
+
+    def available(self, peer: Peer) -> bool:
+        return peer.ref not in self.down
+
+    async def run(self) -> None:
+        while True:
+            await self.probe_all()
+            await asyncio.sleep(self.interval)
+
+    async def probe_all(self) -> None:
+        peers = [p for p in self._resources().peers.values() if p.enabled and p.contact_addr]
+        await asyncio.gather(*(self._probe(peer) for peer in peers))
+        known = {p.ref for p in peers}
+        self.down &= known  # a peer deleted or registering now is forgotten
+        self._failures = {ref: n for ref, n in self._failures.items() if ref in known}
+
+    async def _probe(self, peer: Peer) -> None:
+        where = contact_of(peer)
+        if where is None:
+            return
+        try:
+            answer = await asyncio.wait_for(
+                self._send(options_probe(peer, where), where), min(PROBE_TIMEOUT, self.interval)
+            )
+        except (TimeoutError, OSError):
+            answer = None
+        alive = answer is not None and answer.status not in (408, 503)
+        if alive:
+            self._failures.pop(peer.ref, None)
+            if peer.ref in self.down:
+                self.down.discard(peer.ref)
+                log.info("peer %s is up again at %s", peer.username, peer.contact_addr)
+            return
+        failures = self._failures.get(peer.ref, 0) + 1
+        self._failures[peer.ref] = failures
+        if failures >= self._failures_down and peer.ref not in self.down:
+            self.down.add(peer.ref)
+            log.warning(
+                "peer %s is down: %d probes of %s went unanswered",
+                peer.username,
+                failures,
+                peer.contact_addr,
+            )
+
+
+def options_probe(peer: Peer, where: NetInterface) -> Request:
+    host = f"[{where.host}]" if ":" in where.host else where.host
+    uri = f"sip:{host}:{where.port}"
+    request = Request("OPTIONS", parse_uri(uri, what="contactAddr"))
+    for name, value in (
+        ("From", f"<sip:sipgrid@{host}>;tag={secrets.token_hex(4)}"),
+        ("To", f"<{uri}>"),
+        ("Call-ID", f"probe-{secrets.token_hex(8)}@sipgrid"),
+        ("CSeq", "1 OPTIONS"),
+        ("Max-Forwards", "70"),
+        ("User-Agent", f"sipgrid (probing peer {peer.username})"),
+        ("Content-Length", "0"),
+    ):
+        request.add(name, value)
+    return request
