@@ -11,6 +11,15 @@ from html import escape
 HEAD = '<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="{name}">\n'
 TAIL = "</scenario>\n"
 
+# the 200 to an in-dialog request (a BYE): its own transaction's headers
+ANSWER_200 = """      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0"""
+
 SDP = """v=0
       o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
       s=-
@@ -162,13 +171,7 @@ def call(hangup: str = "caller", lose_first_200: bool = False) -> str:
         body += (
             '  <recv request="BYE"/>\n'
             + _send(
-                """      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0""",
+                ANSWER_200,
                 retrans=False,
             )
             + '  <pause milliseconds="500"/>\n'
@@ -347,13 +350,7 @@ def uas(mode: str = "answer", expect: dict[str, str] | None = None) -> str:
         body
         + '  <recv request="BYE"/>\n'
         + _send(
-            """      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0""",
+            ANSWER_200,
             retrans=False,
         )
         + TAIL
@@ -421,13 +418,6 @@ def uas_challenging(username: str, password: str) -> str:
         + '  <recv request="ACK" next="end"/>\n'
         + '  <label id="good"/>\n'
     )
-    bye_ok = """      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0"""
     return (
         HEAD.format(name="uas-challenging")
         + '  <recv request="INVITE"/>\n'
@@ -437,7 +427,7 @@ def uas_challenging(username: str, password: str) -> str:
         + _send(UAS_OK_SDP, retrans=True)
         + '  <recv request="ACK" crlf="true"/>\n'
         + '  <recv request="BYE"/>\n'
-        + _send(bye_ok, retrans=False)
+        + _send(ANSWER_200, retrans=False)
         + '  <label id="end"/>\n'
         + TAIL
     )

@@ -48,6 +48,20 @@ def phone(
     )
 
 
+def answering_phone(node: str, url: str) -> subprocess.Popen[str]:
+    """JsSIP registered and waiting for a call (it printed "ready")."""
+    process = phone(node, url, "answer")
+    assert process.stdout is not None
+    deadline = time.monotonic() + 15
+    line = ""
+    while time.monotonic() < deadline and '"ready"' not in line:
+        line = process.stdout.readline()
+        if not line and process.poll() is not None:
+            break
+    assert '"ready"' in line, (line, process.poll())
+    return process
+
+
 def events(process: subprocess.Popen[str], timeout: float = 25.0) -> list[dict[str, object]]:
     try:
         out, _ = process.communicate(timeout=timeout)
@@ -81,15 +95,7 @@ def test_jssip_registers_and_calls_a_sipp_phone(
 def test_a_sipp_caller_reaches_jssip_over_its_websocket(
     node: str, sipgrid: Sipgrid, tmp_path: Path
 ) -> None:
-    process = phone(node, f"ws://127.0.0.1:{sipgrid.ports['ws']}", "answer")
-    assert process.stdout is not None
-    deadline = time.monotonic() + 15
-    line = ""
-    while time.monotonic() < deadline and '"ready"' not in line:
-        line = process.stdout.readline()
-        if not line and process.poll() is not None:
-            break
-    assert '"ready"' in line, (line, process.poll())
+    process = answering_phone(node, f"ws://127.0.0.1:{sipgrid.ports['ws']}")
     caller = run_sipp(
         tmp_path,
         "call-1001",
@@ -133,15 +139,7 @@ def test_a_call_on_another_edgeport_reaches_jssip_through_the_one_it_is_connecte
         tmp_path / "sipgrid", redis_url=redis_url, chains=2, transports=("ws",)
     ) as sipgrid:
         ws_port = sipgrid.chain_transports[0]["ws"]
-        process = phone(node, f"ws://127.0.0.1:{ws_port}", "answer")
-        assert process.stdout is not None
-        deadline = time.monotonic() + 15
-        line = ""
-        while time.monotonic() < deadline and '"ready"' not in line:
-            line = process.stdout.readline()
-            if not line and process.poll() is not None:
-                break
-        assert '"ready"' in line, (line, process.poll())
+        process = answering_phone(node, f"ws://127.0.0.1:{ws_port}")
         caller = run_sipp(
             tmp_path,
             "call-1001",
