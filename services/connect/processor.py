@@ -3,6 +3,7 @@ between agents of a domain (Routr's Connect processor, first part)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import logging
 import time
@@ -393,6 +394,9 @@ class ConnectProcessor:
         return MessageResponse(message, target_flow=target)
 
     def _towards(self, request: MessageRequest, message: Request, route: Route) -> MessageResponse:
+        contact = _bulk_number_contact(route.contact_uri, message)
+        if contact != route.contact_uri:
+            route = dataclasses.replace(route, contact_uri=contact)
         hop = _other_edgeport(request, route)
         if hop is not None:  # the callee's connection is held by another EdgePort
             encoded = encode_net(route.flow)
@@ -514,6 +518,22 @@ def _egress_number(caller: Agent, user: str, resources: Resources) -> Number | N
         if policy.rule.fullmatch(user) or policy.rule.match(user):
             return resources.number_by_ref(policy.number_ref)
     return None
+
+
+def _bulk_number_contact(contact: str, message: Request) -> str:
+    """RFC 6140 (SIP-Connect 1.1): a PBX registers one Contact with ``bnc`` and no user
+    for all its numbers; a call to one of them goes to that Contact with the dialled
+    number as its user, and without ``bnc``."""
+    if ";bnc" not in contact.lower():
+        return contact
+    try:
+        uri = parse_uri(contact, what="Contact")
+    except ParseError:
+        return contact
+    dialled = message.uri.user if isinstance(message.uri, SipUri) else None
+    if not isinstance(uri, SipUri) or uri.user or uri.param("bnc") is None or not dialled:
+        return contact
+    return str(dataclasses.replace(uri.with_params(bnc=None), user=dialled))
 
 
 def _other_edgeport(request: MessageRequest, route: Route) -> NetInterface | None:

@@ -34,8 +34,9 @@ def _send(body: str, retrans: bool = True, extra: str = "") -> str:
     return f"  <send{attribute}{extra}>\n    <![CDATA[\n\n{body}\n\n    ]]>\n  </send>\n"
 
 
-def _register_request(cseq: int, auth: bool, contact: str) -> str:
+def _register_request(cseq: int, auth: bool, contact: str, headers: str = "") -> str:
     authentication = "      [authentication]\n" if auth else ""
+    authentication += "".join(f"      {line}\n" for line in headers.splitlines())
     return f"""      REGISTER sip:[domain] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
       From: <sip:[user]@[domain]>;tag=[pid]SIPpTag00[call_number]
@@ -53,8 +54,9 @@ def register(
     final: int = 200,
     contact: str = "<sip:[user]@[contact_host]:[contact_port];transport=[transport]>",
     check_contacts: int | None = None,
+    headers: str = "",
 ) -> str:
-    """REGISTER, 401, REGISTER with credentials, then ``final``."""
+    """REGISTER, 401, REGISTER with credentials (and ``headers``, one a line), then ``final``."""
     check = ""
     if check_contacts is not None:
         # exactly n Contact values with expires: n matches and not n+1
@@ -72,7 +74,7 @@ def register(
         HEAD.format(name="register")
         + _send(_register_request(1, False, contact))
         + '  <recv response="401" auth="true"/>\n'
-        + _send(_register_request(2, True, contact))
+        + _send(_register_request(2, True, contact, headers))
         + last
         + TAIL
     )

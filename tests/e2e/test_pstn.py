@@ -118,25 +118,9 @@ def test_did_calls_go_round_robin_over_two_registered_media_servers(tmp_path: Pa
         sipp_server(tmp_path, "media-2", scenarios.uas("answer")) as (port_2, media_2),
         all_in_one(tmp_path / "sipgrid") as sipgrid,
     ):
-        for name, port in (("media-1", port_1), ("media-2", port_2)):
-            registered = run_sipp(
-                tmp_path,
-                f"register-{name}",
-                scenarios.register(200),
-                server_port=sipgrid.port,
-                user="voice",
-                password="voice-secret",
-                keys={"contact_port": str(port), "domain": "media.local"},
-            )
-            assert registered.ok, registered.output + sipgrid.log_text()[-2000:]
-        for call in range(2):
-            did = run_sipp(
-                tmp_path,
-                f"did-{call}",
-                scenarios.did_call(VOICE_NUMBER, "trunk.sip.local"),
-                server_port=sipgrid.port,
-            )
-            assert did.ok, did.output + sipgrid.log_text()[-3000:]
+        register_voice(tmp_path, sipgrid, "media-1", port_1)
+        register_voice(tmp_path, sipgrid, "media-2", port_2)
+        did_calls(tmp_path, sipgrid, 2)
         # each instance answers one call and then ends: one call each
         assert wait_exit(media_1) == 0 and wait_exit(media_2) == 0
 
@@ -262,3 +246,64 @@ def wait_for_log(sipgrid: Sipgrid, text: str, timeout: float = 15.0) -> None:
     while text not in sipgrid.log_text():
         assert time.monotonic() < deadline, f"no {text!r} in:\n{sipgrid.log_text()[-3000:]}"
         time.sleep(0.1)
+
+
+def register_voice(
+    tmp_path: Path, sipgrid: Sipgrid, name: str, port: int, headers: str = ""
+) -> None:
+    registered = run_sipp(
+        tmp_path,
+        f"register-{name}",
+        scenarios.register(200, headers=headers),
+        server_port=sipgrid.port,
+        user="voice",
+        password="voice-secret",
+        keys={"contact_port": str(port), "domain": "media.local"},
+    )
+    assert registered.ok, registered.output + sipgrid.log_text()[-2000:]
+
+
+def did_calls(tmp_path: Path, sipgrid: Sipgrid, count: int, headers: str = "") -> None:
+    for call in range(count):
+        did = run_sipp(
+            tmp_path,
+            f"did-{call}",
+            scenarios.did_call(VOICE_NUMBER, "trunk.sip.local", headers=headers),
+            server_port=sipgrid.port,
+        )
+        assert did.ok, did.output + sipgrid.log_text()[-3000:]
+
+
+def test_least_sessions_sends_calls_to_the_instance_that_reported_fewer(tmp_path: Path) -> None:
+    def least_sessions(resources: list[dict[str, Any]]) -> None:
+        for resource in resources:
+            if resource["ref"] == "peer-voice":
+                resource["spec"]["loadBalancing"] = {"algorithm": "least-sessions"}
+
+    two = ["-m", "2"]
+    with (
+        sipp_server(tmp_path, "busy", scenarios.uas("answer"), extra=two) as (busy_port, busy),
+        sipp_server(tmp_path, "idle", scenarios.uas("answer"), extra=two) as (idle_port, idle),
+        all_in_one(tmp_path / "sipgrid", edit_pstn=least_sessions) as sipgrid,
+    ):
+        register_voice(tmp_path, sipgrid, "busy", busy_port, "X-Session-Count: 12")
+        register_voice(tmp_path, sipgrid, "idle", idle_port, "X-Session-Count: 3")
+        did_calls(tmp_path, sipgrid, 2)
+        assert wait_exit(idle) == 0  # both calls
+        assert busy.poll() is None  # none
+
+
+def test_calls_with_the_same_affinity_header_stay_on_one_instance(tmp_path: Path) -> None:
+    three = ["-m", "3"]
+    with (
+        sipp_server(tmp_path, "media-1", scenarios.uas("answer"), extra=three) as (port_1, one),
+        sipp_server(tmp_path, "media-2", scenarios.uas("answer"), extra=three) as (port_2, two),
+        all_in_one(tmp_path / "sipgrid") as sipgrid,
+    ):
+        register_voice(tmp_path, sipgrid, "media-1", port_1)
+        register_voice(tmp_path, sipgrid, "media-2", port_2)
+        did_calls(tmp_path, sipgrid, 3, headers="      X-Room: blue\n")
+        time.sleep(0.5)
+        # all three calls on one instance (which one the hash picks): it ended, the other waits
+        assert sorted(p.poll() is None for p in (one, two)) == [False, True]
+        assert 0 in (one.poll(), two.poll())

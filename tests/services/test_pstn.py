@@ -78,7 +78,9 @@ def spec(resources: list[dict[str, Any]], ref: str) -> dict[str, Any]:
     return found
 
 
-def peer_registers(switch: Switch, sender: NetInterface, *, sessions: int | None = None) -> None:
+def peer_registers(
+    switch: Switch, sender: NetInterface, *, sessions: int | None = None, contact: str = ""
+) -> None:
     def register(cseq: int, auth: str) -> str:
         count = f"X-Session-Count: {sessions}\n" if sessions is not None else ""
         return (
@@ -87,7 +89,7 @@ def peer_registers(switch: Switch, sender: NetInterface, *, sessions: int | None
                 f"Via: SIP/2.0/UDP 127.0.0.1:{sender.port};branch=z9hG4bKv{cseq}{sender.port}\n"
                 "From: <sip:voice@sip.local>;tag=v\nTo: <sip:voice@sip.local>\n"
                 f"Call-ID: voice-{sender.port}\nCSeq: {cseq} REGISTER\nMax-Forwards: 70\n"
-                f"Contact: <sip:voice@127.0.0.1:{sender.port}>\nExpires: 600\n"
+                f"Contact: <{contact or f'sip:voice@127.0.0.1:{sender.port}'}>\nExpires: 600\n"
                 f"{count}{auth}Content-Length: 0\n\n"
             )
             .replace("sip:sip.local", "sip:media.local")
@@ -424,3 +426,13 @@ def test_a_callee_connected_to_another_edgeport_is_reached_through_it() -> None:
     at_a.message = forged
     refused = asyncio.run(switch.processor.process_message(at_a))
     assert isinstance(refused.message, Response) and refused.message.status == 403
+
+
+def test_a_pbx_registering_for_all_its_numbers_gets_the_dialled_number_as_user() -> None:
+    """RFC 6140 (SIP-Connect 1.1): one Contact with ``bnc`` and no user stands for every
+    number of the PBX; a call to one of them has that number as the Request-URI user."""
+    switch = Switch()
+    peer_registers(switch, MEDIA_1, contact="sip:127.0.0.1:7101;bnc")
+    request, result = switch.forwarded(from_provider(VOICE_NUMBER), PROVIDER)
+    assert str(request.uri) == f"sip:+{VOICE_NUMBER}@127.0.0.1:7101"
+    assert result.destination == MEDIA_1
