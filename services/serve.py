@@ -42,6 +42,8 @@ async def until_stopped(stop_hook: Callable[[], Awaitable[None]], banner: str) -
 async def serve(service: str, config_dir: Path, bind_addr: str | None = None) -> None:
     env = os.environ
     refresher: asyncio.Task[None] | None = None
+    probing: asyncio.Task[None] | None = None
+    stoppers: list[Callable[[], Awaitable[None]]] = []
     if service == "edgeport":
         config = load_edgeport(config_dir / "edgeport.yaml")
         edgeport = EdgePort(config, GrpcProcessor(config.spec.processor.addr))
@@ -107,6 +109,13 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
                 load_resources(config_dir / "resources"), location, auth, balancer=balancer
             )
         server = await start_server(bind, processor=connect)
+        # static peers are probed from a UDP port of Connect's own
+        from .connect.probe import PeerProber, probe_sender
+
+        sender = await probe_sender(env.get("PROBE_BIND_ADDR", "0.0.0.0:0"))
+        connect.prober = PeerProber(connect.resources, sender.request)
+        probing = asyncio.create_task(connect.prober.run())
+        stoppers.append(sender.stop)
     else:
         raise ValueError(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
 
@@ -114,5 +123,9 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
         await server.stop(grace=1.0)
         if refresher is not None:
             refresher.cancel()
+        if probing is not None:
+            probing.cancel()
+        for stopper in stoppers:
+            await stopper()
 
     await until_stopped(stop, f"{service}: gRPC on {bind}")

@@ -9,11 +9,15 @@ import logging
 import os
 import secrets
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
-from sipgrid.api.types import NetInterface, Transport
-from sipgrid.sip import Request, Response, parse_uri
+from sipgrid.api.types import MessageRequest, MessageResponse, NetInterface, Transport
+from sipgrid.sip import Request, Response, make_response, parse_uri
 
 from .resources import Peer, Resources
+
+if TYPE_CHECKING:
+    from services.edgeport.server import EdgePort
 
 log = logging.getLogger("sipgrid.connect")
 
@@ -110,3 +114,38 @@ def options_probe(peer: Peer, where: NetInterface) -> Request:
     ):
         request.add(name, value)
     return request
+
+
+class _Refuse:
+    """The processor of the probe sender: it asks, it serves nobody."""
+
+    handles_responses = False
+
+    async def process_message(self, request: MessageRequest) -> MessageResponse:
+        message = request.message
+        if isinstance(message, Request):
+            return MessageResponse(make_response(message, 403, "Forbidden (Probe Sender)"))
+        return MessageResponse(message)
+
+
+async def probe_sender(bind: str) -> EdgePort:
+    """A UDP-only EdgePort for the probes of a Connect that runs without one (the
+    distributed wiring): ``host:port``, port 0 for any (PROBE_BIND_ADDR)."""
+    from services.edgeport.config import EdgePortConfig
+    from services.edgeport.server import EdgePort
+
+    host, _, port = bind.rpartition(":")
+    config = EdgePortConfig.model_validate(
+        {
+            "kind": "EdgePort",
+            "ref": "connect-probes",
+            "spec": {
+                "bindAddr": host.strip("[]") or "0.0.0.0",
+                "processor": {"addr": "127.0.0.1:0"},
+                "transport": [{"protocol": "udp", "port": int(port or 0)}],
+            },
+        }
+    )
+    sender = EdgePort(config, _Refuse())
+    await sender.start()
+    return sender

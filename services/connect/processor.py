@@ -72,11 +72,11 @@ class ConnectProcessor:
         guard: Guard | None = None,
         balancer: Balancer | None = None,
     ) -> None:
-        self._resources = resources if callable(resources) else (lambda: resources)
+        self.resources = resources if callable(resources) else (lambda: resources)
         self._location = location
         self._auth = auth or Authenticator(clock=clock)
         self.guard = guard or Guard(clock=clock)
-        self._registrar = Registrar(self._resources, location, self._auth, clock, self.guard)
+        self._registrar = Registrar(self.resources, location, self._auth, clock, self.guard)
         self._route_key = self._auth.key
         self._balancer = balancer or Balancer()
         # static peers' health (set by the wiring that can send requests: the all-in-one)
@@ -140,7 +140,7 @@ class ConnectProcessor:
             if message.method == "ACK":
                 return MessageResponse(message, drop=True)
             return MessageResponse(reply(message, 403, "Forbidden (Not A Dialog Of Ours)"))
-        resources = self._resources()
+        resources = self.resources()
         _strip_credentials(message, lambda realm: _is_our_realm(resources, realm))
         routes = message.routes
         target = routes[0].sip_uri if routes else message.uri
@@ -164,7 +164,7 @@ class ConnectProcessor:
         Connect knows: agent to agent (across domains served here), agent to peer, peer to
         agent, agent or peer to the PSTN through a trunk, and from the PSTN to a Number's
         agent or peer."""
-        resources = self._resources()
+        resources = self.resources()
         caller = await self._caller(request, message, resources)
         if isinstance(caller, MessageResponse):
             return caller

@@ -13,7 +13,15 @@ from typing import Any
 import pytest
 
 from . import scenarios
-from .harness import Sipgrid, all_in_one, free_port, run_sipp, sipp_server, wait_exit
+from .harness import (
+    Sipgrid,
+    all_in_one,
+    distributed,
+    free_port,
+    run_sipp,
+    sipp_server,
+    wait_exit,
+)
 
 PSTN_CALLEE = "+15551234567"
 ALICE_NUMBER = "+17853178070"  # rings sip:1001@sip.local (its aorLink)
@@ -202,12 +210,14 @@ def test_an_agent_on_two_devices_rings_both_one_answers_the_other_is_cancelled(
         assert wait_exit(desk) == 0 and wait_exit(mobile) == 0
 
 
+@pytest.mark.parametrize("wiring", ["all-in-one", "distributed"])
 def test_a_static_peer_is_taken_out_after_unanswered_probes_and_back_after_one_answer(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, wiring: str
 ) -> None:
     """The conference server never registers: sipgrid asks it OPTIONS (here every half
     second). Nothing listens at first: three misses, out of rotation, and a call gets 480.
-    A sipp UAS that answers OPTIONS by itself (-aa) comes up: back in, and it takes a call."""
+    A sipp UAS that answers OPTIONS by itself (-aa) comes up: back in, and it takes a call.
+    The distributed Connect sends its probes from a UDP port of its own."""
     monkeypatch.setenv("SIPGRID_PEER_PROBE_INTERVAL", "0.5")
     port = free_port()
 
@@ -216,7 +226,8 @@ def test_a_static_peer_is_taken_out_after_unanswered_probes_and_back_after_one_a
             if resource["ref"] == "peer-conference":
                 resource["spec"]["contactAddr"] = f"127.0.0.1:{port}"
 
-    with all_in_one(tmp_path / "sipgrid", edit_pstn=conference_at) as sipgrid:
+    start = all_in_one if wiring == "all-in-one" else distributed
+    with start(tmp_path / "sipgrid", edit_pstn=conference_at) as sipgrid:
         wait_for_log(sipgrid, "peer conference is down")
         refused = run_sipp(
             tmp_path,
