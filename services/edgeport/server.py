@@ -9,8 +9,10 @@ decision about SIP is the core's.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
+import resource
 import socket
 import ssl
 import time
@@ -143,6 +145,7 @@ class EdgePort:
         )
         for flow in self._connections:
             self.core.flow_opened(flow)
+        watch_descriptors(asyncio.get_running_loop(), self._errors)
         if spec.limits.idle_timeout:
             self._sweeper = asyncio.ensure_future(self._sweep(spec.limits.idle_timeout))
         if spec.http.bind_addr:
@@ -453,6 +456,41 @@ class EdgePort:
         if error is not None:
             self._errors["task_errors"] += 1
             log.error("edgeport task failed", exc_info=error)
+
+
+FD_WARNING_INTERVAL = 60.0  # seconds between two "out of file descriptors" lines
+
+
+def watch_descriptors(loop: asyncio.AbstractEventLoop, errors: Counter[str]) -> None:
+    """Say so, once a minute, when accept() fails for want of file descriptors (asyncio
+    then pauses the listener for a second, and clients see resets, nothing else); every
+    other loop error goes where it went before. Installed once per loop."""
+    previous = loop.get_exception_handler()
+    if getattr(previous, "watches_descriptors", False):
+        return
+    said = [float("-inf")]
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        error = context.get("exception")
+        if isinstance(error, OSError) and error.errno in (errno.EMFILE, errno.ENFILE):
+            errors["out_of_file_descriptors"] += 1
+            now = time.monotonic()
+            if now - said[0] >= FD_WARNING_INTERVAL:
+                said[0] = now
+                soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+                log.error(
+                    "out of file descriptors (limit %d): new connections are refused; "
+                    "raise the limit (ulimit -n, LimitNOFILE=, docker --ulimit nofile=)",
+                    soft,
+                )
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    handler.watches_descriptors = True  # type: ignore[attr-defined]
+    loop.set_exception_handler(handler)
 
 
 def _grow_buffers(transport: asyncio.DatagramTransport) -> None:
