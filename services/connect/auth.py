@@ -79,19 +79,35 @@ class RedisNonceCounts:
         return bool(await self._script(keys=[key], args=[count, self._ttl]))
 
 
+ALGORITHMS = ("SHA-256", "MD5", "SHA-512-256")
+
+
+def default_algorithms() -> tuple[str, ...]:
+    """What challenges offer, in order: ``DIGEST_ALGORITHMS`` (e.g. "SHA-256,MD5"), else
+    MD5 alone. (sipp 3.6.1 answers the first challenge only and knows only MD5: offering
+    SHA-256 first would lock such clients out, so it is a choice, per domain or here.)"""
+    text = os.environ.get("DIGEST_ALGORITHMS", "")
+    return parse_algorithms(text.split(",")) or ("MD5",)
+
+
+def parse_algorithms(names: list[str]) -> tuple[str, ...]:
+    """The names we support, upper case, in the given order (unknown names left out)."""
+    return tuple(n.strip().upper() for n in names if n.strip().upper() in ALGORITHMS)
+
+
 class Authenticator:
     def __init__(
         self,
         key: bytes | None = None,
         *,
-        algorithm: str = "MD5",
+        algorithms: tuple[str, ...] | None = None,
         ttl: float = NONCE_TTL,
         clock: Callable[[], float] = time.time,
         counts: NonceCounts | None = None,
     ) -> None:
         env_key = os.environ.get("SIPGRID_NONCE_KEY")
         self._key = key or (env_key.encode() if env_key else secrets.token_bytes(32))
-        self.algorithm = algorithm
+        self.algorithms = algorithms or default_algorithms()
         self.ttl = ttl
         self._clock = clock
         self._counts = counts or MemoryNonceCounts()
@@ -101,11 +117,16 @@ class Authenticator:
         """The shared secret of this Connect (signs nonces and our Record-Route values)."""
         return self._key
 
-    def challenge(self, realm: str, *, stale: bool = False) -> Challenge:
+    def challenges(
+        self, realm: str, *, stale: bool = False, algorithms: tuple[str, ...] = ()
+    ) -> list[Challenge]:
+        """One challenge per algorithm, the preferred first (RFC 8760 section 2.4), all
+        with one nonce."""
         nonce = make_nonce(self._key, self._clock(), realm)
-        return Challenge(
-            realm=realm, nonce=nonce, algorithm=self.algorithm, qop=("auth",), stale=stale
-        )
+        return [
+            Challenge(realm=realm, nonce=nonce, algorithm=a, qop=("auth",), stale=stale)
+            for a in algorithms or self.algorithms
+        ]
 
     async def check(
         self,
@@ -113,13 +134,18 @@ class Authenticator:
         credentials: list[Credentials],
         realm: str,
         password_for: Callable[[str], str | None],
+        algorithms: tuple[str, ...] = (),
     ) -> tuple[Verdict, str | None]:
-        """Check the credentials offered for ``realm``; return the verdict and the username."""
+        """Check the credentials offered for ``realm``; return the verdict and the username.
+        An answer with an algorithm that was not offered is challenged again (no downgrade)."""
         creds = next(
             (c for c in credentials if c.realm == realm and c.scheme.lower() == "digest"), None
         )
         if creds is None:
             return Verdict.CHALLENGE, None
+        offered = {a.upper() for a in algorithms or self.algorithms}
+        if creds.algorithm.upper() not in offered:
+            return Verdict.CHALLENGE, creds.username
         state = check_nonce(self._key, creds.nonce, self._clock(), self.ttl, realm)
         if state is NonceState.INVALID:
             return Verdict.CHALLENGE, creds.username

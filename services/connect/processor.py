@@ -225,6 +225,7 @@ class ConnectProcessor:
                 domain.domain_uri,
                 lambda username: resources.password_for(domain.domain_uri, username),
                 agent.credentials.username if agent and agent.credentials else None,
+                domain.digest_algorithms,
             )
             return refused or agent or MessageResponse(reply(message, 403, BAD_CREDENTIALS))
         peer = resources.peer(caller.user) if caller is not None and caller.user else None
@@ -274,17 +275,19 @@ class ConnectProcessor:
         realm: str,
         password_for: Callable[[str], str | None],
         expected: str | None,
+        algorithms: tuple[str, ...] = (),
     ) -> MessageResponse | None:
         """None when the caller proved to be ``expected`` in ``realm``; else the 407
         challenge or the 403 (a failure counts towards a ban)."""
         verdict, username = await self._auth.check(
-            message.method, message.proxy_authorizations, realm, password_for
+            message.method, message.proxy_authorizations, realm, password_for, algorithms
         )
         if verdict in (Verdict.CHALLENGE, Verdict.STALE):
-            challenge = self._auth.challenge(realm, stale=verdict is Verdict.STALE)
-            return MessageResponse(
-                reply(message, 407, headers=[("Proxy-Authenticate", str(challenge))])
+            challenges = self._auth.challenges(
+                realm, stale=verdict is Verdict.STALE, algorithms=algorithms
             )
+            headers: list[tuple[str, object]] = [("Proxy-Authenticate", str(c)) for c in challenges]
+            return MessageResponse(reply(message, 407, headers=headers))
         if verdict is Verdict.FORBIDDEN:
             await self.guard.failed(request.sender.host, username)
         if verdict is Verdict.FORBIDDEN or expected is None or username != expected:

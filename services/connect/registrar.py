@@ -54,11 +54,14 @@ class Registrar:
             return reply(message, 403, "Forbidden By Access Control List")
 
         verdict, username = await self._auth.check(
-            "REGISTER", message.authorizations, who.realm, who.password_for
+            "REGISTER", message.authorizations, who.realm, who.password_for, who.algorithms
         )
         if verdict in (Verdict.CHALLENGE, Verdict.STALE):
-            challenge = self._auth.challenge(who.realm, stale=verdict is Verdict.STALE)
-            return reply(message, 401, headers=[("WWW-Authenticate", str(challenge))])
+            challenges = self._auth.challenges(
+                who.realm, stale=verdict is Verdict.STALE, algorithms=who.algorithms
+            )
+            headers: list[tuple[str, object]] = [("WWW-Authenticate", str(c)) for c in challenges]
+            return reply(message, 401, headers=headers)
         if verdict is Verdict.FORBIDDEN:
             await self._guard.failed(request.sender.host, username)
             return reply(message, 403, "Forbidden (Bad Credentials)")
@@ -171,6 +174,7 @@ class Registrant:
     aor: str
     max_contacts: int
     expires: int
+    algorithms: tuple[str, ...] = ()  # what the challenge offers (empty: the default)
 
 
 def _registrant(resources: Resources, host: str, user: str) -> Registrant | None:
@@ -187,6 +191,7 @@ def _registrant(resources: Resources, host: str, user: str) -> Registrant | None
             f"sip:{user}@{domain.domain_uri.lower()}",
             agent.max_contacts if agent else 0,
             agent.expires if agent else 0,
+            domain.digest_algorithms,
         )
     peer = resources.peer(user)
     if peer is None or not peer.enabled:

@@ -139,6 +139,8 @@ class Domain:
     domain_uri: str
     acl: AccessControlList | None
     egress_policies: tuple[EgressPolicy, ...] = ()
+    # what its challenges offer, preferred first (extended.digestAlgorithms; empty: default)
+    digest_algorithms: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,6 +410,21 @@ def _trunk_uri(u: Item) -> TrunkUri:
     )
 
 
+def _digest_algorithms(domain: Item) -> tuple[str, ...]:
+    from .auth import parse_algorithms
+
+    extended = domain.get("extended") or {}
+    names = extended.get("digestAlgorithms") if isinstance(extended, dict) else None
+    if not isinstance(names, list):
+        return ()
+    found = parse_algorithms([str(n) for n in names])
+    if len(found) != len(names):
+        log.warning(
+            "domain %s: digestAlgorithms %s: only %s are known", domain["ref"], names, found
+        )
+    return found
+
+
 def snapshot_from(items: dict[str, list[Item]]) -> Resources:
     """The Connect view of resources given by kind as store or API dictionaries
     (protobuf field names; credentials with their password)."""
@@ -462,6 +479,7 @@ def snapshot_from(items: dict[str, list[Item]]) -> Resources:
             d["domain_uri"],
             acls.get(_ref(d, "access_control_list_ref", "access_control_list")),
             tuple(policies),
+            _digest_algorithms(d),
         )
         domains[d["ref"]] = domain
         out.domains[domain.domain_uri.lower()] = domain

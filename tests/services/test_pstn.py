@@ -16,6 +16,7 @@ from sipgrid.sip.digest import answer
 
 from .helpers import ROOT
 from .test_connect import ALICE, BOB, Switch, authorization, registered
+from .test_connect import register as register_text
 
 PROVIDER = NetInterface("127.0.0.1", 5080, Transport.UDP)
 MEDIA_1 = NetInterface("127.0.0.1", 7101, Transport.UDP)
@@ -69,6 +70,7 @@ def edited(tmp_path: Path, change: Callable[[list[dict[str, Any]]], None]) -> Pa
         for item in yaml.safe_load((ROOT / "config" / "resources" / name).read_text())
     ]
     change(resources)
+    tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "all.yaml").write_text(yaml.safe_dump(resources))
     return tmp_path
 
@@ -436,3 +438,42 @@ def test_a_pbx_registering_for_all_its_numbers_gets_the_dialled_number_as_user()
     request, result = switch.forwarded(from_provider(VOICE_NUMBER), PROVIDER)
     assert str(request.uri) == f"sip:+{VOICE_NUMBER}@127.0.0.1:7101"
     assert result.destination == MEDIA_1
+
+
+def test_a_domain_can_offer_sha256_first_and_refuses_what_it_did_not_offer(
+    tmp_path: Path,
+) -> None:
+    """RFC 8760: one challenge per algorithm, the preferred first, one nonce. An answer
+    in an algorithm the domain does not offer is challenged again (no downgrade)."""
+
+    def algorithms(*names: str) -> Callable[[list[dict[str, Any]]], None]:
+        def change(resources: list[dict[str, Any]]) -> None:
+            spec(resources, "domain-local")["extended"] = {"digestAlgorithms": list(names)}
+
+        return change
+
+    def register(switch: Switch, algorithm: str, *, offered: list[str]) -> int:
+        challenged = switch.answer(register_text("1001", 7001))
+        found = [
+            Challenge.parse(v, "WWW-Authenticate") for v in challenged.get_all("WWW-Authenticate")
+        ]
+        assert [c.algorithm for c in found] == offered and len({c.nonce for c in found}) == 1
+        chosen = next((c for c in found if c.algorithm == algorithm), found[-1])
+        creds = answer(
+            Challenge(chosen.realm, chosen.nonce, algorithm=algorithm, qop=chosen.qop),
+            method="REGISTER",
+            uri="sip:sip.local",
+            username="1001",
+            password="1001-secret",
+        )
+        auth = f"Authorization: {creds}\n"
+        return switch.answer(register_text("1001", 7001, cseq=2, auth=auth)).status
+
+    both = Switch(edited(tmp_path / "both", algorithms("SHA-256", "MD5")))
+    assert register(both, "SHA-256", offered=["SHA-256", "MD5"]) == 200
+    assert register(both, "MD5", offered=["SHA-256", "MD5"]) == 200
+    strict = Switch(edited(tmp_path / "strict", algorithms("SHA-256")))
+    assert register(strict, "SHA-256", offered=["SHA-256"]) == 200
+    assert register(strict, "MD5", offered=["SHA-256"]) == 401  # not offered: again
+    default = Switch()
+    assert register(default, "MD5", offered=["MD5"]) == 200
