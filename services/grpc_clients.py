@@ -32,7 +32,7 @@ class GrpcProcessor:
         """The call itself, protobuf in and out (the Dispatcher passes messages through)."""
         try:
             reply: processor_pb2.MessageResponse = await self._stub.ProcessMessage(
-                request, timeout=self._timeout
+                request, timeout=self._timeout, wait_for_ready=True
             )
         except grpc.aio.AioRpcError as error:
             raise ProcessorUnavailable(
@@ -71,6 +71,7 @@ class GrpcLocation:
                 aor=aor, route=convert.route_to_pb(route), max_contacts=max_contacts
             ),
             timeout=self._timeout,
+            wait_for_ready=True,
         )
 
     async def find_routes(
@@ -79,16 +80,19 @@ class GrpcLocation:
         reply = await self._stub.FindRoutes(
             location_pb2.FindRoutesRequest(aor=aor, call_id=call_id, labels=labels or {}),
             timeout=self._timeout,
+            wait_for_ready=True,
         )
         return [convert.route_from_pb(r) for r in reply.routes]
 
     async def remove_routes(self, aor: str) -> None:
         await self._stub.RemoveRoutes(
-            location_pb2.RemoveRoutesRequest(aor=aor), timeout=self._timeout
+            location_pb2.RemoveRoutesRequest(aor=aor), timeout=self._timeout, wait_for_ready=True
         )
 
     async def list_bindings(self) -> list[Binding]:
-        reply = await self._stub.ListRoutes(location_pb2.ListRoutesRequest(), timeout=self._timeout)
+        reply = await self._stub.ListRoutes(
+            location_pb2.ListRoutesRequest(), timeout=self._timeout, wait_for_ready=True
+        )
         return [Binding(b.aor, convert.route_from_pb(b.route)) for b in reply.bindings]
 
     async def close(self) -> None:

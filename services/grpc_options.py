@@ -11,6 +11,13 @@ import grpc
 # gRPC sets SO_REUSEPORT by default, so a second server on a taken port starts without an
 # error and silently shares it. A service must own its port: a clash fails at start.
 SERVER_OPTIONS = [("grpc.so_reuseport", 0)]
+# A part that was down is tried again within a second of coming back, not after gRPC's
+# default backoff (1 s doubling to 120 s): the first calls after it returns must work.
+CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
 
 
 def bind_grpc(
@@ -95,4 +102,4 @@ def internal_channel(addr: str) -> grpc.aio.Channel:
     """A channel to an internal port, carrying the service token when there is one."""
     metadata = token_metadata()
     interceptors = [TokenClientInterceptor(metadata)] if metadata else None
-    return grpc.aio.insecure_channel(addr, interceptors=interceptors)
+    return grpc.aio.insecure_channel(addr, options=CHANNEL_OPTIONS, interceptors=interceptors)

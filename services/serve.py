@@ -88,12 +88,11 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
         counts = None
         balancer = None
         if env.get("REDIS_URL"):  # nonce counts and turns shared by every Connect instance
-            import redis.asyncio as aioredis
-
             from .connect.auth import RedisNonceCounts
             from .connect.routing import Balancer, RedisTurns
+            from .location.redis_store import redis_client
 
-            client = aioredis.Redis.from_url(env["REDIS_URL"])
+            client = redis_client(env["REDIS_URL"])
             counts = RedisNonceCounts(client)
             balancer = Balancer(RedisTurns(client))
         auth = Authenticator(counts=counts)

@@ -521,8 +521,9 @@ class EdgePortCore:
     def _processed(
         self, ctx: ServerContext, result: MessageResponse | None, now: float, out: list[Action]
     ) -> None:
-        if result is None:
-            self._respond(ctx, 503, "Service Unavailable (Processor Failed)", out=out)
+        if result is None:  # a part behind us is down: try again in a while (RFC 3261 21.5.4)
+            retry: list[tuple[str, object]] = [("Retry-After", RETRY_AFTER)]
+            self._respond(ctx, 503, "Service Unavailable (Processor Failed)", retry, out=out)
             return
         message = result.message
         if isinstance(message, Response):

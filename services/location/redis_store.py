@@ -14,6 +14,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
 from sipgrid.api import convert
@@ -22,6 +26,19 @@ from sipgrid.api.types import Binding, Route
 from .service import AFFINITY_TTL, contact_key
 
 RETRIES = 20
+
+
+def redis_client(url: str) -> aioredis.Redis:
+    """A client that survives a restart of Redis: a command that finds its pooled
+    connection dead is sent again on a new one (three tries, a short backoff), so the
+    first request after Redis is back does not fail."""
+    return aioredis.Redis.from_url(
+        url,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        socket_connect_timeout=2,
+        health_check_interval=30,
+    )
 
 
 class RedisLocation:
@@ -38,7 +55,7 @@ class RedisLocation:
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisLocation:
-        return cls(aioredis.Redis.from_url(url), **kwargs)
+        return cls(redis_client(url), **kwargs)
 
     @property
     def client(self) -> aioredis.Redis:

@@ -100,15 +100,22 @@ class Sipgrid:
 
     def restart(self, name: str) -> None:
         """Stop one service of the distributed wiring and start it again, as it was."""
-        names = list(self.steps)
-        index = names.index(name)
-        old = self.processes[index]
-        old.send_signal(signal.SIGTERM)
+        self.kill(name, signal.SIGTERM)
+        self.resume(name)
+
+    def kill(self, name: str, how: signal.Signals = signal.SIGKILL) -> None:
+        """Stop one service (SIGKILL: no goodbye) and leave it down."""
+        old = self.processes[list(self.steps).index(name)]
+        old.send_signal(how)
         try:
             old.wait(timeout=5)
         except subprocess.TimeoutExpired:
             old.kill()
             old.wait()
+
+    def resume(self, name: str) -> None:
+        """Start a service stopped with ``kill`` again, as it was."""
+        index = list(self.steps).index(name)
         args, env = self.steps[name]
         process, log = _start(self.config_dir, f"{name}-again", args, env)
         self.processes[index] = process

@@ -1,0 +1,147 @@
+"""Parts of the distributed wiring killed (SIGKILL) and started again between calls:
+while a part is down every request gets a clean 503 with Retry-After, and when it is
+back everything works again without restarting the others, with no binding lost.
+Redis is a private redis-server here (the machine's own is not ours to kill), with its
+append-only file so that it keeps what it had."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from sipgrid.sip import Response, parse
+
+from . import scenarios
+from .harness import Sipgrid, distributed, free_port, run_sipp, sipp_server
+
+
+class PrivateRedis:
+    """A redis-server of this test's own on loopback, stopped by the test."""
+
+    def __init__(self, directory: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is missing: run `make test`", pytrace=False)
+        self.binary = binary
+        self.directory = directory
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        directory.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+        args += ["--dir", str(self.directory), "--appendonly", "yes", "--save", ""]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2),
+            ):
+                return
+            time.sleep(0.05)
+        raise RuntimeError("the private redis-server did not start")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def options(port: int, timeout: float = 3.0) -> Response:
+    """An OPTIONS to sipgrid itself (Connect answers it): its final answer."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(timeout)
+        me = sock.getsockname()[1]
+        text = (
+            "OPTIONS sip:sip.local SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bKf{time.monotonic_ns()};rport\r\n"
+            "From: <sip:1001@sip.local>;tag=f\r\nTo: <sip:sip.local>\r\n"
+            f"Call-ID: fault-{time.monotonic_ns()}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+            "Content-Length: 0\r\n\r\n"
+        )
+        sock.sendto(text.encode(), ("127.0.0.1", port))
+        while True:
+            message = parse(sock.recv(65535))
+            if isinstance(message, Response) and message.status >= 200:
+                return message
+
+
+def until_served(port: int, timeout: float = 20.0) -> None:
+    """Wait until sipgrid answers 200 again (gRPC channels reconnect with a backoff)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(TimeoutError, OSError):
+            if options(port, timeout=1.0).status == 200:
+                return
+        assert time.monotonic() < deadline, "sipgrid did not recover"
+        time.sleep(0.2)
+
+
+def refused_while_down(sipgrid: Sipgrid) -> None:
+    answer = options(sipgrid.port, timeout=10.0)  # gRPC waits 5 s for a part to come back
+    assert answer.status == 503 and answer.get("Retry-After") == "5", answer
+
+
+# Bob answers every call of the test, and lives longer than sipp's usual 20 s
+BOB_ARGS = ["-m", "10", "-timeout", "300"]
+
+
+def test_parts_killed_and_started_again(tmp_path: Path) -> None:
+    redis = PrivateRedis(tmp_path / "redis")
+    redis.start()
+    try:
+        with (
+            sipp_server(tmp_path, "bob", scenarios.uas("answer"), extra=BOB_ARGS) as (bob_port, _),
+            distributed(tmp_path / "sipgrid", redis_url=redis.url) as sipgrid,
+        ):
+            registered = run_sipp(
+                tmp_path,
+                "register-1002",
+                scenarios.register(200),
+                server_port=sipgrid.port,
+                user="1002",
+                keys={"contact_port": str(bob_port), "expires": "3600"},
+            )
+            assert registered.ok, registered.output
+
+            def call(name: str) -> None:
+                result = run_sipp(tmp_path, name, scenarios.call(), server_port=sipgrid.port)
+                assert result.ok, result.output + sipgrid.log_text()[-3000:]
+
+            def refused_call(name: str) -> None:
+                refused = run_sipp(
+                    tmp_path, name, scenarios.call_rejected(503), server_port=sipgrid.port
+                )
+                assert refused.ok, refused.output + sipgrid.log_text()[-3000:]
+
+            call("call-before")
+            sipgrid.kill("connect")
+            refused_while_down(sipgrid)  # nothing answers but the EdgePort
+            sipgrid.resume("connect")
+            until_served(sipgrid.port)
+            call("call-after-connect")
+            sipgrid.kill("location")
+            refused_call("call-without-location")  # the 407 still comes, the route cannot
+            sipgrid.resume("location")
+            call("call-after-location")  # the binding outlived Location (it is in Redis)
+            sipgrid.kill("apiserver")
+            call("call-without-apiserver")  # Connect works on its last snapshot
+            sipgrid.resume("apiserver")
+            redis.kill()
+            refused_call("call-without-redis")
+            redis.start()  # the same port and directory: its append-only file
+            call("call-after-redis")  # and the binding is still there
+    finally:
+        redis.kill()
