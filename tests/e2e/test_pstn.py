@@ -318,3 +318,28 @@ def test_calls_with_the_same_affinity_header_stay_on_one_instance(tmp_path: Path
         # all three calls on one instance (which one the hash picks): it ended, the other waits
         assert sorted(p.poll() is None for p in (one, two)) == [False, True]
         assert 0 in (one.poll(), two.poll())
+
+
+def test_a_pbx_registered_sip_connect_style_gets_did_calls_to_its_numbers(
+    tmp_path: Path,
+) -> None:
+    """SIP-Connect 1.1 (RFC 6140): the PBX registers one Contact with `bnc` and no user
+    for all its numbers; a call from the provider to one of them reaches the PBX with
+    the number as the Request-URI user."""
+    expect = {"Request-URI": r"sip:\+17853178071@127\.0\.0\.1:[0-9]+ "}
+    with (
+        sipp_server(tmp_path, "pbx", scenarios.uas("answer", expect)) as (pbx_port, pbx),
+        all_in_one(tmp_path / "sipgrid") as sipgrid,
+    ):
+        registered = run_sipp(
+            tmp_path,
+            "register-pbx",
+            scenarios.register(200, contact="<sip:[contact_host]:[contact_port];bnc>"),
+            server_port=sipgrid.port,
+            user="voice",
+            password="voice-secret",
+            keys={"contact_port": str(pbx_port), "domain": "media.local"},
+        )
+        assert registered.ok, registered.output
+        did_calls(tmp_path, sipgrid, 1)
+        assert wait_exit(pbx) == 0
