@@ -43,6 +43,7 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
     env = os.environ
     refresher: asyncio.Task[None] | None = None
     probing: asyncio.Task[None] | None = None
+    guarding: asyncio.Task[None] | None = None
     stoppers: list[Callable[[], Awaitable[None]]] = []
     if service == "edgeport":
         config = load_edgeport(config_dir / "edgeport.yaml")
@@ -96,16 +97,30 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
             counts = RedisNonceCounts(client)
             balancer = Balancer(RedisTurns(client))
         auth = Authenticator(counts=counts)
+        guard = None
+        if env.get("DATABASE_URL"):  # bans in the APIServer's database: shared, and listed
+            from .apiserver.bans import DatabaseBans  # by `sipgrid bans` where it points
+            from .apiserver.database import database_url, make_engine
+            from .connect.guard import Guard
+
+            guard = Guard(store=DatabaseBans(make_engine(database_url())))
+            guarding = asyncio.create_task(guard.run())
         if env.get("APISERVER_ADDR"):  # resources from the APIServer's internal port
             from .connect.api_resources import ApiResources
 
             api_resources = ApiResources(env["APISERVER_ADDR"])
             await api_resources.refresh()
             refresher = asyncio.create_task(api_resources.run())
-            connect = ConnectProcessor(api_resources, location, auth, balancer=balancer)
+            connect = ConnectProcessor(
+                api_resources, location, auth, guard=guard, balancer=balancer
+            )
         else:  # resources from files
             connect = ConnectProcessor(
-                load_resources(config_dir / "resources"), location, auth, balancer=balancer
+                load_resources(config_dir / "resources"),
+                location,
+                auth,
+                guard=guard,
+                balancer=balancer,
             )
         server = await start_server(bind, processor=connect)
         # static peers are probed from a UDP port of Connect's own
@@ -122,8 +137,9 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
         await server.stop(grace=1.0)
         if refresher is not None:
             refresher.cancel()
-        if probing is not None:
-            probing.cancel()
+        for task in (probing, guarding):
+            if task is not None:
+                task.cancel()
         for stopper in stoppers:
             await stopper()
 

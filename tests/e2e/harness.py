@@ -317,6 +317,8 @@ def _distributed(directory: Path, config: dict[str, object]) -> Sipgrid:
                 {
                     "LOCATION_ADDR": f"127.0.0.1:{location_port}",
                     "APISERVER_ADDR": f"127.0.0.1:{api_port}",
+                    # the APIServer's database: bans shared, `sipgrid bans` sees them
+                    "DATABASE_URL": f"sqlite:///{directory / 'data' / 'sipgrid.db'}",
                     **({"REDIS_URL": redis} if redis else {}),
                 },
             ),

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from . import scenarios
-from .harness import ROOT, Sipgrid, all_in_one, free_port, run_sipp
+from .harness import ROOT, Sipgrid, all_in_one, distributed, free_port, run_sipp
 
 WORDS = [f"guess{i}" for i in range(150)] + ["1001-secret"] + [f"later{i}" for i in range(49)]
 
@@ -28,9 +28,11 @@ def sipvicious() -> None:
         )
 
 
-@pytest.fixture
-def sipgrid(tmp_path: Path) -> Iterator[Sipgrid]:
-    with all_in_one(tmp_path / "sipgrid") as server:
+@pytest.fixture(params=["all-in-one", "distributed"])
+def sipgrid(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Sipgrid]:
+    """Both wirings: a distributed Connect keeps its bans in the APIServer's database."""
+    start = all_in_one if request.param == "all-in-one" else distributed
+    with start(tmp_path / "sipgrid") as server:
         yield server
 
 
