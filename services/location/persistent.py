@@ -2,8 +2,10 @@
 changed is written to the store once a second (write-behind), and at stop. A restart
 loads the bindings still in force, so phones need not register again.
 
-Write-behind rather than write-through: a REGISTER costs no database write on its path,
-and a crash loses at most the last second of registrations, which phones repeat anyway.
+Write-behind rather than write-through by default: a REGISTER costs no database write on
+its path, and a crash loses at most the last second of registrations, which phones
+repeat anyway. ``write_through`` (LOCATION_WRITE=through) writes before answering;
+`make bench` measures both (bench/results/sip-load.json, "location_write").
 """
 
 from __future__ import annotations
@@ -36,12 +38,14 @@ class PersistentLocation:
         store: BindingStore,
         clock: Callable[[], float] = time.time,
         flush_every: float = FLUSH_EVERY,
+        write_through: bool = False,
     ) -> None:
         self._memory = MemoryLocation(clock)
         self._store = store
         self._clock = clock
         self._flush_every = flush_every
         self._dirty: set[str] = set()
+        self.write_through = write_through
 
     async def load(self) -> int:
         """Read the bindings in force; return how many."""
@@ -57,6 +61,8 @@ class PersistentLocation:
     async def add_route(self, aor: str, route: Route, max_contacts: int = 0) -> None:
         await self._memory.add_route(aor, route, max_contacts)
         self._dirty.add(aor)
+        if self.write_through:
+            await self.flush()
 
     async def find_routes(
         self, aor: str, call_id: str = "", labels: dict[str, str] | None = None
@@ -66,6 +72,8 @@ class PersistentLocation:
     async def remove_routes(self, aor: str) -> None:
         await self._memory.remove_routes(aor)
         self._dirty.add(aor)
+        if self.write_through:
+            await self.flush()
 
     async def list_bindings(self) -> list[Binding]:
         return await self._memory.list_bindings()

@@ -30,7 +30,7 @@ from services.location.persistent import PersistentLocation
 from services.location.redis_store import RedisLocation
 from services.serve import until_stopped
 from sipgrid.api.types import LocationService, Processor
-from sipgrid.config import load
+from sipgrid.config import ConfigError, load
 
 log = logging.getLogger("sipgrid.one")
 
@@ -103,7 +103,12 @@ async def build(config_dir: Path, data_dir: Path | None = None) -> AllInOne:
     balancer: Balancer | None = None
     persistent: PersistentLocation | None = None
     if redis is None:  # memory, kept in the database across restarts
-        persistent = PersistentLocation(DatabaseBindings(api.store.engine))
+        write = os.environ.get("LOCATION_WRITE", "behind")
+        if write not in ("behind", "through"):
+            raise ConfigError(f"environment: LOCATION_WRITE: {write!r} is not behind or through")
+        persistent = PersistentLocation(
+            DatabaseBindings(api.store.engine), write_through=write == "through"
+        )
         kept = await persistent.load()
         if kept:
             print(f"sipgrid: bindings kept from before the restart: {kept}", flush=True)

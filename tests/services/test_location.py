@@ -6,11 +6,15 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
+from services.apiserver.bindings import DatabaseBindings
+from services.apiserver.database import make_engine, migrate
 from services.connect.auth import RedisNonceCounts
+from services.location.persistent import PersistentLocation
 from services.location.redis_store import RedisLocation
 from services.location.service import MemoryLocation
 from sipgrid.api.types import LocationService, Route, Transport
@@ -130,5 +134,28 @@ def test_redis_keys_expire_with_their_bindings(redis_url: str) -> None:
         await location.add_route("sip:1001@sip.local", route(7003, expires=60))
         ttl = await location.client.ttl("sipgrid:loc:sip:1001@sip.local")
         assert 0 < ttl <= 60
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("write_through", [False, True])
+def test_bindings_written_behind_or_through_to_the_database(
+    tmp_path: Path, write_through: bool
+) -> None:
+    """Through: in the database before the REGISTER is answered. Behind: at the next
+    flush (once a second). Either way a new instance on the database loads them."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'sipgrid.db'}")
+    migrate(engine)
+    clock = Clock()
+
+    async def scenario() -> None:
+        first = PersistentLocation(DatabaseBindings(engine), clock, write_through=write_through)
+        await first.add_route("sip:1001@sip.local", route(7001))
+        early = PersistentLocation(DatabaseBindings(engine), clock)
+        assert await early.load() == (1 if write_through else 0)
+        await first.flush()
+        later = PersistentLocation(DatabaseBindings(engine), clock)
+        assert await later.load() == 1
+        assert [r.port for r in await later.find_routes("sip:1001@sip.local")] == [7001]
 
     asyncio.run(scenario())
