@@ -66,6 +66,7 @@ class Guard:
         self._clock = clock
         self._bans: dict[str, float] = {}  # host -> until
         self._failures: dict[str, list[float]] = {}  # host -> times of recent failures
+        self._unsaved: dict[str, tuple[float, str]] = {}  # bans the store has not got yet
 
     def banned(self, host: str) -> bool:
         until = self._bans.get(host)
@@ -95,7 +96,20 @@ class Guard:
         reason = f"{len(recent)} wrong passwords in {settings.window:g} s (last for {username!r})"
         log.warning("banned %s for %g s: %s", host, settings.ban_for, reason)
         if self._store is not None:
-            await asyncio.to_thread(self._store.ban, host, until, reason)
+            self._unsaved[host] = (until, reason)
+            await self._save()
+
+    async def _save(self) -> None:
+        """Write the bans the store has not got yet (the database may be down: they stay
+        in force here and are written when it is back)."""
+        assert self._store is not None
+        for host, (until, reason) in list(self._unsaved.items()):
+            try:
+                await asyncio.to_thread(self._store.ban, host, until, reason)
+            except Exception as error:
+                log.info("cannot store the ban of %s yet: %s", host, error)
+                return
+            self._unsaved.pop(host, None)
 
     async def run(self) -> None:
         """Follow the store: bans lifted there (sipgrid bans remove) are lifted here."""
@@ -103,9 +117,12 @@ class Guard:
             return
         while True:
             await asyncio.sleep(RELOAD_EVERY)
+            if self._unsaved:
+                await self._save()
             try:
                 stored = await asyncio.to_thread(self._store.list, self._clock())
             except Exception as error:  # the database is down: keep what we know
                 log.info("cannot read the bans: %s", error)
                 continue
             self._bans = {b.host: b.until for b in stored}
+            self._bans.update({host: until for host, (until, _) in self._unsaved.items()})

@@ -271,12 +271,15 @@ def _distributed(directory: Path, config: dict[str, object]) -> Sipgrid:
     port = free_port()
     api_port = free_port()
     server = Sipgrid(port, directory, api_port=api_port, external_api_port=free_port())
+    # the APIServer's database: SQLite in its data directory, or ``database_url``
+    database = str(config.pop("database_url", "") or "")
     api_env = {
         "SIPGRID_DATA_DIR": str(directory / "data"),
-        "DATABASE_URL": "",
+        "DATABASE_URL": database,
         "INTERNAL_BIND_ADDR": f"127.0.0.1:{api_port}",
         "EXTERNAL_BIND_ADDR": f"127.0.0.1:{server.external_api_port}",
     }
+    database = database or f"sqlite:///{directory / 'data' / 'sipgrid.db'}"
     steps = [("apiserver", ["serve", "apiserver", "--config-dir", str(directory)], api_env)]
     for chain in range(1, chains + 1):
         chain_dir = directory if chain == 1 else directory / f"chain-{chain}"
@@ -318,7 +321,7 @@ def _distributed(directory: Path, config: dict[str, object]) -> Sipgrid:
                     "LOCATION_ADDR": f"127.0.0.1:{location_port}",
                     "APISERVER_ADDR": f"127.0.0.1:{api_port}",
                     # the APIServer's database: bans shared, `sipgrid bans` sees them
-                    "DATABASE_URL": f"sqlite:///{directory / 'data' / 'sipgrid.db'}",
+                    "DATABASE_URL": database,
                     **({"REDIS_URL": redis} if redis else {}),
                 },
             ),

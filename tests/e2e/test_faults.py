@@ -7,18 +7,22 @@ append-only file so that it keeps what it had."""
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from sipgrid.sip import Response, parse
 
 from . import scenarios
-from .harness import Sipgrid, distributed, free_port, run_sipp, sipp_server
+from .harness import ROOT, Sipgrid, distributed, free_port, run_sipp, sipp_server
 
 
 class PrivateRedis:
@@ -145,3 +149,118 @@ def test_parts_killed_and_started_again(tmp_path: Path) -> None:
             call("call-after-redis")  # and the binding is still there
     finally:
         redis.kill()
+
+
+class Cuttable:
+    """A TCP relay to PostgreSQL that the test can cut (every connection reset, nothing
+    accepted) and mend: the database goes away as far as sipgrid can tell, without
+    touching the machine's own server."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = free_port()
+        self._listener: socket.socket | None = None
+        self._open: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def mend(self) -> None:
+        listener = socket.create_server(("127.0.0.1", self.port))
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        with self._lock:
+            for sock in self._open:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            self._open.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+                server = socket.create_connection(self.target)
+            except OSError:
+                return
+            with self._lock:
+                self._open += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+
+def test_postgresql_going_away_and_coming_back(
+    tmp_path: Path, postgres_url: str, redis_url: str
+) -> None:
+    """The APIServer and Connect on PostgreSQL (through a relay the test cuts): while it
+    is away, calls still go through (Connect routes on its snapshot, Location is on
+    Redis) and a wrong password still gets its 403 (the ban is kept until it can be
+    written); when it is back the API and `sipgrid bans` work again, nothing restarted."""
+    url = urlsplit(postgres_url)
+    relay = Cuttable((url.hostname or "127.0.0.1", url.port or 5432))
+    relay.mend()
+    through_relay = postgres_url.replace(url.netloc, f"{url.username}@127.0.0.1:{relay.port}")
+    try:
+        with (
+            sipp_server(tmp_path, "bob", scenarios.uas("answer"), extra=BOB_ARGS) as (bob_port, _),
+            distributed(
+                tmp_path / "sipgrid", redis_url=redis_url, database_url=through_relay
+            ) as sipgrid,
+        ):
+            registered = run_sipp(
+                tmp_path,
+                "register-1002",
+                scenarios.register(200),
+                server_port=sipgrid.port,
+                user="1002",
+                keys={"contact_port": str(bob_port), "expires": "3600"},
+            )
+            assert registered.ok, registered.output
+
+            def call(name: str) -> None:
+                result = run_sipp(tmp_path, name, scenarios.call(), server_port=sipgrid.port)
+                assert result.ok, result.output + sipgrid.log_text()[-3000:]
+
+            call("call-before")
+            relay.cut()
+            call("call-without-postgresql")
+            wrong = run_sipp(
+                tmp_path,
+                "wrong-password",
+                scenarios.register(403),
+                server_port=sipgrid.port,
+                password="guess",
+            )
+            assert wrong.ok, wrong.output + sipgrid.log_text()[-3000:]
+            relay.mend()
+            env = {**os.environ, "DATABASE_URL": through_relay}
+            deadline = time.monotonic() + 20
+            while True:  # the API answers again once its pool reconnects
+                listed = subprocess.run(
+                    [sys.executable, "-m", "sipgrid.cli", "bans", "list"],
+                    cwd=ROOT,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    check=False,
+                )
+                if listed.returncode == 0:
+                    break
+                assert time.monotonic() < deadline, listed.stderr
+                time.sleep(0.5)
+            assert "no source is banned" in listed.stdout  # one failure is no ban
+            call("call-after-postgresql")
+    finally:
+        relay.cut()

@@ -1,0 +1,56 @@
+"""The ban store may be down (the database restarting): a ban still holds, and is
+written when the store is back; the store's own list then governs again."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from services.apiserver.bans import Ban, DatabaseBans
+from services.apiserver.database import make_engine, migrate
+from services.connect import guard as guard_module
+from services.connect.guard import Guard, GuardSettings
+
+
+class Flaky(DatabaseBans):
+    """The real database store, unreachable while ``down``."""
+
+    down = False
+
+    def ban(self, host: str, until: float, reason: str) -> None:
+        if self.down:
+            raise ConnectionError("the database is down")
+        super().ban(host, until, reason)
+
+    def list(self, now: float | None = None) -> list[Ban]:
+        if self.down:
+            raise ConnectionError("the database is down")
+        return super().list(now)
+
+
+def test_a_ban_made_while_the_database_is_down_holds_and_is_stored_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'sipgrid.db'}")
+    migrate(engine)
+    store = Flaky(engine)
+    store.down = True
+    guard = Guard(GuardSettings(failures=2, window=60, ban_for=600), store=store)
+    monkeypatch.setattr(guard_module, "RELOAD_EVERY", 0.01)
+
+    async def scenario() -> None:
+        await guard.failed("192.0.2.7", "1001")
+        await guard.failed("192.0.2.7", "1001")  # no exception: the ban is kept here
+        assert guard.banned("192.0.2.7")
+        following = asyncio.create_task(guard.run())
+        await asyncio.sleep(0.05)
+        assert guard.banned("192.0.2.7")  # a failed reload keeps it
+        store.down = False
+        await asyncio.sleep(0.05)
+        following.cancel()
+        assert [b.host for b in DatabaseBans(engine).list()] == ["192.0.2.7"]
+        assert guard.banned("192.0.2.7")
+
+    asyncio.run(scenario())
