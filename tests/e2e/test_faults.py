@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -264,3 +265,57 @@ def test_postgresql_going_away_and_coming_back(
             call("call-after-postgresql")
     finally:
         relay.cut()
+
+
+def test_connect_killed_in_the_middle_of_a_call_load(
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """100 calls at 10 a second; Connect is killed after a second and started again two
+    seconds later. Every call ends: completed, or failed on a clean 503 (never a timeout).
+    The restarted Connect has the same SIPGRID_NONCE_KEY (as the compose file gives every
+    one): the ACKs and BYEs of calls set up before it died are still ours to route."""
+    monkeypatch.setenv("SIPGRID_NONCE_KEY", "the key of every Connect, before and after")
+    with (
+        sipp_server(
+            tmp_path, "bob", scenarios.uas("answer"), extra=["-m", "1000", "-timeout", "300"]
+        ) as (bob_port, _),
+        distributed(tmp_path / "sipgrid", redis_url=redis_url) as sipgrid,
+    ):
+        registered = run_sipp(
+            tmp_path,
+            "register-1002",
+            scenarios.register(200),
+            server_port=sipgrid.port,
+            user="1002",
+            keys={"contact_port": str(bob_port), "expires": "3600"},
+        )
+        assert registered.ok, registered.output
+        outcome: list[str] = []
+        load = threading.Thread(
+            target=lambda: outcome.append(
+                run_sipp(
+                    tmp_path,
+                    "load",
+                    scenarios.call(),
+                    server_port=sipgrid.port,
+                    extra=["-r", "10", "-m", "100", "-timeout", "60"],
+                    timeout=90,
+                ).output
+            )
+        )
+        load.start()
+        time.sleep(1.0)
+        sipgrid.kill("connect")
+        time.sleep(2.0)
+        sipgrid.resume("connect")
+        load.join(timeout=100)
+        output = outcome[0]
+        ok = re.search(r"Successful call\s*\|\s*\d+\s*\|\s*(\d+)", output)
+        failed = re.search(r"Failed call\s*\|\s*\d+\s*\|\s*(\d+)", output)
+        assert ok and failed, output[-3000:]
+        assert int(ok.group(1)) + int(failed.group(1)) == 100, output[-3000:]
+        assert int(failed.group(1)) > 0  # the outage was felt
+        errors = output.split("--- sipp errors ---")[-1]
+        finals = re.findall(r"received 'SIP/2.0 (\d+)", errors)
+        assert finals and set(finals) == {"503"}, errors[-3000:]  # nothing else went wrong
+        assert "timed out" not in errors, errors[-3000:]
