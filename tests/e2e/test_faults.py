@@ -267,11 +267,16 @@ def test_postgresql_going_away_and_coming_back(
         relay.cut()
 
 
+OUTAGE = 6.5  # seconds Connect stays down in the load test
+
+
 def test_connect_killed_in_the_middle_of_a_call_load(
     tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """100 calls at 10 a second; Connect is killed after a second and started again two
-    seconds later. Every call ends: completed, or failed on a clean 503 (never a timeout).
+    """100 calls at 10 a second; Connect is killed after a second and started again
+    OUTAGE seconds later, longer than an internal call waits for a part (5 s): calls of
+    the first seconds of the outage get 503, later ones wait and go through. Every call
+    ends: completed, or failed on a clean 503 (never a timeout).
     The restarted Connect has the same SIPGRID_NONCE_KEY (as the compose file gives every
     one): the ACKs and BYEs of calls set up before it died are still ours to route."""
     monkeypatch.setenv("SIPGRID_NONCE_KEY", "the key of every Connect, before and after")
@@ -306,7 +311,7 @@ def test_connect_killed_in_the_middle_of_a_call_load(
         load.start()
         time.sleep(1.0)
         sipgrid.kill("connect")
-        time.sleep(2.0)
+        time.sleep(OUTAGE)
         sipgrid.resume("connect")
         load.join(timeout=100)
         output = outcome[0]
@@ -316,6 +321,10 @@ def test_connect_killed_in_the_middle_of_a_call_load(
         assert int(ok.group(1)) + int(failed.group(1)) == 100, output[-3000:]
         assert int(failed.group(1)) > 0  # the outage was felt
         errors = output.split("--- sipp errors ---")[-1]
-        finals = re.findall(r"received 'SIP/2.0 (\d+)", errors)
+        # why each failed call failed (sipp's own BYE for a call it gave up, a "Dead call",
+        # carries no route set and gets our 403: that is sipp cleaning up, not a failure)
+        finals = re.findall(
+            r"Aborting call on unexpected message.*?received 'SIP/2.0 (\d+)", errors
+        )
         assert finals and set(finals) == {"503"}, errors[-3000:]  # nothing else went wrong
         assert "timed out" not in errors, errors[-3000:]
