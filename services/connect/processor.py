@@ -210,7 +210,11 @@ class ConnectProcessor:
         an agent of a domain by its From, a peer by its From user, or a trunk whose access
         control list lets the source address in."""
         uri = message.uri
-        trunk = resources.trunk_by_inbound_uri(uri.host) if isinstance(uri, SipUri) else None
+        trunk = None
+        if isinstance(uri, SipUri):  # by the host it names, or the Contact we registered
+            trunk = resources.trunk_by_inbound_uri(uri.host) or resources.trunk_by_contact_user(
+                uri.user or ""
+            )
         if trunk is not None:
             return await self._trunk_caller(request, message, trunk)
         caller = message.from_.sip_uri
@@ -303,6 +307,10 @@ class ConnectProcessor:
         where it goes (its aorLink) and what to add (its extra headers)."""
         uri = message.uri
         user = uri.user if isinstance(uri, SipUri) else None
+        if user and resources.trunk_by_contact_user(user) is not None:
+            # sent to the Contact the Registry registered: the number is in the To header
+            to = message.to.sip_uri
+            user = to.user if to is not None else None
         number = resources.number(user) if user else None
         if number is None:
             return MessageResponse(reply(message, 403, "Forbidden (No Such Number)"))

@@ -222,6 +222,10 @@ class Peer:
         return rest.rpartition("@")[2].split(";", 1)[0] or self.username
 
 
+# The user part of the Contact the Registry registers for a trunk: "sg-trunk-<ref>".
+TRUNK_CONTACT_PREFIX = "sg-trunk-"
+
+
 def number_key(text: str) -> str:
     """A telephone number as looked up: no ``tel:``, no leading ``+``, no separators
     (RFC 3966 visual separators), so "tel:+1 (785) 317-8070" is "17853178070"."""
@@ -279,6 +283,13 @@ class Resources:
     def trunk_by_inbound_uri(self, host: str) -> Trunk | None:
         host = host.lower()
         return next((t for t in self.trunks if t.inbound_uri.lower() == host), None)
+
+    def trunk_by_contact_user(self, user: str) -> Trunk | None:
+        """The trunk whose registered Contact has this user part (the Registry's)."""
+        if not user.startswith(TRUNK_CONTACT_PREFIX):
+            return None
+        ref = user.removeprefix(TRUNK_CONTACT_PREFIX)
+        return next((t for t in self.trunks if t.ref == ref and t.send_register), None)
 
     def trunks_allowing(self, address: str) -> list[Trunk]:
         """Trunks whose access control list lets this source address in by an allow rule."""

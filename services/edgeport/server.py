@@ -167,6 +167,18 @@ class EdgePort:
         finally:
             self._origins.pop(origin, None)
 
+    def contact_point(self, transport: Transport) -> NetInterface | None:
+        """Where others reach us over ``transport``: the listening point, with the first
+        external address when one is configured (behind NAT), for a Contact of ours."""
+        for lp in self.listening_points:
+            if lp.transport is transport:
+                external = self.config.spec.external_addrs
+                host = host_of(external[0]) if external else lp.host
+                if host in ("0.0.0.0", "::"):
+                    host = _advertised(host)
+                return NetInterface(host, lp.port, transport)
+        return None
+
     @property
     def connection_count(self) -> int:
         return len(self._connections)

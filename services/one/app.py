@@ -28,6 +28,7 @@ from services.grpc_servers import start_server
 from services.location.config import LocationConfig, redis_url
 from services.location.persistent import PersistentLocation
 from services.location.redis_store import RedisLocation
+from services.registry.registry import Registry
 from services.serve import until_stopped
 from sipgrid.api.types import LocationService, Processor
 from sipgrid.config import ConfigError, load
@@ -61,14 +62,23 @@ class AllInOne:
     flushing: asyncio.Task[None] | None = None
     prober: PeerProber | None = None
     probing: asyncio.Task[None] | None = None
+    registry: Registry | None = None
+    registering: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """SIP up, then the static peers' probes (they go out through the EdgePort)."""
+        """SIP up, then the static peers' probes and the trunks' registrations (they go
+        out through the EdgePort)."""
         await self.edgeport.start()
         if self.prober is not None:
             self.probing = asyncio.create_task(self.prober.run())
+        if self.registry is not None:
+            self.registering = asyncio.create_task(self.registry.run())
 
     async def stop(self) -> None:
+        if self.registering is not None:
+            self.registering.cancel()
+        if self.registry is not None:
+            await self.registry.stop()  # unregister the trunks
         if self.probing is not None:
             self.probing.cancel()
         self.refresher.cancel()
@@ -144,6 +154,7 @@ async def build(config_dir: Path, data_dir: Path | None = None) -> AllInOne:
     domains = list(resources().domains)  # the self-signed TLS certificate names them
     edgeport = EdgePort(edge_config, processor, data_dir=data, tls_names=domains)
     connect.prober = PeerProber(resources, edgeport.request)
+    registry = Registry(resources, edgeport.request, edgeport.contact_point)
     return AllInOne(
         edgeport,
         api,
@@ -153,6 +164,7 @@ async def build(config_dir: Path, data_dir: Path | None = None) -> AllInOne:
         persistent,
         flushing,
         connect.prober,
+        registry=registry,
     )
 
 

@@ -378,9 +378,11 @@ def uas_message() -> str:
     )
 
 
-def did_call(number: str, trunk_host: str, headers: str = "") -> str:
-    """A provider's call to a number: INVITE without credentials, 200, ACK, BYE."""
-    invite = f"""      INVITE sip:{number}@{trunk_host} SIP/2.0
+def did_call(number: str, trunk_host: str, headers: str = "", to_contact: str = "") -> str:
+    """A provider's call to a number: INVITE without credentials, 200, ACK, BYE. With
+    ``to_contact`` it goes to that registered Contact, the number in the To header."""
+    target = to_contact or f"sip:{number}@{trunk_host}"
+    invite = f"""      INVITE {target} SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
       From: <sip:+15551234567@provider.example>;tag=[pid]SIPpTag00[call_number]
       To: <sip:{number}@{trunk_host}>
@@ -440,3 +442,40 @@ def uas_challenging(username: str, password: str) -> str:
         + '  <label id="end"/>\n'
         + TAIL
     )
+
+
+def registrar(cycles: int = 2, expires: int = 10) -> str:
+    """A provider's registrar: ``cycles`` times REGISTER, 401, REGISTER with credentials
+    (checked: sipgrid / provider-secret, else 403), 200 granting ``expires`` seconds."""
+    challenge = """      SIP/2.0 401 Unauthorized
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      WWW-Authenticate: Digest realm="provider.example", nonce="[pid]n[call_number]", algorithm=MD5
+      Content-Length: 0"""
+    granted = f"""      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      [last_Contact:];expires={expires}
+      Content-Length: 0"""
+    refused = granted.replace("200 OK", "403 Wrong Credentials")
+    body = HEAD.format(name="registrar")
+    for cycle in range(cycles):
+        body += (
+            '  <recv request="REGISTER"/>\n'
+            + _send(challenge, retrans=False)
+            + '  <recv request="REGISTER">\n    <action>\n'
+            '      <verifyauth assign_to="valid" username="sipgrid" password="provider-secret"/>\n'
+            "    </action>\n  </recv>\n"
+            + f'  <nop hide="true" test="valid" next="ok{cycle}"/>\n'
+            + _send(refused, retrans=False)
+            + '  <nop next="end"/>\n'
+            + f'  <label id="ok{cycle}"/>\n'
+            + _send(granted, retrans=False)
+        )
+    return body + '  <label id="end"/>\n' + TAIL
