@@ -6,6 +6,8 @@ back; a bad request gets INVALID_ARGUMENT naming what is wrong.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import grpc
 from google.protobuf import empty_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -15,8 +17,17 @@ from services.grpc_clients import GrpcProcessor
 from services.grpc_options import SERVER_OPTIONS, bind_grpc, internal_interceptors
 from sipgrid.api import convert
 from sipgrid.api.types import LocationService, Processor, ProcessorUnavailable
-from sipgrid.pb import location_pb2, location_pb2_grpc, processor_pb2, processor_pb2_grpc
+from sipgrid.pb import (
+    location_pb2,
+    location_pb2_grpc,
+    processor_pb2,
+    processor_pb2_grpc,
+    registry_pb2_grpc,
+)
 from sipgrid.sip import ParseError
+
+if TYPE_CHECKING:
+    from services.registry.registry import Registry
 
 
 class ProcessorServicer(processor_pb2_grpc.ProcessorServicer):
@@ -102,10 +113,15 @@ async def start_server(
     processor: Processor | None = None,
     location: LocationService | None = None,
     service_name: str = "",
+    registry: Registry | None = None,
 ) -> grpc.aio.Server:
     """A gRPC server on bind_addr with the given services and the standard health check."""
     server, _ = await start_server_bound(
-        bind_addr, processor=processor, location=location, service_name=service_name
+        bind_addr,
+        processor=processor,
+        location=location,
+        service_name=service_name,
+        registry=registry,
     )
     return server
 
@@ -116,6 +132,7 @@ async def start_server_bound(
     processor: Processor | None = None,
     location: LocationService | None = None,
     service_name: str = "",
+    registry: Registry | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """The same, and the port bound (the one the system picked for "host:0")."""
     server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=internal_interceptors())
@@ -131,6 +148,11 @@ async def start_server_bound(
     if location is not None:
         location_pb2_grpc.add_LocationServicer_to_server(LocationServicer(location), server)
         names.append("fonoster.routr.location.v2beta1.Location")
+    if registry is not None:
+        from services.registry.grpc import SERVICE, RegistryServicer
+
+        registry_pb2_grpc.add_RegistryServicer_to_server(RegistryServicer(registry), server)
+        names.append(SERVICE)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     port = bind_grpc(server, bind_addr)

@@ -430,6 +430,73 @@ def _registrations() -> click.Group:
     return group
 
 
+def _trunk_status() -> click.Command:
+    def status(registry_addr: str, output: str) -> None:
+        import grpc
+
+        from services.grpc_options import token_metadata
+        from sipgrid.pb import registry_pb2, registry_pb2_grpc
+
+        try:
+            with grpc.insecure_channel(registry_addr) as channel:
+                reply = registry_pb2_grpc.RegistryStub(channel).ListTrunkStatus(
+                    registry_pb2.ListTrunkStatusRequest(), timeout=10, metadata=token_metadata()
+                )
+        except grpc.RpcError as error:
+            _fail(f"cannot reach the Registry at {registry_addr}: {error.code().name}")  # type: ignore[attr-defined]
+            return
+        rows = [
+            {
+                "ref": t.ref,
+                "state": t.state,
+                "registrar": t.registrar,
+                "last_answer": f"{t.last_status} {t.last_reason}".strip()
+                if t.last_status
+                else t.last_reason,
+                "expires_in": t.expires_in if t.expires_in >= 0 else None,
+                "next_attempt_in": t.next_attempt_in,
+                "failures": t.failures,
+            }
+            for t in reply.trunks
+        ]
+        if output == "json":
+            click.echo(json.dumps(rows, indent=2))
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(box=None, header_style="bold")
+        for column in ("TRUNK", "STATE", "REGISTRAR", "LAST ANSWER", "EXPIRES IN", "NEXT IN"):
+            table.add_column(column)
+        for row in rows:
+            expires = row["expires_in"]
+            table.add_row(
+                str(row["ref"]),
+                str(row["state"]),
+                str(row["registrar"]),
+                str(row["last_answer"]),
+                "-" if expires is None else f"{expires} s",
+                f"{row['next_attempt_in']} s",
+            )
+        Console(width=200).print(table)
+
+    return click.Command(
+        "status",
+        callback=status,
+        help="Trunks registered with their providers: state, last answer, expiry, next try.",
+        params=[
+            click.Option(
+                ["--registry-addr"],
+                envvar="SIPGRID_REGISTRY_ADDR",
+                default="localhost:51902",
+                show_default=True,
+                help="Where the Registry's status is served (the all-in-one: with Location).",
+            ),
+            click.Option(["-o", "--output"], type=click.Choice(["table", "json"]), default="table"),
+        ],
+    )
+
+
 def _admin() -> list[click.Command]:
     """Keys and users of the external API, managed on the APIServer's own database
     (DATABASE_URL, or SQLite in SIPGRID_DATA_DIR): run them where the server runs."""
@@ -541,8 +608,10 @@ def _admin() -> list[click.Command]:
 
 
 def commands() -> list[click.Command]:
+    groups = {name: _resource_group(name, kind) for name, kind in RESOURCES.items()}
+    groups["trunks"].add_command(_trunk_status())
     return [
-        *(_resource_group(name, kind) for name, kind in RESOURCES.items()),
+        *groups.values(),
         _login(),
         _apply(),
         _registrations(),

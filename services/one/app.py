@@ -147,14 +147,17 @@ async def build(config_dir: Path, data_dir: Path | None = None) -> AllInOne:
     refresher = asyncio.create_task(resources.run())
     guarding = asyncio.create_task(guard.run())
     flushing = asyncio.create_task(persistent.run()) if persistent is not None else None
-    # Location on loopback too, for `sipgrid registrations list`
-    location_server = await start_server(
-        os.environ.get("LOCATION_BIND_ADDR", "127.0.0.1:51902"), location=location
-    )
     domains = list(resources().domains)  # the self-signed TLS certificate names them
     edgeport = EdgePort(edge_config, processor, data_dir=data, tls_names=domains)
     connect.prober = PeerProber(resources, edgeport.request)
     registry = Registry(resources, edgeport.request, edgeport.contact_point)
+    # Location and the Registry's status on loopback too, for `sipgrid registrations list`
+    # and `sipgrid trunks status`
+    location_server = await start_server(
+        os.environ.get("LOCATION_BIND_ADDR", "127.0.0.1:51902"),
+        location=location,
+        registry=registry,
+    )
     return AllInOne(
         edgeport,
         api,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import secrets
 import time
@@ -41,7 +42,7 @@ log = logging.getLogger("sipgrid.registry")
 REQUESTED_EXPIRES = 3600  # what we ask for; the provider decides
 REFRESH_AT = 0.8  # of the granted expiry
 MIN_REFRESH = 5.0
-BACKOFF_FIRST = 5.0
+BACKOFF_FIRST = float(os.environ.get("SIPGRID_REGISTRY_BACKOFF", "5"))  # seconds
 BACKOFF_MAX = 300.0
 TICK = 1.0
 
@@ -98,6 +99,7 @@ class Registry:
         self._contact = contact
         self._clock = clock
         self._rng = rng or random.Random()
+        self.backoff = BACKOFF_FIRST  # the first wait after a failure; it doubles
         self.status: dict[str, TrunkStatus] = {}
         self._last_seen: dict[str, Trunk] = {}  # to unregister a trunk that went away
         self._tasks: set[asyncio.Task[None]] = set()
@@ -131,9 +133,13 @@ class Registry:
                 del self.status[ref]
         self._last_seen.update(wanted)
 
+    def snapshot(self) -> tuple[float, list[TrunkStatus]]:
+        """Now, and every trunk's status by ref."""
+        return self._clock(), sorted(self.status.values(), key=lambda s: s.ref)
+
     def report(self) -> list[dict[str, object]]:
-        now = self._clock()
-        return [s.as_dict(now) for s in sorted(self.status.values(), key=lambda s: s.ref)]
+        now, statuses = self.snapshot()
+        return [s.as_dict(now) for s in statuses]
 
     async def stop(self) -> None:
         """Unregister every registered trunk (best effort), then stop."""
@@ -196,7 +202,7 @@ class Registry:
         status.uri_index += 1  # the next URI of the trunk, if it has one
         status.last_status = response.status if response is not None else None
         status.last_reason = why or (response.reason if response is not None else "")
-        delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (status.failures - 1))
+        delay = min(BACKOFF_MAX, self.backoff * 2 ** (status.failures - 1))
         delay *= self._rng.uniform(0.8, 1.2)  # so that many trunks do not retry in step
         status.state = "backing off"
         status.expires_at = None

@@ -444,9 +444,10 @@ def uas_challenging(username: str, password: str) -> str:
     )
 
 
-def registrar(cycles: int = 2, expires: int = 10) -> str:
-    """A provider's registrar: ``cycles`` times REGISTER, 401, REGISTER with credentials
-    (checked: sipgrid / provider-secret, else 403), 200 granting ``expires`` seconds."""
+def registrar(cycles: int = 2, expires: int = 10, unavailable: int = 0) -> str:
+    """A provider's registrar: first ``unavailable`` REGISTERs answered 503, then
+    ``cycles`` times REGISTER, 401, REGISTER with credentials (checked: sipgrid /
+    provider-secret, else 403), 200 granting ``expires`` seconds."""
     challenge = """      SIP/2.0 401 Unauthorized
       [last_Via:]
       [last_From:]
@@ -464,7 +465,14 @@ def registrar(cycles: int = 2, expires: int = 10) -> str:
       [last_Contact:];expires={expires}
       Content-Length: 0"""
     refused = granted.replace("200 OK", "403 Wrong Credentials")
+    busy = challenge.replace("401 Unauthorized", "503 Service Unavailable").replace(
+        'WWW-Authenticate: Digest realm="provider.example", nonce="[pid]n[call_number]", '
+        "algorithm=MD5\n      ",
+        "",
+    )
     body = HEAD.format(name="registrar")
+    for _ in range(unavailable):
+        body += '  <recv request="REGISTER"/>\n' + _send(busy, retrans=False)
     for cycle in range(cycles):
         body += (
             '  <recv request="REGISTER"/>\n'
