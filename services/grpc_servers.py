@@ -23,10 +23,12 @@ from sipgrid.pb import (
     processor_pb2,
     processor_pb2_grpc,
     registry_pb2_grpc,
+    requester_pb2_grpc,
 )
 from sipgrid.sip import ParseError
 
 if TYPE_CHECKING:
+    from services.edgeport.server import EdgePort
     from services.registry.registry import Registry
 
 
@@ -114,6 +116,7 @@ async def start_server(
     location: LocationService | None = None,
     service_name: str = "",
     registry: Registry | None = None,
+    requester: EdgePort | None = None,
 ) -> grpc.aio.Server:
     """A gRPC server on bind_addr with the given services and the standard health check."""
     server, _ = await start_server_bound(
@@ -122,6 +125,7 @@ async def start_server(
         location=location,
         service_name=service_name,
         registry=registry,
+        requester=requester,
     )
     return server
 
@@ -133,6 +137,7 @@ async def start_server_bound(
     location: LocationService | None = None,
     service_name: str = "",
     registry: Registry | None = None,
+    requester: EdgePort | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """The same, and the port bound (the one the system picked for "host:0")."""
     server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=internal_interceptors())
@@ -153,6 +158,12 @@ async def start_server_bound(
 
         registry_pb2_grpc.add_RegistryServicer_to_server(RegistryServicer(registry), server)
         names.append(SERVICE)
+    if requester is not None:
+        from services.requester.requester import SERVICE as REQUESTER
+        from services.requester.requester import RequesterServicer
+
+        requester_pb2_grpc.add_RequesterServicer_to_server(RequesterServicer(requester), server)
+        names.append(REQUESTER)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     port = bind_grpc(server, bind_addr)

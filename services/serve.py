@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sipgrid.config import load
 
@@ -20,12 +21,25 @@ from .grpc_clients import GrpcLocation, GrpcProcessor
 from .grpc_servers import start_server
 from .location.config import LocationConfig, open_location
 
+if TYPE_CHECKING:
+    from .registry.registry import Registry
+
 DEFAULT_BIND = {
     "dispatcher": "0.0.0.0:51901",
     "location": "0.0.0.0:51902",
     "connect": "0.0.0.0:51904",
+    "requester": "0.0.0.0:51909",
+    "registry": "0.0.0.0:51910",
 }
-SERVICES = ("edgeport", "dispatcher", "location", "connect", "apiserver")
+SERVICES = (
+    "edgeport",
+    "dispatcher",
+    "location",
+    "connect",
+    "apiserver",
+    "requester",
+    "registry",
+)
 
 
 async def until_stopped(stop_hook: Callable[[], Awaitable[None]], banner: str) -> None:
@@ -37,6 +51,48 @@ async def until_stopped(stop_hook: Callable[[], Awaitable[None]], banner: str) -
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await stop_hook()
+
+
+async def _registry(
+    env: Mapping[str, str],
+) -> tuple[Registry, Callable[[], Awaitable[None]]]:
+    """The distributed Registry: trunks from the APIServer (APISERVER_ADDR), REGISTERs
+    through the Requester (REQUESTER_ADDR), the Contact of the EdgePort that takes the
+    providers' calls (CONTACT_ADDR, host:port), a lease per trunk in Redis (REDIS_URL)
+    so that two Registry instances never register one trunk twice."""
+    from sipgrid.config import ConfigError
+
+    from .connect.api_resources import ApiResources
+    from .registry.registry import RedisLease, Registry
+    from .requester.requester import GrpcRequester, target_of
+
+    missing = [name for name in ("APISERVER_ADDR", "CONTACT_ADDR") if not env.get(name)]
+    if missing:
+        raise ConfigError(f"environment: {missing[0]}: required by the registry")
+    resources = ApiResources(env["APISERVER_ADDR"])
+    await resources.refresh()
+    requester = GrpcRequester(env.get("REQUESTER_ADDR", "localhost:51909"))
+    edge = env["CONTACT_ADDR"]
+    lease = None
+    if env.get("REDIS_URL"):
+        from .location.redis_store import redis_client
+
+        lease = RedisLease(redis_client(env["REDIS_URL"]))
+    registry = Registry(
+        resources,
+        requester.send,
+        lambda transport: target_of(edge, transport),
+        lease=lease,
+    )
+    tasks = [asyncio.create_task(resources.run()), asyncio.create_task(registry.run())]
+
+    async def stop() -> None:
+        for task in tasks:
+            task.cancel()
+        await registry.stop()
+        await requester.close()
+
+    return registry, stop
 
 
 async def serve(service: str, config_dir: Path, bind_addr: str | None = None) -> None:
@@ -130,6 +186,18 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
         connect.prober = PeerProber(connect.resources, sender.request)
         probing = asyncio.create_task(connect.prober.run())
         stoppers.append(sender.stop)
+    elif service == "requester":
+        from .requester.requester import requester_sender
+
+        bind = bind_addr or env.get("BIND_ADDR") or DEFAULT_BIND["requester"]
+        sender = await requester_sender()
+        stoppers.append(sender.stop)
+        server = await start_server(bind, requester=sender)
+    elif service == "registry":
+        registry, registry_stop = await _registry(env)
+        bind = bind_addr or env.get("BIND_ADDR") or DEFAULT_BIND["registry"]
+        server = await start_server(bind, registry=registry)
+        stoppers.append(registry_stop)
     else:
         raise ValueError(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
 

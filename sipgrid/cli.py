@@ -76,7 +76,10 @@ def run(config_dir: Path, log_level: str | None) -> None:
 
 @cli.command()
 @click.argument(
-    "service", type=click.Choice(["edgeport", "dispatcher", "location", "connect", "apiserver"])
+    "service",
+    type=click.Choice(
+        ["edgeport", "dispatcher", "location", "connect", "apiserver", "requester", "registry"]
+    ),
 )
 @CONFIG_DIR
 @click.option("--bind-addr", help="gRPC address to listen on (host:port).")

@@ -128,9 +128,9 @@ class _Refuse:
         return MessageResponse(message)
 
 
-async def probe_sender(bind: str) -> EdgePort:
-    """A UDP-only EdgePort for the probes of a Connect that runs without one (the
-    distributed wiring): ``host:port``, port 0 for any (PROBE_BIND_ADDR)."""
+async def probe_sender(bind: str, transports: tuple[str, ...] = ("udp",)) -> EdgePort:
+    """An EdgePort that only sends requests of its own (probes, the Requester's) and
+    refuses whatever else reaches it: ``host:port``, port 0 for any."""
     from services.edgeport.config import EdgePortConfig
     from services.edgeport.server import EdgePort
 
@@ -142,7 +142,7 @@ async def probe_sender(bind: str) -> EdgePort:
             "spec": {
                 "bindAddr": host.strip("[]") or "0.0.0.0",
                 "processor": {"addr": "127.0.0.1:0"},
-                "transport": [{"protocol": "udp", "port": int(port or 0)}],
+                "transport": [{"protocol": t, "port": int(port or 0)} for t in transports],
             },
         }
     )

@@ -21,6 +21,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from services.connect.resources import TRUNK_CONTACT_PREFIX, Resources, Trunk
 from services.connect.routing import trunk_targets
@@ -54,12 +55,45 @@ def trunk_contact_user(trunk_ref: str) -> str:
     return f"{TRUNK_CONTACT_PREFIX}{trunk_ref}"
 
 
+class Lease(Protocol):
+    """Which instance registers a trunk, when several run (the distributed wiring)."""
+
+    async def hold(self, ref: str) -> bool: ...
+
+
+_HOLD = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0
+"""
+
+
+class RedisLease:
+    """A lease per trunk in Redis: the instance that holds it registers the trunk and
+    renews it every tick; when that instance dies the lease runs out (``ttl``) and
+    another takes the trunk over."""
+
+    def __init__(self, client: Any, *, ttl: float = 10.0, prefix: str = "sipgrid:") -> None:
+        self._redis = client
+        self._id = secrets.token_hex(8)
+        self._ttl_ms = int(ttl * 1000)
+        self._prefix = prefix
+        self._script = client.register_script(_HOLD)
+
+    async def hold(self, ref: str) -> bool:
+        key = f"{self._prefix}registry:lease:{ref}"
+        return bool(await self._script(keys=[key], args=[self._id, self._ttl_ms]))
+
+
 @dataclass
 class TrunkStatus:
     """What the Registry knows of one trunk (``sipgrid trunks status`` shows it)."""
 
     ref: str
-    state: str = "registering"  # registering, registered, backing off, unregistered
+    state: str = "registering"  # registering, registered, backing off, unregistered, standby
     registrar: str = ""
     last_status: int | None = None
     last_reason: str = ""
@@ -93,8 +127,10 @@ class Registry:
         *,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        lease: Lease | None = None,
     ) -> None:
         self._resources = resources
+        self._lease = lease
         self._send = send
         self._contact = contact
         self._clock = clock
@@ -106,11 +142,15 @@ class Registry:
 
     async def run(self) -> None:
         while True:
-            self.tick()
+            try:
+                await self.tick()
+            except Exception as error:  # Redis away: try again on the next tick
+                log.warning("registry: %s", error)
             await asyncio.sleep(TICK)
 
-    def tick(self) -> None:
-        """Start what is due: registrations, refreshes, retries and unregistrations."""
+    async def tick(self) -> None:
+        """Start what is due: registrations, refreshes, retries and unregistrations.
+        With a lease, only the trunks this instance holds (the others' stay in standby)."""
         now = self._clock()
         wanted = {
             t.ref: t
@@ -119,6 +159,11 @@ class Registry:
         }
         for ref, trunk in wanted.items():
             status = self.status.setdefault(ref, TrunkStatus(ref))
+            if self._lease is not None and not await self._lease.hold(ref):
+                status.state, status.expires_at = "standby", None  # another instance has it
+                continue
+            if status.state == "standby":
+                status.state, status.next_attempt = "registering", 0.0
             if status.state == "unregistered":
                 status.state, status.next_attempt = "registering", 0.0
             if not status.in_flight and now >= status.next_attempt:
@@ -208,7 +253,7 @@ class Registry:
         status.expires_at = None
         status.next_attempt = self._clock() + delay
         log.warning(
-            "trunk %s: registration failed (%s), next try in %.0f s",
+            "trunk %s: registration failed (%s), next try in %.1f s",
             status.ref,
             status.last_status or status.last_reason,
             delay,

@@ -38,6 +38,20 @@ _TRANSPORTS = {
 _TRANSPORTS_BACK = {v: k for k, v in _TRANSPORTS.items()}
 
 
+def transport_to_pb(transport: Transport) -> common_pb2.Transport.ValueType:
+    return _TRANSPORTS[transport]
+
+
+def transport_from_pb(value: common_pb2.Transport.ValueType) -> Transport:
+    return _TRANSPORTS_BACK.get(value, Transport.UDP)
+
+
+def method_to_pb(method: str) -> processor_pb2.Method.ValueType:
+    """Routr's processor Method enum (UNKNOWN for a method it does not name)."""
+    names = processor_pb2.Method.keys()
+    return processor_pb2.Method.Value(method) if method in names else processor_pb2.UNKNOWN
+
+
 def net_to_pb(net: NetInterface) -> processor_pb2.NetInterface:
     return processor_pb2.NetInterface(
         host=net.host, port=net.port, transport=_TRANSPORTS[net.transport]

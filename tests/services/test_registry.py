@@ -71,7 +71,7 @@ def registry(resources: Resources, provider: Provider, clock: Clock) -> Registry
 
 
 async def settle(reg: Registry) -> None:
-    reg.tick()
+    await reg.tick()
     for _ in range(20):
         await asyncio.sleep(0)
         if not any(s.in_flight for s in reg.status.values()):
