@@ -5,9 +5,11 @@ with the number in the To header, and the call reaches the number's agent."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -110,3 +112,27 @@ def test_a_provider_unavailable_twice_is_retried_with_growing_waits(
         assert row["ref"] == "trunk-local" and row["failures"] == 0
         assert row["last_answer"] == "200 OK" and 0 < row["expires_in"] <= 60
         assert row["registrar"] == f"127.0.0.1:{port};transport=udp"
+
+
+def test_a_provider_that_never_answers_gets_retransmissions_not_a_tight_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A registrar that says nothing: sipgrid's REGISTER is retransmitted on Timer E
+    (0.5 s doubling to 4 s) within one transaction, nothing more, until Timer F (32 s)
+    ends it as a failure (the in-memory tests follow it from there)."""
+    monkeypatch.setenv("SIPGRID_REGISTRY_BACKOFF", "0.5")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.settimeout(0.2)
+        port = silent.getsockname()[1]
+        with all_in_one(tmp_path / "sipgrid", edit_pstn=registering_at(port)) as sipgrid:
+            received: list[bytes] = []
+            deadline = time.monotonic() + 8
+            while time.monotonic() < deadline:
+                with contextlib.suppress(TimeoutError):
+                    received.append(silent.recv(65535))
+            branches = {m.group(1) for r in received if (m := re.search(rb"branch=([^;\r\n]+)", r))}
+            assert 3 <= len(received) <= 6, len(received)  # the first send and Timer E's
+            assert len(branches) == 1  # one transaction: no new REGISTER yet
+            (row,) = trunk_status(sipgrid)
+            assert row["state"] == "registering" and row["failures"] == 0
