@@ -558,3 +558,46 @@ def wait_exit(process: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
         process.kill()
         process.wait()
         return -1
+
+
+KAMAILIO_MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+
+
+@contextlib.contextmanager
+def kamailio(directory: Path, write_config: Callable[[Path], Any]) -> Iterator[Any]:
+    """Debian's Kamailio on loopback, with the config ``write_config(path)`` writes (it
+    picks its free ports and returns what the test needs, e.g. them); started again with
+    a new config when a port was taken meanwhile; stopped on exit."""
+    binary = shutil.which("kamailio")
+    if binary is None:
+        import pytest
+
+        pytest.fail("kamailio is missing: run `make test`", pytrace=False)
+    directory.mkdir(parents=True, exist_ok=True)
+    cfg, log = directory / "kamailio.cfg", directory / "kamailio.log"
+    for _ in range(ATTEMPTS):
+        found = write_config(cfg)
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [binary, "-f", str(cfg), "-DD", "-E", "-Y", str(directory), "-m", "64", "-M", "8"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        time.sleep(1.0)
+        if process.poll() is None:
+            break
+        if not clashed(log.read_text(errors="replace")):
+            raise RuntimeError(f"kamailio exited:\n{log.read_text(errors='replace')}")
+    else:
+        raise PortClash("kamailio found no free ports")
+    try:
+        yield found
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

@@ -99,6 +99,25 @@ def refused_while_down(sipgrid: Sipgrid) -> None:
     assert answer.status == 503 and answer.get("Retry-After") == "5", answer
 
 
+def register_bob(tmp_path: Path, sipgrid: Sipgrid, port: int) -> None:
+    """The sipp UAS on ``port`` registered as 1002, for an hour."""
+    registered = run_sipp(
+        tmp_path,
+        "register-1002",
+        scenarios.register(200),
+        server_port=sipgrid.port,
+        user="1002",
+        keys={"contact_port": str(port), "expires": "3600"},
+    )
+    assert registered.ok, registered.output
+
+
+def call_through(tmp_path: Path, sipgrid: Sipgrid, name: str) -> None:
+    """1001 calls 1002, the whole call, which must go through."""
+    result = run_sipp(tmp_path, name, scenarios.call(), server_port=sipgrid.port)
+    assert result.ok, result.output + sipgrid.log_text()[-3000:]
+
+
 # Bob answers every call of the test, and lives longer than sipp's usual 20 s
 BOB_ARGS = ["-m", "10", "-timeout", "300"]
 
@@ -111,19 +130,10 @@ def test_parts_killed_and_started_again(tmp_path: Path) -> None:
             sipp_server(tmp_path, "bob", scenarios.uas("answer"), extra=BOB_ARGS) as (bob_port, _),
             distributed(tmp_path / "sipgrid", redis_url=redis.url) as sipgrid,
         ):
-            registered = run_sipp(
-                tmp_path,
-                "register-1002",
-                scenarios.register(200),
-                server_port=sipgrid.port,
-                user="1002",
-                keys={"contact_port": str(bob_port), "expires": "3600"},
-            )
-            assert registered.ok, registered.output
+            register_bob(tmp_path, sipgrid, bob_port)
 
             def call(name: str) -> None:
-                result = run_sipp(tmp_path, name, scenarios.call(), server_port=sipgrid.port)
-                assert result.ok, result.output + sipgrid.log_text()[-3000:]
+                call_through(tmp_path, sipgrid, name)
 
             def refused_call(name: str) -> None:
                 refused = run_sipp(
@@ -219,19 +229,10 @@ def test_postgresql_going_away_and_coming_back(
                 tmp_path / "sipgrid", redis_url=redis_url, database_url=through_relay
             ) as sipgrid,
         ):
-            registered = run_sipp(
-                tmp_path,
-                "register-1002",
-                scenarios.register(200),
-                server_port=sipgrid.port,
-                user="1002",
-                keys={"contact_port": str(bob_port), "expires": "3600"},
-            )
-            assert registered.ok, registered.output
+            register_bob(tmp_path, sipgrid, bob_port)
 
             def call(name: str) -> None:
-                result = run_sipp(tmp_path, name, scenarios.call(), server_port=sipgrid.port)
-                assert result.ok, result.output + sipgrid.log_text()[-3000:]
+                call_through(tmp_path, sipgrid, name)
 
             call("call-before")
             relay.cut()
@@ -286,15 +287,7 @@ def test_connect_killed_in_the_middle_of_a_call_load(
         ) as (bob_port, _),
         distributed(tmp_path / "sipgrid", redis_url=redis_url) as sipgrid,
     ):
-        registered = run_sipp(
-            tmp_path,
-            "register-1002",
-            scenarios.register(200),
-            server_port=sipgrid.port,
-            user="1002",
-            keys={"contact_port": str(bob_port), "expires": "3600"},
-        )
-        assert registered.ok, registered.output
+        register_bob(tmp_path, sipgrid, bob_port)
         outcome: list[str] = []
         load = threading.Thread(
             target=lambda: outcome.append(

@@ -6,10 +6,8 @@ the number's agent, and unregisters when the trunk stops registering through the
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,9 +19,15 @@ import pytest
 from sipgrid.sdk import ConnectClient
 
 from . import scenarios
-from .harness import PortClash, all_in_one, clashed, free_port, run_sipp, sipp_server, wait_exit
-
-MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+from .harness import (
+    KAMAILIO_MODULES,
+    all_in_one,
+    free_port,
+    kamailio,
+    run_sipp,
+    sipp_server,
+    wait_exit,
+)
 
 REGISTRAR_CFG = """#!KAMAILIO
 debug=2
@@ -75,40 +79,18 @@ request_route {{
 
 @contextlib.contextmanager
 def kamailio_registrar(directory: Path) -> Iterator[tuple[int, Path]]:
-    binary = shutil.which("kamailio")
-    if binary is None or shutil.which("kamcmd") is None:
+    """Kamailio as a registrar on a free UDP port; yields it and its control socket."""
+    if shutil.which("kamcmd") is None:
         pytest.fail("kamailio is missing: run `make test`", pytrace=False)
-    directory.mkdir(parents=True, exist_ok=True)
     ctl = directory / "kamailio_ctl"
-    for _ in range(5):
+
+    def write(cfg: Path) -> int:
         port = free_port()
-        cfg = directory / "kamailio.cfg"
-        cfg.write_text(REGISTRAR_CFG.format(port=port, modules=MODULES, ctl=ctl))
-        log = directory / "kamailio.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [binary, "-f", str(cfg), "-DD", "-E", "-Y", str(directory), "-m", "64", "-M", "8"],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        time.sleep(1.0)
-        if process.poll() is None:
-            break
-        if not clashed(log.read_text(errors="replace")):
-            raise RuntimeError(f"kamailio exited:\n{log.read_text(errors='replace')}")
-    else:
-        raise PortClash("kamailio found no free port")
-    try:
+        cfg.write_text(REGISTRAR_CFG.format(port=port, modules=KAMAILIO_MODULES, ctl=ctl))
+        return port
+
+    with kamailio(directory, write) as port:
         yield port, ctl
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def bindings(ctl: Path) -> str:

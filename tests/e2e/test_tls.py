@@ -7,12 +7,6 @@ then a call that a sipp UAS on UDP answers; 200, ACK and BYE cross sipgrid's TLS
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import signal
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,17 +16,17 @@ from services.edgeport.tls import self_signed
 
 from . import scenarios
 from .harness import (
-    PortClash,
+    KAMAILIO_MODULES,
     Sipgrid,
     all_in_one,
-    clashed,
     free_port,
     registered_callee,
     run_sipp,
     wait_exit,
 )
+from .harness import kamailio as start_kamailio
 
-MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+MODULES = KAMAILIO_MODULES
 
 KAMAILIO_CFG = """#!KAMAILIO
 debug=2
@@ -89,16 +83,15 @@ def sipgrid(tmp_path: Path) -> Iterator[Sipgrid]:
 @pytest.fixture
 def kamailio(tmp_path: Path, sipgrid: Sipgrid) -> Iterator[int]:
     """A Kamailio relaying UDP from sipp to sipgrid over TLS; yields its UDP port."""
-    binary = shutil.which("kamailio")
-    if binary is None or not Path(MODULES, "tls.so").exists():
-        pytest.fail("kamailio and kamailio-tls-modules are missing: run `make test`", pytrace=False)
+    if not Path(MODULES, "tls.so").exists():
+        pytest.fail("kamailio-tls-modules is missing: run `make test`", pytrace=False)
     directory = tmp_path / "kamailio"
     directory.mkdir()
     cert, key = self_signed(directory, ["localhost", "127.0.0.1"])
     (directory / "tls.cfg").write_text(TLS_CFG.format(cert=cert, key=key))
-    for _ in range(5):
+
+    def write(cfg: Path) -> int:
         udp, tls = free_port(), free_port()
-        cfg = directory / "kamailio.cfg"
         cfg.write_text(
             KAMAILIO_CFG.format(
                 udp=udp,
@@ -108,31 +101,10 @@ def kamailio(tmp_path: Path, sipgrid: Sipgrid) -> Iterator[int]:
                 sipgrid=sipgrid.ports["tls"],
             )
         )
-        log = directory / "kamailio.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [binary, "-f", str(cfg), "-DD", "-E", "-Y", str(directory), "-m", "64", "-M", "8"],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        time.sleep(1.0)
-        if process.poll() is None:
-            break
-        if not clashed(log.read_text(errors="replace")):
-            raise RuntimeError(f"kamailio exited:\n{log.read_text(errors='replace')}")
-    else:
-        raise PortClash("kamailio found no free ports")
-    try:
+        return udp
+
+    with start_kamailio(directory, write) as udp:
         yield udp
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def test_register_and_call_through_kamailio_over_tls(
