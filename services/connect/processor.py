@@ -41,7 +41,7 @@ from .context import (
 from .guard import Guard
 from .probe import PeerProber, contact_of
 from .registrar import Registrar
-from .resources import Agent, Number, Peer, Resources, Trunk, aor_key
+from .resources import Agent, Credentials, Number, Peer, Resources, Trunk, aor_key
 from .routing import (
     DOD_NUMBER,
     DOD_PRIVACY,
@@ -241,14 +241,7 @@ class ConnectProcessor:
                 if peer.acl is None or not peer.acl.explicitly_allows(request.sender.host):
                     return MessageResponse(reply(message, 403, "Forbidden (Peer Not Verified)"))
                 return peer
-            credentials = peer.credentials
-            refused = await self._authenticate(
-                request,
-                message,
-                peer.realm,
-                lambda username: credentials.password if username == credentials.username else None,
-                credentials.username,
-            )
+            refused = await self._prove(request, message, peer.realm, peer.credentials)
             return refused or peer
         trunks = resources.trunks_allowing(request.sender.host)
         if trunks:
@@ -260,17 +253,22 @@ class ConnectProcessor:
     ) -> Trunk | MessageResponse:
         if trunk.acl is not None and not trunk.acl.permits(request.sender.host):
             return MessageResponse(reply(message, 403, "Forbidden By Access Control List"))
-        credentials = trunk.inbound_credentials
-        if credentials is None:
+        if trunk.inbound_credentials is None:
             return trunk
-        refused = await self._authenticate(
+        refused = await self._prove(request, message, trunk.realm, trunk.inbound_credentials)
+        return refused or trunk
+
+    async def _prove(
+        self, request: MessageRequest, message: Request, realm: str, credentials: Credentials
+    ) -> MessageResponse | None:
+        """The caller must answer with exactly these credentials (a peer's, a trunk's)."""
+        return await self._authenticate(
             request,
             message,
-            trunk.realm,
+            realm,
             lambda username: credentials.password if username == credentials.username else None,
             credentials.username,
         )
-        return refused or trunk
 
     async def _authenticate(
         self,
