@@ -485,6 +485,21 @@ def run_sipp(
     return SippResult(completed.returncode, output)
 
 
+def register_agent(directory: Path, sipgrid: Sipgrid, port: int, user: str = "1001") -> None:
+    """The sipp UAS on ``port`` registered as ``user`` (with digest)."""
+    from . import scenarios
+
+    registered = run_sipp(
+        directory,
+        f"register-{user}",
+        scenarios.register(200),
+        server_port=sipgrid.port,
+        user=user,
+        keys={"contact_port": str(port)},
+    )
+    assert registered.ok, registered.output
+
+
 @contextlib.contextmanager
 def registered_callee(
     directory: Path, sipgrid: Sipgrid, transport: str = "udp"

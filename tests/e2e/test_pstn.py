@@ -18,6 +18,7 @@ from .harness import (
     all_in_one,
     distributed,
     free_port,
+    register_agent,
     run_sipp,
     sipp_server,
     wait_exit,
@@ -102,14 +103,7 @@ def test_a_did_call_from_the_provider_rings_the_numbers_agent(tmp_path: Path) ->
         sipp_server(tmp_path, "alice", scenarios.uas("answer", expect)) as (alice_port, alice),
         all_in_one(tmp_path / "sipgrid") as sipgrid,
     ):
-        registered = run_sipp(
-            tmp_path,
-            "register-1001",
-            scenarios.register(200),
-            server_port=sipgrid.port,
-            keys={"contact_port": str(alice_port)},
-        )
-        assert registered.ok, registered.output
+        register_agent(tmp_path, sipgrid, alice_port)
         did = run_sipp(
             tmp_path,
             "did",

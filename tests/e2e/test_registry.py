@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from . import scenarios
-from .harness import ROOT, Sipgrid, all_in_one, run_sipp, sipp_server, wait_exit
+from .harness import ROOT, Sipgrid, all_in_one, register_agent, run_sipp, sipp_server, wait_exit
 
 
 def registering_at(port: int) -> Callable[[list[dict[str, Any]]], None]:
@@ -52,14 +52,7 @@ def test_a_trunk_registers_refreshes_and_takes_calls_at_its_contact(tmp_path: Pa
         log = sipgrid.log_text()
         granted = re.findall(r"trunk trunk-local registered with \S+ for (\d+) s", log)
         assert granted == ["10", "10"], log[-3000:]
-        registered = run_sipp(
-            tmp_path,
-            "register-1001",
-            scenarios.register(200),
-            server_port=sipgrid.port,
-            keys={"contact_port": str(alice_port)},
-        )
-        assert registered.ok, registered.output
+        register_agent(tmp_path, sipgrid, alice_port)
         contact = f"sip:sg-trunk-trunk-local@127.0.0.1:{sipgrid.port}"
         did = run_sipp(
             tmp_path,

@@ -24,6 +24,7 @@ from .harness import (
     all_in_one,
     free_port,
     kamailio,
+    register_agent,
     run_sipp,
     sipp_server,
     wait_exit,
@@ -133,14 +134,7 @@ def test_the_registry_keeps_a_trunk_registered_with_kamailio(tmp_path: Path) -> 
                 lambda: len(re.findall(r"trunk trunk-local registered", sipgrid.log_text())) >= 2,
             )
             assert "for 10 s" in sipgrid.log_text()  # the expiry Kamailio granted
-            registered = run_sipp(
-                tmp_path,
-                "register-1001",
-                scenarios.register(200),
-                server_port=sipgrid.port,
-                keys={"contact_port": str(alice_port)},
-            )
-            assert registered.ok, registered.output
+            register_agent(tmp_path, sipgrid, alice_port)
             # the provider's customer calls the DID: Kamailio finds our contact
             did = run_sipp(
                 tmp_path,
