@@ -78,6 +78,11 @@ class RedisLocation:
                     stored = await pipe.hgetall(key)
                     routes = [r for r in self._live(stored) if contact_key(r) != contact_key(route)]
                     if route.expires > 0:
+                        # newest first even within one tick of the clock: a Redis hash
+                        # keeps no order, so ties would come back in any order
+                        newest = max((r.registered_on for r in routes), default=0.0)
+                        if route.registered_on <= newest:
+                            route.registered_on = newest + 0.001  # stored in ms
                         routes.insert(0, route)
                         if max_contacts > 0:
                             del routes[max_contacts:]
