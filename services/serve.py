@@ -153,6 +153,9 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
             counts = RedisNonceCounts(client)
             balancer = Balancer(RedisTurns(client))
         auth = Authenticator(counts=counts)
+        from .connect.tokens import verifier_from_env
+
+        tokens = verifier_from_env(env)  # Routr's CONNECT_VERIFIER_* variables
         guard = None
         if env.get("DATABASE_URL"):  # bans in the APIServer's database: shared, and listed
             from .apiserver.bans import DatabaseBans  # by `sipgrid bans` where it points
@@ -168,7 +171,7 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
             await api_resources.refresh()
             refresher = asyncio.create_task(api_resources.run())
             connect = ConnectProcessor(
-                api_resources, location, auth, guard=guard, balancer=balancer
+                api_resources, location, auth, guard=guard, balancer=balancer, tokens=tokens
             )
         else:  # resources from files
             connect = ConnectProcessor(
@@ -177,6 +180,7 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
                 auth,
                 guard=guard,
                 balancer=balancer,
+                tokens=tokens,
             )
         server = await start_server(bind, processor=connect)
         # static peers are probed from a UDP port of Connect's own

@@ -607,6 +607,91 @@ def _admin() -> list[click.Command]:
     return [keys, users, bans]
 
 
+def parse_duration(text: str) -> int:
+    """Seconds from 90, 90s, 30m, 12h or 7d."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    value = text.strip().lower()
+    scale = units.get(value[-1:], 0)
+    digits = value[:-1] if scale else value
+    if not digits.isdigit() or int(digits) == 0:
+        raise click.BadParameter(f"{text!r} is not a duration like 3600, 30m, 1h or 7d")
+    return int(digits) * (scale or 1)
+
+
+def _tokens() -> click.Group:
+    group = click.Group("tokens", help="X-Connect-Token JWTs for browser phones.")
+
+    def create(
+        aor: str,
+        methods: str,
+        ttl: str,
+        domain: str,
+        domain_ref: str,
+        aor_link: str,
+        ref: str,
+        privacy: str,
+        max_contacts: int,
+        key: Path,
+    ) -> None:
+        from sipgrid.sdk import create_token
+
+        try:
+            value = create_token(
+                key,
+                aor=aor,
+                methods=[m for m in methods.split(",") if m.strip()],
+                ttl=parse_duration(ttl),
+                domain=domain,
+                domain_ref=domain_ref,
+                aor_link=aor_link,
+                ref=ref,
+                privacy=privacy,
+                max_contacts=max_contacts,
+            )
+        except (ValueError, OSError) as error:
+            _fail(str(error))
+            return
+        click.echo(value)
+
+    data_dir = Path(os.environ.get("SIPGRID_DATA_DIR", "data"))
+    group.add_command(
+        click.Command(
+            "create",
+            callback=create,
+            help="Sign a token with the private key whose public key sipgrid verifies with.",
+            params=[
+                click.Option(["--aor"], required=True, help="The address it registers."),
+                click.Option(
+                    ["--methods"],
+                    default="REGISTER,INVITE",
+                    show_default=True,
+                    help="Allowed methods, comma separated.",
+                ),
+                click.Option(
+                    ["--ttl"], default="1h", show_default=True, help="Lifetime: 30m, 1h, 7d."
+                ),
+                click.Option(
+                    ["--domain"], default="", help="Its domain (default: the aor's host)."
+                ),
+                click.Option(["--domain-ref"], default=""),
+                click.Option(["--aor-link"], default="", help="Where its calls go otherwise."),
+                click.Option(["--ref"], default=""),
+                click.Option(["--privacy"], type=click.Choice(["NONE", "PRIVATE"]), default="NONE"),
+                click.Option(["--max-contacts"], type=int, default=0),
+                click.Option(
+                    ["--key"],
+                    type=click.Path(path_type=Path),
+                    envvar="SIPGRID_TOKEN_KEY",
+                    default=data_dir / "token-private.pem",
+                    show_default=True,
+                    help="PEM private key (RSA or EC P-256); sipgrid run makes one.",
+                ),
+            ],
+        )
+    )
+    return group
+
+
 def commands() -> list[click.Command]:
     groups = {name: _resource_group(name, kind) for name, kind in RESOURCES.items()}
     groups["trunks"].add_command(_trunk_status())
@@ -615,5 +700,6 @@ def commands() -> list[click.Command]:
         _login(),
         _apply(),
         _registrations(),
+        _tokens(),
         *_admin(),
     ]

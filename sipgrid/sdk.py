@@ -238,3 +238,24 @@ def as_dict(message: Message) -> dict[str, Any]:
     from google.protobuf import json_format
 
     return json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+
+def create_token(
+    private_key: Path | str,
+    *,
+    aor: str,
+    methods: Iterator[str] | list[str] | tuple[str, ...] = ("REGISTER", "INVITE"),
+    ttl: float = 3600.0,
+    **claims: Any,
+) -> str:
+    """An X-Connect-Token for a browser phone, signed with a PEM private key (RSA or EC
+    P-256) whose public key sipgrid verifies with. ``claims``: domain, domain_ref,
+    aor_link, ref, privacy, max_contacts. Raises ValueError for a bad key or claim."""
+    from services.connect.tokens import load_private_key, mint
+    from sipgrid.config import ConfigError
+
+    try:
+        key = load_private_key(Path(private_key))
+    except ConfigError as error:
+        raise ValueError(str(error)) from None
+    return mint(key, aor=aor, methods=list(methods), ttl=ttl, **claims)

@@ -50,6 +50,8 @@ from .routing import (
     trunk_targets,
     wants_privacy,
 )
+from .tokens import HEADER as TOKEN_HEADER
+from .tokens import Claims, TokenError, TokenVerifier
 
 log = logging.getLogger("sipgrid.connect")
 
@@ -71,12 +73,14 @@ class ConnectProcessor:
         clock: Callable[[], float] = time.time,
         guard: Guard | None = None,
         balancer: Balancer | None = None,
+        tokens: TokenVerifier | None = None,
     ) -> None:
         self.resources = resources if callable(resources) else (lambda: resources)
         self._location = location
         self._auth = auth or Authenticator(clock=clock)
         self.guard = guard or Guard(clock=clock)
-        self._registrar = Registrar(self.resources, location, self._auth, clock, self.guard)
+        self.tokens = tokens  # X-Connect-Token (browser phones); None: tokens refused
+        self._registrar = Registrar(self.resources, location, self._auth, clock, self.guard, tokens)
         self._route_key = self._auth.key
         self._balancer = balancer or Balancer()
         # static peers' health (set by the wiring that can send requests: the all-in-one)
@@ -142,6 +146,7 @@ class ConnectProcessor:
             return MessageResponse(reply(message, 403, "Forbidden (Not A Dialog Of Ours)"))
         resources = self.resources()
         _strip_credentials(message, lambda realm: _is_our_realm(resources, realm))
+        message.remove(TOKEN_HEADER)
         routes = message.routes
         target = routes[0].sip_uri if routes else message.uri
         if not isinstance(target, SipUri):
@@ -169,8 +174,11 @@ class ConnectProcessor:
         if isinstance(caller, MessageResponse):
             return caller
         _strip_credentials(message, lambda realm: _is_our_realm(resources, realm))
+        message.remove(TOKEN_HEADER)  # a token, like a password, never leaves sipgrid
         if isinstance(caller, Trunk):
             return await self._from_pstn(request, message, caller, resources)
+        if isinstance(caller, Claims):
+            return await self._from_token(request, message, caller, resources)
         uri = message.uri
         if not isinstance(uri, SipUri) or uri.user is None:
             return MessageResponse(reply(message, 404))
@@ -181,6 +189,10 @@ class ConnectProcessor:
                 if not callee.enabled:
                     return MessageResponse(reply(message, 404))
                 return await self._to_agent(request, message, callee)
+            # a browser phone registered with a token has an AOR but no Agent resource
+            aor = f"sip:{uri.user}@{callee_domain.domain_uri.lower()}"
+            if await self._location.find_routes(aor):
+                return await self._to_aor(request, message, aor)
         if isinstance(caller, Agent):
             peer = resources.peer(uri.user)
             if peer is not None and peer.enabled:
@@ -205,10 +217,13 @@ class ConnectProcessor:
 
     async def _caller(
         self, request: MessageRequest, message: Request, resources: Resources
-    ) -> Agent | Peer | Trunk | MessageResponse:
-        """Classify and authenticate the caller: a trunk named by the Request-URI host,
-        an agent of a domain by its From, a peer by its From user, or a trunk whose access
-        control list lets the source address in."""
+    ) -> Agent | Peer | Trunk | Claims | MessageResponse:
+        """Classify and authenticate the caller: a browser phone by its token, a trunk
+        named by the Request-URI host, an agent of a domain by its From, a peer by its
+        From user, or a trunk whose access control list lets the source address in."""
+        token = message.get(TOKEN_HEADER)
+        if token is not None:
+            return await self._token_caller(request, message, token)
         uri = message.uri
         trunk = None
         if isinstance(uri, SipUri):  # by the host it names, or the Contact we registered
@@ -247,6 +262,51 @@ class ConnectProcessor:
         if trunks:
             return await self._trunk_caller(request, message, trunks[0])
         return MessageResponse(reply(message, 403, "Forbidden (Caller Not In A Domain)"))
+
+    async def _token_caller(
+        self, request: MessageRequest, message: Request, token: str
+    ) -> Claims | MessageResponse:
+        if self.tokens is None:
+            return MessageResponse(reply(message, 403, "Forbidden (Tokens Not Accepted Here)"))
+        try:
+            claims = await self.tokens.verify(token)
+        except TokenError as error:
+            log.info("%s from %s: token refused: %s", message.method, request.sender, error.reason)
+            return MessageResponse(reply(message, error.status, error.phrase))
+        if not claims.allows(message.method):
+            log.info(
+                "%s from %s: not allowed by the token of %s",
+                message.method,
+                request.sender,
+                claims.aor,
+            )
+            return MessageResponse(reply(message, 403, "Forbidden (Method Not Allowed By Token)"))
+        return claims
+
+    async def _from_token(
+        self, request: MessageRequest, message: Request, claims: Claims, resources: Resources
+    ) -> MessageResponse:
+        """A browser phone calls an agent (or another browser phone) of the token's
+        domain, else the token's aorLink (a conference server, say); nothing else."""
+        if claims.privacy == "PRIVATE":
+            message.remove("Privacy")
+            message.add("Privacy", "id")  # RFC 3323: the next hop hides the caller
+        uri = message.uri
+        domain = resources.domain(uri.host) if isinstance(uri, SipUri) else None
+        in_reach = domain is not None and claims.domain.lower() in (
+            "",
+            domain.domain_uri.lower(),
+        )
+        if domain is not None and in_reach and isinstance(uri, SipUri) and uri.user:
+            agent = resources.agent(domain.domain_uri, uri.user)
+            if agent is not None and agent.enabled:
+                return await self._to_agent(request, message, agent)
+            aor = f"sip:{uri.user}@{domain.domain_uri.lower()}"
+            if await self._location.find_routes(aor):
+                return await self._to_aor(request, message, aor)
+        if not claims.aor_link:
+            return MessageResponse(reply(message, 404))
+        return await self._to_link(request, message, claims.aor_link, resources)
 
     async def _trunk_caller(
         self, request: MessageRequest, message: Request, trunk: Trunk
@@ -321,7 +381,17 @@ class ConnectProcessor:
         )
         for name, value in number.extra_headers:
             message.add(name, value)
-        link = number.aor_link
+        return await self._to_link(request, message, number.aor_link, resources, affinity)
+
+    async def _to_link(
+        self,
+        request: MessageRequest,
+        message: Request,
+        link: str,
+        resources: Resources,
+        affinity: str = "",
+    ) -> MessageResponse:
+        """To an aorLink: an agent's address, a peer's AOR, or any AOR with bindings."""
         try:
             target = parse_uri(link, what="aorLink") if link.startswith("sip") else None
         except ParseError:
@@ -343,6 +413,9 @@ class ConnectProcessor:
         self, request: MessageRequest, message: Request, callee: Agent
     ) -> MessageResponse:
         aor = f"sip:{callee.username}@{callee.domain.domain_uri.lower()}"
+        return await self._to_aor(request, message, aor)
+
+    async def _to_aor(self, request: MessageRequest, message: Request, aor: str) -> MessageResponse:
         routes = await self._location.find_routes(aor, message.call_id)
         if not routes:
             return MessageResponse(reply(message, 480))

@@ -16,6 +16,8 @@ from .context import reply
 from .guard import Guard
 from .resources import AccessControlList, Resources, aor_key
 from .routing import SESSION_COUNT
+from .tokens import HEADER as TOKEN_HEADER
+from .tokens import TokenError, TokenVerifier
 
 log = logging.getLogger("sipgrid.connect")
 
@@ -32,12 +34,14 @@ class Registrar:
         auth: Authenticator,
         clock: Callable[[], float] = time.time,
         guard: Guard | None = None,
+        tokens: TokenVerifier | None = None,
     ) -> None:
         self._resources = resources
         self._location = location
         self._auth = auth
         self._clock = clock
         self._guard = guard or Guard(clock=clock)
+        self.tokens = tokens
 
     async def register(self, request: MessageRequest) -> Response:
         message = request.message
@@ -47,6 +51,9 @@ class Registrar:
         to_uri = message.to.sip_uri
         if to_uri is None or to_uri.user is None:
             return reply(message, 400, "To Must Be A SIP URI With A User")
+        token = message.get(TOKEN_HEADER)
+        if token is not None:
+            return await self._register_with_token(request, message, to_uri, token)
         who = _registrant(resources, uri.host if isinstance(uri, SipUri) else "", to_uri.user)
         if who is None:
             return reply(message, 404, "Domain Not Served Here")
@@ -67,8 +74,37 @@ class Registrar:
             return reply(message, 403, "Forbidden (Bad Credentials)")
         if who.username is None or who.username != username:
             return reply(message, 403, "Forbidden (Not Your Address)")
+        return await self._bind(request, who.aor, who.max_contacts, who.expires)
 
-        aor = who.aor
+    async def _register_with_token(
+        self, request: MessageRequest, message: Request, to_uri: SipUri, token: str
+    ) -> Response:
+        """Bind the token's AOR, for no longer than the token lives (Routr's
+        X-Connect-Token); the To header must name that AOR."""
+        if self.tokens is None:
+            return reply(message, 403, "Forbidden (Tokens Not Accepted Here)")
+        try:
+            claims = await self.tokens.verify(token)
+        except TokenError as error:
+            log.info("REGISTER from %s: token refused: %s", request.sender, error.reason)
+            return reply(message, error.status, error.phrase)
+        if not claims.allows("REGISTER"):
+            return reply(message, 403, "Forbidden (Method Not Allowed By Token)")
+        aor = claims.aor_uri
+        if (aor.user, aor.host.lower()) != (to_uri.user, to_uri.host.lower()):
+            return reply(message, 403, "Forbidden (Token Is For Another AOR)")
+        limit = 0
+        if claims.expires_at is not None:
+            limit = max(1, int(claims.expires_at - self._clock()))
+        return await self._bind(request, aor_key(claims.aor), claims.max_contacts, limit)
+
+    async def _bind(
+        self, request: MessageRequest, aor: str, max_contacts: int, limit: int
+    ) -> Response:
+        """Add, refresh or remove the REGISTER's bindings of ``aor``; no binding lasts
+        longer than ``limit`` seconds when it is set."""
+        message = request.message
+        assert isinstance(message, Request)
         try:
             contacts = message.contacts
             header_expires = message.expires
@@ -88,13 +124,13 @@ class Registrar:
                 continue
             expires = contact.expires if contact.expires is not None else header_expires
             expires = DEFAULT_EXPIRES if expires is None else expires
-            if who.expires:
-                expires = min(expires, who.expires) if expires else 0
-            if 0 < expires < MIN_EXPIRES:
+            if limit:
+                expires = min(expires, limit) if expires else 0
+            if 0 < expires < MIN_EXPIRES and expires != limit:
                 return reply(message, 423, headers=[("Min-Expires", MIN_EXPIRES)])
             route = self._route(request, contact.sip_uri, min(expires, MAX_EXPIRES))
             route.session_count = sessions
-            await self._location.add_route(aor, route, who.max_contacts)
+            await self._location.add_route(aor, route, max_contacts)
             if log.isEnabledFor(logging.INFO):
                 log.info(
                     "registration %s %s expires %d",

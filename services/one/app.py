@@ -21,6 +21,12 @@ from services.connect.probe import PeerProber
 from services.connect.processor import ConnectProcessor
 from services.connect.routing import Balancer, RedisTurns
 from services.connect.store_resources import StoreResources
+from services.connect.tokens import (
+    PUBLIC_KEY_FILE,
+    TokenVerifier,
+    ensure_key_pair,
+    verifier_from_env,
+)
 from services.dispatcher.dispatcher import Dispatcher, load_dispatcher
 from services.edgeport.config import load_edgeport
 from services.edgeport.server import EdgePort
@@ -129,7 +135,12 @@ async def build(config_dir: Path, data_dir: Path | None = None) -> AllInOne:
         balancer = Balancer(RedisTurns(shared.client))
     guard = Guard(store=DatabaseBans(api.store.engine))  # `sipgrid bans` sees and lifts bans
     connect = ConnectProcessor(
-        resources, location, Authenticator(counts=counts), guard=guard, balancer=balancer
+        resources,
+        location,
+        Authenticator(counts=counts),
+        guard=guard,
+        balancer=balancer,
+        tokens=token_verifier(data),
     )
     processor: Processor = connect
     dispatcher_path = config_dir / "dispatcher.yaml"
@@ -169,6 +180,23 @@ async def build(config_dir: Path, data_dir: Path | None = None) -> AllInOne:
         connect.prober,
         registry=registry,
     )
+
+
+def token_verifier(data: Path) -> TokenVerifier | None:
+    """Routr's CONNECT_VERIFIER_* variables, else a key pair of our own in the data
+    directory, made at first start, so that `sipgrid tokens create` works out of the box."""
+    if (
+        "CONNECT_VERIFIER_PUBLIC_KEY_PATH" not in os.environ
+        and "CONNECT_VERIFIER_ADDR" not in os.environ
+    ):
+        private, made = ensure_key_pair(data)
+        if made:
+            print(
+                f"sipgrid: X-Connect-Token keys made: {private} signs (sipgrid tokens create), "
+                f"{data / PUBLIC_KEY_FILE} verifies",
+                flush=True,
+            )
+    return verifier_from_env(os.environ, data)
 
 
 async def run(config_dir: Path) -> None:

@@ -15,6 +15,7 @@ from services.connect.context import CALLEE, signed_flows
 from services.connect.guard import GuardSettings
 from services.connect.processor import ConnectProcessor
 from services.connect.resources import load_resources
+from services.connect.tokens import TokenVerifier
 from services.location.service import MemoryLocation
 from sipgrid.api.types import (
     MessageRequest,
@@ -45,7 +46,11 @@ class Clock:
 class Switch:
     """A Connect processor over the example resources, an in-memory Location and a clock."""
 
-    def __init__(self, resources_dir: Path = ROOT / "config" / "resources") -> None:
+    def __init__(
+        self,
+        resources_dir: Path = ROOT / "config" / "resources",
+        tokens: TokenVerifier | None = None,
+    ) -> None:
         self.clock = Clock()
         self.location = MemoryLocation(self.clock)
         self.processor = ConnectProcessor(
@@ -53,6 +58,7 @@ class Switch:
             self.location,
             Authenticator(KEY, clock=self.clock),
             clock=self.clock,
+            tokens=tokens,
         )
 
     def send(self, text: str, sender: NetInterface = ALICE) -> MessageResponse:
