@@ -32,7 +32,8 @@ $(PB_STAMP): $(PROTOS) $(STAMP)
 
 # Test peers that come from Debian's packages: sipp (sip-tester), Kamailio with its TLS
 # module (a TLS peer), dnsmasq (SRV and NAPTR records), baresip (a real phone), sipvicious
-# (an attacker's tools), docker-compose (checks deploy/docker-compose.yml; no daemon needed).
+# (an attacker's tools), docker-compose (checks deploy/docker-compose.yml; no daemon needed),
+# rtpengine (the media relay, userspace) and chromium (a browser phone, driven by playwright).
 # Installed when missing.
 KAMAILIO_TLS := /usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so
 system-deps:
@@ -44,6 +45,8 @@ system-deps:
 	command -v baresip >/dev/null || missing="$$missing baresip-core"; \
 	command -v svcrack >/dev/null || missing="$$missing sipvicious"; \
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	command -v rtpengine >/dev/null || missing="$$missing rtpengine-daemon"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
@@ -54,6 +57,8 @@ system-deps:
 	@command -v baresip >/dev/null || { echo "make: baresip is missing and could not be installed"; exit 1; }
 	@command -v svcrack >/dev/null || { echo "make: sipvicious is missing and could not be installed"; exit 1; }
 	@command -v docker-compose >/dev/null || { echo "make: docker-compose is missing and could not be installed"; exit 1; }
+	@command -v rtpengine >/dev/null || { echo "make: rtpengine is missing and could not be installed"; exit 1; }
+	@command -v chromium >/dev/null || { echo "make: chromium is missing and could not be installed"; exit 1; }
 
 # From the npm registry, into tests/node: Routr's published Node SDK (the API compatibility
 # test) and JsSIP with ws (a WebSocket SIP phone).

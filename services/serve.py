@@ -28,6 +28,7 @@ DEFAULT_BIND = {
     "dispatcher": "0.0.0.0:51901",
     "location": "0.0.0.0:51902",
     "connect": "0.0.0.0:51904",
+    "rtprelay": "0.0.0.0:51903",
     "requester": "0.0.0.0:51909",
     "registry": "0.0.0.0:51910",
 }
@@ -39,6 +40,7 @@ SERVICES = (
     "apiserver",
     "requester",
     "registry",
+    "rtprelay",
 )
 
 
@@ -197,6 +199,18 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
         sender = await requester_sender()
         stoppers.append(sender.stop)
         server = await start_server(bind, requester=sender)
+    elif service == "rtprelay":
+        from .rtprelay.relay import relay_from_env
+
+        relay = relay_from_env(env, required=True)
+        assert relay is not None
+        bind = bind_addr or env.get("BIND_ADDR") or DEFAULT_BIND["rtprelay"]
+        server = await start_server(bind, processor=relay)
+
+        async def close_relay() -> None:
+            relay.client.close()
+
+        stoppers.append(close_relay)
     elif service == "registry":
         registry, registry_stop = await _registry(env)
         bind = bind_addr or env.get("BIND_ADDR") or DEFAULT_BIND["registry"]

@@ -78,7 +78,16 @@ def run(config_dir: Path, log_level: str | None) -> None:
 @click.argument(
     "service",
     type=click.Choice(
-        ["edgeport", "dispatcher", "location", "connect", "apiserver", "requester", "registry"]
+        [
+            "edgeport",
+            "dispatcher",
+            "location",
+            "connect",
+            "apiserver",
+            "requester",
+            "registry",
+            "rtprelay",
+        ]
     ),
 )
 @CONFIG_DIR

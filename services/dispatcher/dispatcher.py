@@ -14,7 +14,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from sipgrid.api.types import MessageRequest, MessageResponse, Processor
+from sipgrid.api.types import (
+    META_TARGET_TRANSPORT,
+    MessageRequest,
+    MessageResponse,
+    Processor,
+)
 from sipgrid.config import load
 from sipgrid.sip import Request, Response, make_response
 
@@ -177,9 +182,26 @@ class Dispatcher:
         for middleware in self._pre:
             request.message = (await middleware.process_message(request)).message
         result = await route.processor.process_message(request)
+        target = _target_transport(result)
+        if target is not None:  # where the request goes, for media relays and such
+            request.metadata = {**request.metadata, META_TARGET_TRANSPORT: target}
         for middleware in self._post:
             request.message = result.message
             result = dataclasses.replace(
                 result, message=(await middleware.process_message(request)).message
             )
         return result
+
+
+def _target_transport(result: MessageResponse) -> str | None:
+    """The transport a routed request leaves on, when the processor named it."""
+    if not isinstance(result.message, Request):
+        return None
+    for where in (result.target_flow, result.destination):
+        if where is not None:
+            return where.transport.name
+    if result.forks:
+        first = result.forks[0]
+        where = first.target_flow or first.destination
+        return where.transport.name if where is not None else None
+    return None

@@ -16,6 +16,7 @@ from services.apiserver.bindings import DatabaseBindings
 from services.apiserver.files import apply
 from services.apiserver.server import FIRST_KEY_FILE, ApiServer, start_apiserver
 from services.connect.auth import Authenticator, NonceCounts, RedisNonceCounts
+from services.connect.context import ALLOW
 from services.connect.guard import Guard
 from services.connect.probe import PeerProber
 from services.connect.processor import ConnectProcessor
@@ -27,7 +28,7 @@ from services.connect.tokens import (
     ensure_key_pair,
     verifier_from_env,
 )
-from services.dispatcher.dispatcher import Dispatcher, load_dispatcher
+from services.dispatcher.dispatcher import Dispatcher, DispatcherConfig, load_dispatcher
 from services.edgeport.config import load_edgeport
 from services.edgeport.server import EdgePort
 from services.grpc_servers import start_server
@@ -35,6 +36,7 @@ from services.location.config import LocationConfig, redis_url
 from services.location.persistent import PersistentLocation
 from services.location.redis_store import RedisLocation
 from services.registry.registry import Registry
+from services.rtprelay.relay import relay_from_env
 from services.serve import until_stopped
 from sipgrid.api.types import LocationService, Processor
 from sipgrid.config import ConfigError, load
@@ -50,6 +52,31 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
+
+
+RTPRELAY_PORT = 51903
+ALL_METHODS = [
+    *(m.strip() for m in ALLOW.split(",")),
+    "SUBSCRIBE",
+    "PUBLISH",
+]
+# Connect for every method, then the media relay on what it routed (RTPENGINE_HOST set
+# and no dispatcher.yaml of one's own)
+IN_PROCESS_RELAY = {
+    "kind": "MessageDispatcher",
+    "spec": {
+        "processors": [
+            {"ref": "connect-processor", "addr": f"local:{CONNECT_PORT}", "methods": ALL_METHODS}
+        ],
+        "middlewares": [
+            {"ref": "rtprelay", "addr": f"local:{RTPRELAY_PORT}", "postProcessor": True}
+        ],
+    },
+}
+
+
+def is_local_rtprelay(ref: str, addr: str) -> bool:
+    return addr.rsplit(":", 1)[-1] == str(RTPRELAY_PORT) or ref == "rtprelay"
 
 
 def is_local_connect(ref: str, addr: str) -> bool:
@@ -143,13 +170,20 @@ async def build(config_dir: Path, data_dir: Path | None = None) -> AllInOne:
         tokens=token_verifier(data),
     )
     processor: Processor = connect
+    relay = relay_from_env(os.environ)  # rtpengine for browser phones, when configured
     dispatcher_path = config_dir / "dispatcher.yaml"
+    dispatcher_config = None
     if dispatcher_path.exists():
         dispatcher_config = load_dispatcher(dispatcher_path)
+    elif relay is not None:
+        dispatcher_config = DispatcherConfig.model_validate(IN_PROCESS_RELAY)
+    if dispatcher_config is not None:
 
         def resolve(ref: str, addr: str) -> Processor:
             if is_local_connect(ref, addr):
                 return connect
+            if relay is not None and is_local_rtprelay(ref, addr):
+                return relay
             from services.grpc_clients import GrpcProcessor
 
             return GrpcProcessor(addr)

@@ -65,6 +65,7 @@ META_TARGET_FLOW = "sipgrid.target-flow"  # a connection to prefer while open: "
 META_DROP = "sipgrid.drop"  # "1": send nothing (an ACK with nowhere to go)
 META_ALTERNATIVES = "sipgrid.alternatives"  # Request-URIs to try next, one per line
 META_FORKS = "sipgrid.forks"  # one branch a line: JSON [uri, destination, flow, [record-route]]
+META_TARGET_TRANSPORT = "sipgrid.target-transport"  # post-processors: "WS", "UDP", ...
 META_CREDENTIALS = "sipgrid.credentials"  # "username\npassword" to answer the next hop's challenge
 
 

@@ -201,7 +201,11 @@ def _retrying(launch: Callable[[], Sipgrid]) -> Sipgrid:
 
 
 def _all_in_one(
-    directory: Path, transports: tuple[str, ...] = (), host: str = "127.0.0.1", **config: object
+    directory: Path,
+    transports: tuple[str, ...] = (),
+    host: str = "127.0.0.1",
+    env: dict[str, str] | None = None,
+    **config: object,
 ) -> Sipgrid:
     port = free_port(host)
     extra = {name: free_port() for name in transports}
@@ -213,6 +217,7 @@ def _all_in_one(
         "INTERNAL_BIND_ADDR": f"127.0.0.1:{api_port}",
         "EXTERNAL_BIND_ADDR": f"127.0.0.1:{external_api_port}",
         "LOCATION_BIND_ADDR": f"127.0.0.1:{location_port}",
+        **(env or {}),
     }
     args = ["run", "--config-dir", str(directory)]
     process, log = _start(directory, "sipgrid", args, env)
@@ -608,6 +613,72 @@ def kamailio(directory: Path, write_config: Callable[[Path], Any]) -> Iterator[A
         raise PortClash("kamailio found no free ports")
     try:
         yield found
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@dataclass
+class Rtpengine:
+    ng_port: int
+    log: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What sipgrid needs to use it (Routr's variables)."""
+        return {"RTPENGINE_HOST": "127.0.0.1", "RTPENGINE_PORT": str(self.ng_port)}
+
+
+@contextlib.contextmanager
+def rtpengine(directory: Path) -> Iterator[Rtpengine]:
+    """Debian's rtpengine in userspace (no kernel module) on loopback: its NG control
+    port and a block of media ports of its own; stopped on exit."""
+    binary = shutil.which("rtpengine")
+    if binary is None:
+        import pytest
+
+        pytest.fail("rtpengine is missing: run `make test`", pytrace=False)
+    directory.mkdir(parents=True, exist_ok=True)
+    log = directory / "rtpengine.log"
+    for _ in range(ATTEMPTS):
+        ng_port = free_port()
+        low = random.randrange(PORTS.start, PORTS.stop - 200, 2)
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [
+                    binary,
+                    "--config-file=none",
+                    "--foreground",
+                    "--log-stderr",
+                    "--table=-1",
+                    "--interface=127.0.0.1",
+                    f"--listen-ng=127.0.0.1:{ng_port}",
+                    f"--port-min={low}",
+                    f"--port-max={low + 199}",
+                    "--log-level=6",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and process.poll() is None:
+            if "Startup complete" in log.read_text(errors="replace"):
+                break
+            time.sleep(0.05)
+        if process.poll() is None:
+            break
+        if not clashed(log.read_text(errors="replace")):
+            raise RuntimeError(f"rtpengine exited:\n{log.read_text(errors='replace')}")
+    else:
+        raise PortClash("rtpengine found no free ports")
+    try:
+        yield Rtpengine(ng_port, log)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
