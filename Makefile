@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PROTOS := $(wildcard proto/*.proto)
 PB_STAMP := sipgrid/pb/.generated
 
-.PHONY: install protos run test bench mutation fuzz lint typecheck system-deps node-deps clean
+.PHONY: install protos run test bench mutation fuzz lint typecheck system-deps node-deps web-deps clean
 
 install: $(STAMP) $(PB_STAMP)
 
@@ -71,10 +71,21 @@ $(NODE_STAMP): tests/node/package.json tests/node/package-lock.json
 	cd tests/node && npm ci --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
 
+# The browser phone page (SIPGRID_PHONE_PAGE=on): JsSIP from the npm registry, bundled
+# for the browser by esbuild into web/build.
+WEB_STAMP := web/build/jssip.min.js
+web-deps: $(WEB_STAMP)
+
+$(WEB_STAMP): web/package.json web/package-lock.json
+	@command -v npm >/dev/null || { echo "installing Node.js and npm (Debian packages)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
+	cd web && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build
+
 run: install
+	@$(MAKE) --no-print-directory web-deps || echo "make: the browser phone page's JsSIP could not be installed; the rest runs"
 	$(VENV)/bin/sipgrid run --config-dir config
 
-test: install system-deps node-deps lint
+test: install system-deps node-deps web-deps lint
 	$(PY) -m pytest -q
 
 bench: install system-deps

@@ -63,8 +63,10 @@ class EdgePort:
         data_dir: Path | None = None,
         tls_names: list[str] | None = None,
         dns_servers: str | None = None,
+        phone_page: bool = False,
     ) -> None:
         self.config = config
+        self._phone_page = phone_page  # the browser phone beside WSS
         spec = config.spec
         self.ref = config.ref
         self.processor = processor
@@ -211,7 +213,8 @@ class EdgePort:
             lp = NetInterface(_advertised(host), bound, transport)
         elif transport in (Transport.WS, Transport.WSS):
             context = self._tls() if transport is Transport.WSS else None
-            shell_ws = WebSocketShell(self, transport, host, port, context)
+            page = self._phone_page and transport is Transport.WSS
+            shell_ws = WebSocketShell(self, transport, host, port, context, phone_page=page)
             bound = await shell_ws.start()
             self._websockets.append(shell_ws)
             lp = NetInterface(_advertised(host), bound, transport)

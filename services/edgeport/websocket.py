@@ -16,6 +16,7 @@ from aiohttp import WSMsgType, web
 
 from sipgrid.api.types import NetInterface, Transport
 
+from .pages import add_phone_page
 from .transports import Sink
 
 log = logging.getLogger("sipgrid.edgeport")
@@ -68,8 +69,10 @@ class WebSocketShell:
         host: str,
         port: int,
         ssl_context: ssl.SSLContext | None = None,
+        phone_page: bool = False,
     ) -> None:
         self.sink = sink
+        self._phone_page = phone_page
         self.transport = transport
         self.host = host
         self.port = port
@@ -80,6 +83,8 @@ class WebSocketShell:
     async def start(self) -> int:
         """Listen; return the port (the one the system picked for port 0)."""
         app = web.Application()
+        if self._phone_page:
+            add_phone_page(app)
         app.router.add_get("/{path:.*}", self._handle)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()

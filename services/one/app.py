@@ -38,7 +38,7 @@ from services.location.redis_store import RedisLocation
 from services.registry.registry import Registry
 from services.rtprelay.relay import relay_from_env
 from services.serve import until_stopped
-from sipgrid.api.types import LocationService, Processor
+from sipgrid.api.types import LocationService, Processor, Transport
 from sipgrid.config import ConfigError, load
 
 log = logging.getLogger("sipgrid.one")
@@ -193,7 +193,12 @@ async def build(config_dir: Path, data_dir: Path | None = None) -> AllInOne:
     guarding = asyncio.create_task(guard.run())
     flushing = asyncio.create_task(persistent.run()) if persistent is not None else None
     domains = list(resources().domains)  # the self-signed TLS certificate names them
-    edgeport = EdgePort(edge_config, processor, data_dir=data, tls_names=domains)
+    page = os.environ.get("SIPGRID_PHONE_PAGE", "off")
+    if page not in ("on", "off"):
+        raise ConfigError(f"environment: SIPGRID_PHONE_PAGE: {page!r} is not on or off")
+    edgeport = EdgePort(
+        edge_config, processor, data_dir=data, tls_names=domains, phone_page=page == "on"
+    )
     connect.prober = PeerProber(resources, edgeport.request)
     registry = Registry(resources, edgeport.request, edgeport.contact_point)
     # Location and the Registry's status on loopback too, for `sipgrid registrations list`
@@ -237,5 +242,12 @@ async def run(config_dir: Path) -> None:
     app = await build(config_dir)
     await app.start()
     tune_gc()
+    if os.environ.get("SIPGRID_PHONE_PAGE") == "on":
+        for lp in app.edgeport.listening_points:
+            if lp.transport is Transport.WSS:
+                host = "localhost" if lp.host in ("0.0.0.0", "::") else lp.host
+                print(
+                    f"sipgrid: the browser phone is at https://{host}:{lp.port}/phone/", flush=True
+                )
     points = ", ".join(str(lp) for lp in app.edgeport.listening_points)
     await until_stopped(app.stop, f"SIP on {points}")

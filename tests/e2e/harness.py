@@ -273,6 +273,10 @@ def _distributed(directory: Path, config: dict[str, object]) -> Sipgrid:
     transports: tuple[str, ...] = tuple(config.pop("transports", ()) or ())  # type: ignore[arg-type]
     redis = str(config.pop("redis_url", "") or "")
     edgeport_spec = dict(config.pop("edgeport", {}) or {})  # type: ignore[call-overload]
+    # more environment for Connect (e.g. CONNECT_VERIFIER_*), and rtpengine's for an
+    # RTPRelay the Dispatcher runs after Connect
+    connect_env = dict(config.pop("connect_env", {}) or {})  # type: ignore[call-overload]
+    rtprelay_env = dict(config.pop("rtprelay_env", {}) or {})  # type: ignore[call-overload]
     port = free_port()
     api_port = free_port()
     server = Sipgrid(port, directory, api_port=api_port, external_api_port=free_port())
@@ -309,10 +313,19 @@ def _distributed(directory: Path, config: dict[str, object]) -> Sipgrid:
                 "spec": {"cache": {"provider": "redis", "parameters": {"url": redis}}},
             }
             (chain_dir / "location.yaml").write_text(yaml.safe_dump(location))
+        relay_port = free_port() if rtprelay_env else 0
         (chain_dir / "dispatcher.yaml").write_text(
-            yaml.safe_dump(_dispatcher(dispatcher_port, connect_port))
+            yaml.safe_dump(_dispatcher(dispatcher_port, connect_port, relay_port))
         )
         config_dir = ["--config-dir", str(chain_dir)]
+        if relay_port:
+            steps.append(
+                (
+                    f"rtprelay{suffix}",
+                    ["serve", "rtprelay", "--bind-addr", f"127.0.0.1:{relay_port}"],
+                    rtprelay_env,
+                )
+            )
         steps += [
             (
                 f"location{suffix}",
@@ -328,6 +341,7 @@ def _distributed(directory: Path, config: dict[str, object]) -> Sipgrid:
                     # the APIServer's database: bans shared, `sipgrid bans` sees them
                     "DATABASE_URL": database,
                     **({"REDIS_URL": redis} if redis else {}),
+                    **connect_env,
                 },
             ),
             (f"dispatcher{suffix}", ["serve", "dispatcher", *config_dir], {}),
@@ -346,7 +360,8 @@ def _distributed(directory: Path, config: dict[str, object]) -> Sipgrid:
     return server
 
 
-def _dispatcher(dispatcher_port: int, connect_port: int) -> dict[str, object]:
+def _dispatcher(dispatcher_port: int, connect_port: int, relay_port: int = 0) -> dict[str, object]:
+    middlewares = [{"ref": "rtprelay", "addr": f"127.0.0.1:{relay_port}", "postProcessor": True}]
     return {
         "kind": "MessageDispatcher",
         "apiVersion": "v2beta1",
@@ -374,6 +389,7 @@ def _dispatcher(dispatcher_port: int, connect_port: int) -> dict[str, object]:
                     ],
                 }
             ],
+            "middlewares": middlewares if relay_port else [],
         },
     }
 
@@ -627,6 +643,7 @@ def kamailio(directory: Path, write_config: Callable[[Path], Any]) -> Iterator[A
 class Rtpengine:
     ng_port: int
     log: Path
+    media_ports: range
 
     @property
     def env(self) -> dict[str, str]:
@@ -678,7 +695,7 @@ def rtpengine(directory: Path) -> Iterator[Rtpengine]:
     else:
         raise PortClash("rtpengine found no free ports")
     try:
-        yield Rtpengine(ng_port, log)
+        yield Rtpengine(ng_port, log, range(low, low + 200))
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)

@@ -282,9 +282,12 @@ RECV_INVITE = """  <recv request="INVITE" crlf="true" rrs="true">
 
 
 def _check(index: int, name: str, regex: str) -> str:
-    """A check on the received request: a header's value, or ("Request-URI") its first line."""
+    """A check on the received request: a header's value, ("Request-URI") its first line,
+    or ("body") its body."""
     pattern = escape(regex, quote=True)
     where = 'search_in="msg"' if name == "Request-URI" else f'search_in="hdr" header="{name}:"'
+    if name == "body":
+        where = 'search_in="body"'
     if name == "Request-URI":
         pattern = f"^[A-Z]+ {pattern}"
     return f'      <ereg regexp="{pattern}" {where} check_it="true" assign_to="expect{index}"/>\n'
@@ -293,7 +296,7 @@ def _check(index: int, name: str, regex: str) -> str:
 def uas(mode: str = "answer", expect: dict[str, str] | None = None) -> str:
     """The callee. ``answer``: 180, 200, ACK, then the caller's BYE. ``hangup``: 180, 200,
     ACK, then a BYE of its own. ``decline``: 180 then 603. ``ring``: 180, then the
-    CANCEL and 487. ``expect`` maps header names (or "Request-URI") to regular
+    CANCEL and 487. ``expect`` maps header names (or "Request-URI", or "body") to regular
     expressions the INVITE must match (the scenario fails otherwise)."""
     checks = "".join(
         _check(i, name, regex) for i, (name, regex) in enumerate((expect or {}).items())

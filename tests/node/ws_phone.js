@@ -5,12 +5,17 @@
 // JsSIP's own. Prints one JSON line per event; exits 0 when the scenario went through.
 //
 //   node ws_phone.js URL USER PASSWORD DOMAIN register|call TARGET|answer|message TARGET
+//
+// With CONNECT_TOKEN set, it registers and calls with that X-Connect-Token instead of a
+// password (a browser phone's way).
 
 'use strict';
 
 const WebSocket = require('ws');
 
 const [url, user, password, domain, mode, target] = process.argv.slice(2);
+const token = process.env.CONNECT_TOKEN || '';
+const tokenHeaders = token ? [`X-Connect-Token: ${token}`] : [];
 
 class SipWebSocket extends WebSocket {
   constructor(address, protocols) {
@@ -67,8 +72,8 @@ const socket = new JsSIP.WebSocketInterface(url);
 const ua = new JsSIP.UA({
   sockets: [socket],
   uri: `sip:${user}@${domain}`,
-  password,
-  register: true,
+  password: token ? undefined : password,
+  register: !token,
   register_expires: 120,
   session_timers: false,
   user_agent: 'JsSIP-under-Node',
@@ -76,7 +81,15 @@ const ua = new JsSIP.UA({
 
 setTimeout(() => { say('timeout'); finish(3); }, 20000);
 
-ua.on('registrationFailed', (e) => { say('registrationFailed', { cause: e.cause }); finish(2); });
+ua.on('registrationFailed', (e) => {
+  say('registrationFailed', { cause: e.cause, reason: e.response && e.response.reason_phrase });
+  finish(2);
+});
+
+if (token) {
+  ua.registrator().setExtraHeaders(tokenHeaders);
+  ua.on('connected', () => ua.register());
+}
 
 ua.on('registered', () => {
   say('registered');
@@ -86,6 +99,7 @@ ua.on('registered', () => {
     const session = ua.call(`sip:${target}@${domain}`, {
       mediaConstraints: { audio: false, video: false },
       pcConfig: { iceServers: [] },
+      extraHeaders: tokenHeaders,
     });
     session.on('progress', (e) => say('progress', { status: e.response && e.response.status_code }));
     session.on('failed', (e) => { say('failed', { cause: e.cause }); finish(1); });
