@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from bench import parser_bench, sip_load
+from bench import parser_bench, sip_load, versus
 
 
 def main() -> None:
     parser_bench.main()
     sip_load.main()
+    versus.main()  # sipgrid beside Kamailio, one run: the ratios are what counts
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ bench/results/sip_load.json.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -16,6 +17,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from tests.e2e import scenarios
@@ -48,7 +50,7 @@ def _sipp(
     directory: Path,
     name: str,
     xml: str,
-    server: Sipgrid,
+    server_port: int,
     rate: int,
     total: int,
     user: str,
@@ -60,7 +62,7 @@ def _sipp(
     port = free_port()
     args = [
         require_sipp(),
-        f"127.0.0.1:{server.port}",
+        f"127.0.0.1:{server_port}",
         "-sf",
         str(path),
         "-i",
@@ -106,7 +108,9 @@ def _sipp(
     return ok, failed, elapsed
 
 
-def calls(server: Sipgrid, directory: Path) -> dict[str, object]:
+@contextlib.contextmanager
+def callee(directory: Path, server_port: int) -> Iterator[None]:
+    """A sipp UAS that answers every call, registered as 1002 through the server."""
     uas_xml = directory / "uas.xml"
     uas_xml.write_text(scenarios.uas("answer"))
     uas_port = free_port()
@@ -145,20 +149,31 @@ def calls(server: Sipgrid, directory: Path) -> dict[str, object]:
             directory,
             "register-uas",
             scenarios.register(200),
-            server_port=server.port,
+            server_port=server_port,
             user="1002",
             keys={"contact_port": str(uas_port), "expires": "3600"},
         )
         if not reg.ok:
             raise RuntimeError("could not register the UAS:\n" + reg.output[-2000:])
+        yield
+    finally:
+        uas.terminate()
+        uas.wait(timeout=5)
+
+
+# an authenticated call held one second: INVITE, 407, ACK, INVITE, 100, 180, 200, ACK, BYE, 200
+CALL = scenarios.call("caller").replace(
+    '<pause milliseconds="200"/>', '<pause milliseconds="1000"/>'
+)
+
+
+def calls(server: Sipgrid, directory: Path) -> dict[str, object]:
+    with callee(directory, server.port):
         best = 0
         steps = []
-        xml = scenarios.call("caller").replace(
-            '<pause milliseconds="200"/>', '<pause milliseconds="1000"/>'
-        )
         for rate in RATES:
             ok, failed, elapsed = _sipp(
-                directory, f"uac-{rate}", xml, server, rate, rate * SECONDS, "1001", {}, []
+                directory, f"uac-{rate}", CALL, server.port, rate, rate * SECONDS, "1001", {}, []
             )
             steps.append(
                 {"rate": rate, "successful": ok, "failed": failed, "seconds": round(elapsed, 1)}
@@ -172,9 +187,6 @@ def calls(server: Sipgrid, directory: Path) -> dict[str, object]:
             "seconds_per_step": SECONDS,
             "steps": steps,
         }
-    finally:
-        uas.terminate()
-        uas.wait(timeout=5)
 
 
 def registrations(server: Sipgrid, directory: Path) -> dict[str, object]:
@@ -186,7 +198,15 @@ def registrations(server: Sipgrid, directory: Path) -> dict[str, object]:
     ]:
         total = rate * min(SECONDS, 10)
         ok, failed, elapsed = _sipp(
-            directory, f"reg-{rate}", scenarios.register(200), server, rate, total, "1001", {}, []
+            directory,
+            f"reg-{rate}",
+            scenarios.register(200),
+            server.port,
+            rate,
+            total,
+            "1001",
+            {},
+            [],
         )
         achieved = ok / elapsed if elapsed else 0.0
         steps.append(

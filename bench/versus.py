@@ -1,0 +1,244 @@
+"""sipgrid beside Kamailio, in one run: the same sipp flows through each server.
+
+For each server: the CPU its processes spend per authenticated call (INVITE, 407, ACK,
+INVITE with digest, 100, 180, 200, ACK, BYE, 200) at BENCH_CALL_RATE calls/s, per digest
+REGISTER (REGISTER, 401, REGISTER, 200) at each of BENCH_REG_RATES, and the highest call
+rate held for BENCH_SECONDS with no failed call. CPU comes from /proc (utime + stime of
+every process of the server, threads included); sipp's own CPU is not counted. Absolute
+figures on a shared machine swing by 20 %: the ratio sipgrid / Kamailio in one run is
+the figure that counts. Written to bench/results/versus.json, and a table is printed.
+
+Kamailio runs bench/kamailio.cfg: a stateful proxy with digest on REGISTER and INVITE,
+Record-Route and bindings in memory, what the all-in-one does on these flows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.sip_load import CALL, SECONDS, _sipp, callee
+from tests.e2e import scenarios
+from tests.e2e.harness import KAMAILIO_MODULES, all_in_one, distributed, free_port, kamailio
+
+RESULTS = Path(__file__).resolve().parent / "results" / "versus.json"
+KAMAILIO_CFG = Path(__file__).resolve().parent / "kamailio.cfg"
+CALL_RATE = int(os.environ.get("BENCH_CALL_RATE", "200"))
+DISTRIBUTED_CALL_RATE = int(os.environ.get("BENCH_DISTRIBUTED_CALL_RATE", "100"))
+REG_RATES = [int(r) for r in os.environ.get("BENCH_REG_RATES", "300,2000").split(",")]
+REG_SECONDS = int(os.environ.get("BENCH_REG_SECONDS", "10"))
+STEP_RATES = [int(r) for r in os.environ.get("BENCH_STEP_RATES", "200,300,400,500,600").split(",")]
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Server:
+    name: str
+    port: int
+    pids: Callable[[], list[int]]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU of these processes so far (all their threads)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (stat fields 14 and 15)
+    return total / TICKS
+
+
+def group(leader: int) -> list[int]:
+    """Every process whose process group is ``leader``'s (Kamailio's children)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == leader:
+                found.append(int(entry.name))
+    return found
+
+
+def measured(server: Server, run: Callable[[], tuple[int, int, float]]) -> dict[str, float]:
+    pids = server.pids()
+    before = cpu_seconds(pids)
+    ok, failed, elapsed = run()
+    spent = cpu_seconds(pids) - before
+    return {
+        "successful": ok,
+        "failed": failed,
+        "seconds": round(elapsed, 1),
+        "cpu_seconds": round(spent, 3),
+        "cpu_ms_each": round(1000 * spent / ok, 3) if ok else float("nan"),
+    }
+
+
+def workloads(
+    server: Server, directory: Path, call_rate: int = CALL_RATE, steps: bool = True
+) -> dict[str, object]:
+    found: dict[str, object] = {}
+    with callee(directory, server.port):
+        total = call_rate * SECONDS
+        found["calls"] = measured(
+            server,
+            lambda: _sipp(directory, "calls", CALL, server.port, call_rate, total, "1001", {}, []),
+        )
+        print(f"  {server.name}: calls at {call_rate}/s: {found['calls']}", flush=True)
+        if steps:
+            best = 0
+            for rate in STEP_RATES:
+                ok, failed, _ = _sipp(
+                    directory,
+                    f"step-{rate}",
+                    CALL,
+                    server.port,
+                    rate,
+                    rate * SECONDS,
+                    "1001",
+                    {},
+                    [],
+                )
+                print(f"  {server.name}: {rate}/s: {ok} ok, {failed} failed", flush=True)
+                if failed != 0 or ok != rate * SECONDS:
+                    break
+                best = rate
+            found["highest_clean_call_rate"] = best
+    for rate in REG_RATES:
+        found[f"registers_{rate}"] = measured(server, registering(directory, server, rate))
+        print(f"  {server.name}: REGISTERs at {rate}/s: {found[f'registers_{rate}']}", flush=True)
+    return found
+
+
+def registering(directory: Path, server: Server, rate: int) -> Callable[[], tuple[int, int, float]]:
+    xml = scenarios.register(200)
+    total = rate * REG_SECONDS
+    return lambda: _sipp(directory, f"reg-{rate}", xml, server.port, rate, total, "1001", {}, [])
+
+
+@contextlib.contextmanager
+def kamailio_server(directory: Path) -> Iterator[Server]:
+    template = KAMAILIO_CFG.read_text()
+
+    def write(cfg: Path) -> int:
+        port = free_port()
+        cfg.write_text(
+            template.format(port=port, modules=KAMAILIO_MODULES, children=os.cpu_count() or 2)
+        )
+        return port
+
+    with kamailio(directory, write) as port:
+        leader = _kamailio_leader(directory)
+        yield Server("kamailio", port, lambda: group(leader))
+
+
+def _kamailio_leader(directory: Path) -> int:
+    """The main Kamailio process: the one whose working directory (-Y) is ours."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if command[0].endswith(b"kamailio") and str(directory).encode() in command:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            return int(fields[2])
+    raise RuntimeError("kamailio is not running")
+
+
+def main() -> None:
+    report: dict[str, object] = {
+        "cpus": os.cpu_count(),
+        "seconds": SECONDS,
+        "call_rate": CALL_RATE,
+        "register_rates": REG_RATES,
+    }
+    os.environ["SIPGRID_TEST_LOG_LEVEL"] = "warning"  # as a production server would log
+    spec = {"edgeport": {"localnets": ["127.0.0.1/8"]}}
+    work = Path(tempfile.mkdtemp(prefix="sipgrid-versus-"))
+    try:
+        print("kamailio:", flush=True)
+        with kamailio_server(work / "kamailio") as server:
+            report["kamailio"] = workloads(server, work / "kamailio")
+        print("sipgrid all-in-one:", flush=True)
+        with all_in_one(work / "one", **spec) as one:
+            processes = list(one.processes)
+            server = Server("sipgrid", one.port, lambda: [p.pid for p in processes])
+            report["sipgrid"] = workloads(server, work / "one")
+        print("sipgrid distributed:", flush=True)
+        with distributed(work / "distributed", **spec) as grid:
+            processes = list(grid.processes)  # EdgePort, Dispatcher, Connect, Location, APIServer
+            server = Server("distributed", grid.port, lambda: [p.pid for p in processes])
+            report["distributed"] = workloads(
+                server, work / "distributed", DISTRIBUTED_CALL_RATE, steps=False
+            )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report["ratios"] = ratios(report)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    print(table(report))
+    print(f"written to {RESULTS}")
+
+
+def _cpu(report: dict[str, object], server: str, key: str) -> float:
+    found = report.get(server)
+    if not isinstance(found, dict) or not isinstance(found.get(key), dict):
+        return float("nan")
+    return float(found[key]["cpu_ms_each"])
+
+
+def ratios(report: dict[str, object]) -> dict[str, float]:
+    keys = ["calls", *(f"registers_{rate}" for rate in REG_RATES)]
+    found = {
+        f"{key}_sipgrid_over_kamailio": round(
+            _cpu(report, "sipgrid", key) / _cpu(report, "kamailio", key), 2
+        )
+        for key in keys
+    }
+    found["calls_distributed_over_kamailio"] = round(
+        _cpu(report, "distributed", "calls") / _cpu(report, "kamailio", "calls"), 2
+    )
+    return found
+
+
+def table(report: dict[str, object]) -> str:
+    rows = [("", "kamailio", "sipgrid", "ratio")]
+    for key, label in (
+        ("calls", f"CPU ms per call at {report['call_rate']}/s"),
+        *((f"registers_{r}", f"CPU ms per REGISTER at {r}/s") for r in REG_RATES),
+    ):
+        k, s = _cpu(report, "kamailio", key), _cpu(report, "sipgrid", key)
+        rows.append((label, f"{k:.3f}", f"{s:.3f}", f"{s / k:.2f}"))
+    best = {
+        name: found.get("highest_clean_call_rate", 0) if isinstance(found, dict) else 0
+        for name, found in ((n, report.get(n)) for n in ("kamailio", "sipgrid"))
+    }
+    rows.append(("highest clean calls/s", str(best["kamailio"]), str(best["sipgrid"]), ""))
+    d = _cpu(report, "distributed", "calls")
+    k = _cpu(report, "kamailio", "calls")
+    rows.append(
+        (
+            f"distributed CPU ms per call at {DISTRIBUTED_CALL_RATE}/s",
+            "",
+            f"{d:.3f}",
+            f"{d / k:.2f}",
+        )
+    )
+    width = max(len(r[0]) for r in rows)
+    return "\n".join(f"{r[0]:<{width}}  {r[1]:>9}  {r[2]:>9}  {r[3]:>6}" for r in rows)
+
+
+if __name__ == "__main__":
+    main()
