@@ -6,7 +6,14 @@ import grpc
 
 from services.grpc_options import internal_channel
 from sipgrid.api import convert
-from sipgrid.api.types import Binding, MessageRequest, MessageResponse, ProcessorUnavailable, Route
+from sipgrid.api.types import (
+    META_RESPONSES,
+    Binding,
+    MessageRequest,
+    MessageResponse,
+    ProcessorUnavailable,
+    Route,
+)
 from sipgrid.pb import location_pb2, location_pb2_grpc, processor_pb2, processor_pb2_grpc
 
 TIMEOUT = 5.0
@@ -15,9 +22,10 @@ TIMEOUT = 5.0
 class GrpcProcessor:
     """A Processor (Dispatcher, Connect, middleware) in another process."""
 
-    handles_responses = True  # it may change responses: they all go through it
-
     def __init__(self, addr: str, timeout: float = TIMEOUT) -> None:
+        # it may change responses: they all go through it, until it says it passes
+        # them through unchanged (sipgrid's Dispatcher without middlewares, Connect)
+        self.handles_responses = True
         self.addr = addr
         self._channel = internal_channel(addr)
         self._stub = processor_pb2_grpc.ProcessorStub(self._channel)
@@ -38,6 +46,7 @@ class GrpcProcessor:
             raise ProcessorUnavailable(
                 f"{self.addr}: {error.code().name}: {error.details()}"
             ) from None
+        self.handles_responses = reply.metadata.get(META_RESPONSES) != "pass"
         return reply
 
     async def healthy(self) -> bool:

@@ -16,7 +16,7 @@ from services.dispatcher.dispatcher import Dispatcher
 from services.grpc_clients import GrpcProcessor
 from services.grpc_options import SERVER_OPTIONS, bind_grpc, internal_interceptors
 from sipgrid.api import convert
-from sipgrid.api.types import LocationService, Processor, ProcessorUnavailable
+from sipgrid.api.types import META_RESPONSES, LocationService, Processor, ProcessorUnavailable
 from sipgrid.pb import (
     location_pb2,
     location_pb2_grpc,
@@ -43,7 +43,20 @@ class ProcessorServicer(processor_pb2_grpc.ProcessorServicer):
             domain = convert.request_from_pb(request)
         except (ParseError, ValueError) as error:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"message: {error}")
-        return convert.response_to_pb(await self._processor.process_message(domain))
+        reply = convert.response_to_pb(await self._processor.process_message(domain))
+        return says_responses(reply, self._processor.handles_responses)
+
+
+def says_responses(
+    reply: processor_pb2.MessageResponse, handles: bool
+) -> processor_pb2.MessageResponse:
+    """Tell the EdgePort whether responses need to come here (META_RESPONSES)."""
+    if handles:
+        if META_RESPONSES in reply.metadata:
+            del reply.metadata[META_RESPONSES]
+    else:
+        reply.metadata[META_RESPONSES] = "pass"
+    return reply
 
 
 class DispatcherServicer(ProcessorServicer):
@@ -59,11 +72,12 @@ class DispatcherServicer(ProcessorServicer):
     ) -> processor_pb2.MessageResponse:  # type: ignore[override]
         sip = request.message
         if sip.status_code and not self._dispatcher.has_middlewares:
-            return processor_pb2.MessageResponse(message=sip)
+            return says_responses(processor_pb2.MessageResponse(message=sip), handles=False)
         target = self._dispatcher.direct_route(sip.method or sip.cseq.method)
         if isinstance(target, GrpcProcessor):
             try:
-                return await target.process_pb(request)
+                reply = await target.process_pb(request)
+                return says_responses(reply, self._dispatcher.handles_responses)
             except ProcessorUnavailable as error:
                 await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
         return await super().ProcessMessage(request, context)

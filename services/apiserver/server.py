@@ -3,18 +3,21 @@ configured) and an external port that requires an API key, TLS when configured."
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from services.grpc_options import SERVER_OPTIONS, bind_grpc, internal_interceptors
+from sipgrid.pb import store_pb2, store_pb2_grpc
 
 from .api import SERVICES, ApiKeys, ApiUsers, AuthInterceptor, ConnectApi
 from .database import database_url, make_engine, migrate
-from .store import Cipher, ResourceStore
+from .store import Cipher, ResourceStore, StoreError
 
 
 @dataclass(frozen=True)
@@ -41,14 +44,34 @@ class ApiServer:
             await server.stop(grace=1.0)
 
 
+class StoreServicer(store_pb2_grpc.StoreServicer):
+    """The store's revision, for Connect instances that keep a snapshot of it."""
+
+    def __init__(self, store: ResourceStore) -> None:
+        self._store = store
+
+    async def Revision(
+        self, request: store_pb2.RevisionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> store_pb2.RevisionResponse:
+        try:
+            revision = await asyncio.to_thread(self._store.revision)
+        except StoreError as error:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
+        return store_pb2.RevisionResponse(revision=revision)
+
+
 async def _serve(
     api: ConnectApi,
     address: str,
     interceptors: list[grpc.aio.ServerInterceptor],
     tls: Tls | None = None,
+    store: ResourceStore | None = None,
 ) -> tuple[grpc.aio.Server, int]:
+    """The Connect API on ``address``; with ``store``, its revision too (internal only)."""
     server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
     server.add_generic_rpc_handlers(api.handlers())
+    if store is not None:
+        store_pb2_grpc.add_StoreServicer_to_server(StoreServicer(store), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if tls is not None:
@@ -117,6 +140,6 @@ async def start_apiserver(
     if env.get("TLS_CERT") and env.get("TLS_KEY"):
         client_ca = Path(env["TLS_CLIENT_CA"]).read_bytes() if env.get("TLS_CLIENT_CA") else None
         tls = Tls(Path(env["TLS_CERT"]).read_bytes(), Path(env["TLS_KEY"]).read_bytes(), client_ca)
-    inside, inside_port = await _serve(internal_api, internal, internal_interceptors())
+    inside, inside_port = await _serve(internal_api, internal, internal_interceptors(), store=store)
     outside, outside_port = await _serve(api, external, [AuthInterceptor(keys, users)], tls)
     return ApiServer(store, keys, users, [inside, outside], first_key, (inside_port, outside_port))

@@ -425,6 +425,8 @@ class EdgePort:
         if self.http is not None:
             self.http.processor_latency.observe(time.perf_counter() - started)
         if self.core is not None:
+            # a processor may say, answer by answer, whether it reads responses at all
+            self.core.settings.handles_responses = self.processor.handles_responses
             self._run(self.core.processor_answered(action.job, result, self._clock()))
 
     async def _resolve(self, job: int, target: Target) -> None:

@@ -66,6 +66,9 @@ META_DROP = "sipgrid.drop"  # "1": send nothing (an ACK with nowhere to go)
 META_ALTERNATIVES = "sipgrid.alternatives"  # Request-URIs to try next, one per line
 META_FORKS = "sipgrid.forks"  # one branch a line: JSON [uri, destination, flow, [record-route]]
 META_TARGET_TRANSPORT = "sipgrid.target-transport"  # post-processors: "WS", "UDP", ...
+# "pass": this processor passes every response through unchanged, so the EdgePort may
+# stop sending it responses (it asks again when an answer comes without it)
+META_RESPONSES = "sipgrid.responses"
 META_CREDENTIALS = "sipgrid.credentials"  # "username\npassword" to answer the next hop's challenge
 
 

@@ -10,6 +10,7 @@ import grpc
 import pytest
 
 from services.apiserver.server import start_apiserver
+from services.connect.api_resources import ApiResources
 from sipgrid.pb import (
     acl_pb2,
     acl_pb2_grpc,
@@ -189,6 +190,33 @@ def test_crud_errors_and_auth(
                 with pytest.raises(grpc.aio.AioRpcError) as info:
                     await acls.List(acl_pb2.ListACLsRequest(), metadata=[("authorization", wrong)])
                 assert info.value.code() is grpc.StatusCode.UNAUTHENTICATED
+        finally:
+            await api.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_distributed_connect_reloads_only_when_the_store_moved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Connect asks the internal port for the store's revision twice a second and reads
+    the resources again only when it changed (it read them all every half second, which
+    cost the idle APIServer 7 % of a core)."""
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+
+    async def scenario() -> None:
+        api = await start_apiserver(
+            data_dir=tmp_path / "data", internal_addr="127.0.0.1:0", external_addr="127.0.0.1:0"
+        )
+        resources = ApiResources(f"127.0.0.1:{api.ports[0]}")
+        try:
+            await resources.refresh()
+            await resources.refresh()
+            assert resources.reloads == 1 and resources().domain("sip.local") is None
+            api.store.create("Domain", {"name": "Local", "domain_uri": "sip.local"})
+            await resources.refresh()
+            await resources.refresh()
+            assert resources.reloads == 2 and resources().domain("sip.local") is not None
         finally:
             await api.stop()
 

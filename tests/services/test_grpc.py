@@ -55,6 +55,7 @@ def test_health_processor_and_location_over_grpc() -> None:
                     raise AssertionError("an empty AOR was accepted")
 
             processor = GrpcProcessor(address)
+            assert processor.handles_responses  # until it hears otherwise
             message = parse(request_bytes("OPTIONS", 5999, uri="sip:127.0.0.1"))
             reply = await processor.process_message(
                 MessageRequest(
@@ -67,6 +68,9 @@ def test_health_processor_and_location_over_grpc() -> None:
                 )
             )
             assert isinstance(reply.message, Response) and reply.message.status == 200
+            # Connect passes responses through: the EdgePort need not send them (a sipgrid
+            # metadata entry; a Routr processor never says it, so it gets every response)
+            assert not processor.handles_responses
             await processor.close()
 
             location = GrpcLocation(address)
