@@ -7,6 +7,7 @@ processor. Configured as Routr's ``kind: MessageDispatcher``.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,8 @@ from sipgrid.config import load
 from sipgrid.sip import Request, Response, make_response
 
 from .matchfunc import MatchFunc, MatchFuncError
+
+log = logging.getLogger("sipgrid.dispatcher")
 
 
 class _Model(BaseModel):
@@ -137,8 +140,10 @@ class Dispatcher:
             )
             for p in spec.processors
         ]
-        self._pre = [connect(m.ref, m.addr) for m in spec.middlewares if not m.post_processor]
-        self._post = [connect(m.ref, m.addr) for m in spec.middlewares if m.post_processor]
+        self._pre = [
+            (m.ref, connect(m.ref, m.addr)) for m in spec.middlewares if not m.post_processor
+        ]
+        self._post = [(m.ref, connect(m.ref, m.addr)) for m in spec.middlewares if m.post_processor]
 
     @property
     def has_middlewares(self) -> bool:
@@ -179,18 +184,37 @@ class Dispatcher:
             return MessageResponse(
                 make_response(message, 501, "Not Implemented (No Processor For This Request)")
             )
-        for middleware in self._pre:
-            request.message = (await middleware.process_message(request)).message
+        for ref, middleware in self._pre:  # in order; an answer ends the chain (Routr's way)
+            answered = await _run_middleware(ref, middleware, request)
+            if isinstance(message, Request) and isinstance(answered.message, Response):
+                return answered
+            request.message = answered.message
         result = await route.processor.process_message(request)
         target = _target_transport(result)
         if target is not None:  # where the request goes, for media relays and such
             request.metadata = {**request.metadata, META_TARGET_TRANSPORT: target}
-        for middleware in self._post:
+        for ref, middleware in self._post:
             request.message = result.message
-            result = dataclasses.replace(
-                result, message=(await middleware.process_message(request)).message
-            )
+            answered = await _run_middleware(ref, middleware, request)
+            result = dataclasses.replace(result, message=answered.message)
         return result
+
+
+async def _run_middleware(
+    ref: str, middleware: Processor, request: MessageRequest
+) -> MessageResponse:
+    """A middleware's answer; its failure becomes a 500 for a request (a response goes on
+    unchanged), with its name in the log."""
+    try:
+        return await middleware.process_message(request)
+    except Exception as error:
+        log.error("middleware %s failed: %s", ref, error)
+        message = request.message
+        if isinstance(message, Request):
+            return MessageResponse(
+                make_response(message, 500, f"Server Internal Error ({ref} Failed)")
+            )
+        return MessageResponse(message)
 
 
 def _target_transport(result: MessageResponse) -> str | None:

@@ -8,7 +8,7 @@ import pytest
 from services.dispatcher.dispatcher import Dispatcher, DispatcherConfig, request_view
 from services.dispatcher.matchfunc import MatchFunc, MatchFuncError
 from sipgrid.api.types import MessageRequest, MessageResponse, NetInterface, Transport
-from sipgrid.sip import parse
+from sipgrid.sip import Request, Response, make_response, parse
 from tests.sip.helpers import INVITE
 
 
@@ -120,3 +120,77 @@ def test_dispatcher_picks_the_first_matching_processor_or_answers_501() -> None:
         assert getattr(result.message, "status", None) == 501
 
     asyncio.run(scenario())
+
+
+class Gate:
+    """A middleware in the spirit of Routr's simpleauth: 401 unless the request says the word."""
+
+    handles_responses = True
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    async def process_message(self, request: MessageRequest) -> MessageResponse:
+        message = request.message
+        assert isinstance(message, Request)
+        self.seen.append(message.method)
+        if message.get("X-Word") != "please":
+            return MessageResponse(make_response(message, 401, "Unauthorized"))
+        message.add("X-Gate", "passed")
+        return MessageResponse(message)
+
+
+class Broken:
+    handles_responses = True
+
+    async def process_message(self, request: MessageRequest) -> MessageResponse:
+        raise RuntimeError("out of order")
+
+
+def test_middlewares_run_in_order_an_answer_ends_the_chain_a_failure_is_a_500(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def dispatcher(middlewares: list[dict[str, object]], parts: dict[str, Any]) -> Dispatcher:
+        config = DispatcherConfig.model_validate(
+            {
+                "kind": "MessageDispatcher",
+                "spec": {
+                    "processors": [{"ref": "connect", "addr": "c:1", "methods": ["INVITE"]}],
+                    "middlewares": middlewares,
+                },
+            }
+        )
+        return Dispatcher(config, lambda ref, addr: parts[ref])
+
+    def invite(word: str = "") -> MessageRequest:
+        data = (
+            INVITE
+            if not word
+            else INVITE.replace(b"\r\n\r\n", f"\r\nX-Word: {word}\r\n\r\n".encode(), 1)
+        )
+        return MessageRequest("c", "ep", "INVITE", NetInterface("127.0.0.1", 1), [], parse(data))
+
+    async def scenario() -> None:
+        gate, connect = Gate(), Echo("connect")
+        chain = dispatcher([{"ref": "gate", "addr": "g:1"}], {"gate": gate, "connect": connect})
+        refused = await chain.process_message(invite())
+        assert isinstance(refused.message, Response) and refused.message.status == 401
+        assert "by" not in refused.metadata  # the processor never saw it
+        passed = await chain.process_message(invite("please"))
+        assert passed.metadata["by"] == "connect" and isinstance(passed.message, Request)
+        assert passed.message.get("X-Gate") == "passed"
+        broken = dispatcher(
+            [{"ref": "broken-mw", "addr": "b:1"}], {"broken-mw": Broken(), "connect": connect}
+        )
+        failed = await broken.process_message(invite("please"))
+        assert isinstance(failed.message, Response) and failed.message.status == 500
+        assert failed.message.reason == "Server Internal Error (broken-mw Failed)"
+        after = dispatcher(
+            [{"ref": "broken-mw", "addr": "b:1", "postProcessor": True}],
+            {"broken-mw": Broken(), "connect": connect},
+        )
+        failed_after = await after.process_message(invite("please"))
+        assert isinstance(failed_after.message, Response) and failed_after.message.status == 500
+
+    asyncio.run(scenario())
+    assert "middleware broken-mw failed: out of order" in caplog.text
