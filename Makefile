@@ -111,7 +111,7 @@ mutation: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy $(wildcard sipgrid services tests bench)
+	$(VENV)/bin/mypy $(wildcard sipgrid services tests bench examples)
 
 clean:
 	rm -rf $(VENV) mutants sipgrid/pb/*_pb2*.py sipgrid/pb/*_pb2*.pyi $(PB_STAMP)

@@ -32,7 +32,8 @@ class GrpcProcessor:
         self._timeout = timeout
 
     async def process_message(self, request: MessageRequest) -> MessageResponse:
-        return convert.response_from_pb(await self.process_pb(convert.request_to_pb(request)))
+        reply = await self.process_pb(convert.request_to_pb(request))
+        return convert.response_from_pb(reply, request.message)
 
     async def process_pb(
         self, request: processor_pb2.MessageRequest

@@ -91,3 +91,50 @@ def test_a_message_round_trips_through_the_wire_format() -> None:
     original.metadata["k"] = "v"
     decoded = processor_pb2.MessageRequest.FromString(original.SerializeToString())
     assert decoded == original
+
+
+def test_a_routr_processors_answer_without_raw_bytes_is_rebuilt() -> None:
+    """What @routr/processor sends back: the request as it came (perhaps changed), or a
+    response made from it (responseType, reasonPhrase, extra headers)."""
+    from sipgrid.api.convert import message_from_pb, message_to_pb
+    from sipgrid.pb import sipmessage_pb2
+    from sipgrid.sip import Request, Response, parse
+    from tests.sip.helpers import INVITE
+
+    original = parse(INVITE.replace(b"\r\n\r\n", b"\r\nX-Drop-Me: yes\r\n\r\n", 1))
+    assert isinstance(original, Request)
+    # res.send(req) after Alterations: a header removed, one added, a new Request-URI
+    sent = message_to_pb(original)
+    sent.ClearField("raw")
+    kept = [e for e in sent.extensions if e.name != "X-Drop-Me"]
+    del sent.extensions[:]
+    sent.extensions.extend(kept)
+    sent.extensions.add(name="X-Added", value="1")
+    sent.request_uri.host = "voicemail.example"
+    sent.request_uri.port = 5070
+    rebuilt = message_from_pb(sent, original)
+    assert isinstance(rebuilt, Request)
+    assert str(rebuilt.uri).startswith("sip:") and "voicemail.example:5070" in str(rebuilt.uri)
+    assert rebuilt.get("X-Drop-Me") is None and rebuilt.get("X-Added") == "1"
+    assert rebuilt.call_id == original.call_id and rebuilt.body == original.body
+    # an unchanged Request-URI keeps its exact spelling (parameters Routr has no field for)
+    same = message_to_pb(original)
+    same.ClearField("raw")
+    again = message_from_pb(same, original)
+    assert isinstance(again, Request) and str(again.uri) == str(original.uri)
+    # res.sendOk([...]) / a 401 with a challenge: made from the request
+    answer = sipmessage_pb2.SIPMessage(
+        response_type=sipmessage_pb2.UNAUTHORIZED, reason_phrase="Unauthorized"
+    )
+    answer.extensions.add(name="WWW-Authenticate", value='Digest realm="sip.local", nonce="n"')
+    response = message_from_pb(answer, original)
+    assert isinstance(response, Response) and (response.status, response.reason) == (
+        401,
+        "Unauthorized",
+    )
+    assert response.call_id == original.call_id and response.to.tag
+    assert response.get("WWW-Authenticate") == 'Digest realm="sip.local", nonce="n"'
+    with pytest.raises(ValueError, match="no raw bytes and no message"):
+        message_from_pb(answer)
+    with pytest.raises(ValueError, match="without a status"):
+        message_from_pb(sipmessage_pb2.SIPMessage(response_type=sipmessage_pb2.UNKNOWN), original)

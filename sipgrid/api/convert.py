@@ -1,8 +1,9 @@
 """Domain types <-> protobuf, at the edge of a gRPC hop (never on the all-in-one path).
 
 A SIP message travels whole in SIPMessage.raw (a sipgrid field), so nothing is lost;
-Routr's typed fields are filled too, for processors written for Routr to read.
-A message that arrives without raw bytes (from a Routr processor) is refused for now.
+Routr's typed fields are filled too, for processors written for Routr to read. A
+processor written with Routr's library answers without raw bytes: the message is then
+rebuilt from its typed fields and the request it answers (``message_from_pb``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,17 @@ from __future__ import annotations
 import json
 
 from sipgrid.pb import common_pb2, location_pb2, processor_pb2, sipmessage_pb2
-from sipgrid.sip import NameAddr, Request, Response, SipUri, parse
+from sipgrid.sip import (
+    NameAddr,
+    ParseError,
+    Request,
+    Response,
+    SipUri,
+    make_response,
+    parse,
+    parse_uri,
+    stable_tag,
+)
 
 from .types import (
     META_ALTERNATIVES,
@@ -107,6 +118,7 @@ def message_to_pb(message: Request | Response) -> sipmessage_pb2.SIPMessage:
         r_port=via.rport or 0,
         r_port_flag=via.wants_rport,
     )
+    _typed_extras(message, pb)
     for name, value in message.headers():
         pb.extensions.add(name=name, value=value)
     pb.body = message.body.decode("utf-8", "replace")
@@ -114,10 +126,161 @@ def message_to_pb(message: Request | Response) -> sipmessage_pb2.SIPMessage:
     return pb
 
 
-def message_from_pb(pb: sipmessage_pb2.SIPMessage) -> Request | Response:
-    if not pb.raw:
-        raise ValueError("SIPMessage without raw bytes: typed-only messages are not supported yet")
-    return parse(pb.raw)
+# Routr's ResponseType names and the status each stands for
+RESPONSE_CODES = {
+    "TRYING": 100, "RINGING": 180, "CALL_IS_BEING_FORWARDED": 181, "QUEUED": 182,
+    "SESSION_PROGRESS": 183, "SUCCESS": 200, "OK": 200, "ACCEPTED": 202, "REDIRECTION": 300,
+    "MULTIPLE_CHOICES": 300, "MOVED_PERMANENTLY": 301, "MOVED_TEMPORARILY": 302,
+    "USE_PROXY": 305, "ALTERNATIVE_SERVICE": 380, "CLIENT_ERROR": 400, "BAD_REQUEST": 400,
+    "UNAUTHORIZED": 401, "PAYMENT_REQUIRED": 402, "FORBIDDEN": 403, "NOT_FOUND": 404,
+    "METHOD_NOT_ALLOWED": 405, "NOT_ACCEPTABLE": 406, "PROXY_AUTHENTICATION_REQUIRED": 407,
+    "REQUEST_TIMEOUT": 408, "GONE": 410, "REQUEST_ENTITY_TOO_LARGE": 413,
+    "REQUEST_URI_TOO_LONG": 414, "UNSUPPORTED_MEDIA_TYPE": 415, "UNSUPPORTED_URI_SCHEME": 416,
+    "BAD_EXTENSION": 420, "EXTENSION_REQUIRED": 421, "INTERVAL_TOO_BRIEF": 423,
+    "TEMPORARILY_UNAVAILABLE": 480, "CALL_OR_TRANSACTION_DOES_NOT_EXIST": 481,
+    "LOOP_DETECTED": 482, "TOO_MANY_HOPS": 483, "ADDRESS_INCOMPLETE": 484, "AMBIGUOUS": 485,
+    "BUSY_HERE": 486, "REQUEST_TERMINATED": 487, "NOT_ACCEPTABLE_HERE": 488, "BAD_EVENT": 489,
+    "REQUEST_PENDING": 491, "UNDECIPHERABLE": 493, "SERVER_ERROR": 500,
+    "SERVER_INTERNAL_ERROR": 500, "NOT_IMPLEMENTED": 501, "BAD_GATEWAY": 502,
+    "SERVICE_UNAVAILABLE": 503, "SERVER_TIMEOUT": 504, "VERSION_NOT_SUPPORTED": 505,
+    "MESSAGE_TOO_LARGE": 513, "GLOBAL_ERROR": 600, "BUSY_EVERYWHERE": 600, "DECLINE": 603,
+    "DOES_NOT_EXIST_ANYWHERE": 604, "SESSION_NOT_ACCEPTABLE": 606,
+}  # fmt: skip
+
+
+def _typed_extras(message: Request | Response, pb: sipmessage_pb2.SIPMessage) -> None:
+    """The typed fields a processor written for Routr reads when they are there:
+    the credentials (Routr's Auth helpers), the Contacts and Expires (a registrar)."""
+    try:
+        if "Contact" in message:
+            contacts = message.contacts
+            for contact in contacts:
+                item = pb.contacts.add(expires=contact.expires or 0)
+                _address_to_pb(contact, item.address)
+            if contacts:
+                pb.contact.CopyFrom(pb.contacts[0])
+        if "Expires" in message and message.expires is not None:
+            pb.expires.expires = message.expires
+        found = (
+            message.authorizations
+            if "Authorization" in message
+            else message.proxy_authorizations
+            if "Proxy-Authorization" in message
+            else []
+        )
+    except ParseError:
+        return  # a malformed header stays in extensions, as it came
+    if found and isinstance(message, Request):
+        c = found[0]
+        pb.authorization.CopyFrom(
+            sipmessage_pb2.Authorization(
+                realm=c.realm,
+                scheme=c.scheme,
+                c_nonce=c.cnonce or "",
+                nonce=c.nonce,
+                algorithm=c.algorithm,
+                qop=c.qop or "",
+                opaque=c.opaque or "",
+                response=c.response,
+                username=c.username,
+                uri=c.uri,
+                method=message.method,
+                nonce_count=_hex(c.nc),
+            )
+        )
+
+
+def _hex(text: str | None) -> int:
+    try:
+        return int(text, 16) if text else 0
+    except ValueError:
+        return 0
+
+
+def message_from_pb(
+    pb: sipmessage_pb2.SIPMessage, original: Request | Response | None = None
+) -> Request | Response:
+    """The message: its raw bytes, else rebuilt from Routr's typed fields and the message
+    it answers (``original``). A ValueError says what is missing."""
+    if pb.raw:
+        return parse(pb.raw)
+    if original is None:
+        raise ValueError("message: no raw bytes and no message to build it from")
+    return _from_typed(pb, original)
+
+
+def _from_typed(pb: sipmessage_pb2.SIPMessage, original: Request | Response) -> Request | Response:
+    """What Routr's processor library sends: a response made from the request
+    (``responseType``, ``reasonPhrase``, extra headers in ``extensions``), or the request
+    itself as it came, perhaps with headers added or removed and a new Request-URI.
+    Every header travels in ``extensions`` (sipgrid fills them all); a message whose
+    extensions lack a Via gets the original's headers, with the extensions added."""
+    headers = [(e.name, e.value) for e in pb.extensions]
+    complete = any(name.lower() in ("via", "v") for name, _ in headers)
+    body = pb.body.encode()
+    if pb.WhichOneof("message_type") == "response_type" or pb.status_code:
+        name = sipmessage_pb2.ResponseType.Name(pb.response_type)
+        status = pb.status_code or RESPONSE_CODES.get(name, 0)
+        if not status:
+            raise ValueError("message: a response without a status (responseType UNKNOWN)")
+        if complete:
+            return _parse_built(f"SIP/2.0 {status} {pb.reason_phrase or 'Unknown'}", headers, body)
+        if not isinstance(original, Request):
+            raise ValueError("message: a response made from a response")
+        tag = stable_tag(original) if status > 100 and original.to.tag is None else None
+        response = make_response(original, status, pb.reason_phrase or None, to_tag=tag)
+        for header, value in headers:
+            if header.lower() not in ("content-length", "l"):
+                response.add(header, value)
+        if body:
+            response.set_body(body)
+        return response
+    if not isinstance(original, Request):
+        raise ValueError("message: a request in answer to a response")
+    uri = original.uri
+    if pb.HasField("request_uri"):
+        sent = sipmessage_pb2.SipURI()
+        _uri_to_pb(uri, sent)
+        if pb.request_uri != sent:  # the processor moved it
+            uri = parse_uri(_typed_uri(pb.request_uri), what="requestUri")
+    method = pb.method or original.method
+    if complete:
+        return _parse_built(f"{method} {uri} SIP/2.0", headers, body if pb.body else original.body)
+    request = original.copy()
+    request.set_uri(uri)
+    for header, value in headers:
+        request.add(header, value)
+    return request
+
+
+def _typed_uri(pb: sipmessage_pb2.SipURI) -> str:
+    scheme = "sips" if pb.secure else "sip"
+    user = f"{pb.user}@" if pb.user else ""
+    port = f":{pb.port}" if pb.port else ""
+    params = "".join(
+        f";{name}={value}"
+        for name, value in (
+            ("transport", pb.transport_param),
+            ("maddr", pb.m_addr_param),
+            ("user", pb.user_param),
+        )
+        if value
+    )
+    return f"{scheme}:{user}{pb.host}{port}{params}{';lr' if pb.lr_param else ''}"
+
+
+def _parse_built(
+    first_line: str, headers: list[tuple[str, str]], body: bytes
+) -> Request | Response:
+    lines = [
+        first_line,
+        *(f"{n}: {v}" for n, v in headers if n.lower() not in ("content-length", "l")),
+    ]
+    lines.append(f"Content-Length: {len(body)}")
+    try:
+        return parse("\r\n".join(lines).encode() + b"\r\n\r\n" + body)
+    except ParseError as error:
+        raise ValueError(f"message: rebuilt from its typed fields: {error.reason}") from None
 
 
 def request_to_pb(request: MessageRequest) -> processor_pb2.MessageRequest:
@@ -197,14 +360,18 @@ def _fork(line: str) -> Fork:
     )
 
 
-def response_from_pb(pb: processor_pb2.MessageResponse) -> MessageResponse:
-    """Routr's string metadata to typed fields; a bad address is a ValueError naming it."""
+def response_from_pb(
+    pb: processor_pb2.MessageResponse, original: Request | Response | None = None
+) -> MessageResponse:
+    """Routr's string metadata to typed fields; a bad address is a ValueError naming it.
+    ``original``: the message the processor was given (a Routr processor's answer is
+    rebuilt from it)."""
     metadata = dict(pb.metadata)
     destination = metadata.pop(META_DESTINATION, "")
     target_flow = metadata.pop(META_TARGET_FLOW, "")
     username, _, password = metadata.pop(META_CREDENTIALS, "").partition("\n")
     return MessageResponse(
-        message_from_pb(pb.message),
+        message_from_pb(pb.message, original),
         metadata,
         destination=NetInterface.parse(destination) if destination else None,
         target_flow=NetInterface.parse(target_flow) if target_flow else None,

@@ -5,7 +5,14 @@ Nothing here opens a socket, reads a clock or imports asyncio or grpc.
 
 from __future__ import annotations
 
-from .builders import REASONS, build_ack, build_cancel, error_response, make_response
+from .builders import (
+    REASONS,
+    build_ack,
+    build_cancel,
+    error_response,
+    make_response,
+    stable_tag,
+)
 from .digest import Challenge, Credentials, NonceState
 from .errors import LocalProtocolError, ParseError, SipError
 from .framing import PONG, KeepAlivePing, StreamFramer
@@ -49,4 +56,5 @@ __all__ = [
     "make_response",
     "parse",
     "parse_uri",
+    "stable_tag",
 ]

@@ -3,6 +3,7 @@ for a non-2xx final response (section 17.1.1.3) and CANCEL (section 9.1)."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 
 from .errors import ParseError
@@ -61,6 +62,14 @@ REASONS = {
     604: "Does Not Exist Anywhere",
     606: "Not Acceptable",
 }
+
+
+def stable_tag(request: Request) -> str:
+    """A To tag for our answers to this request: the same for its retransmissions and in
+    every process (RFC 3261 section 8.2.6.2 asks for one on every non-100 answer)."""
+    seed = f"{request.call_id}|{request.cseq.seq}|{request.top_via.branch}"
+    return hashlib.sha1(seed.encode()).hexdigest()[:10]
+
 
 # Copied from request to response, in this order (RFC 3261 section 8.2.6.2).
 _COPIED = ("via", "from", "to", "call-id", "cseq")

@@ -207,11 +207,14 @@ def _all_in_one(
     transports: tuple[str, ...] = (),
     host: str = "127.0.0.1",
     env: dict[str, str] | None = None,
+    dispatcher: dict[str, Any] | None = None,
     **config: object,
 ) -> Sipgrid:
     port = free_port(host)
     extra = {name: free_port() for name in transports}
     write_config(directory, port, transports=extra, host=host, **config)  # type: ignore[arg-type]
+    if dispatcher is not None:  # processors and middlewares of the test's own
+        (directory / "dispatcher.yaml").write_text(yaml.safe_dump(dispatcher))
     api_port, external_api_port, location_port = free_port(), free_port(), free_port()
     env = {
         "SIPGRID_DATA_DIR": str(directory / "data"),
@@ -279,6 +282,10 @@ def _distributed(directory: Path, config: dict[str, object]) -> Sipgrid:
     # RTPRelay the Dispatcher runs after Connect
     connect_env = dict(config.pop("connect_env", {}) or {})  # type: ignore[call-overload]
     rtprelay_env = dict(config.pop("rtprelay_env", {}) or {})  # type: ignore[call-overload]
+    # changes the dispatcher.yaml of each chain (a processor or middleware of the test's own)
+    edit_dispatcher: Callable[[dict[str, Any]], None] | None = config.pop(  # type: ignore[assignment]
+        "edit_dispatcher", None
+    )
     port = free_port()
     api_port = free_port()
     server = Sipgrid(port, directory, api_port=api_port, external_api_port=free_port())
@@ -316,9 +323,10 @@ def _distributed(directory: Path, config: dict[str, object]) -> Sipgrid:
             }
             (chain_dir / "location.yaml").write_text(yaml.safe_dump(location))
         relay_port = free_port() if rtprelay_env else 0
-        (chain_dir / "dispatcher.yaml").write_text(
-            yaml.safe_dump(_dispatcher(dispatcher_port, connect_port, relay_port))
-        )
+        dispatcher = _dispatcher(dispatcher_port, connect_port, relay_port)
+        if edit_dispatcher is not None:
+            edit_dispatcher(dispatcher)
+        (chain_dir / "dispatcher.yaml").write_text(yaml.safe_dump(dispatcher))
         config_dir = ["--config-dir", str(chain_dir)]
         if relay_port:
             steps.append(
@@ -362,7 +370,7 @@ def _distributed(directory: Path, config: dict[str, object]) -> Sipgrid:
     return server
 
 
-def _dispatcher(dispatcher_port: int, connect_port: int, relay_port: int = 0) -> dict[str, object]:
+def _dispatcher(dispatcher_port: int, connect_port: int, relay_port: int = 0) -> dict[str, Any]:
     middlewares = [{"ref": "rtprelay", "addr": f"127.0.0.1:{relay_port}", "postProcessor": True}]
     return {
         "kind": "MessageDispatcher",

@@ -217,8 +217,8 @@ def call_cancelled() -> str:
     )
 
 
-def message(final: int = 200) -> str:
-    """A MESSAGE to [callee], challenged with 407 first."""
+def message(final: int = 200, challenged: bool = True) -> str:
+    """A MESSAGE to [callee], challenged with 407 first (or answered ``final`` at once)."""
 
     def request(cseq: int, auth: bool) -> str:
         authentication = "      [authentication]\n" if auth else ""
@@ -234,6 +234,13 @@ def message(final: int = 200) -> str:
 
       hello from sipp"""
 
+    if not challenged:
+        return (
+            HEAD.format(name="message")
+            + _send(request(1, False))
+            + f'  <recv response="{final}"/>\n'
+            + TAIL
+        )
     return (
         HEAD.format(name="message")
         + _send(request(1, False))
