@@ -67,3 +67,24 @@ def redis_url() -> Iterator[str]:
     finally:
         client.flushdb()
         client.close()
+
+
+NATS_URL = os.environ.get("SIPGRID_TEST_NATS_URL", "nats://127.0.0.1:4222")
+
+
+@pytest.fixture
+def nats_subject() -> Iterator[tuple[str, str]]:
+    """The NATS server on this machine, and a subject prefix of this test's own."""
+    import socket
+    from urllib.parse import urlparse
+
+    where = urlparse(NATS_URL)
+    try:
+        socket.create_connection((where.hostname or "127.0.0.1", where.port or 4222), 3).close()
+    except OSError as error:
+        pytest.fail(
+            f"NATS is not reachable at {NATS_URL} ({error}); start it (nats-server -a 127.0.0.1 "
+            "-p 4222) or set SIPGRID_TEST_NATS_URL",
+            pytrace=False,
+        )
+    yield NATS_URL, f"sipgrid-test-{secrets.token_hex(4)}"

@@ -65,6 +65,7 @@ LOOP_MARK = "z9hG4bKsg"  # our branches: the magic cookie, "sg", random, loop ha
 RETRY_AFTER = 5  # seconds, in the 503s of the limits
 DIALOG_OFFSET_TTL = 12 * 3600.0  # how long a dialog's CSeq offset is kept
 DIALOG_OFFSET_MAX = 100_000
+CALLS_MAX = 200_000  # calls in progress remembered for their duration (oldest forgotten)
 BUCKET_SWEEP = 60.0  # seconds a quiet source keeps its rate-limit bucket
 
 
@@ -112,7 +113,36 @@ class Answered:
     response: Response | None
 
 
-Action = Transmit | Process | Resolve | CloseFlow | Answered
+@dataclass(frozen=True, slots=True)
+class CallEvent:
+    """A call's life as the EdgePort sees it, for logs, metrics and events (Routr's
+    names): ``call.started`` (a 2xx to a dialog's first INVITE), ``call.failed`` (a
+    final non-2xx to it) and ``call.ended`` (a 2xx to a BYE). ``setup``: seconds from
+    the INVITE to its final answer; ``duration``: from that 2xx to the BYE's (None when
+    the call started before we knew of it)."""
+
+    kind: str
+    call_id: str
+    caller: str
+    callee: str
+    status: int
+    setup: float | None = None
+    duration: float | None = None
+    extra_headers: tuple[tuple[str, str], ...] = ()  # the request's X- headers
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """A 2xx to a REGISTER that binds (Routr's ``endpoint.registered``): the AOR, and
+    the longest expiry among its Contacts."""
+
+    aor: str
+    expires: int
+    call_id: str
+    extra_headers: tuple[tuple[str, str], ...] = ()
+
+
+Action = Transmit | Process | Resolve | CloseFlow | Answered | CallEvent | Registered
 
 
 @dataclass(slots=True)
@@ -139,6 +169,7 @@ class ServerContext:
 
     tx: ServerInviteTransaction | ServerNonInviteTransaction
     flow: NetInterface  # where the request came from (a connection, or a UDP source)
+    started: float = 0.0  # when the request came
     client: ClientContext | None = None
     cancelled: bool = False
     grace_at: float | None = None
@@ -222,12 +253,18 @@ class EdgePortCore:
         # (Call-ID, caller's From tag) -> (CSeq offset, until when): dialogs whose INVITE
         # we sent again with credentials
         self._cseq_offsets: OrderedDict[tuple[str, str], tuple[int, float]] = OrderedDict()
+        # Call-ID -> when its 2xx went upstream, caller, callee: calls in progress
+        self._calls: OrderedDict[str, tuple[float, str, str]] = OrderedDict()
         self.stats: Counter[str] = Counter()
 
     # -- state the shells and tests read
 
     def next_deadline(self) -> float | None:
         return self._timers[0][0] if self._timers else None
+
+    @property
+    def calls_in_progress(self) -> int:
+        return len(self._calls)
 
     @property
     def transactions(self) -> tuple[int, int]:
@@ -426,7 +463,7 @@ class EdgePortCore:
             if method == "INVITE"
             else ServerNonInviteTransaction(request, reliable=reliable)
         )
-        ctx = ServerContext(tx, flow)
+        ctx = ServerContext(tx, flow, now)
         self._server_txs[key] = ctx
         self._apply_server(ctx, tx.start(now), out)
         if method not in self.methods:
@@ -1035,7 +1072,62 @@ class EdgePortCore:
             return
         if response.status == 100 and isinstance(ctx.tx, ServerInviteTransaction):
             return  # we sent our own 100 Trying already
+        if response.status >= 200:
+            self._call_event(ctx, response, out)
         self._apply_server(ctx, ctx.tx.send_response(response, self._now), out)
+
+    def _call_event(self, ctx: ServerContext, response: Response, out: list[Action]) -> None:
+        """The final answer to a dialog's first INVITE, a 2xx to a BYE, a 2xx to a
+        REGISTER that binds."""
+        request = ctx.tx.request
+        method = request.method
+        if method not in ("INVITE", "BYE", "REGISTER") or (method == "INVITE" and request.to.tag):
+            return
+        status, call_id = response.status, request.call_id
+        extra = tuple((n, v) for n, v in request.headers() if n[:2].lower() == "x-")
+        if method == "REGISTER":
+            if 200 <= status < 300:
+                self._registered(request, response, extra, out)
+            return
+        who = (str(request.from_.uri), str(request.to.uri))
+        self.stats[f"call:{method.lower()}:{status // 100}xx"] += 1
+        if method == "INVITE":
+            setup = self._now - ctx.started
+            if 200 <= status < 300:
+                self._calls[call_id] = (self._now, *who)
+                while len(self._calls) > CALLS_MAX:
+                    self._calls.popitem(last=False)
+                out.append(CallEvent("call.started", call_id, *who, status, setup, None, extra))
+            else:
+                out.append(CallEvent("call.failed", call_id, *who, status, setup, None, extra))
+        elif 200 <= status < 300:
+            known = self._calls.pop(call_id, None)
+            if known is None:  # it began before this EdgePort knew of it
+                out.append(CallEvent("call.ended", call_id, *who, status, extra_headers=extra))
+                return
+            began, caller, callee = known
+            out.append(
+                CallEvent(
+                    "call.ended", call_id, caller, callee, status, None, self._now - began, extra
+                )
+            )
+
+    @staticmethod
+    def _registered(
+        request: Request,
+        response: Response,
+        extra: tuple[tuple[str, str], ...],
+        out: list[Action],
+    ) -> None:
+        try:
+            contacts = response.contacts
+        except ParseError:
+            return
+        expires = max((c.expires or 0 for c in contacts), default=0)
+        if expires > 0:
+            to = request.to.sip_uri
+            aor = f"sip:{to.user}@{to.host}" if to is not None and to.user else str(request.to.uri)
+            out.append(Registered(aor, expires, request.call_id, extra))
 
     def _upstream(self, response: Response, flow: NetInterface) -> Transmit:
         """A response outside any transaction, back where the request came from."""

@@ -18,8 +18,9 @@ from prometheus_client.registry import Collector
 if TYPE_CHECKING:
     from .server import EdgePort
 
-# core counters that are counted by a label: "request:INVITE", "response:2xx"
-LABELLED = {"request": "method", "response": "status_class"}
+# core counters that are counted by a label: "request:INVITE", "response:2xx",
+# "call:invite:2xx" (final answers to a dialog's first INVITE, and to BYEs)
+LABELLED = {"request": "method", "response": "status_class", "call": "method,status_class"}
 
 
 class EdgePortCollector(Collector):
@@ -43,17 +44,32 @@ class EdgePortCollector(Collector):
             "timer_c, failovers, send_errors, ...",
             labels=["event"],
         )
+        calls = CounterMetricFamily(
+            "sipgrid_calls",
+            "Final answers to calls (a dialog's first INVITE) and to hang-ups (BYE), "
+            "by method and status class",
+            labels=["method", "status_class"],
+        )
         for key, count in stats.items():
             kind, _, value = key.partition(":")
             if kind == "request":
                 requests.add_metric([value], count)
             elif kind == "response":
                 responses.add_metric([value], count)
+            elif kind == "call":
+                method, _, status_class = value.partition(":")
+                calls.add_metric([method.upper(), status_class], count)
             else:
                 events.add_metric([key], count)
         yield requests
         yield responses
         yield events
+        yield calls
+        yield GaugeMetricFamily(
+            "sipgrid_calls_in_progress",
+            "Calls answered and not hung up yet, as this EdgePort saw them",
+            value=edgeport.core.calls_in_progress if edgeport.core else 0,
+        )
         server_txs, client_txs = edgeport.core.transactions if edgeport.core else (0, 0)
         active = GaugeMetricFamily(
             "sipgrid_transactions_active", "Live SIP transactions", labels=["side"]
@@ -81,6 +97,12 @@ class HttpEndpoint:
             "Time the processor took to answer a message",
             registry=self.registry,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0),
+        )
+        self.call_setup = Histogram(
+            "sipgrid_call_setup_seconds",
+            "From a call's INVITE to its 2xx",
+            registry=self.registry,
+            buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 60.0),
         )
         self._ready = ready
         self._runner: web.AppRunner | None = None

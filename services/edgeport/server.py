@@ -24,6 +24,7 @@ from typing import Any
 from sipgrid.api.types import MessageResponse, NetInterface, Processor, Transport
 from sipgrid.sip import ParseError, Request, Response, Target, host_of, is_ip
 
+from ..events import HANGUP_CAUSES, NatsEvents, events_from_env, iso_now
 from ..grpc_clients import GrpcProcessor
 from .config import EdgePortConfig
 from .core import (
@@ -31,10 +32,12 @@ from .core import (
     TIMER_C,
     Action,
     Answered,
+    CallEvent,
     CloseFlow,
     CoreSettings,
     EdgePortCore,
     Process,
+    Registered,
     Resolve,
     Transmit,
 )
@@ -64,9 +67,12 @@ class EdgePort:
         tls_names: list[str] | None = None,
         dns_servers: str | None = None,
         phone_page: bool = False,
+        events: NatsEvents | None = None,
     ) -> None:
         self.config = config
         self._phone_page = phone_page  # the browser phone beside WSS
+        # call and registration events to NATS (NATS_URL, or Routr's NATS_PUBLISHER_*)
+        self.events = events if events is not None else events_from_env(os.environ)
         spec = config.spec
         self.ref = config.ref
         self.processor = processor
@@ -154,6 +160,8 @@ class EdgePort:
             host, _, port = spec.http.bind_addr.rpartition(":")
             self.http = HttpEndpoint(self, host.strip("[]") or "0.0.0.0", int(port), self.ready)
             await self.http.start()
+        if self.events is not None:
+            await self.events.start()
 
     async def request(self, request: Request, destination: NetInterface) -> Response | None:
         """Send a request of our own (an OPTIONS probe) and wait for its final answer:
@@ -244,6 +252,8 @@ class EdgePort:
             self._sweeper.cancel()
         if self.http is not None:
             await self.http.stop()
+        if self.events is not None:
+            await self.events.stop()
         if self._wakeup is not None:
             self._wakeup.cancel()
 
@@ -335,7 +345,70 @@ class EdgePort:
                 waiting = self._origins.pop(action.origin, None)
                 if waiting is not None and not waiting.done():
                     waiting.set_result(action.response)
+            elif isinstance(action, CallEvent):
+                self._on_call(action)
+            elif isinstance(action, Registered):
+                self._on_registered(action)
         self._arm()
+
+    def _on_call(self, event: CallEvent) -> None:
+        """One log line per call attempt and per call's end; metrics; NATS events."""
+        if log.isEnabledFor(logging.INFO):
+            took = event.setup if event.setup is not None else event.duration
+            log.info(
+                "%s %s -> %s %d%s",
+                event.kind,
+                event.caller,
+                event.callee,
+                event.status,
+                f" after {took:.3f} s" if took is not None else "",
+                extra={
+                    "call_id": event.call_id,
+                    "caller": event.caller,
+                    "callee": event.callee,
+                    "status": event.status,
+                    "setup_seconds": event.setup,
+                    "duration_seconds": event.duration,
+                },
+            )
+        if self.http is not None and event.setup is not None and event.kind == "call.started":
+            self.http.call_setup.observe(event.setup)
+        if self.events is None or event.kind == "call.failed":
+            return
+        headers = dict(event.extra_headers)
+        if event.kind == "call.started":
+            self.events.publish(
+                "call.started",
+                {
+                    "callId": event.call_id,
+                    "from": event.caller,
+                    "to": event.callee,
+                    "startTime": iso_now(),
+                    "extraHeaders": headers,
+                },
+            )
+        else:
+            self.events.publish(
+                "call.ended",
+                {
+                    "callId": event.call_id,
+                    "endTime": iso_now(),
+                    "hangupCause": HANGUP_CAUSES.get(event.status, "NORMAL_CLEARING"),
+                    "extraHeaders": headers,
+                },
+            )
+
+    def _on_registered(self, event: Registered) -> None:
+        if self.events is not None:
+            self.events.publish(
+                "endpoint.registered",
+                {
+                    "aor": event.aor,
+                    "registeredAt": iso_now(),
+                    "expires": event.expires,
+                    "extraHeaders": dict(event.extra_headers),
+                },
+            )
 
     def _transmit(self, action: Transmit) -> None:
         if action.flow is not None:

@@ -7,10 +7,12 @@ from collections.abc import Callable, Sequence
 
 from services.edgeport.config import DEFAULT_METHODS
 from services.edgeport.core import (
+    CallEvent,
     CloseFlow,
     CoreSettings,
     EdgePortCore,
     Process,
+    Registered,
     Resolve,
     Transmit,
 )
@@ -585,3 +587,69 @@ def test_a_cancel_from_the_caller_cancels_every_branch() -> None:
     sent = wire.take()
     cancels = sorted(t.destination.port for t in sent if t.destination != CALLER)
     assert cancels == [7201, 7202]
+
+
+def sent_to_callee(wire: Wire) -> Transmit:
+    return [t for t in wire.take() if t.destination == CALLEE][-1]
+
+
+def test_calls_are_told_started_failed_and_ended_with_their_times() -> None:
+    """CallEvent and Registered actions: what logs, metrics and NATS events come from."""
+    wire = Wire()
+    events: list[object] = []
+    keep = wire.run
+
+    def run(actions: Sequence[object]) -> None:
+        events.extend(a for a in actions if isinstance(a, CallEvent | Registered))
+        keep(actions)
+
+    wire.run = run  # type: ignore[method-assign]
+    wire.feed(invite(call_id="answered").replace(b"Max-Forwards", b"X-Room: 7\r\nMax-Forwards"))
+    sent = sent_to_callee(wire)
+    wire.now += 1.5
+    wire.feed(reply_to(sent, 200), CALLEE)
+    wire.now += 30
+    bye = request_bytes("BYE", CALLER.port, branch="z9hG4bKbye", call_id="answered")
+    wire.feed(bye.replace(b"To: <sip:1002@sip.local>", b"To: <sip:1002@sip.local>;tag=downstream"))
+    wire.feed(reply_to(sent_to_callee(wire), 200), CALLEE)
+    wire.feed(invite(branch="z9hG4bKc2", call_id="busy"))
+    wire.feed(reply_to(sent_to_callee(wire), 486), CALLEE)
+    started, ended, failed = events
+    assert isinstance(started, CallEvent) and isinstance(ended, CallEvent)
+    assert (started.kind, started.status, started.setup) == ("call.started", 200, 1.5)
+    assert started.caller == "sip:1001@sip.local" and started.callee == "sip:1002@sip.local"
+    assert started.extra_headers == (("X-Room", "7"),)
+    assert (ended.kind, ended.call_id, ended.duration) == ("call.ended", "answered", 30.0)
+    assert isinstance(failed, CallEvent) and (failed.kind, failed.status) == ("call.failed", 486)
+    assert wire.core.calls_in_progress == 0
+    assert wire.core.stats["call:invite:2xx"] == 1 and wire.core.stats["call:invite:4xx"] == 1
+    # a REGISTER's 2xx that binds
+    registrar = Wire(
+        lambda r: MessageResponse(
+            make_response(
+                r.message,  # type: ignore[arg-type]
+                200,
+                to_tag="r",
+                headers=[("Contact", "<sip:1001@127.0.0.1:7001>;expires=120")],
+            )
+        )
+    )
+    told: list[object] = []
+    registrar.run = lambda actions: told.extend(  # type: ignore[method-assign]
+        a for a in actions if isinstance(a, Registered)
+    )
+    registrar.run(registrar.core.receive_datagram(request_bytes("REGISTER", 7001), CALLER, 0.0))
+    held = registrar.core.receive_datagram(
+        request_bytes("REGISTER", 7001, branch="z9hG4bKr2", call_id="r2"), CALLER, 0.0
+    )
+    for action in held:
+        if isinstance(action, Process):
+            told.extend(
+                a
+                for a in registrar.core.processor_answered(
+                    action.job, registrar.answer(action.request), 0.0
+                )
+                if isinstance(a, Registered)
+            )
+    assert told and isinstance(told[0], Registered)
+    assert (told[0].aor, told[0].expires) == ("sip:1002@sip.local", 120)

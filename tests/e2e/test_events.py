@@ -1,0 +1,78 @@
+"""What an operator sees of one call: NATS events with Routr's subjects and fields (the
+NATS server on this machine), one log line per call and per hang-up, and the call
+metrics moving on /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import nats
+
+from . import scenarios
+from .harness import all_in_one, free_port, registered_callee, run_sipp, wait_exit
+
+
+def metric(url: str, name: str) -> float:
+    with urllib.request.urlopen(url, timeout=5) as page:
+        for line in page.read().decode().splitlines():
+            if line.startswith(name):
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_one_call_gives_nats_events_log_lines_and_metrics(
+    tmp_path: Path, nats_subject: tuple[str, str]
+) -> None:
+    url, subject = nats_subject
+    http = free_port()
+    env = {"NATS_URL": url, "NATS_PUBLISHER_SUBJECT": subject}
+    spec = {"http": {"bindAddr": f"127.0.0.1:{http}"}, "localnets": ["127.0.0.1/8"]}
+    with all_in_one(tmp_path / "sipgrid", env=env, edgeport=spec) as sipgrid:
+        metrics = f"http://127.0.0.1:{http}/metrics"
+        answered = 'sipgrid_calls_total{method="INVITE",status_class="2xx"}'
+        before = metric(metrics, answered)
+
+        async def scenario() -> list[tuple[str, dict[str, Any]]]:
+            client = await nats.connect(url)
+            got: list[tuple[str, dict[str, Any]]] = []
+
+            async def keep(message: Any) -> None:
+                got.append((message.subject, json.loads(message.data)))
+
+            await client.subscribe(f"{subject}.>", cb=keep)
+            await client.flush()
+            await asyncio.to_thread(place_call, tmp_path, sipgrid)
+            for _ in range(50):  # the events are on their way
+                if len(got) >= 3:
+                    break
+                await asyncio.sleep(0.1)
+            await client.drain()
+            return got
+
+        got = asyncio.run(scenario())
+        assert metric(metrics, answered) == before + 1
+        assert metric(metrics, "sipgrid_call_setup_seconds_count") >= 1
+        assert metric(metrics, "sipgrid_calls_in_progress") == 0
+        log = sipgrid.log_text()
+    subjects = [s for s, _ in got]
+    assert f"{subject}.endpoint.registered" in subjects, got
+    started = next(f for s, f in got if s == f"{subject}.call.started")
+    ended = next(f for s, f in got if s == f"{subject}.call.ended")
+    registered = next(f for s, f in got if s == f"{subject}.endpoint.registered")
+    assert started["from"] == "sip:1001@sip.local" and started["to"] == "sip:1002@sip.local"
+    assert started["callId"] == ended["callId"] and ended["hangupCause"] == "NORMAL_CLEARING"
+    assert started["startTime"].endswith("Z") and isinstance(started["extraHeaders"], dict)
+    assert registered["aor"] == "sip:1002@sip.local" and registered["expires"] > 0
+    assert "call.started sip:1001@sip.local -> sip:1002@sip.local 200 after" in log
+    assert "call.ended sip:1001@sip.local -> sip:1002@sip.local 200 after" in log
+
+
+def place_call(directory: Path, sipgrid: Any) -> None:
+    with registered_callee(directory, sipgrid) as uas:
+        call = run_sipp(directory, "call", scenarios.call("caller"), server_port=sipgrid.port)
+        assert call.ok, call.output
+        assert wait_exit(uas) == 0
