@@ -44,14 +44,40 @@ SERVICES = (
 )
 
 
-async def until_stopped(stop_hook: Callable[[], Awaitable[None]], banner: str) -> None:
-    """Announce readiness, wait for SIGINT or SIGTERM, then stop."""
+def drain_seconds(env: Mapping[str, str] = os.environ) -> float:
+    """SIPGRID_DRAIN_SECONDS: how long a stopping EdgePort waits for calls in progress."""
+    text = env.get("SIPGRID_DRAIN_SECONDS", "10")
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 3600:
+        from sipgrid.config import ConfigError
+
+        raise ConfigError(f"environment: SIPGRID_DRAIN_SECONDS: {text!r} is not 0 to 3600 seconds")
+    return seconds
+
+
+async def until_stopped(
+    stop_hook: Callable[[], Awaitable[None]],
+    banner: str,
+    drain: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Announce readiness, wait for SIGINT or SIGTERM, drain, then stop (a second
+    signal stops at once)."""
     print(f"sipgrid: ready; {banner}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    if drain is not None:
+        stop.clear()
+        draining = asyncio.ensure_future(drain())
+        again = asyncio.ensure_future(stop.wait())
+        await asyncio.wait((draining, again), return_when=asyncio.FIRST_COMPLETED)
+        draining.cancel()
+        again.cancel()
     await stop_hook()
 
 
@@ -108,8 +134,11 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
         edgeport = EdgePort(config, GrpcProcessor(config.spec.processor.addr))
         await edgeport.start()
         points = ", ".join(str(lp) for lp in edgeport.listening_points)
+        seconds = drain_seconds(env)
         await until_stopped(
-            edgeport.stop, f"edgeport: SIP on {points}, processor at {config.spec.processor.addr}"
+            edgeport.stop,
+            f"edgeport: SIP on {points}, processor at {config.spec.processor.addr}",
+            lambda: edgeport.drain(seconds),
         )
         return
     if service == "apiserver":

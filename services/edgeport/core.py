@@ -158,6 +158,7 @@ class CoreSettings:
     cancel_grace: float = CANCEL_GRACE
     requests_per_second: int = 0  # per source address; 0: no limit
     max_transactions: int = 50_000  # live server transactions; 0: no limit
+    draining: bool = False  # stopping: no new dialogs (503), the rest goes on
 
 
 # -- what hangs off the transactions
@@ -265,6 +266,16 @@ class EdgePortCore:
     @property
     def calls_in_progress(self) -> int:
         return len(self._calls)
+
+    @property
+    def busy(self) -> int:
+        """Transactions of callers still waiting for an answer (not the ones that linger
+        after theirs, absorbing retransmissions, nor requests of our own: probes and
+        trunk registrations)."""
+        live = (State.CALLING, State.TRYING, State.PROCEEDING)
+        return sum(c.tx.state in live for c in self._server_txs.values()) + sum(
+            c.tx.state in live for c in self._client_txs.values() if c.origin is None
+        )
 
     @property
     def transactions(self) -> tuple[int, int]:
@@ -468,6 +479,10 @@ class EdgePortCore:
         self._apply_server(ctx, tx.start(now), out)
         if method not in self.methods:
             self._respond(ctx, 405, headers=[("Allow", ", ".join(sorted(self.methods)))], out=out)
+        elif self.settings.draining and request.to.tag is None:
+            self.stats["refused_draining"] += 1
+            retry: list[tuple[str, object]] = [("Retry-After", RETRY_AFTER)]
+            self._respond(ctx, 503, "Service Unavailable (Shutting Down)", retry, out=out)
         elif request.max_forwards == 0 and method != "OPTIONS":
             self._respond(ctx, 483, out=out)
         elif self._looped(request):

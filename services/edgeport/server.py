@@ -242,6 +242,32 @@ class EdgePort:
             )
         return self._server_tls
 
+    async def drain(self, seconds: float) -> None:
+        """Stop taking new dialogs (503 with Retry-After: a load balancer or the caller
+        tries elsewhere) and wait up to ``seconds`` for the calls and transactions in
+        progress to end; in-dialog requests (ACK, BYE, re-INVITE) go on meanwhile."""
+        core = self.core
+        if core is None or seconds <= 0:
+            return
+        core.settings.draining = True
+        if core.busy or core.calls_in_progress:
+            log.warning(
+                "stopping: new calls get 503; waiting up to %.0f s for %d calls and %d "
+                "transactions in progress",
+                seconds,
+                core.calls_in_progress,
+                core.busy,
+            )
+        deadline = time.monotonic() + seconds
+        while (core.busy or core.calls_in_progress) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        if core.busy or core.calls_in_progress:
+            log.warning(
+                "stopping with %d calls and %d transactions still in progress",
+                core.calls_in_progress,
+                core.busy,
+            )
+
     async def stop(self) -> None:
         await self._close_listeners()
         for connection in list(self._connections.values()):

@@ -37,7 +37,7 @@ from services.location.persistent import PersistentLocation
 from services.location.redis_store import RedisLocation
 from services.registry.registry import Registry
 from services.rtprelay.relay import relay_from_env
-from services.serve import until_stopped
+from services.serve import drain_seconds, until_stopped
 from sipgrid.api.types import LocationService, Processor, Transport
 from sipgrid.config import ConfigError, load
 
@@ -239,6 +239,7 @@ def token_verifier(data: Path) -> TokenVerifier | None:
 
 
 async def run(config_dir: Path) -> None:
+    seconds = drain_seconds()  # checked before anything starts
     app = await build(config_dir)
     await app.start()
     tune_gc()
@@ -250,4 +251,4 @@ async def run(config_dir: Path) -> None:
                     f"sipgrid: the browser phone is at https://{host}:{lp.port}/phone/", flush=True
                 )
     points = ", ".join(str(lp) for lp in app.edgeport.listening_points)
-    await until_stopped(app.stop, f"SIP on {points}")
+    await until_stopped(app.stop, f"SIP on {points}", lambda: app.edgeport.drain(seconds))

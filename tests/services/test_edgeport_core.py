@@ -653,3 +653,19 @@ def test_calls_are_told_started_failed_and_ended_with_their_times() -> None:
             )
     assert told and isinstance(told[0], Registered)
     assert (told[0].aor, told[0].expires) == ("sip:1002@sip.local", 120)
+
+
+def test_a_draining_edgeport_refuses_new_dialogs_and_lets_calls_finish() -> None:
+    wire = Wire()
+    wire.feed(invite(call_id="before"))
+    wire.feed(reply_to(sent_to_callee(wire), 200), CALLEE)
+    assert wire.core.calls_in_progress == 1 and wire.core.busy == 0
+    wire.core.settings.draining = True
+    wire.feed(invite(branch="z9hG4bKnew", call_id="after"))
+    refused = [m for m in wire.messages(CALLER) if isinstance(m, Response) and m.status == 503]
+    assert refused and refused[0].get("Retry-After") and "Shutting Down" in refused[0].reason
+    bye = request_bytes("BYE", CALLER.port, branch="z9hG4bKbye", call_id="before")
+    wire.feed(bye.replace(b"To: <sip:1002@sip.local>", b"To: <sip:1002@sip.local>;tag=downstream"))
+    assert wire.core.busy == 2  # the BYE goes on to the callee: both of its transactions
+    wire.feed(reply_to(sent_to_callee(wire), 200), CALLEE)
+    assert wire.core.calls_in_progress == 0 and wire.core.busy == 0
