@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,49 @@ def health(target: str, timeout: float) -> None:
             sys.exit(1)
     click.echo("serving" if ok else "not serving")
     sys.exit(0 if ok else 1)
+
+
+@cli.command()
+@CONFIG_DIR
+def check(config_dir: Path) -> None:
+    """Check every configuration file in CONFIG_DIR as a start would (edgeport.yaml,
+    dispatcher.yaml, location.yaml, resources/, and the environment sipgrid reads):
+    one line per problem naming file, field and problem; exit 1 when there is one."""
+    from services.connect.resources import load_resources
+    from services.connect.tokens import verifier_from_env
+    from services.dispatcher.dispatcher import load_dispatcher
+    from services.edgeport.config import load_edgeport
+    from services.location.config import LocationConfig, redis_url
+    from services.rtprelay.relay import relay_from_env
+    from services.serve import drain_seconds
+    from sipgrid.config import load
+
+    def location(path: Path) -> None:
+        redis_url(load(LocationConfig, path), os.environ, str(path))
+
+    steps: list[tuple[str, Callable[[], object]]] = [
+        ("edgeport.yaml", lambda: load_edgeport(config_dir / "edgeport.yaml")),
+        ("resources/", lambda: load_resources(config_dir / "resources")),
+        ("environment (tokens)", lambda: verifier_from_env(os.environ)),
+        ("environment (rtpengine)", lambda: relay_from_env(os.environ)),
+        ("environment (drain)", lambda: drain_seconds(os.environ)),
+    ]
+    if (config_dir / "dispatcher.yaml").exists():
+        steps.insert(
+            1, ("dispatcher.yaml", lambda: load_dispatcher(config_dir / "dispatcher.yaml"))
+        )
+    if (config_dir / "location.yaml").exists():
+        steps.insert(1, ("location.yaml", lambda: location(config_dir / "location.yaml")))
+    failed = 0
+    for name, step in steps:
+        try:
+            step()
+        except ConfigError as error:
+            click.echo(f"sipgrid: {error}", err=True)
+            failed += 1
+        else:
+            click.echo(f"ok: {name}")
+    sys.exit(1 if failed else 0)
 
 
 def main() -> None:

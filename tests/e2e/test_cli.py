@@ -217,3 +217,35 @@ def test_cli_end_to_end(tmp_path: Path) -> None:
             ).returncode
             == 1
         )
+
+
+def test_check_finds_every_bad_file_in_one_line_each(tmp_path: Path) -> None:
+    def check(directory: Path, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "sipgrid.cli", "check", "--config-dir", str(directory)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, **env},
+            timeout=60,
+            check=False,
+        )
+
+    for good in (ROOT / "config", ROOT / "deploy" / "config"):
+        done = check(good)
+        assert done.returncode == 0 and "ok: resources/" in done.stdout, done.stderr
+    bad = tmp_path / "bad"
+    (bad / "resources").mkdir(parents=True)
+    edgeport = yaml.safe_load((ROOT / "config" / "edgeport.yaml").read_text())
+    edgeport["spec"]["transport"][0]["port"] = "seventy"
+    (bad / "edgeport.yaml").write_text(yaml.safe_dump(edgeport))
+    agent = {"apiVersion": "v2beta1", "kind": "Agent", "ref": "a1", "metadata": {"name": "x"}}
+    agent["spec"] = {"username": "", "domainRef": "nowhere"}
+    (bad / "resources" / "a.yaml").write_text(yaml.safe_dump([agent]))
+    done = check(bad, SIPGRID_DRAIN_SECONDS="-3")
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 3, done.stderr
+    assert "edgeport.yaml: field spec.transport.0.port" in lines[0]
+    assert "a.yaml (a1): field username" in lines[1]
+    assert "SIPGRID_DRAIN_SECONDS: '-3' is not 0 to 3600 seconds" in lines[2]
