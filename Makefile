@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PROTOS := $(wildcard proto/*.proto)
 PB_STAMP := sipgrid/pb/.generated
 
-.PHONY: install protos run test bench mutation fuzz lint typecheck system-deps node-deps web-deps clean
+.PHONY: install protos run run-distributed test bench mutation fuzz lint typecheck system-deps node-deps web-deps clean
 
 install: $(STAMP) $(PB_STAMP)
 
@@ -84,6 +84,12 @@ $(WEB_STAMP): web/package.json web/package-lock.json
 run: install
 	@$(MAKE) --no-print-directory web-deps || echo "make: the browser phone page's JsSIP could not be installed; the rest runs"
 	$(VENV)/bin/sipgrid run --config-dir config
+
+# deploy/docker-compose.yml's topology as processes on this host (no Docker needed): two
+# EdgePorts (SIP 5060 and 6060), Dispatcher, Connect, Location on Redis, the APIServer on
+# DATABASE_URL (default SQLite in data/distributed), the RTPRelay when RTPENGINE_HOST is set.
+run-distributed: install
+	$(PY) -m services.topology
 
 test: install system-deps node-deps web-deps lint
 	$(PY) -m pytest -q

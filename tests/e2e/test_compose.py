@@ -6,7 +6,6 @@ Redis; a phone registers through one EdgePort and is called through the other.""
 from __future__ import annotations
 
 import contextlib
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,6 +13,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from services.topology import GRPC, ORDER, Topology
 
 from . import scenarios
 from .harness import (
@@ -29,15 +30,6 @@ from .harness import (
 )
 
 DEPLOY = ROOT / "deploy"
-ORDER = [
-    "apiserver",
-    "location",
-    "connect",
-    "rtprelay",
-    "dispatcher",
-    "edgeport-01",
-    "edgeport-02",
-]
 
 
 def compose() -> dict[str, Any]:
@@ -79,68 +71,26 @@ def test_docker_compose_accepts_the_file(tmp_path: Path) -> None:
 def test_the_compose_topology_runs_as_processes(
     tmp_path: Path, postgres_url: str, redis_url: str
 ) -> None:
-    services = compose()["services"]
-    ports = {
-        name: free_port()
-        for name in ("apiserver", "external", "location", "connect", "dispatcher", "rtprelay")
-    }
-    sip = {"edgeport-01": free_port(), "edgeport-02": free_port()}
-    # what a container name or a container port becomes on one host
-    hosts = {
-        "dispatcher:51901": f"127.0.0.1:{ports['dispatcher']}",
-        "connect:51904": f"127.0.0.1:{ports['connect']}",
-        "location:51902": f"127.0.0.1:{ports['location']}",
-        "rtprelay:51903": f"127.0.0.1:{ports['rtprelay']}",
-        "0.0.0.0:51903": f"127.0.0.1:{ports['rtprelay']}",
-        "apiserver:51907": f"127.0.0.1:{ports['apiserver']}",
-        "redis://redis:6379/0": redis_url,
-        "0.0.0.0:51901": f"127.0.0.1:{ports['dispatcher']}",
-        "0.0.0.0:51902": f"127.0.0.1:{ports['location']}",
-        "0.0.0.0:51904": f"127.0.0.1:{ports['connect']}",
-        "0.0.0.0:51907": f"127.0.0.1:{ports['apiserver']}",
-        "0.0.0.0:51908": f"127.0.0.1:{ports['external']}",
-    }
-
-    def local(text: str) -> str:
-        for container, here in hosts.items():
-            text = text.replace(container, here)
-        return re.sub(r"postgresql://postgres:[^@]*@postgres:5432/sipgrid", postgres_url, text)
-
-    config = tmp_path / "config"
-    shutil.copytree(DEPLOY / "config", config)
-    for path in config.rglob("*.yaml"):
-        path.write_text(local(path.read_text()))
-    for name, port in sip.items():
-        path = config / ("edgeport-02" if name == "edgeport-02" else ".") / "edgeport.yaml"
-        data = yaml.safe_load(path.read_text())
-        data["spec"]["bindAddr"] = "127.0.0.1"
-        data["spec"]["transport"] = [
-            t for t in data["spec"]["transport"] if t["protocol"] in ("udp", "tcp")
-        ]
-        for transport in data["spec"]["transport"]:
-            transport["port"] = port
-        data["spec"]["http"]["bindAddr"] = f"127.0.0.1:{free_port()}"
-        data["spec"]["localnets"] = ["127.0.0.0/8"]
-        path.write_text(yaml.safe_dump(data))
-
-    server = Sipgrid(sip["edgeport-01"], config)
-    secrets = {"SIPGRID_NONCE_KEY": "compose-test", "SIPGRID_SERVICE_TOKEN": "compose-token"}
+    """services.topology (what make run-distributed runs) on free ports, rtpengine a
+    process of this test."""
     stack = contextlib.ExitStack()
     engine = stack.enter_context(rtpengine(tmp_path / "rtpengine"))
+    topology = Topology(
+        grpc={name: free_port() for name in GRPC},
+        sip={"edgeport-01": free_port(), "edgeport-02": free_port()},
+        http={"edgeport-01": free_port(), "edgeport-02": free_port()},
+        postgres_url=postgres_url,
+        redis_url=redis_url,
+        rtpengine=engine.env,
+        secrets={"SIPGRID_NONCE_KEY": "compose-test", "SIPGRID_SERVICE_TOKEN": "compose-token"},
+    )
+    config = topology.write_config(tmp_path / "config")
+    sip = topology.sip
+    server = Sipgrid(sip["edgeport-01"], config)
     stack.callback(server.stop)
     with stack:
-        for name in ORDER:
-            service = services[name]
-            command = [
-                local(str(part)).replace("/etc/sipgrid", str(config)) for part in service["command"]
-            ]
-            env = {
-                key: local(str(value)) for key, value in (service.get("environment") or {}).items()
-            }
-            env |= secrets | {"SIPGRID_DATA_DIR": str(tmp_path / "data")}
-            if name == "rtprelay":  # the rtpengine container is a process here
-                env |= engine.env
-            process, log = _start(tmp_path, name, command, env)
+        for step in topology.steps(config, tmp_path / "data"):
+            process, log = _start(tmp_path, step.name, step.args, step.env)
             server.processes.append(process)
             server.logs.append(log)
             _wait_ready(process, log, "sipgrid: ready")
