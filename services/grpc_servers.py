@@ -15,6 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from services.dispatcher.dispatcher import Dispatcher
 from services.grpc_clients import GrpcProcessor
 from services.grpc_options import SERVER_OPTIONS, bind_grpc, internal_interceptors
+from services.metrics import MetricsInterceptor
 from sipgrid.api import convert
 from sipgrid.api.types import META_RESPONSES, LocationService, Processor, ProcessorUnavailable
 from sipgrid.pb import (
@@ -154,7 +155,8 @@ async def start_server_bound(
     requester: EdgePort | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """The same, and the port bound (the one the system picked for "host:0")."""
-    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=internal_interceptors())
+    interceptors = [*internal_interceptors(), MetricsInterceptor()]
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
     names = []
     if processor is not None:
         servicer = (

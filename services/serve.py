@@ -7,7 +7,7 @@ import os
 import signal
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sipgrid.config import load
 
@@ -123,6 +123,25 @@ async def _registry(
     return registry, stop
 
 
+async def _metrics(env: Mapping[str, str]) -> Any:
+    """/metrics of this process on METRICS_BIND_ADDR (host:port), when set."""
+    bind = env.get("METRICS_BIND_ADDR", "")
+    if not bind:
+        return None
+    from .metrics import serve_metrics
+
+    return await serve_metrics(bind)
+
+
+def count_bindings(location: object) -> None:
+    """The sipgrid_bindings gauge, for a Location that can count them cheaply (memory)."""
+    count = getattr(location, "binding_count", None)
+    if callable(count):
+        from .metrics import GAUGES
+
+        GAUGES.add("sipgrid_bindings", "Bindings in Location (not expired)", count)
+
+
 async def serve(service: str, config_dir: Path, bind_addr: str | None = None) -> None:
     env = os.environ
     refresher: asyncio.Task[None] | None = None
@@ -135,8 +154,15 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
         await edgeport.start()
         points = ", ".join(str(lp) for lp in edgeport.listening_points)
         seconds = drain_seconds(env)
+        page = await _metrics(env)
+
+        async def stop_edgeport() -> None:
+            await edgeport.stop()
+            if page is not None:
+                await page.cleanup()
+
         await until_stopped(
-            edgeport.stop,
+            stop_edgeport,
             f"edgeport: SIP on {points}, processor at {config.spec.processor.addr}",
             lambda: edgeport.drain(seconds),
         )
@@ -156,7 +182,14 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
             from .apiserver.files import apply
 
             await asyncio.to_thread(apply, api.store, config_dir / "resources")
-        await until_stopped(api.stop, "apiserver: gRPC internal and external ports up")
+        page = await _metrics(env)
+
+        async def stop_api() -> None:
+            await api.stop()
+            if page is not None:
+                await page.cleanup()
+
+        await until_stopped(stop_api, "apiserver: gRPC internal and external ports up")
         return
     if service == "dispatcher":
         dispatcher_config = load_dispatcher(config_dir / "dispatcher.yaml")
@@ -169,7 +202,9 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
         location_config = load(LocationConfig, path) if path.exists() else None
         spec_bind = location_config.spec.bind_addr if location_config else DEFAULT_BIND["location"]
         bind = bind_addr or env.get("BIND_ADDR") or spec_bind
-        server = await start_server(bind, location=open_location(location_config, env, str(path)))
+        location_service = open_location(location_config, env, str(path))
+        count_bindings(location_service)
+        server = await start_server(bind, location=location_service)
     elif service == "connect":
         bind = bind_addr or env.get("BIND_ADDR") or DEFAULT_BIND["connect"]
         location = GrpcLocation(env.get("LOCATION_ADDR", "localhost:51902"))
@@ -247,6 +282,10 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
         stoppers.append(registry_stop)
     else:
         raise ValueError(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
+
+    metrics = await _metrics(env)
+    if metrics is not None:
+        stoppers.append(metrics.cleanup)
 
     async def stop() -> None:
         await server.stop(grace=1.0)

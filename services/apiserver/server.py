@@ -13,6 +13,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from services.grpc_options import SERVER_OPTIONS, bind_grpc, internal_interceptors
+from services.metrics import MetricsInterceptor
 from sipgrid.pb import store_pb2, store_pb2_grpc
 
 from .api import SERVICES, ApiKeys, ApiUsers, AuthInterceptor, ConnectApi
@@ -68,7 +69,9 @@ async def _serve(
     store: ResourceStore | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """The Connect API on ``address``; with ``store``, its revision too (internal only)."""
-    server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
+    server = grpc.aio.server(
+        interceptors=[*interceptors, MetricsInterceptor()], options=SERVER_OPTIONS
+    )
     server.add_generic_rpc_handlers(api.handlers())
     if store is not None:
         store_pb2_grpc.add_StoreServicer_to_server(StoreServicer(store), server)

@@ -26,6 +26,8 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.metrics import DATABASE_ERRORS
+
 from .schema import (
     AccessControlListRow,
     AgentRow,
@@ -413,6 +415,7 @@ class ResourceStore:
             with self._sessions.begin() as session:
                 yield session
         except OperationalError as error:
+            DATABASE_ERRORS.inc()
             raise Unavailable(
                 f"the database is unavailable: {str(error.orig).splitlines()[0]}"
             ) from None

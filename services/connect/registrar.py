@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import formatdate
 
+from services.metrics import REGISTRATIONS
 from sipgrid.api.types import LocationService, MessageRequest, Route, Transport
 from sipgrid.sip import ParseError, Request, Response, SipUri, default_port, locate
 
@@ -44,6 +45,11 @@ class Registrar:
         self.tokens = tokens
 
     async def register(self, request: MessageRequest) -> Response:
+        response = await self._register(request)
+        REGISTRATIONS.labels(_result(response)).inc()
+        return response
+
+    async def _register(self, request: MessageRequest) -> Response:
         message = request.message
         assert isinstance(message, Request)
         uri = message.uri
@@ -197,6 +203,14 @@ class Registrar:
         ]
         headers.append(("Date", formatdate(now, usegmt=True)))
         return reply(message, 200, headers=headers)
+
+
+def _result(response: Response) -> str:
+    if response.status in (401, 407):
+        return "challenged"
+    if response.status >= 300:
+        return "refused"
+    return "bound" if "Contact" in response else "removed"
 
 
 @dataclass(frozen=True, slots=True)

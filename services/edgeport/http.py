@@ -15,6 +15,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram,
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from ..metrics import exposition
+
 if TYPE_CHECKING:
     from .server import EdgePort
 
@@ -134,5 +136,5 @@ class HttpEndpoint:
         return web.Response(status=503, text="not ready: the processor cannot be reached\n")
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        body = generate_latest(self.registry)
+        body = generate_latest(self.registry) + exposition()  # and the process's own
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -33,6 +33,9 @@ class BindingStore(Protocol):
 
 
 class PersistentLocation:
+    def binding_count(self) -> int:
+        return self._memory.binding_count()
+
     def __init__(
         self,
         store: BindingStore,

@@ -20,6 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
+from services.metrics import REDIS_ERRORS
 from sipgrid.api import convert
 from sipgrid.api.types import Binding, Route
 
@@ -28,13 +29,24 @@ from .service import AFFINITY_TTL, contact_key
 RETRIES = 20
 
 
+class _CountedRetry(Retry):
+    """Retry, and count each failure in sipgrid_redis_errors."""
+
+    async def call_with_retry(self, do: Any, fail: Any, *args: Any, **kwargs: Any) -> Any:
+        def counted(*failure: Any) -> Any:
+            REDIS_ERRORS.inc()
+            return fail(*failure)
+
+        return await super().call_with_retry(do, counted, *args, **kwargs)
+
+
 def redis_client(url: str) -> aioredis.Redis:
     """A client that survives a restart of Redis: a command that finds its pooled
     connection dead is sent again on a new one (three tries, a short backoff), so the
     first request after Redis is back does not fail."""
     return aioredis.Redis.from_url(
         url,
-        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+        retry=_CountedRetry(ExponentialBackoff(cap=0.5, base=0.05), 3),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
         socket_connect_timeout=2,
         health_check_interval=30,

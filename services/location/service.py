@@ -79,6 +79,11 @@ class MemoryLocation:
     async def list_bindings(self) -> list[Binding]:
         return [Binding(aor, r) for aor in list(self._routes) for r in self._live(aor)]
 
+    def binding_count(self) -> int:
+        """Bindings not expired (for the sipgrid_bindings gauge)."""
+        now = self._clock()
+        return sum(r.expires_at() > now for routes in self._routes.values() for r in routes)
+
     def _live(self, aor: str) -> list[Route]:
         routes = self._routes.get(aor)
         if not routes:

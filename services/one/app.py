@@ -37,7 +37,7 @@ from services.location.persistent import PersistentLocation
 from services.location.redis_store import RedisLocation
 from services.registry.registry import Registry
 from services.rtprelay.relay import relay_from_env
-from services.serve import drain_seconds, until_stopped
+from services.serve import count_bindings, drain_seconds, until_stopped
 from sipgrid.api.types import LocationService, Processor, Transport
 from sipgrid.config import ConfigError, load
 
@@ -156,6 +156,7 @@ async def build(config_dir: Path, data_dir: Path | None = None) -> AllInOne:
         if kept:
             print(f"sipgrid: bindings kept from before the restart: {kept}", flush=True)
         location = persistent
+        count_bindings(persistent)
     else:  # bindings and nonce counts shared through Redis
         shared = RedisLocation.from_url(redis)
         location, counts = shared, RedisNonceCounts(shared.client)

@@ -281,6 +281,8 @@ def _distributed(directory: Path, config: dict[str, object]) -> Sipgrid:
     # more environment for Connect (e.g. CONNECT_VERIFIER_*), and rtpengine's for an
     # RTPRelay the Dispatcher runs after Connect
     connect_env = dict(config.pop("connect_env", {}) or {})  # type: ignore[call-overload]
+    # more environment for any service, by name ("location", "dispatcher", "apiserver", ...)
+    service_env: dict[str, dict[str, str]] = dict(config.pop("service_env", {}) or {})  # type: ignore[call-overload]
     rtprelay_env = dict(config.pop("rtprelay_env", {}) or {})  # type: ignore[call-overload]
     # changes the dispatcher.yaml of each chain (a processor or middleware of the test's own)
     edit_dispatcher: Callable[[dict[str, Any]], None] | None = config.pop(  # type: ignore[assignment]
@@ -359,6 +361,7 @@ def _distributed(directory: Path, config: dict[str, object]) -> Sipgrid:
         ]
     try:
         for name, args, env in steps:
+            env = {**env, **service_env.get(name, {})}
             server.steps[name] = (args, env)
             process, log = _start(directory, name, args, env)
             server.processes.append(process)

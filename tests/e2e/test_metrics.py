@@ -1,0 +1,57 @@
+"""Every metric the Grafana dashboard (deploy/grafana/dashboards/sipgrid.json) asks for
+is there, with samples, on a live distributed wiring after a registration and a call:
+the EdgePort's /metrics and METRICS_BIND_ADDR of the other services."""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.request
+from pathlib import Path
+
+from . import scenarios
+from .harness import ROOT, distributed, free_port, registered_callee, run_sipp, wait_exit
+
+DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "sipgrid.json"
+
+
+def queried() -> set[str]:
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    names: set[str] = set()
+    for panel in panels:
+        for target in panel["targets"]:
+            names |= set(re.findall(r"\b((?:sipgrid|process)_[a-z0-9_]+)\b", target["expr"]))
+    return names
+
+
+def samples(url: str) -> set[str]:
+    with urllib.request.urlopen(url, timeout=5) as page:
+        text = page.read().decode()
+    return {
+        re.split(r"[{ ]", line, maxsplit=1)[0]
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+
+
+def test_every_metric_of_the_dashboard_is_served(tmp_path: Path) -> None:
+    wanted = queried()
+    assert len(wanted) >= 15, wanted
+    edge = free_port()
+    ports = {name: free_port() for name in ("apiserver", "location", "connect", "dispatcher")}
+    env = {name: {"METRICS_BIND_ADDR": f"127.0.0.1:{port}"} for name, port in ports.items()}
+    spec = {"http": {"bindAddr": f"127.0.0.1:{edge}"}}
+    with distributed(tmp_path / "sipgrid", edgeport=spec, service_env=env) as sipgrid:
+        with registered_callee(tmp_path, sipgrid) as uas:
+            call = run_sipp(tmp_path, "call", scenarios.call("caller"), server_port=sipgrid.port)
+            assert call.ok, call.output
+            assert wait_exit(uas) == 0
+        found = samples(f"http://127.0.0.1:{edge}/metrics")
+        for port in ports.values():
+            found |= samples(f"http://127.0.0.1:{port}/metrics")
+    missing = {
+        name
+        for name in wanted
+        if name not in found and f"{name}_total" not in found and f"{name}_bucket" not in found
+    }
+    assert not missing, f"the dashboard asks for metrics nobody serves: {sorted(missing)}"
