@@ -58,7 +58,7 @@ def trunk_contact_user(trunk_ref: str) -> str:
 class Lease(Protocol):
     """Which instance registers a trunk, when several run (the distributed wiring)."""
 
-    async def hold(self, ref: str) -> bool: ...
+    async def hold(self, ref: str, ttl: float | None = None) -> bool: ...
 
 
 _HOLD = """
@@ -83,9 +83,21 @@ class RedisLease:
         self._prefix = prefix
         self._script = client.register_script(_HOLD)
 
-    async def hold(self, ref: str) -> bool:
+    async def hold(self, ref: str, ttl: float | None = None) -> bool:
+        """Take or renew the lease of one trunk, for ``ttl`` seconds (the default
+        otherwise)."""
         key = f"{self._prefix}registry:lease:{ref}"
-        return bool(await self._script(keys=[key], args=[self._id, self._ttl_ms]))
+        ttl_ms = int(ttl * 1000) if ttl is not None else self._ttl_ms
+        return bool(await self._script(keys=[key], args=[self._id, ttl_ms]))
+
+
+def lease_ttl(granted: int, longest: float = 10.0) -> float:
+    """How long a trunk's lease lasts: short enough that a standby instance takes a dead
+    holder's trunk over before the binding the provider granted runs out (the holder
+    refreshes at 0.8 of it), never under 2.5 s (the holder renews it every second)."""
+    if granted <= 0:
+        return longest
+    return min(longest, max(2.5, granted * 0.15))
 
 
 @dataclass
@@ -98,6 +110,7 @@ class TrunkStatus:
     last_status: int | None = None
     last_reason: str = ""
     expires_at: float | None = None
+    granted: int = 0  # the expiry the provider granted last
     next_attempt: float = 0.0
     failures: int = 0
     uri_index: int = 0
@@ -159,7 +172,9 @@ class Registry:
         }
         for ref, trunk in wanted.items():
             status = self.status.setdefault(ref, TrunkStatus(ref))
-            if self._lease is not None and not await self._lease.hold(ref):
+            if self._lease is not None and not await self._lease.hold(
+                ref, lease_ttl(status.granted)
+            ):
                 status.state, status.expires_at = "standby", None  # another instance has it
                 continue
             if status.state == "standby":
@@ -239,6 +254,7 @@ class Registry:
             return
         granted = _granted(response, trunk_contact_user(trunk.ref), expires)
         status.state, status.expires_at = "registered", now + granted
+        status.granted = granted
         status.next_attempt = now + max(MIN_REFRESH, granted * REFRESH_AT)
         log.info("trunk %s registered with %s for %d s", trunk.ref, status.registrar, granted)
 

@@ -159,3 +159,16 @@ def test_an_unanswerable_challenge_is_a_failure(tmp_path: Path) -> None:
     assert (
         status["state"] == "backing off" and status["last_reason"] == "cannot answer the challenge"
     )
+
+
+def test_a_leases_life_follows_the_expiry_the_provider_granted() -> None:
+    """A standby instance must take a dead holder's trunk over before the binding runs
+    out: the lease lasts 0.15 of the grant (Kamailio's 10 s: 2.5 s), at most 10 s."""
+    from services.registry.registry import lease_ttl
+
+    assert lease_ttl(0) == 10.0  # nothing granted yet
+    assert lease_ttl(10) == 2.5 and lease_ttl(3600) == 10.0 and lease_ttl(40) == 6.0
+    for granted in (10, 30, 60, 120, 3600):
+        # the holder dies right after registering: a standby holds the trunk once the
+        # lease is out and a tick has passed, and registers before the binding runs out
+        assert lease_ttl(granted) + 1.0 < granted
