@@ -128,9 +128,14 @@ class _Refuse:
         return MessageResponse(message)
 
 
-async def probe_sender(bind: str, transports: tuple[str, ...] = ("udp",)) -> EdgePort:
+async def probe_sender(
+    bind: str,
+    transports: tuple[str, ...] = ("udp",),
+    security: dict[str, object] | None = None,
+) -> EdgePort:
     """An EdgePort that only sends requests of its own (probes, the Requester's) and
-    refuses whatever else reaches it: ``host:port``, port 0 for any."""
+    refuses whatever else reaches it: ``host:port``, port 0 for any; ``security`` is an
+    EdgePort securityContext (certificates for TLS)."""
     from services.edgeport.config import EdgePortConfig
     from services.edgeport.server import EdgePort
 
@@ -143,6 +148,7 @@ async def probe_sender(bind: str, transports: tuple[str, ...] = ("udp",)) -> Edg
                 "bindAddr": host.strip("[]") or "0.0.0.0",
                 "processor": {"addr": "127.0.0.1:0"},
                 "transport": [{"protocol": t, "port": int(port or 0)} for t in transports],
+                **({"securityContext": security} if security else {}),
             },
         }
     )

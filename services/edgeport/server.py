@@ -115,15 +115,22 @@ class EdgePort:
 
     async def start(self) -> None:
         """Listen on every transport of the spec. Transports given port 0 share one free
-        port that the system picks (tests; read it back from ``listening_points``)."""
+        port that the system picks, UDP and one stream transport (TCP, TLS, WS, WSS) on
+        it, the other stream transports on ports of their own (read them back from
+        ``listening_points``)."""
         for attempt in range(20):
             shared = 0
+            stream_on_shared = False
             try:
                 for t in self.config.spec.transport:
                     host = t.bind_addr or self.config.spec.bind_addr
-                    bound = await self._listen(host, t.port or shared, Transport.parse(t.protocol))
+                    transport = Transport.parse(t.protocol)
+                    stream = transport is not Transport.UDP
+                    port = t.port or (0 if stream and stream_on_shared else shared)
+                    bound = await self._listen(host, port, transport)
                     if not t.port:
-                        shared = bound
+                        shared = shared or bound
+                        stream_on_shared = stream_on_shared or (stream and bound == shared)
                 break
             except OSError:
                 await self._close_listeners()
@@ -157,8 +164,10 @@ class EdgePort:
         if spec.limits.idle_timeout:
             self._sweeper = asyncio.ensure_future(self._sweep(spec.limits.idle_timeout))
         if spec.http.bind_addr:
-            host, _, port = spec.http.bind_addr.rpartition(":")
-            self.http = HttpEndpoint(self, host.strip("[]") or "0.0.0.0", int(port), self.ready)
+            http_host, _, http_port = spec.http.bind_addr.rpartition(":")
+            self.http = HttpEndpoint(
+                self, http_host.strip("[]") or "0.0.0.0", int(http_port), self.ready
+            )
             await self.http.start()
         if self.events is not None:
             await self.events.start()

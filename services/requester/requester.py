@@ -10,6 +10,8 @@ distributed Registry sends its REGISTERs through it.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import Any
 
 import grpc
@@ -66,9 +68,22 @@ class RequesterServicer(requester_pb2_grpc.RequesterServicer):
         return requester_pb2.SendMessageResponse(message=convert.message_to_pb(answer))
 
 
-async def requester_sender(bind_host: str = "0.0.0.0") -> EdgePort:
-    """The Requester's SIP side: UDP and TCP on a port the system picks."""
-    return await probe_sender(f"{bind_host}:0", transports=("udp", "tcp"))
+async def requester_sender(
+    bind_host: str = "0.0.0.0", env: Mapping[str, str] = os.environ
+) -> EdgePort:
+    """The Requester's SIP side: UDP, TCP and TLS on a port the system picks. Over TLS
+    the provider's certificate is checked against REQUESTER_CA_FILE when it is set (else
+    not, as with most SIP providers); its own certificate is a self-signed one made in
+    the data directory, or REQUESTER_CERT_FILE and REQUESTER_KEY_FILE (mutual TLS)."""
+    security: dict[str, object] = {}
+    for variable, field in (
+        ("REQUESTER_CA_FILE", "caFile"),
+        ("REQUESTER_CERT_FILE", "certFile"),
+        ("REQUESTER_KEY_FILE", "keyFile"),
+    ):
+        if env.get(variable):
+            security[field] = env[variable]
+    return await probe_sender(f"{bind_host}:0", ("udp", "tcp", "tls"), security or None)
 
 
 class GrpcRequester:
