@@ -27,8 +27,6 @@ from services.connect.resources import TRUNK_CONTACT_PREFIX, Resources, Trunk
 from services.connect.routing import trunk_targets
 from sipgrid.api.types import NetInterface, Transport
 from sipgrid.sip import (
-    Challenge,
-    LocalProtocolError,
     ParseError,
     Request,
     Response,
@@ -36,7 +34,7 @@ from sipgrid.sip import (
     locate,
     parse_uri,
 )
-from sipgrid.sip.digest import answer
+from sipgrid.sip.digest import authorization_for
 
 log = logging.getLogger("sipgrid.registry")
 
@@ -321,23 +319,12 @@ class Registry:
         """The REGISTER again with the answer to the provider's challenge."""
         credentials = trunk.outbound_credentials
         assert credentials is not None
-        header = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
         request = self._request(trunk, status, registrar, contact, expires)
-        for value in response.get_all(header):
-            try:
-                creds = answer(
-                    Challenge.parse(value, header),
-                    method="REGISTER",
-                    uri=str(request.uri),
-                    username=credentials.username,
-                    password=credentials.password,
-                )
-            except (ParseError, LocalProtocolError):
-                continue
-            name = "Authorization" if response.status == 401 else "Proxy-Authorization"
-            request.add(name, str(creds))
-            return request
-        return None
+        found = authorization_for(request, response, credentials.username, credentials.password)
+        if found is None:
+            return None
+        request.add(*found)
+        return request
 
     def _spawn(self, coroutine: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coroutine)

@@ -23,6 +23,7 @@ from sipgrid.api import convert
 from sipgrid.api.types import NetInterface, Transport
 from sipgrid.pb import requester_pb2, requester_pb2_grpc
 from sipgrid.sip import ParseError, Request, Response, make_response
+from sipgrid.sip.digest import authorization_for
 
 SERVICE = "fonoster.routr.requester.v2beta1.Requester"
 DEFAULT_BIND = "0.0.0.0:51909"
@@ -62,7 +63,16 @@ class RequesterServicer(requester_pb2_grpc.RequesterServicer):
         if message.top_via.branch == PLACEHOLDER_BRANCH:
             message.pop_first_value("Via")
         transport = convert.transport_from_pb(request.transport)
-        answer = await self._sender.request(message, target_of(request.target, transport))
+        where = target_of(request.target, transport)
+        answer = await self._sender.request(message.copy(), where)
+        if answer is not None and answer.status in (401, 407) and request.username:
+            # sipgrid's credentials fields: the challenge is answered here, once
+            found = authorization_for(message, answer, request.username, request.password)
+            if found is not None:
+                again = message.copy()
+                again.set("CSeq", f"{message.cseq.seq + 1} {message.method}")
+                again.add(*found)
+                answer = await self._sender.request(again, where)
         if answer is None:
             answer = make_response(message, 408, "Request Timeout (No Answer)")
         return requester_pb2.SendMessageResponse(message=convert.message_to_pb(answer))
@@ -94,7 +104,14 @@ class GrpcRequester:
         self._stub = requester_pb2_grpc.RequesterStub(self._channel)  # type: ignore[no-untyped-call]
         self._timeout = timeout
 
-    async def send(self, request: Request, where: NetInterface) -> Response | None:
+    async def send(
+        self,
+        request: Request,
+        where: NetInterface,
+        credentials: tuple[str, str] | None = None,
+    ) -> Response | None:
+        """The final answer (None: none came); with ``credentials`` (username,
+        password) the Requester answers a 401/407 itself."""
         if "Via" not in request:
             request = request.copy()
             request.add("Via", f"SIP/2.0/UDP 0.0.0.0:9;branch={PLACEHOLDER_BRANCH}", first=True)
@@ -106,6 +123,8 @@ class GrpcRequester:
                     method=convert.method_to_pb(request.method),
                     transport=convert.transport_to_pb(where.transport),
                     message=convert.message_to_pb(request),
+                    username=credentials[0] if credentials else "",
+                    password=credentials[1] if credentials else "",
                 ),
                 timeout=self._timeout,
                 wait_for_ready=True,

@@ -19,9 +19,13 @@ import hmac
 import secrets
 import struct
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from . import _abnf
 from .errors import LocalProtocolError, ParseError
+
+if TYPE_CHECKING:
+    from .message import Request, Response
 from .headers import read_quoted, split_commas
 
 _HASHES = {
@@ -326,3 +330,25 @@ def check_nonce(key: bytes, nonce: str, now: float, ttl: float, realm: str = "")
     if not issued <= now + 1.0 or now - issued > ttl:
         return NonceState.STALE
     return NonceState.VALID
+
+
+def authorization_for(
+    request: Request, challenged: Response, username: str, password: str
+) -> tuple[str, str] | None:
+    """The header that answers a 401 (Authorization) or 407 (Proxy-Authorization) for
+    ``request``: the first challenge of the response this client can answer, or None."""
+    header = "WWW-Authenticate" if challenged.status == 401 else "Proxy-Authenticate"
+    name = "Authorization" if challenged.status == 401 else "Proxy-Authorization"
+    for value in challenged.get_all(header):
+        try:
+            credentials = answer(
+                Challenge.parse(value, header),
+                method=request.method,
+                uri=str(request.uri),
+                username=username,
+                password=password,
+            )
+        except (ParseError, LocalProtocolError):
+            continue
+        return name, str(credentials)
+    return None

@@ -1,6 +1,7 @@
 """The Requester over TLS (Routr's SendMessage to a trunk with transport=tls): Kamailio
-with its tls module as the provider's registrar challenges a REGISTER sent through
-`sipgrid serve requester`'s gRPC contract, and the answer with digest is accepted."""
+with its tls module as the provider's registrar challenges a REGISTER sent through the
+Requester's gRPC contract; given the trunk's credentials the Requester answers the
+challenge itself and Kamailio accepts the REGISTER."""
 
 from __future__ import annotations
 
@@ -13,8 +14,7 @@ from services.edgeport.tls import self_signed
 from services.grpc_servers import start_server_bound
 from services.requester.requester import PLACEHOLDER_BRANCH, GrpcRequester, requester_sender
 from sipgrid.api.types import NetInterface, Transport
-from sipgrid.sip import Challenge, Request, parse
-from sipgrid.sip.digest import answer
+from sipgrid.sip import Request, parse
 
 from .harness import KAMAILIO_MODULES, free_port, kamailio
 
@@ -81,37 +81,32 @@ def test_a_register_goes_to_a_tls_registrar_through_the_requester(
 
     with kamailio(directory, write) as tls_port:
 
-        async def scenario() -> tuple[int, int]:
+        async def scenario() -> tuple[int, int, int]:
             sender = await requester_sender("127.0.0.1")
             server, port = await start_server_bound("127.0.0.1:0", requester=sender)
             client = GrpcRequester(f"127.0.0.1:{port}")
             where = NetInterface("127.0.0.1", tls_port, Transport.TLS)
             try:
-                register = register_request(1, "")
-                challenged = await client.send(register, where)
+                challenged = await client.send(register_request(1), where)
                 assert challenged is not None, "no answer over TLS"
-                header = challenged.get("WWW-Authenticate") or ""
-                credentials = answer(
-                    Challenge.parse(header),
-                    method="REGISTER",
-                    uri="sip:provider.example",
-                    username="sipgrid",
-                    password="provider-secret",
-                    nc=1,
+                # with sipgrid's credentials fields the Requester answers the challenge
+                accepted = await client.send(
+                    register_request(2), where, credentials=("sipgrid", "provider-secret")
                 )
-                accepted = await client.send(register_request(2, str(credentials)), where)
                 assert accepted is not None
-                return challenged.status, accepted.status
+                wrong = await client.send(register_request(4), where, credentials=("sipgrid", "x"))
+                assert wrong is not None
+                return challenged.status, accepted.status, wrong.status
             finally:
                 await client.close()
                 await server.stop(None)
                 await sender.stop()
 
-        assert asyncio.run(scenario()) == (401, 200)
+        # Kamailio challenges again when the answer is wrong: the Requester answers once
+        assert asyncio.run(scenario()) == (401, 200, 401)
 
 
-def register_request(cseq: int, authorization: str) -> Request:
-    auth = f"Authorization: {authorization}\r\n" if authorization else ""
+def register_request(cseq: int) -> Request:
     message = parse(
         (
             "REGISTER sip:provider.example;transport=tls SIP/2.0\r\n"
@@ -120,7 +115,7 @@ def register_request(cseq: int, authorization: str) -> Request:
             "To: <sip:sipgrid@provider.example>\r\n"
             f"Call-ID: requester-tls\r\nCSeq: {cseq} REGISTER\r\nMax-Forwards: 70\r\n"
             "Contact: <sip:sg-trunk-t1@127.0.0.1:5060>\r\nExpires: 60\r\n"
-            f"{auth}Content-Length: 0\r\n\r\n"
+            "Content-Length: 0\r\n\r\n"
         ).encode()
     )
     assert isinstance(message, Request)
