@@ -383,7 +383,8 @@ def _registrations() -> click.Group:
                     "contact": route.contact_uri,
                     "transport": route.transport.value,
                     "source": f"{route.host}:{route.port}",
-                    "expires": route.expires,
+                    "expires": route.expires,  # granted
+                    "expires_in": max(0, int(route.expires_at() - time.time())),
                     "registered_on": int(route.registered_on),
                 }
             )
@@ -399,11 +400,15 @@ def _registrations() -> click.Group:
         from rich.table import Table
 
         table = Table(box=None, header_style="bold")
-        for column in ("AOR", "CONTACT", "TRANSPORT", "SOURCE", "EXPIRES"):
+        for column in ("AOR", "CONTACT", "TRANSPORT", "SOURCE", "EXPIRES IN"):
             table.add_column(column)
         for row in rows:
             table.add_row(
-                row["aor"], row["contact"], row["transport"], row["source"], str(row["expires"])
+                row["aor"],
+                row["contact"],
+                row["transport"],
+                row["source"],
+                f"{row['expires_in']} s of {row['expires']}",
             )
         Console(width=200).print(table)
 
@@ -411,7 +416,7 @@ def _registrations() -> click.Group:
         click.Command(
             "list",
             callback=list_,
-            help="AOR, contact, transport, source address and expiry of every binding.",
+            help="AOR, contact, transport, source address and the seconds left of every binding.",
             params=[
                 click.Option(
                     ["--location-addr"],

@@ -186,6 +186,19 @@ def test_cli_end_to_end(tmp_path: Path) -> None:
         assert [(b["aor"], b["contact"]) for b in bindings] == [
             ("sip:1001@sip.local", "sip:1001@127.0.0.1:7300;transport=UDP")
         ]
+        time.sleep(2.1)  # the seconds left count down; the granted expiry stays
+        later = json.loads(
+            sipgrid(
+                "registrations",
+                "list",
+                "--location-addr",
+                f"127.0.0.1:{server.location_port}",
+                "-o",
+                "json",
+            ).stdout
+        )
+        assert later[0]["expires"] == bindings[0]["expires"]
+        assert later[0]["expires_in"] <= bindings[0]["expires_in"] - 1
         assert (
             "sip:1001@sip.local"
             in sipgrid(
