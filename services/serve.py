@@ -142,8 +142,16 @@ def count_bindings(location: object) -> None:
         GAUGES.add("sipgrid_bindings", "Bindings in Location (not expired)", count)
 
 
+def with_routr_names(env: Mapping[str, str]) -> dict[str, str]:
+    """Routr's names for what sipgrid calls otherwise (Connect's API_ADDR)."""
+    found = dict(env)
+    if found.get("API_ADDR") and not found.get("APISERVER_ADDR"):
+        found["APISERVER_ADDR"] = found["API_ADDR"]
+    return found
+
+
 async def serve(service: str, config_dir: Path, bind_addr: str | None = None) -> None:
-    env = os.environ
+    env = with_routr_names(os.environ)
     refresher: asyncio.Task[None] | None = None
     probing: asyncio.Task[None] | None = None
     guarding: asyncio.Task[None] | None = None
