@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from bench import parser_bench, sip_load, versus
+from bench import memory, parser_bench, sip_load, versus
 
 
 def main() -> None:
     parser_bench.main()
+    memory.main()
     sip_load.main()
     versus.main()  # sipgrid beside Kamailio, one run: the ratios are what counts
 
