@@ -159,6 +159,7 @@ class CoreSettings:
     requests_per_second: int = 0  # per source address; 0: no limit
     max_transactions: int = 50_000  # live server transactions; 0: no limit
     draining: bool = False  # stopping: no new dialogs (503), the rest goes on
+    events: bool = False  # someone takes events (NATS): tell registrations, X- headers
 
 
 # -- what hangs off the transactions
@@ -1099,9 +1100,11 @@ class EdgePortCore:
         if method not in ("INVITE", "BYE", "REGISTER") or (method == "INVITE" and request.to.tag):
             return
         status, call_id = response.status, request.call_id
-        extra = tuple((n, v) for n, v in request.headers() if n[:2].lower() == "x-")
+        extra: tuple[tuple[str, str], ...] = ()
+        if self.settings.events:
+            extra = tuple((n, v) for n, v in request.headers() if n[:2].lower() == "x-")
         if method == "REGISTER":
-            if 200 <= status < 300:
+            if self.settings.events and 200 <= status < 300:
                 self._registered(request, response, extra, out)
             return
         who = (str(request.from_.uri), str(request.to.uri))

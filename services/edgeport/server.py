@@ -156,6 +156,7 @@ class EdgePort:
                 cancel_grace=self._cancel_grace,
                 requests_per_second=spec.limits.requests_per_second,
                 max_transactions=spec.limits.max_transactions,
+                events=self.events is not None,
             )
         )
         for flow in self._connections:

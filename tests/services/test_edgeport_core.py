@@ -595,7 +595,7 @@ def sent_to_callee(wire: Wire) -> Transmit:
 
 def test_calls_are_told_started_failed_and_ended_with_their_times() -> None:
     """CallEvent and Registered actions: what logs, metrics and NATS events come from."""
-    wire = Wire()
+    wire = Wire(events=True)
     events: list[object] = []
     keep = wire.run
 
@@ -625,14 +625,15 @@ def test_calls_are_told_started_failed_and_ended_with_their_times() -> None:
     assert wire.core.stats["call:invite:2xx"] == 1 and wire.core.stats["call:invite:4xx"] == 1
     # a REGISTER's 2xx that binds
     registrar = Wire(
-        lambda r: MessageResponse(
+        events=True,
+        answer=lambda r: MessageResponse(
             make_response(
                 r.message,  # type: ignore[arg-type]
                 200,
                 to_tag="r",
                 headers=[("Contact", "<sip:1001@127.0.0.1:7001>;expires=120")],
             )
-        )
+        ),
     )
     told: list[object] = []
     registrar.run = lambda actions: told.extend(  # type: ignore[method-assign]
