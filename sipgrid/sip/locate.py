@@ -8,6 +8,7 @@ port (section 4.1); SRV picks the port when the URI gives none for a name (secti
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 
@@ -44,7 +45,9 @@ def default_port(transport: str) -> int:
     return {"tls": 5061, "ws": 80, "wss": 443}.get(transport, 5060)
 
 
+@functools.lru_cache(maxsize=8192)
 def is_ip(host: str) -> bool:
+    """An IPv4 or IPv6 address, not a name (asked for every datagram sent: cached)."""
     try:
         ipaddress.ip_address(host)
     except ValueError:
