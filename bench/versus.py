@@ -2,7 +2,7 @@
 
 For each server: the CPU its processes spend per authenticated call (INVITE, 407, ACK,
 INVITE with digest, 100, 180, 200, ACK, BYE, 200) at BENCH_CALL_RATE calls/s, per digest
-REGISTER (REGISTER, 401, REGISTER, 200) at each of BENCH_REG_RATES, and the highest call
+REGISTER (REGISTER, 401, REGISTER, 200) at each of BENCH_VERSUS_REG_RATES, and the highest call
 rate held for BENCH_SECONDS with no failed call. CPU comes from /proc (utime + stime of
 every process of the server, threads included); sipp's own CPU is not counted. Absolute
 figures on a shared machine swing by 20 %: the ratio sipgrid / Kamailio in one run is
