@@ -189,7 +189,12 @@ class Processor:
             log.exception("processor %s failed on %s", self.name, request.method)
             if isinstance(request.message, Request):
                 return MessageResponse(
-                    make_response(request.message, 500, f"Server Internal Error ({self.name})")
+                    make_response(
+                        request.message,
+                        500,
+                        f"Server Internal Error ({self.name})",
+                        to_tag=None if request.message.to.tag else stable_tag(request.message),
+                    )
                 )
             return MessageResponse(request.message)
         if decided is None:

@@ -22,7 +22,7 @@ from sipgrid.api.types import (
     Processor,
 )
 from sipgrid.config import load
-from sipgrid.sip import Request, Response, make_response
+from sipgrid.sip import Request, Response, make_response, stable_tag
 
 from .matchfunc import MatchFunc, MatchFuncError
 
@@ -182,7 +182,12 @@ class Dispatcher:
             if isinstance(message, Response):
                 return MessageResponse(message)
             return MessageResponse(
-                make_response(message, 501, "Not Implemented (No Processor For This Request)")
+                make_response(
+                    message,
+                    501,
+                    "Not Implemented (No Processor For This Request)",
+                    to_tag=None if message.to.tag else stable_tag(message),
+                )
             )
         for ref, middleware in self._pre:  # in order; an answer ends the chain (Routr's way)
             answered = await _run_middleware(ref, middleware, request)
@@ -212,7 +217,12 @@ async def _run_middleware(
         message = request.message
         if isinstance(message, Request):
             return MessageResponse(
-                make_response(message, 500, f"Server Internal Error ({ref} Failed)")
+                make_response(
+                    message,
+                    500,
+                    f"Server Internal Error ({ref} Failed)",
+                    to_tag=None if message.to.tag else stable_tag(message),
+                )
             )
         return MessageResponse(message)
 

@@ -24,7 +24,7 @@ from sipgrid.api.types import (
     MessageResponse,
 )
 from sipgrid.config import ConfigError
-from sipgrid.sip import Request, Response, SipUri, make_response
+from sipgrid.sip import Request, Response, SipUri, make_response, stable_tag
 
 from .ng import NgClient, NgError
 
@@ -90,7 +90,8 @@ class RtpRelay:
             if isinstance(message, Request):
                 if message.method == "ACK":
                     return MessageResponse(message)
-                return MessageResponse(make_response(message, 500, reason))
+                tag = None if message.to.tag else stable_tag(message)
+                return MessageResponse(make_response(message, 500, reason, to_tag=tag))
             message.status, message.reason = 500, reason  # the caller cannot use it
             message.set_body(b"")
             message.remove("Content-Type")
