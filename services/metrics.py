@@ -11,7 +11,6 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
-from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -93,13 +92,14 @@ def exposition() -> bytes:
     return generate_latest(REGISTRY)
 
 
-async def serve_metrics(bind_addr: str) -> web.AppRunner:
-    """/metrics (and /healthz) over HTTP on ``host:port``."""
+async def serve_metrics(bind_addr: str) -> Any:
+    """/metrics (and /healthz) over HTTP on ``host:port``; returns aiohttp's runner."""
+    from aiohttp import web  # only the services that serve metrics pay for aiohttp
 
-    async def metrics(request: web.Request) -> web.Response:
+    async def metrics(request: Any) -> Any:
         return web.Response(body=exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    async def healthz(request: web.Request) -> web.Response:
+    async def healthz(request: Any) -> Any:
         return web.Response(text="ok\n")
 
     app = web.Application()

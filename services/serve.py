@@ -11,18 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from sipgrid.config import load
 
-from .connect.auth import Authenticator
-from .connect.processor import ConnectProcessor
-from .connect.resources import load_resources
-from .dispatcher.dispatcher import Dispatcher, load_dispatcher
-from .edgeport.config import load_edgeport
-from .edgeport.server import EdgePort
-from .grpc_clients import GrpcLocation, GrpcProcessor
 from .grpc_servers import start_server
-from .location.config import LocationConfig, open_location
 
 if TYPE_CHECKING:
     from .registry.registry import Registry
+
+# Each service imports what it runs, in its branch of serve(): a process pays only for
+# its own part (the EdgePort's aiohttp, Connect's resources...), and starts sooner.
 
 DEFAULT_BIND = {
     "dispatcher": "0.0.0.0:51901",
@@ -157,6 +152,10 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
     guarding: asyncio.Task[None] | None = None
     stoppers: list[Callable[[], Awaitable[None]]] = []
     if service == "edgeport":
+        from .edgeport.config import load_edgeport
+        from .edgeport.server import EdgePort
+        from .grpc_clients import GrpcProcessor
+
         config = load_edgeport(config_dir / "edgeport.yaml")
         edgeport = EdgePort(config, GrpcProcessor(config.spec.processor.addr))
         await edgeport.start()
@@ -200,12 +199,17 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
         await until_stopped(stop_api, "apiserver: gRPC internal and external ports up")
         return
     if service == "dispatcher":
+        from .dispatcher.dispatcher import Dispatcher, load_dispatcher
+        from .grpc_clients import GrpcProcessor
+
         dispatcher_config = load_dispatcher(config_dir / "dispatcher.yaml")
         bind = bind_addr or env.get("BIND_ADDR") or dispatcher_config.spec.bind_addr
         server = await start_server(
             bind, processor=Dispatcher(dispatcher_config, lambda ref, addr: GrpcProcessor(addr))
         )
     elif service == "location":
+        from .location.config import LocationConfig, open_location
+
         path = config_dir / "location.yaml"
         location_config = load(LocationConfig, path) if path.exists() else None
         spec_bind = location_config.spec.bind_addr if location_config else DEFAULT_BIND["location"]
@@ -214,6 +218,11 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
         count_bindings(location_service)
         server = await start_server(bind, location=location_service)
     elif service == "connect":
+        from .connect.auth import Authenticator
+        from .connect.processor import ConnectProcessor
+        from .connect.resources import load_resources
+        from .grpc_clients import GrpcLocation
+
         bind = bind_addr or env.get("BIND_ADDR") or DEFAULT_BIND["connect"]
         location = GrpcLocation(env.get("LOCATION_ADDR", "localhost:51902"))
         counts = None

@@ -359,13 +359,20 @@ def _distributed(directory: Path, config: dict[str, object]) -> Sipgrid:
             (f"dispatcher{suffix}", ["serve", "dispatcher", *config_dir], {}),
             (f"edgeport{suffix}", ["serve", "edgeport", *config_dir], {}),
         ]
+    # the services start side by side (a second each of imports); only Connect waits,
+    # for the APIServer it reads its resources from at start
     try:
+        started: list[tuple[subprocess.Popen[bytes], Path]] = []
         for name, args, env in steps:
             env = {**env, **service_env.get(name, {})}
             server.steps[name] = (args, env)
+            if name.startswith("connect"):
+                _wait_ready(*started[0], "sipgrid: ready")  # the APIServer
             process, log = _start(directory, name, args, env)
             server.processes.append(process)
             server.logs.append(log)
+            started.append((process, log))
+        for process, log in started:
             _wait_ready(process, log, "sipgrid: ready")
     except BaseException:
         server.stop()

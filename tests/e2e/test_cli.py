@@ -186,7 +186,7 @@ def test_cli_end_to_end(tmp_path: Path) -> None:
         assert [(b["aor"], b["contact"]) for b in bindings] == [
             ("sip:1001@sip.local", "sip:1001@127.0.0.1:7300;transport=UDP")
         ]
-        time.sleep(2.1)  # the seconds left count down; the granted expiry stays
+        time.sleep(1.2)  # the seconds left count down; the granted expiry stays
         later = json.loads(
             sipgrid(
                 "registrations",
