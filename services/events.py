@@ -17,10 +17,10 @@ import json
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import nats
-from nats.aio.client import Client
+if TYPE_CHECKING:
+    from nats.aio.client import Client
 
 log = logging.getLogger("sipgrid.events")
 
@@ -56,6 +56,8 @@ class NatsEvents:
         self._connecting = asyncio.create_task(self._connect())
 
     async def _connect(self) -> None:
+        import nats  # only a process that publishes pays for importing it
+
         while self._client is None:
             try:
                 self._client = await nats.connect(
@@ -96,9 +98,11 @@ class NatsEvents:
         if self._connecting is not None:
             self._connecting.cancel()
         if self._client is not None:
+            from nats.errors import Error as NatsError
+
             try:
                 await self._client.drain()  # what is buffered goes out first
-            except (OSError, nats.errors.Error):
+            except (OSError, NatsError):
                 await self._client.close()
 
 
