@@ -173,24 +173,37 @@ class Cuttable:
         self._listener: socket.socket | None = None
         self._open: list[socket.socket] = []
         self._lock = threading.Lock()
+        self._generation = 0  # which listener is the live one
 
     def mend(self) -> None:
-        listener = socket.create_server(("127.0.0.1", self.port))
+        # the port can stay taken for a moment after a cut (CI saw EADDRINUSE once)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                listener = socket.create_server(("127.0.0.1", self.port))
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
         self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        threading.Thread(
+            target=self._accept, args=(listener, self._generation), daemon=True
+        ).start()
 
     def cut(self) -> None:
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
         with self._lock:
+            self._generation += 1
+            if self._listener is not None:
+                self._listener.close()
+                self._listener = None
             for sock in self._open:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
                 sock.close()
             self._open.clear()
 
-    def _accept(self, listener: socket.socket) -> None:
+    def _accept(self, listener: socket.socket, generation: int) -> None:
         while True:
             try:
                 client, _ = listener.accept()
@@ -198,6 +211,10 @@ class Cuttable:
             except OSError:
                 return
             with self._lock:
+                if generation != self._generation:  # accepted as the relay was cut
+                    client.close()
+                    server.close()
+                    return
                 self._open += [client, server]
             for a, b in ((client, server), (server, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
