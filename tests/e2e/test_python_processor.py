@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,32 +18,20 @@ from sipgrid.sip import Request, Response, parse
 from tests.sip.helpers import INVITE
 
 from . import scenarios
-from .harness import ROOT, _dispatcher, all_in_one, distributed, free_port, run_sipp
+from .harness import ROOT, _dispatcher, all_in_one, background, distributed, free_port, run_sipp
 
 
 @contextlib.contextmanager
 def blocklist(directory: Path, blocked: str) -> Iterator[str]:
     """examples/blocklist.py on a free port; yields its address."""
     address = f"127.0.0.1:{free_port()}"
-    log = directory / "blocklist.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, str(ROOT / "examples" / "blocklist.py"), address],
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={"BLOCKLIST": blocked, "PATH": "/usr/bin:/bin"},
-        )
-    try:
-        deadline = time.monotonic() + 20
-        while "sipgrid: ready" not in log.read_text(errors="replace"):
-            assert process.poll() is None, log.read_text(errors="replace")
-            assert time.monotonic() < deadline, "the example processor did not start"
-            time.sleep(0.05)
+    with background(
+        [sys.executable, str(ROOT / "examples" / "blocklist.py"), address],
+        directory / "blocklist.log",
+        "sipgrid: ready",
+        env={"BLOCKLIST": blocked, "PATH": "/usr/bin:/bin"},
+    ):
         yield address
-    finally:
-        process.terminate()
-        process.wait(timeout=5)
 
 
 @pytest.mark.parametrize("wiring", ["all_in_one", "distributed"])

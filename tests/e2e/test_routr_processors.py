@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .harness import ROOT, distributed, free_port, run_sipp
+from .harness import ROOT, background, distributed, free_port, run_sipp
 
 NODE_DIR = ROOT / "tests" / "node"
 HEAD = '<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="{name}">\n'
@@ -28,21 +26,9 @@ def routr_processor(mode: str, directory: Path) -> Iterator[str]:
     if node is None or not (NODE_DIR / "node_modules" / "@routr" / "processor").is_dir():
         pytest.fail("node and tests/node/node_modules are missing: run `make test`", pytrace=False)
     address = f"127.0.0.1:{free_port()}"
-    log = directory / f"{mode}.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [node, "routr_processor.js", address, mode], cwd=NODE_DIR, stdout=out, stderr=out
-        )
-    try:
-        deadline = time.monotonic() + 20
-        while "ready" not in log.read_text(errors="replace"):
-            assert process.poll() is None, log.read_text(errors="replace")
-            assert time.monotonic() < deadline, "the Routr processor did not start"
-            time.sleep(0.05)
+    command = [node, "routr_processor.js", address, mode]
+    with background(command, directory / f"{mode}.log", "ready", cwd=NODE_DIR):
         yield address
-    finally:
-        process.terminate()
-        process.wait(timeout=5)
 
 
 def request(method: str, target: str, cseq: int, auth: bool = False, body: str = "") -> str:

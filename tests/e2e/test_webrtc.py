@@ -148,20 +148,24 @@ def test_jssip_registers_and_calls_with_a_token_over_ws_and_wss(
     with sipp_server(tmp_path, "uas", scenarios.uas("answer")) as (port, uas):
         register_agent(tmp_path, sipgrid, port, "1002")
         url = f"{scheme}://127.0.0.1:{sipgrid.ports[scheme]}"
-        done = subprocess.run(
-            [node, "ws_phone.js", url, "web1", "", "sip.local", "call", "1002"],
-            cwd=NODE_DIR,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            env={"PATH": "/usr/bin:/bin", "CONNECT_TOKEN": token_for(sipgrid)},
-        )
+        found = jssip_calls_1002(node, url, token_for(sipgrid))
         assert uas.wait(timeout=20) == 0, (tmp_path / "uas.out").read_text()
-    events = [json.loads(line)["event"] for line in done.stdout.splitlines() if line]
-    assert events[:1] == ["registered"] and "confirmed" in events and "ended" in events, (
-        done.stdout + done.stderr
+    events = [e["event"] for e in found]
+    assert events[:1] == ["registered"] and "confirmed" in events and "ended" in events, found
+
+
+def jssip_calls_1002(node: str, url: str, token: str) -> list[dict[str, object]]:
+    """JsSIP under Node registers as web1 with the token and calls 1002: its events."""
+    done = subprocess.run(
+        [node, "ws_phone.js", url, "web1", "", "sip.local", "call", "1002"],
+        cwd=NODE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "CONNECT_TOKEN": token},
     )
+    return [json.loads(line) for line in done.stdout.splitlines() if line]
 
 
 def test_the_page_is_served_only_beside_wss(media: tuple[Sipgrid, Rtpengine]) -> None:
@@ -228,25 +232,12 @@ def test_the_distributed_wiring_asks_a_verifier_and_relays_media(
         with sipp_server(tmp_path, "uas", scenarios.uas("answer", expect=expect)) as (port, uas):
             register_agent(tmp_path, sipgrid, port, "1002")
             url = f"wss://127.0.0.1:{sipgrid.chain_transports[0]['wss']}"
-
-            def jssip(token: str) -> list[dict[str, object]]:
-                done = subprocess.run(
-                    [node, "ws_phone.js", url, "web1", "", "sip.local", "call", "1002"],
-                    cwd=NODE_DIR,
-                    capture_output=True,
-                    text=True,
-                    timeout=60,
-                    check=False,
-                    env={"PATH": "/usr/bin:/bin", "CONNECT_TOKEN": token},
-                )
-                return [json.loads(line) for line in done.stdout.splitlines() if line]
-
-            refused = jssip("forged")
+            refused = jssip_calls_1002(node, url, "forged")
             assert refused[0]["event"] == "registrationFailed", refused
             assert (
                 refused[0]["reason"] == "Forbidden (Token Refused By Verifier: not a token of ours)"
             )
-            events = jssip("web1-token")
+            events = jssip_calls_1002(node, url, "web1-token")
             assert uas.wait(timeout=20) == 0, (tmp_path / "uas.out").read_text()
         names = [e["event"] for e in events]
         assert names[:1] == ["registered"] and "confirmed" in names and "ended" in names, events
