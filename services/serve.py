@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sipgrid.cli import SERVICES
 from sipgrid.config import load
 
 from .grpc_servers import start_server
@@ -27,16 +28,6 @@ DEFAULT_BIND = {
     "requester": "0.0.0.0:51909",
     "registry": "0.0.0.0:51910",
 }
-SERVICES = (
-    "edgeport",
-    "dispatcher",
-    "location",
-    "connect",
-    "apiserver",
-    "requester",
-    "registry",
-    "rtprelay",
-)
 
 
 def drain_seconds(env: Mapping[str, str] = os.environ) -> float:

@@ -53,6 +53,19 @@ def _start(what: str, main: Coroutine[Any, Any, None]) -> None:
         sys.exit(1)
 
 
+# what `sipgrid serve` runs (services/serve.py has a branch for each)
+SERVICES = (
+    "edgeport",
+    "dispatcher",
+    "location",
+    "connect",
+    "apiserver",
+    "requester",
+    "registry",
+    "rtprelay",
+)
+
+
 @click.group(help="sipgrid: a SIP softswitch, Routr v2 compatible.")
 def cli() -> None:
     pass
@@ -78,18 +91,7 @@ def run(config_dir: Path, log_level: str | None) -> None:
 @cli.command()
 @click.argument(
     "service",
-    type=click.Choice(
-        [
-            "edgeport",
-            "dispatcher",
-            "location",
-            "connect",
-            "apiserver",
-            "requester",
-            "registry",
-            "rtprelay",
-        ]
-    ),
+    type=click.Choice(SERVICES),
 )
 @CONFIG_DIR
 @click.option("--bind-addr", help="gRPC address to listen on (host:port).")
