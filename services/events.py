@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from nats.aio.client import Client
 
+    from .settings import Settings
+
 log = logging.getLogger("sipgrid.events")
 
 # Routr's hangup causes for the final answers a call can end with
@@ -106,10 +108,7 @@ class NatsEvents:
                 await self._client.close()
 
 
-def events_from_env(env: Mapping[str, str]) -> NatsEvents | None:
-    url = env.get("NATS_URL", "")
-    if not url and env.get("NATS_PUBLISHER_ENABLED", "").lower() == "true":
-        url = env.get("NATS_PUBLISHER_URL", "nats://localhost:4222")
-    if not url:
-        return None
-    return NatsEvents(url, env.get("NATS_PUBLISHER_SUBJECT") or "routr")
+def events_from(settings: Settings) -> NatsEvents | None:
+    """NATS_URL (or Routr's NATS_PUBLISHER_*), when set."""
+    url = settings.nats()
+    return NatsEvents(url, settings.nats_publisher_subject) if url else None

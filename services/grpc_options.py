@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hmac
-import os
 from typing import Any
 
 import grpc
+
+from services.settings import settings
 
 # gRPC sets SO_REUSEPORT by default, so a second server on a taken port starts without an
 # error and silently shares it. A service must own its port: a clash fails at start.
@@ -44,7 +45,7 @@ TOKEN_HEADER = "x-sipgrid-token"
 
 
 def service_token() -> str:
-    return os.environ.get("SIPGRID_SERVICE_TOKEN", "")
+    return settings().service_token
 
 
 def token_metadata() -> tuple[tuple[str, str], ...]:

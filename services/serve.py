@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +12,7 @@ from sipgrid.cli import SERVICES
 from sipgrid.config import load
 
 from .grpc_servers import start_server
+from .settings import Settings
 
 if TYPE_CHECKING:
     from .registry.registry import Registry
@@ -28,20 +28,6 @@ DEFAULT_BIND = {
     "requester": "0.0.0.0:51909",
     "registry": "0.0.0.0:51910",
 }
-
-
-def drain_seconds(env: Mapping[str, str] = os.environ) -> float:
-    """SIPGRID_DRAIN_SECONDS: how long a stopping EdgePort waits for calls in progress."""
-    text = env.get("SIPGRID_DRAIN_SECONDS", "10")
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = -1.0
-    if not 0 <= seconds <= 3600:
-        from sipgrid.config import ConfigError
-
-        raise ConfigError(f"environment: SIPGRID_DRAIN_SECONDS: {text!r} is not 0 to 3600 seconds")
-    return seconds
 
 
 async def until_stopped(
@@ -68,7 +54,7 @@ async def until_stopped(
 
 
 async def _registry(
-    env: Mapping[str, str],
+    settings: Settings,
 ) -> tuple[Registry, Callable[[], Awaitable[None]]]:
     """The distributed Registry: trunks from the APIServer (APISERVER_ADDR), REGISTERs
     through the Requester (REQUESTER_ADDR), the Contact of the EdgePort that takes the
@@ -80,23 +66,27 @@ async def _registry(
     from .registry.registry import RedisLease, Registry
     from .requester.requester import GrpcRequester, target_of
 
-    missing = [name for name in ("APISERVER_ADDR", "CONTACT_ADDR") if not env.get(name)]
-    if missing:
-        raise ConfigError(f"environment: {missing[0]}: required by the registry")
-    resources = ApiResources(env["APISERVER_ADDR"])
+    for name, value in (
+        ("APISERVER_ADDR", settings.apiserver_addr),
+        ("CONTACT_ADDR", settings.contact_addr),
+    ):
+        if not value:
+            raise ConfigError(f"environment: field {name}: required by the registry")
+    resources = ApiResources(settings.apiserver_addr)
     await resources.refresh()
-    requester = GrpcRequester(env.get("REQUESTER_ADDR", "localhost:51909"))
-    edge = env["CONTACT_ADDR"]
+    requester = GrpcRequester(settings.requester_addr)
+    edge = settings.contact_addr
     lease = None
-    if env.get("REDIS_URL"):
+    if settings.redis_url:
         from .location.redis_store import redis_client
 
-        lease = RedisLease(redis_client(env["REDIS_URL"]))
+        lease = RedisLease(redis_client(settings.redis_url))
     registry = Registry(
         resources,
         requester.send,
         lambda transport: target_of(edge, transport),
         lease=lease,
+        backoff=settings.registry_backoff,
     )
     tasks = [asyncio.create_task(resources.run()), asyncio.create_task(registry.run())]
 
@@ -109,9 +99,9 @@ async def _registry(
     return registry, stop
 
 
-async def _metrics(env: Mapping[str, str]) -> Any:
+async def _metrics(settings: Settings) -> Any:
     """/metrics of this process on METRICS_BIND_ADDR (host:port), when set."""
-    bind = env.get("METRICS_BIND_ADDR", "")
+    bind = settings.metrics_bind_addr
     if not bind:
         return None
     from .metrics import serve_metrics
@@ -128,16 +118,8 @@ def count_bindings(location: object) -> None:
         GAUGES.add("sipgrid_bindings", "Bindings in Location (not expired)", count)
 
 
-def with_routr_names(env: Mapping[str, str]) -> dict[str, str]:
-    """Routr's names for what sipgrid calls otherwise (Connect's API_ADDR)."""
-    found = dict(env)
-    if found.get("API_ADDR") and not found.get("APISERVER_ADDR"):
-        found["APISERVER_ADDR"] = found["API_ADDR"]
-    return found
-
-
 async def serve(service: str, config_dir: Path, bind_addr: str | None = None) -> None:
-    env = with_routr_names(os.environ)
+    settings = Settings.load()  # a bad variable stops the start here
     refresher: asyncio.Task[None] | None = None
     probing: asyncio.Task[None] | None = None
     guarding: asyncio.Task[None] | None = None
@@ -147,12 +129,12 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
         from .edgeport.server import EdgePort
         from .grpc_clients import GrpcProcessor
 
-        config = load_edgeport(config_dir / "edgeport.yaml")
-        edgeport = EdgePort(config, GrpcProcessor(config.spec.processor.addr))
+        config = load_edgeport(config_dir / "edgeport.yaml", settings)
+        edgeport = EdgePort(config, GrpcProcessor(config.spec.processor.addr), settings=settings)
         await edgeport.start()
         points = ", ".join(str(lp) for lp in edgeport.listening_points)
-        seconds = drain_seconds(env)
-        page = await _metrics(env)
+        seconds = settings.drain_seconds
+        page = await _metrics(settings)
 
         async def stop_edgeport() -> None:
             await edgeport.stop()
@@ -168,8 +150,8 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
     if service == "apiserver":
         from .apiserver.server import FIRST_KEY_FILE, start_apiserver
 
-        data_dir = Path(env.get("SIPGRID_DATA_DIR", "data"))
-        api = await start_apiserver(data_dir=data_dir, internal_addr=bind_addr)
+        data_dir = settings.data_dir
+        api = await start_apiserver(settings, internal_addr=bind_addr)
         if api.first_key:
             print(
                 f"sipgrid: the first API key is in {data_dir / FIRST_KEY_FILE} (readable by you "
@@ -180,7 +162,7 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
             from .apiserver.files import apply
 
             await asyncio.to_thread(apply, api.store, config_dir / "resources")
-        page = await _metrics(env)
+        page = await _metrics(settings)
 
         async def stop_api() -> None:
             await api.stop()
@@ -194,7 +176,7 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
         from .grpc_clients import GrpcProcessor
 
         dispatcher_config = load_dispatcher(config_dir / "dispatcher.yaml")
-        bind = bind_addr or env.get("BIND_ADDR") or dispatcher_config.spec.bind_addr
+        bind = bind_addr or settings.bind_addr or dispatcher_config.spec.bind_addr
         server = await start_server(
             bind, processor=Dispatcher(dispatcher_config, lambda ref, addr: GrpcProcessor(addr))
         )
@@ -204,8 +186,8 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
         path = config_dir / "location.yaml"
         location_config = load(LocationConfig, path) if path.exists() else None
         spec_bind = location_config.spec.bind_addr if location_config else DEFAULT_BIND["location"]
-        bind = bind_addr or env.get("BIND_ADDR") or spec_bind
-        location_service = open_location(location_config, env, str(path))
+        bind = bind_addr or settings.bind_addr or spec_bind
+        location_service = open_location(location_config, settings.redis_url, str(path))
         count_bindings(location_service)
         server = await start_server(bind, location=location_service)
     elif service == "connect":
@@ -214,34 +196,37 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
         from .connect.resources import load_resources
         from .grpc_clients import GrpcLocation
 
-        bind = bind_addr or env.get("BIND_ADDR") or DEFAULT_BIND["connect"]
-        location = GrpcLocation(env.get("LOCATION_ADDR", "localhost:51902"))
+        bind = bind_addr or settings.bind_addr or DEFAULT_BIND["connect"]
+        location = GrpcLocation(settings.location_addr)
         counts = None
         balancer = None
-        if env.get("REDIS_URL"):  # nonce counts and turns shared by every Connect instance
+        if settings.redis_url:  # nonce counts and turns shared by every Connect instance
             from .connect.auth import RedisNonceCounts
             from .connect.routing import Balancer, RedisTurns
             from .location.redis_store import redis_client
 
-            client = redis_client(env["REDIS_URL"])
+            client = redis_client(settings.redis_url)
             counts = RedisNonceCounts(client)
             balancer = Balancer(RedisTurns(client))
-        auth = Authenticator(counts=counts)
-        from .connect.tokens import verifier_from_env
+        auth = Authenticator.from_settings(settings, counts=counts)
+        from .connect.tokens import verifier_from
 
-        tokens = verifier_from_env(env)  # Routr's CONNECT_VERIFIER_* variables
+        tokens = verifier_from(settings)  # Routr's CONNECT_VERIFIER_* variables
         guard = None
-        if env.get("DATABASE_URL"):  # bans in the APIServer's database: shared, and listed
+        if settings.database_url:  # bans in the APIServer's database: shared, and listed
             from .apiserver.bans import DatabaseBans  # by `sipgrid bans` where it points
             from .apiserver.database import database_url, make_engine
-            from .connect.guard import Guard
+            from .connect.guard import Guard, GuardSettings
 
-            guard = Guard(store=DatabaseBans(make_engine(database_url())))
+            guard = Guard(
+                GuardSettings.of(settings),
+                store=DatabaseBans(make_engine(database_url(settings))),
+            )
             guarding = asyncio.create_task(guard.run())
-        if env.get("APISERVER_ADDR"):  # resources from the APIServer's internal port
+        if settings.apiserver_addr:  # resources from the APIServer's internal port
             from .connect.api_resources import ApiResources
 
-            api_resources = ApiResources(env["APISERVER_ADDR"])
+            api_resources = ApiResources(settings.apiserver_addr)
             await api_resources.refresh()
             refresher = asyncio.create_task(api_resources.run())
             connect = ConnectProcessor(
@@ -260,23 +245,25 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
         # static peers are probed from a UDP port of Connect's own
         from .connect.probe import PeerProber, probe_sender
 
-        sender = await probe_sender(env.get("PROBE_BIND_ADDR", "0.0.0.0:0"))
-        connect.prober = PeerProber(connect.resources, sender.request)
+        sender = await probe_sender(settings.probe_bind_addr)
+        connect.prober = PeerProber(
+            connect.resources, sender.request, interval=settings.peer_probe_interval
+        )
         probing = asyncio.create_task(connect.prober.run())
         stoppers.append(sender.stop)
     elif service == "requester":
         from .requester.requester import requester_sender
 
-        bind = bind_addr or env.get("BIND_ADDR") or DEFAULT_BIND["requester"]
-        sender = await requester_sender()
+        bind = bind_addr or settings.bind_addr or DEFAULT_BIND["requester"]
+        sender = await requester_sender(settings=settings)
         stoppers.append(sender.stop)
         server = await start_server(bind, requester=sender)
     elif service == "rtprelay":
-        from .rtprelay.relay import relay_from_env
+        from .rtprelay.relay import relay_from
 
-        relay = relay_from_env(env, required=True)
+        relay = relay_from(settings, required=True)
         assert relay is not None
-        bind = bind_addr or env.get("BIND_ADDR") or DEFAULT_BIND["rtprelay"]
+        bind = bind_addr or settings.bind_addr or DEFAULT_BIND["rtprelay"]
         server = await start_server(bind, processor=relay)
 
         async def close_relay() -> None:
@@ -284,14 +271,14 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
 
         stoppers.append(close_relay)
     elif service == "registry":
-        registry, registry_stop = await _registry(env)
-        bind = bind_addr or env.get("BIND_ADDR") or DEFAULT_BIND["registry"]
+        registry, registry_stop = await _registry(settings)
+        bind = bind_addr or settings.bind_addr or DEFAULT_BIND["registry"]
         server = await start_server(bind, registry=registry)
         stoppers.append(registry_stop)
     else:
         raise ValueError(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
 
-    metrics = await _metrics(env)
+    metrics = await _metrics(settings)
     if metrics is not None:
         stoppers.append(metrics.cleanup)
 

@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from services.settings import Settings
+
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 # sipgrid's services in the order they start (the compose file's depends_on order)
@@ -123,25 +125,25 @@ def main() -> None:
     """make run-distributed: the compose topology on this host's standard ports, until
     Ctrl-C. PostgreSQL and Redis from DATABASE_URL and REDIS_URL (or the local ones);
     rtpengine from RTPENGINE_HOST (without it, no media relay)."""
-    env = os.environ
+    env = Settings.load()
     work = ROOT / "data" / "distributed"
     work.mkdir(parents=True, exist_ok=True)
     rtpengine = None
-    if env.get("RTPENGINE_HOST"):
+    if env.rtpengine_host:
         rtpengine = {
-            "RTPENGINE_HOST": env["RTPENGINE_HOST"],
-            "RTPENGINE_PORT": env.get("RTPENGINE_PORT", "22222"),
+            "RTPENGINE_HOST": env.rtpengine_host,
+            "RTPENGINE_PORT": str(env.rtpengine_port),
         }
     topology = Topology(
         grpc=dict(GRPC),
         sip={"edgeport-01": 5060, "edgeport-02": 6060},
         http={"edgeport-01": 8080, "edgeport-02": 8081},
-        postgres_url=env.get("DATABASE_URL", "sqlite:///" + str(work / "sipgrid.db")),
-        redis_url=env.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        postgres_url=env.database_url or "sqlite:///" + str(work / "sipgrid.db"),
+        redis_url=env.redis_url or "redis://127.0.0.1:6379/0",
         rtpengine=rtpengine,
         secrets={
-            "SIPGRID_NONCE_KEY": env.get("SIPGRID_NONCE_KEY", "run-distributed"),
-            "SIPGRID_SERVICE_TOKEN": env.get("SIPGRID_SERVICE_TOKEN", "run-distributed"),
+            "SIPGRID_NONCE_KEY": env.nonce_key or "run-distributed",
+            "SIPGRID_SERVICE_TOKEN": env.service_token or "run-distributed",
         },
     )
     config = topology.write_config(work / "config")
@@ -163,7 +165,7 @@ def main() -> None:
         processes.append(
             subprocess.Popen(
                 [sys.executable, "-m", "sipgrid.cli", *step.args],
-                env={**env, **step.env},
+                env={**os.environ, **step.env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

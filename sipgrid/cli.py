@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -37,9 +36,17 @@ def _run(main: Coroutine[Any, Any, None]) -> None:
 
 
 def _logging(level: str | None) -> None:
+    """Logging as --log-level, LOG_LEVEL and LOG_FORMAT say; the environment is checked
+    here, before anything starts (a bad variable: one line, exit 2)."""
+    from services.settings import Settings
     from sipgrid.logs import setup
 
-    setup(level)
+    try:
+        settings = Settings.load()
+    except ConfigError as error:
+        click.echo(f"sipgrid: {error}", err=True)
+        sys.exit(2)
+    setup(level or settings.log_level, settings.log_format)
 
 
 def _start(what: str, main: Coroutine[Any, Any, None]) -> None:
@@ -143,23 +150,32 @@ def check(config_dir: Path) -> None:
     dispatcher.yaml, location.yaml, resources/, and the environment sipgrid reads):
     one line per problem naming file, field and problem; exit 1 when there is one."""
     from services.connect.resources import load_resources
-    from services.connect.tokens import verifier_from_env
+    from services.connect.tokens import verifier_from
     from services.dispatcher.dispatcher import load_dispatcher
     from services.edgeport.config import load_edgeport
     from services.location.config import LocationConfig, redis_url
-    from services.rtprelay.relay import relay_from_env
-    from services.serve import drain_seconds
+    from services.rtprelay.relay import relay_from
+    from services.settings import Settings
     from sipgrid.config import load
 
+    failed = 0
+    try:
+        settings = Settings.load()
+    except ConfigError as error:
+        click.echo(f"sipgrid: {error}", err=True)
+        failed += 1
+        settings = Settings.load({})  # the files are still checked, on the defaults
+    else:
+        click.echo("ok: environment")
+
     def location(path: Path) -> None:
-        redis_url(load(LocationConfig, path), os.environ, str(path))
+        redis_url(load(LocationConfig, path), settings.redis_url, str(path))
 
     steps: list[tuple[str, Callable[[], object]]] = [
-        ("edgeport.yaml", lambda: load_edgeport(config_dir / "edgeport.yaml")),
+        ("edgeport.yaml", lambda: load_edgeport(config_dir / "edgeport.yaml", settings)),
         ("resources/", lambda: load_resources(config_dir / "resources")),
-        ("environment (tokens)", lambda: verifier_from_env(os.environ)),
-        ("environment (rtpengine)", lambda: relay_from_env(os.environ)),
-        ("environment (drain)", lambda: drain_seconds(os.environ)),
+        ("environment (tokens)", lambda: verifier_from(settings)),
+        ("environment (rtpengine)", lambda: relay_from(settings)),
     ]
     if (config_dir / "dispatcher.yaml").exists():
         steps.insert(
@@ -167,7 +183,6 @@ def check(config_dir: Path) -> None:
         )
     if (config_dir / "location.yaml").exists():
         steps.insert(1, ("location.yaml", lambda: location(config_dir / "location.yaml")))
-    failed = 0
     for name, step in steps:
         try:
             step()

@@ -510,7 +510,7 @@ def _admin() -> list[click.Command]:
         from services.apiserver.api import ApiKeys, ApiUsers
         from services.apiserver.database import database_url, make_engine, migrate
 
-        engine = make_engine(database_url(Path(os.environ.get("SIPGRID_DATA_DIR", "data"))))
+        engine = make_engine(database_url())
         migrate(engine)
         return ApiKeys(engine), ApiUsers(engine)
 
@@ -583,7 +583,7 @@ def _admin() -> list[click.Command]:
         from services.apiserver.bans import DatabaseBans
         from services.apiserver.database import database_url, make_engine, migrate
 
-        engine = make_engine(database_url(Path(os.environ.get("SIPGRID_DATA_DIR", "data"))))
+        engine = make_engine(database_url())
         migrate(engine)
         return DatabaseBans(engine)
 
@@ -636,11 +636,14 @@ def _tokens() -> click.Group:
         ref: str,
         privacy: str,
         max_contacts: int,
-        key: Path,
+        key: Path | None,
     ) -> None:
+        from services.settings import settings
+        from sipgrid.config import ConfigError
         from sipgrid.sdk import create_token
 
         try:
+            key = key or settings().data_dir / "token-private.pem"
             value = create_token(
                 key,
                 aor=aor,
@@ -653,12 +656,11 @@ def _tokens() -> click.Group:
                 privacy=privacy,
                 max_contacts=max_contacts,
             )
-        except (ValueError, OSError) as error:
+        except (ValueError, OSError, ConfigError) as error:
             _fail(str(error))
             return
         click.echo(value)
 
-    data_dir = Path(os.environ.get("SIPGRID_DATA_DIR", "data"))
     group.add_command(
         click.Command(
             "create",
@@ -687,9 +689,9 @@ def _tokens() -> click.Group:
                     ["--key"],
                     type=click.Path(path_type=Path),
                     envvar="SIPGRID_TOKEN_KEY",
-                    default=data_dir / "token-private.pem",
-                    show_default=True,
-                    help="PEM private key (RSA or EC P-256); sipgrid run makes one.",
+                    default=None,
+                    help="PEM private key (RSA or EC P-256); sipgrid run makes one: "
+                    "token-private.pem in the data directory (SIPGRID_DATA_DIR, else data/).",
                 ),
             ],
         )

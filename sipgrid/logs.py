@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 
@@ -29,10 +28,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
-def setup(level: str | None = None) -> None:
-    level = (level or os.environ.get("LOG_LEVEL") or "warning").upper()
+def setup(level: str | None = None, log_format: str = "text") -> None:
+    """Log to stderr at ``level`` (warning by default), as JSON lines or as text."""
+    level = (level or "warning").upper()
     handler = logging.StreamHandler(sys.stderr)
-    if os.environ.get("LOG_FORMAT", "").lower() == "json":
+    if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))

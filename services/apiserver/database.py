@@ -3,23 +3,26 @@ DATABASE_URL says so. Migrations are applied at start."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 
+from services.settings import Settings, settings
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
-def database_url(data_dir: Path | None = None) -> str:
-    url = os.environ.get("DATABASE_URL")
+def database_url(given: Settings | None = None, data_dir: Path | None = None) -> str:
+    """DATABASE_URL (postgresql:// taken as psycopg 3's), else SQLite in the data directory."""
+    env = given or settings()
+    url = env.database_url
     if url:
         if url.startswith("postgresql://") or url.startswith("postgres://"):
             url = "postgresql+psycopg://" + url.split("://", 1)[1]
         return url
-    directory = data_dir or Path(os.environ.get("SIPGRID_DATA_DIR", "data"))
+    directory = data_dir or env.data_dir
     if not directory.exists():
         directory.mkdir(parents=True, mode=0o700)  # the database and keys: owner only
     return f"sqlite:///{directory / 'sipgrid.db'}"

@@ -14,6 +14,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from services.grpc_options import SERVER_OPTIONS, bind_grpc, internal_interceptors
 from services.metrics import MetricsInterceptor
+from services.settings import Settings
+from services.settings import settings as current_settings
 from sipgrid.pb import store_pb2, store_pb2_grpc
 
 from .api import SERVICES, ApiKeys, ApiUsers, AuthInterceptor, ConnectApi
@@ -114,35 +116,37 @@ def owner_only(url: str) -> None:
 
 
 async def start_apiserver(
+    settings: Settings | None = None,
     *,
-    data_dir: Path,
+    data_dir: Path | None = None,
     internal_addr: str | None = None,
     external_addr: str | None = None,
 ) -> ApiServer:
     """Migrate the database, then serve. At first start an API key is made, written to
     ``<data dir>/first-api-key`` (readable by the owner only; the caller says where) and
     returned once; only its hash is kept."""
-    env = os.environ
-    url = database_url(data_dir)
+    env = settings or current_settings()
+    data_dir = data_dir or env.data_dir
+    url = database_url(env, data_dir)
     engine = make_engine(url)
     migrate(engine)
     owner_only(url)
-    store = ResourceStore(engine, Cipher(key_file=data_dir / "secret.key"))
+    store = ResourceStore(engine, Cipher(key_file=data_dir / "secret.key", secret=env.secret_key))
     keys = ApiKeys(engine)
     users = ApiUsers(engine)
-    if env.get("API_USERNAME") and env.get("API_PASSWORD"):
-        users.set(env["API_USERNAME"], env["API_PASSWORD"])
+    if env.api_username and env.api_password:
+        users.set(env.api_username, env.api_password)
     first_key = keys.create("first key") if keys.count() == 0 else None
     if first_key is not None:
         write_private(data_dir / FIRST_KEY_FILE, first_key + "\n")
     api = ConnectApi(store)
     internal_api = ConnectApi(store, reveal_passwords=True)
-    internal = internal_addr or env.get("INTERNAL_BIND_ADDR", "127.0.0.1:51907")
-    external = external_addr or env.get("EXTERNAL_BIND_ADDR", "0.0.0.0:51908")
+    internal = internal_addr or env.internal_bind_addr
+    external = external_addr or env.external_bind_addr
     tls = None
-    if env.get("TLS_CERT") and env.get("TLS_KEY"):
-        client_ca = Path(env["TLS_CLIENT_CA"]).read_bytes() if env.get("TLS_CLIENT_CA") else None
-        tls = Tls(Path(env["TLS_CERT"]).read_bytes(), Path(env["TLS_KEY"]).read_bytes(), client_ca)
+    if env.tls_cert and env.tls_key:
+        client_ca = Path(env.tls_client_ca).read_bytes() if env.tls_client_ca else None
+        tls = Tls(Path(env.tls_cert).read_bytes(), Path(env.tls_key).read_bytes(), client_ca)
     inside, inside_port = await _serve(internal_api, internal, internal_interceptors(), store=store)
     outside, outside_port = await _serve(api, external, [AuthInterceptor(keys, users)], tls)
     return ApiServer(store, keys, users, [inside, outside], first_key, (inside_port, outside_port))

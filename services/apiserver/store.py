@@ -11,7 +11,6 @@ import base64
 import hashlib
 import ipaddress
 import json
-import os
 import re
 import time
 import uuid
@@ -352,12 +351,15 @@ class Cipher:
     """Encrypts stored passwords with a key from SIPGRID_SECRET_KEY, or a key file made
     at first start (mode 0600) in the data directory."""
 
-    def __init__(self, key: bytes | None = None, key_file: Path | None = None) -> None:
+    def __init__(
+        self, key: bytes | None = None, key_file: Path | None = None, secret: str = ""
+    ) -> None:
         if key is None:
-            env = os.environ.get("SIPGRID_SECRET_KEY")
-            if env:
+            if secret:  # SIPGRID_SECRET_KEY
                 key = base64.urlsafe_b64encode(
-                    base64.urlsafe_b64decode(env + "=" * (-len(env) % 4))[:32].ljust(32, b"\0")
+                    base64.urlsafe_b64decode(secret + "=" * (-len(secret) % 4))[:32].ljust(
+                        32, b"\0"
+                    )
                 )
             elif key_file is not None:
                 if not key_file.exists():

@@ -9,13 +9,13 @@ reused count is refused.
 from __future__ import annotations
 
 import enum
-import os
 import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from services.settings import DIGEST_ALGORITHMS, Settings
 from sipgrid.sip import Challenge, Credentials
 from sipgrid.sip.digest import NonceState, check_nonce, make_nonce, verify
 
@@ -79,15 +79,11 @@ class RedisNonceCounts:
         return bool(await self._script(keys=[key], args=[count, self._ttl]))
 
 
-ALGORITHMS = ("SHA-256", "MD5", "SHA-512-256")
-
-
-def default_algorithms() -> tuple[str, ...]:
-    """What challenges offer, in order: ``DIGEST_ALGORITHMS`` (e.g. "SHA-256,MD5"), else
-    MD5 alone. (sipp 3.6.1 answers the first challenge only and knows only MD5: offering
-    SHA-256 first would lock such clients out, so it is a choice, per domain or here.)"""
-    text = os.environ.get("DIGEST_ALGORITHMS", "")
-    return parse_algorithms(text.split(",")) or ("MD5",)
+ALGORITHMS = DIGEST_ALGORITHMS
+# What challenges offer by default, in order: MD5 alone, unless DIGEST_ALGORITHMS (e.g.
+# "SHA-256,MD5") or the domain says otherwise. (sipp 3.6.1 answers the first challenge
+# only and knows only MD5: offering SHA-256 first would lock such clients out.)
+DEFAULT_ALGORITHMS = ("MD5",)
 
 
 def parse_algorithms(names: list[str]) -> tuple[str, ...]:
@@ -105,12 +101,18 @@ class Authenticator:
         clock: Callable[[], float] = time.time,
         counts: NonceCounts | None = None,
     ) -> None:
-        env_key = os.environ.get("SIPGRID_NONCE_KEY")
-        self._key = key or (env_key.encode() if env_key else secrets.token_bytes(32))
-        self.algorithms = algorithms or default_algorithms()
+        self._key = key or secrets.token_bytes(32)
+        self.algorithms = algorithms or DEFAULT_ALGORITHMS
         self.ttl = ttl
         self._clock = clock
         self._counts = counts or MemoryNonceCounts()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, counts: NonceCounts | None = None) -> Authenticator:
+        """SIPGRID_NONCE_KEY (shared by every Connect instance; else a key of its own) and
+        DIGEST_ALGORITHMS."""
+        key = settings.nonce_key.encode() if settings.nonce_key else None
+        return cls(key, algorithms=tuple(settings.digest_algorithms), counts=counts)
 
     @property
     def key(self) -> bytes:

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from services.settings import Settings
 
 log = logging.getLogger("sipgrid.connect")
 
@@ -45,13 +47,9 @@ class GuardSettings:
     ban_for: float = 600.0
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> GuardSettings:
-        env = os.environ if environ is None else environ
-        return cls(
-            failures=int(env.get("BAN_FAILURES", "10")),
-            window=float(env.get("BAN_WINDOW", "60")),
-            ban_for=float(env.get("BAN_SECONDS", "600")),
-        )
+    def of(cls, settings: Settings) -> GuardSettings:
+        """BAN_FAILURES, BAN_WINDOW and BAN_SECONDS."""
+        return cls(settings.ban_failures, settings.ban_window, settings.ban_seconds)
 
 
 class Guard:
@@ -61,7 +59,7 @@ class Guard:
         store: BanStore | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.settings = settings or GuardSettings.from_env()
+        self.settings = settings or GuardSettings()
         self._store = store
         self._clock = clock
         self._bans: dict[str, float] = {}  # host -> until

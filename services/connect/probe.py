@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -49,8 +48,7 @@ class PeerProber:
     ) -> None:
         self._resources = resources
         self._send = send
-        env = os.environ.get("SIPGRID_PEER_PROBE_INTERVAL")
-        self.interval = interval if interval is not None else float(env or PROBE_INTERVAL)
+        self.interval = PROBE_INTERVAL if interval is None else interval
         self._failures_down = failures
         self._failures: dict[str, int] = {}
         self.down: set[str] = set()  # refs of peers out of rotation

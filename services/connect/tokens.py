@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 import jwt
@@ -30,6 +30,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sipgrid.config import ConfigError
 from sipgrid.pb import verifier_pb2, verifier_pb2_grpc
 from sipgrid.sip import ParseError, SipUri, parse_uri
+
+if TYPE_CHECKING:
+    from services.settings import Settings
 
 HEADER = "X-Connect-Token"
 ASYMMETRIC = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
@@ -275,13 +278,11 @@ def load_public_key(pem: str | bytes, where: str = "public key") -> Any:
     return key
 
 
-def verifier_from_env(
-    env: Mapping[str, str] = os.environ, data_dir: Path | None = None
-) -> TokenVerifier | None:
+def verifier_from(settings: Settings, data_dir: Path | None = None) -> TokenVerifier | None:
     """Routr's variables; else, for the all-in-one, the key pair in its data directory."""
-    options = Options.parse(env.get("CONNECT_VERIFIER_OPTIONS", ""))
-    path = env.get("CONNECT_VERIFIER_PUBLIC_KEY_PATH", "")
-    addr = env.get("CONNECT_VERIFIER_ADDR", "")
+    options = Options.parse(settings.verifier_options)
+    path = settings.verifier_public_key_path
+    addr = settings.verifier_addr
     if path and addr:
         raise ConfigError(
             "environment: CONNECT_VERIFIER_PUBLIC_KEY_PATH and CONNECT_VERIFIER_ADDR: set one"

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from sipgrid.config import ConfigError, check_networks, load
+from services.settings import Settings
+from sipgrid.config import check_networks, load
 
 DEFAULT_METHODS = ["REGISTER", "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "MESSAGE", "INFO", "UPDATE", "PRACK", "REFER", "NOTIFY", "SUBSCRIBE"]  # fmt: skip
 
@@ -115,24 +115,20 @@ class EdgePortConfig(_Model):
     spec: EdgePortSpec
 
 
-def load_edgeport(path: Path, environ: dict[str, str] | None = None) -> EdgePortConfig:
-    """Read the file, then apply EXTERNAL_ADDRS, LOCALNETS and PROCESSOR_ADDR."""
-    env = os.environ if environ is None else environ
+def load_edgeport(path: Path, settings: Settings | None = None) -> EdgePortConfig:
+    """Read the file, then apply EXTERNAL_ADDRS, LOCALNETS, PROCESSOR_ADDR and
+    HTTP_BIND_ADDR (``settings``: the environment's, by default)."""
+    env = settings or Settings.load()
     config = load(EdgePortConfig, path)
     spec = config.spec
-    if env.get("EXTERNAL_ADDRS"):
-        spec.external_addrs = [a.strip() for a in env["EXTERNAL_ADDRS"].split(",") if a.strip()]
-    if env.get("LOCALNETS"):
-        nets = [a.strip() for a in env["LOCALNETS"].split(",") if a.strip()]
-        try:
-            EdgePortSpec._networks(nets)
-        except ValueError as error:
-            raise ConfigError(f"LOCALNETS (environment): {error}") from None
-        spec.localnets = nets
-    if env.get("PROCESSOR_ADDR"):
-        spec.processor.addr = env["PROCESSOR_ADDR"]
-    if env.get("HTTP_BIND_ADDR"):
-        spec.http.bind_addr = env["HTTP_BIND_ADDR"]
+    if env.external_addrs:
+        spec.external_addrs = list(env.external_addrs)
+    if env.localnets:
+        spec.localnets = list(env.localnets)
+    if env.processor_addr:
+        spec.processor.addr = env.processor_addr
+    if env.http_bind_addr:
+        spec.http.bind_addr = env.http_bind_addr
     spec.methods = [m.upper() for m in spec.methods]
     security = spec.security_context
     for name in ("cert_file", "key_file", "ca_file", "key_store", "trust_store"):

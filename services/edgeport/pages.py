@@ -4,13 +4,12 @@ so the page, its certificate and its SIP server are one origin."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from aiohttp import web
 
-# the checkout's web/ (an installed package finds it through SIPGRID_WEB_DIR)
-WEB_DIR = Path(os.environ.get("SIPGRID_WEB_DIR") or Path(__file__).resolve().parents[2] / "web")
+# the checkout's web/ (an installed package is told where it is by SIPGRID_WEB_DIR)
+WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 FILES = {
     "": "phone/index.html",
     "index.html": "phone/index.html",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-import os
 import resource
 import socket
 import ssl
@@ -24,8 +23,9 @@ from typing import Any
 from sipgrid.api.types import MessageResponse, NetInterface, Processor, Transport
 from sipgrid.sip import ParseError, Request, Response, Target, host_of, is_ip
 
-from ..events import HANGUP_CAUSES, NatsEvents, events_from_env, iso_now
+from ..events import HANGUP_CAUSES, NatsEvents, events_from, iso_now
 from ..grpc_clients import GrpcProcessor
+from ..settings import Settings
 from .config import EdgePortConfig
 from .core import (
     CANCEL_GRACE,
@@ -43,6 +43,7 @@ from .core import (
 )
 from .dns import Resolver
 from .http import HttpEndpoint
+from .pages import WEB_DIR
 from .tls import client_context, server_context
 from .transports import Connection, StreamShell, UdpShell
 from .websocket import WebSocketShell
@@ -68,11 +69,14 @@ class EdgePort:
         dns_servers: str | None = None,
         phone_page: bool = False,
         events: NatsEvents | None = None,
+        settings: Settings | None = None,
     ) -> None:
+        env = settings or Settings.load()
         self.config = config
-        self._phone_page = phone_page  # the browser phone beside WSS
+        # the browser phone beside WSS, from SIPGRID_WEB_DIR or the checkout's web/
+        self._phone_page = (env.web_dir or WEB_DIR) if phone_page else None
         # call and registration events to NATS (NATS_URL, or Routr's NATS_PUBLISHER_*)
-        self.events = events if events is not None else events_from_env(os.environ)
+        self.events = events if events is not None else events_from(env)
         spec = config.spec
         self.ref = config.ref
         self.processor = processor
@@ -81,11 +85,9 @@ class EdgePort:
         self._clock = clock
         self._timer_c = timer_c
         self._cancel_grace = cancel_grace
-        self._data_dir = data_dir or Path(os.environ.get("SIPGRID_DATA_DIR", "data"))
+        self._data_dir = data_dir or env.data_dir
         self._tls_names = tls_names or []
-        self._dns_servers = (
-            os.environ.get("DNS_SERVERS", "") if dns_servers is None else dns_servers
-        )
+        self._dns_servers = env.dns_servers if dns_servers is None else dns_servers
         self._udp: list[tuple[NetInterface, UdpShell]] = []
         self._udp_sockets: list[asyncio.DatagramTransport] = []
         self._servers: list[asyncio.AbstractServer] = []
@@ -231,7 +233,7 @@ class EdgePort:
             lp = NetInterface(_advertised(host), bound, transport)
         elif transport in (Transport.WS, Transport.WSS):
             context = self._tls() if transport is Transport.WSS else None
-            page = self._phone_page and transport is Transport.WSS
+            page = self._phone_page if transport is Transport.WSS else None
             shell_ws = WebSocketShell(self, transport, host, port, context, phone_page=page)
             bound = await shell_ws.start()
             self._websockets.append(shell_ws)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from pathlib import Path
 
 from aiohttp import WSMsgType, web
 
@@ -69,10 +70,10 @@ class WebSocketShell:
         host: str,
         port: int,
         ssl_context: ssl.SSLContext | None = None,
-        phone_page: bool = False,
+        phone_page: Path | None = None,
     ) -> None:
         self.sink = sink
-        self._phone_page = phone_page
+        self._phone_page = phone_page  # the web directory to serve /phone/ from
         self.transport = transport
         self.host = host
         self.port = port
@@ -83,8 +84,8 @@ class WebSocketShell:
     async def start(self) -> int:
         """Listen; return the port (the one the system picked for port 0)."""
         app = web.Application()
-        if self._phone_page:
-            add_phone_page(app)
+        if self._phone_page is not None:
+            add_phone_page(app, self._phone_page)
         app.router.add_get("/{path:.*}", self._handle)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()

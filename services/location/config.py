@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -33,13 +32,13 @@ class LocationConfig(_Model):
     spec: LocationSpec = LocationSpec()
 
 
-def redis_url(config: LocationConfig | None, environ: Mapping[str, str], where: str) -> str | None:
-    """The Redis to use: ``REDIS_URL``, else ``spec.cache.parameters`` (``url``, or ``host``,
+def redis_url(config: LocationConfig | None, override: str, where: str) -> str | None:
+    """The Redis to use: ``override`` (REDIS_URL), else ``spec.cache.parameters`` (``url``, or ``host``,
     ``port``, ``db``, ``password``) when the provider is redis; None for memory."""
     if config is None or config.spec.cache.provider != "redis":
         return None
-    if environ.get("REDIS_URL"):
-        return environ["REDIS_URL"]
+    if override:
+        return override
     parameters = config.spec.cache.parameters
     if parameters.get("url"):
         return str(parameters["url"])
@@ -56,9 +55,9 @@ def redis_url(config: LocationConfig | None, environ: Mapping[str, str], where: 
     return f"redis://{auth}{host}:{port}/{db}"
 
 
-def open_location(config: LocationConfig | None, environ: Mapping[str, str], where: str) -> Any:
+def open_location(config: LocationConfig | None, override: str, where: str) -> Any:
     """The LocationService the config asks for: memory (one instance) or Redis (shared)."""
-    url = redis_url(config, environ, where)
+    url = redis_url(config, override, where)
     if url is None:
         from .service import MemoryLocation
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from services.apiserver.files import apply
 from services.apiserver.server import FIRST_KEY_FILE, ApiServer, start_apiserver
 from services.connect.auth import Authenticator, NonceCounts, RedisNonceCounts
 from services.connect.context import ALLOW
-from services.connect.guard import Guard
+from services.connect.guard import Guard, GuardSettings
 from services.connect.probe import PeerProber
 from services.connect.processor import ConnectProcessor
 from services.connect.routing import Balancer, RedisTurns
@@ -26,7 +25,7 @@ from services.connect.tokens import (
     PUBLIC_KEY_FILE,
     TokenVerifier,
     ensure_key_pair,
-    verifier_from_env,
+    verifier_from,
 )
 from services.dispatcher.dispatcher import Dispatcher, DispatcherConfig, load_dispatcher
 from services.edgeport.config import load_edgeport
@@ -36,10 +35,11 @@ from services.location.config import LocationConfig, redis_url
 from services.location.persistent import PersistentLocation
 from services.location.redis_store import RedisLocation
 from services.registry.registry import Registry
-from services.rtprelay.relay import relay_from_env
-from services.serve import count_bindings, drain_seconds, until_stopped
+from services.rtprelay.relay import relay_from
+from services.serve import count_bindings, until_stopped
+from services.settings import Settings
 from sipgrid.api.types import LocationService, Processor, Transport
-from sipgrid.config import ConfigError, load
+from sipgrid.config import load
 
 log = logging.getLogger("sipgrid.one")
 
@@ -125,13 +125,16 @@ class AllInOne:
         await self.location_server.stop(grace=1.0)
 
 
-async def build(config_dir: Path, data_dir: Path | None = None) -> AllInOne:
-    edge_config = load_edgeport(config_dir / "edgeport.yaml")
+async def build(
+    config_dir: Path, data_dir: Path | None = None, settings: Settings | None = None
+) -> AllInOne:
+    env = settings or Settings.load()
+    edge_config = load_edgeport(config_dir / "edgeport.yaml", env)
     location_path = config_dir / "location.yaml"
     location_config = load(LocationConfig, location_path) if location_path.exists() else None
-    redis = redis_url(location_config, os.environ, str(location_path))
-    data = data_dir or Path(os.environ.get("SIPGRID_DATA_DIR", "data"))
-    api = await start_apiserver(data_dir=data)
+    redis = redis_url(location_config, env.redis_url, str(location_path))
+    data = data_dir or env.data_dir
+    api = await start_apiserver(env, data_dir=data)
     if api.first_key:
         print(
             f"sipgrid: the first API key is in {data / FIRST_KEY_FILE} (readable by you only; "
@@ -146,11 +149,8 @@ async def build(config_dir: Path, data_dir: Path | None = None) -> AllInOne:
     balancer: Balancer | None = None
     persistent: PersistentLocation | None = None
     if redis is None:  # memory, kept in the database across restarts
-        write = os.environ.get("LOCATION_WRITE", "behind")
-        if write not in ("behind", "through"):
-            raise ConfigError(f"environment: LOCATION_WRITE: {write!r} is not behind or through")
         persistent = PersistentLocation(
-            DatabaseBindings(api.store.engine), write_through=write == "through"
+            DatabaseBindings(api.store.engine), write_through=env.location_write == "through"
         )
         kept = await persistent.load()
         if kept:
@@ -161,17 +161,18 @@ async def build(config_dir: Path, data_dir: Path | None = None) -> AllInOne:
         shared = RedisLocation.from_url(redis)
         location, counts = shared, RedisNonceCounts(shared.client)
         balancer = Balancer(RedisTurns(shared.client))
-    guard = Guard(store=DatabaseBans(api.store.engine))  # `sipgrid bans` sees and lifts bans
+    # `sipgrid bans` sees and lifts bans
+    guard = Guard(GuardSettings.of(env), store=DatabaseBans(api.store.engine))
     connect = ConnectProcessor(
         resources,
         location,
-        Authenticator(counts=counts),
+        Authenticator.from_settings(env, counts=counts),
         guard=guard,
         balancer=balancer,
-        tokens=token_verifier(data),
+        tokens=token_verifier(env, data),
     )
     processor: Processor = connect
-    relay = relay_from_env(os.environ)  # rtpengine for browser phones, when configured
+    relay = relay_from(env)  # rtpengine for browser phones, when configured
     dispatcher_path = config_dir / "dispatcher.yaml"
     dispatcher_config = None
     if dispatcher_path.exists():
@@ -194,18 +195,22 @@ async def build(config_dir: Path, data_dir: Path | None = None) -> AllInOne:
     guarding = asyncio.create_task(guard.run())
     flushing = asyncio.create_task(persistent.run()) if persistent is not None else None
     domains = list(resources().domains)  # the self-signed TLS certificate names them
-    page = os.environ.get("SIPGRID_PHONE_PAGE", "off")
-    if page not in ("on", "off"):
-        raise ConfigError(f"environment: SIPGRID_PHONE_PAGE: {page!r} is not on or off")
     edgeport = EdgePort(
-        edge_config, processor, data_dir=data, tls_names=domains, phone_page=page == "on"
+        edge_config,
+        processor,
+        data_dir=data,
+        tls_names=domains,
+        phone_page=env.phone_page == "on",
+        settings=env,
     )
-    connect.prober = PeerProber(resources, edgeport.request)
-    registry = Registry(resources, edgeport.request, edgeport.contact_point)
+    connect.prober = PeerProber(resources, edgeport.request, interval=env.peer_probe_interval)
+    registry = Registry(
+        resources, edgeport.request, edgeport.contact_point, backoff=env.registry_backoff
+    )
     # Location and the Registry's status on loopback too, for `sipgrid registrations list`
     # and `sipgrid trunks status`
     location_server = await start_server(
-        os.environ.get("LOCATION_BIND_ADDR", "127.0.0.1:51902"),
+        env.location_bind_addr,
         location=location,
         registry=registry,
     )
@@ -222,13 +227,10 @@ async def build(config_dir: Path, data_dir: Path | None = None) -> AllInOne:
     )
 
 
-def token_verifier(data: Path) -> TokenVerifier | None:
+def token_verifier(settings: Settings, data: Path) -> TokenVerifier | None:
     """Routr's CONNECT_VERIFIER_* variables, else a key pair of our own in the data
     directory, made at first start, so that `sipgrid tokens create` works out of the box."""
-    if (
-        "CONNECT_VERIFIER_PUBLIC_KEY_PATH" not in os.environ
-        and "CONNECT_VERIFIER_ADDR" not in os.environ
-    ):
+    if not settings.verifier_public_key_path and not settings.verifier_addr:
         private, made = ensure_key_pair(data)
         if made:
             print(
@@ -236,15 +238,15 @@ def token_verifier(data: Path) -> TokenVerifier | None:
                 f"{data / PUBLIC_KEY_FILE} verifies",
                 flush=True,
             )
-    return verifier_from_env(os.environ, data)
+    return verifier_from(settings, data)
 
 
 async def run(config_dir: Path) -> None:
-    seconds = drain_seconds()  # checked before anything starts
-    app = await build(config_dir)
+    settings = Settings.load()  # checked before anything starts
+    app = await build(config_dir, settings=settings)
     await app.start()
     tune_gc()
-    if os.environ.get("SIPGRID_PHONE_PAGE") == "on":
+    if settings.phone_page == "on":
         for lp in app.edgeport.listening_points:
             if lp.transport is Transport.WSS:
                 host = "localhost" if lp.host in ("0.0.0.0", "::") else lp.host
@@ -252,4 +254,6 @@ async def run(config_dir: Path) -> None:
                     f"sipgrid: the browser phone is at https://{host}:{lp.port}/phone/", flush=True
                 )
     points = ", ".join(str(lp) for lp in app.edgeport.listening_points)
-    await until_stopped(app.stop, f"SIP on {points}", lambda: app.edgeport.drain(seconds))
+    await until_stopped(
+        app.stop, f"SIP on {points}", lambda: app.edgeport.drain(settings.drain_seconds)
+    )

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 import secrets
 import time
@@ -41,7 +40,7 @@ log = logging.getLogger("sipgrid.registry")
 REQUESTED_EXPIRES = 3600  # what we ask for; the provider decides
 REFRESH_AT = 0.8  # of the granted expiry
 MIN_REFRESH = 5.0
-BACKOFF_FIRST = float(os.environ.get("SIPGRID_REGISTRY_BACKOFF", "5"))  # seconds
+BACKOFF_FIRST = 5.0  # seconds (SIPGRID_REGISTRY_BACKOFF)
 BACKOFF_MAX = 300.0
 TICK = 1.0
 
@@ -139,6 +138,7 @@ class Registry:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         lease: Lease | None = None,
+        backoff: float = BACKOFF_FIRST,
     ) -> None:
         self._resources = resources
         self._lease = lease
@@ -146,7 +146,7 @@ class Registry:
         self._contact = contact
         self._clock = clock
         self._rng = rng or random.Random()
-        self.backoff = BACKOFF_FIRST  # the first wait after a failure; it doubles
+        self.backoff = backoff  # the first wait after a failure; it doubles
         self.status: dict[str, TrunkStatus] = {}
         self._last_seen: dict[str, Trunk] = {}  # to unregister a trunk that went away
         self._tasks: set[asyncio.Task[None]] = set()

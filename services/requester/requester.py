@@ -10,8 +10,6 @@ distributed Registry sends its REGISTERs through it.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from typing import Any
 
 import grpc
@@ -19,6 +17,7 @@ import grpc
 from services.connect.probe import probe_sender
 from services.edgeport.server import EdgePort
 from services.grpc_options import internal_channel
+from services.settings import Settings
 from sipgrid.api import convert
 from sipgrid.api.types import NetInterface, Transport
 from sipgrid.pb import requester_pb2, requester_pb2_grpc
@@ -79,20 +78,21 @@ class RequesterServicer(requester_pb2_grpc.RequesterServicer):
 
 
 async def requester_sender(
-    bind_host: str = "0.0.0.0", env: Mapping[str, str] = os.environ
+    bind_host: str = "0.0.0.0", settings: Settings | None = None
 ) -> EdgePort:
     """The Requester's SIP side: UDP, TCP and TLS on a port the system picks. Over TLS
     the provider's certificate is checked against REQUESTER_CA_FILE when it is set (else
     not, as with most SIP providers); its own certificate is a self-signed one made in
     the data directory, or REQUESTER_CERT_FILE and REQUESTER_KEY_FILE (mutual TLS)."""
+    env = settings or Settings.load()
     security: dict[str, object] = {}
-    for variable, field in (
-        ("REQUESTER_CA_FILE", "caFile"),
-        ("REQUESTER_CERT_FILE", "certFile"),
-        ("REQUESTER_KEY_FILE", "keyFile"),
+    for value, field in (
+        (env.requester_ca_file, "caFile"),
+        (env.requester_cert_file, "certFile"),
+        (env.requester_key_file, "keyFile"),
     ):
-        if env.get(variable):
-            security[field] = env[variable]
+        if value:
+            security[field] = value
     return await probe_sender(f"{bind_host}:0", ("udp", "tcp", "tls"), security or None)
 
 

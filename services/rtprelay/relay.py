@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from services.settings import Settings
 from sipgrid.api.types import (
     META_TARGET_TRANSPORT,
     MessageRequest,
@@ -192,14 +192,10 @@ def _set_sdp(message: Request | Response, answer: dict[bytes, Any]) -> None:
     message.set_body(sdp, "application/sdp")
 
 
-def relay_from_env(env: Mapping[str, str], required: bool = False) -> RtpRelay | None:
+def relay_from(settings: Settings, required: bool = False) -> RtpRelay | None:
     """Routr's variables: RTPENGINE_HOST and RTPENGINE_PORT (22222 by default)."""
-    host = env.get("RTPENGINE_HOST", "")
-    if not host:
+    if not settings.rtpengine_host:
         if required:
-            raise ConfigError("environment: RTPENGINE_HOST: not set (rtpengine's address)")
+            raise ConfigError("environment: field RTPENGINE_HOST: not set (rtpengine's address)")
         return None
-    port = env.get("RTPENGINE_PORT", "22222")
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"environment: RTPENGINE_PORT: {port!r} is not a port number")
-    return RtpRelay(NgClient(host, int(port)))
+    return RtpRelay(NgClient(settings.rtpengine_host, settings.rtpengine_port))

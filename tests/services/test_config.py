@@ -12,6 +12,7 @@ import yaml
 
 from services.connect.resources import load_resources
 from services.edgeport.config import load_edgeport
+from services.settings import Settings
 from sipgrid.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,7 +63,7 @@ def test_edgeport_errors_name_file_field_and_problem(
     data = {**GOOD, "spec": {**GOOD["spec"], **change}}
     path = write(tmp_path, data)
     with pytest.raises(ConfigError) as info:
-        load_edgeport(path, {})
+        load_edgeport(path, Settings.load({}))
     message = str(info.value)
     assert "\n" not in message
     assert str(path) in message and field in message and problem in message
@@ -72,24 +73,26 @@ def test_env_overrides(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD)
     config = load_edgeport(
         path,
-        {
-            "EXTERNAL_ADDRS": "203.0.113.7, sip.example.com",
-            "LOCALNETS": "10.0.0.0/8",
-            "PROCESSOR_ADDR": "dispatcher:51901",
-        },
+        Settings.load(
+            {
+                "EXTERNAL_ADDRS": "203.0.113.7, sip.example.com",
+                "LOCALNETS": "10.0.0.0/8",
+                "PROCESSOR_ADDR": "dispatcher:51901",
+            }
+        ),
     )
     assert config.spec.external_addrs == ["203.0.113.7", "sip.example.com"]
     assert (
         config.spec.localnets == ["10.0.0.0/8"] and config.spec.processor.addr == "dispatcher:51901"
     )
-    with pytest.raises(ConfigError, match="LOCALNETS"):
-        load_edgeport(path, {"LOCALNETS": "nonsense"})
+    with pytest.raises(ConfigError, match=r"environment: field LOCALNETS: .*not an IP network"):
+        Settings.load({"LOCALNETS": "nonsense"})
 
 
 def test_yaml_syntax_error(tmp_path: Path) -> None:
     path = write(tmp_path, "kind: EdgePort\nspec: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
-        load_edgeport(path, {})
+        load_edgeport(path, Settings.load({}))
 
 
 def test_resource_errors_name_file_and_ref(tmp_path: Path) -> None:

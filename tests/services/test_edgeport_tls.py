@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from services.edgeport.config import load_edgeport
 from services.edgeport.server import EdgePort
+from services.settings import Settings
 from sipgrid.config import ConfigError
 from tests.certs import certificate, pem
 
@@ -81,7 +82,9 @@ def test_routr_pkcs12_key_store_serves_tls(tmp_path: Path) -> None:
     ca_pem = ca[0].public_bytes(serialization.Encoding.PEM)
 
     async def scenario() -> None:
-        edgeport = EdgePort(load_edgeport(path, {}), connect_processor(), data_dir=tmp_path)
+        edgeport = EdgePort(
+            load_edgeport(path, Settings.load({})), connect_processor(), data_dir=tmp_path
+        )
         await edgeport.start()
         try:
             answer = await options_over_tls(
@@ -114,7 +117,9 @@ def test_mutual_tls_refuses_a_client_without_a_certificate(tmp_path: Path) -> No
     trunk = pem(*certificate("trunk", ca))
 
     async def scenario() -> None:
-        edgeport = EdgePort(load_edgeport(path, {}), connect_processor(), data_dir=tmp_path)
+        edgeport = EdgePort(
+            load_edgeport(path, Settings.load({})), connect_processor(), data_dir=tmp_path
+        )
         await edgeport.start()
         port = edgeport.listening_points[0].port
         try:
@@ -132,7 +137,9 @@ def test_client_certificates_need_a_trust_store(tmp_path: Path) -> None:
     path = write_edgeport(tmp_path, {"client": {"authType": "Enabled"}})
 
     async def scenario() -> None:
-        edgeport = EdgePort(load_edgeport(path, {}), connect_processor(), data_dir=tmp_path)
+        edgeport = EdgePort(
+            load_edgeport(path, Settings.load({})), connect_processor(), data_dir=tmp_path
+        )
         with pytest.raises(
             ConfigError, match=r"spec.securityContext.client.authType: Enabled needs"
         ):

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from services.rtprelay.ng import NgClient, NgError, bdecode, bencode
-from services.rtprelay.relay import RtpRelay, relay_from_env
+from services.rtprelay.relay import RtpRelay, relay_from
+from services.settings import Settings
 from sipgrid.api.types import (
     META_TARGET_TRANSPORT,
     MessageRequest,
@@ -119,7 +120,7 @@ def known(engine: Rtpengine, call_id: str) -> bool:
 
 
 def relay_for(engine: Rtpengine) -> RtpRelay:
-    relay = relay_from_env(engine.env)
+    relay = relay_from(Settings.load(engine.env))
     assert relay is not None
     return relay
 
@@ -188,7 +189,8 @@ def test_a_call_that_never_comes_up_leaves_nothing_in_rtpengine(
 
 
 def test_rtpengine_away_gives_the_caller_500_with_a_reason() -> None:
-    relay = relay_from_env({"RTPENGINE_HOST": "127.0.0.1", "RTPENGINE_PORT": str(free_port())})
+    env = {"RTPENGINE_HOST": "127.0.0.1", "RTPENGINE_PORT": str(free_port())}
+    relay = relay_from(Settings.load(env))
     assert relay is not None
     refused = through(relay, invite("gone1"), WEB, target="UDP")
     assert isinstance(refused, Response) and refused.status == 500
@@ -199,11 +201,11 @@ def test_rtpengine_away_gives_the_caller_500_with_a_reason() -> None:
 
 
 def test_relay_settings_are_checked() -> None:
-    assert relay_from_env({}) is None
+    assert relay_from(Settings.load({})) is None
     with pytest.raises(ConfigError, match="RTPENGINE_HOST: not set"):
-        relay_from_env({}, required=True)
-    with pytest.raises(ConfigError, match="RTPENGINE_PORT: 'x' is not a port number"):
-        relay_from_env({"RTPENGINE_HOST": "127.0.0.1", "RTPENGINE_PORT": "x"})
+        relay_from(Settings.load({}), required=True)
+    with pytest.raises(ConfigError, match="RTPENGINE_PORT: Input should be a valid integer"):
+        Settings.load({"RTPENGINE_HOST": "127.0.0.1", "RTPENGINE_PORT": "x"})
 
 
 def test_rtpengine_failing_an_answer_leaves_nothing(engine: Rtpengine, tmp_path: Path) -> None:

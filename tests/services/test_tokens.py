@@ -29,8 +29,9 @@ from services.connect.tokens import (
     ensure_key_pair,
     load_private_key,
     mint,
-    verifier_from_env,
+    verifier_from,
 )
+from services.settings import Settings
 from sipgrid.api.types import MessageRequest, NetInterface, Transport
 from sipgrid.config import ConfigError
 from sipgrid.pb import verifier_pb2, verifier_pb2_grpc
@@ -251,18 +252,20 @@ def test_options_narrow_what_is_accepted() -> None:
 
 
 def test_the_verifier_comes_from_routrs_variables(tmp_path: Path) -> None:
-    assert verifier_from_env({}) is None
+    assert verifier_from(Settings.load({})) is None
     with pytest.raises(ConfigError, match="CONNECT_VERIFIER_PUBLIC_KEY_PATH: cannot read"):
-        verifier_from_env({"CONNECT_VERIFIER_PUBLIC_KEY_PATH": str(tmp_path / "missing.pem")})
+        verifier_from(
+            Settings.load({"CONNECT_VERIFIER_PUBLIC_KEY_PATH": str(tmp_path / "missing.pem")})
+        )
     junk = tmp_path / "junk.pem"
     junk.write_text("hello")
     with pytest.raises(ConfigError, match=r"junk\.pem: CONNECT_VERIFIER_PUBLIC_KEY_PATH: "):
-        verifier_from_env({"CONNECT_VERIFIER_PUBLIC_KEY_PATH": str(junk)})
+        verifier_from(Settings.load({"CONNECT_VERIFIER_PUBLIC_KEY_PATH": str(junk)}))
     # the all-in-one's own key pair, made once, owner-only, signs what it verifies
     private, made = ensure_key_pair(tmp_path)
     assert made and private.stat().st_mode & 0o777 == 0o600
     assert ensure_key_pair(tmp_path) == (private, False)
-    verifier = verifier_from_env({}, tmp_path)
+    verifier = verifier_from(Settings.load({}), tmp_path)
     assert isinstance(verifier, LocalVerifier)
     claims = verifier.verify_now(token(load_private_key(private), max_contacts=2))
     assert claims.aor == "sip:web1@sip.local" and claims.max_contacts == 2
