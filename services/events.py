@@ -1,8 +1,10 @@
 """Call and registration events to NATS, with Routr's names and fields:
 ``<subject>.call.started`` (callId, from, to, startTime, extraHeaders),
 ``<subject>.call.ended`` (callId, endTime, hangupCause, extraHeaders) and
-``<subject>.endpoint.registered`` (aor, registeredAt, expires, extraHeaders); the subject
-is ``routr`` unless NATS_PUBLISHER_SUBJECT says otherwise.
+``<subject>.endpoint.registered`` (aor, registeredAt, expires, extraHeaders), all from the
+EdgePort, and ``<subject>.endpoint.expired`` (aor, contact, expiredAt) from Location
+(services/location/expiry.py); the subject is ``routr`` unless NATS_PUBLISHER_SUBJECT says
+otherwise.
 
 On when NATS_URL is set, or, as in Routr, NATS_PUBLISHER_ENABLED=true with
 NATS_PUBLISHER_URL (default nats://localhost:4222). Publishing never holds up SIP: an

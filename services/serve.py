@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -109,6 +110,33 @@ async def _metrics(settings: Settings) -> Any:
     return await serve_metrics(bind)
 
 
+@dataclass
+class _Expiring:
+    location: Any
+    stop: Callable[[], Awaitable[None]]
+
+
+async def _expiry_events(location: Any, settings: Settings) -> _Expiring | None:
+    """endpoint.expired to NATS, when events are on (NATS_URL)."""
+    from .events import events_from
+
+    events = events_from(settings)
+    if events is None:
+        return None
+    from .location.expiry import ExpiryEvents
+
+    await events.start()
+    watch = ExpiryEvents(location, events)
+    await watch.watch_stored()
+    task = asyncio.create_task(watch.run())
+
+    async def stop() -> None:
+        task.cancel()
+        await events.stop()
+
+    return _Expiring(watch, stop)
+
+
 def count_bindings(location: object) -> None:
     """The sipgrid_bindings gauge, for a Location that can count them cheaply (memory)."""
     count = getattr(location, "binding_count", None)
@@ -189,6 +217,10 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
         bind = bind_addr or settings.bind_addr or spec_bind
         location_service = open_location(location_config, settings.redis_url, str(path))
         count_bindings(location_service)
+        expiring = await _expiry_events(location_service, settings)
+        if expiring is not None:
+            location_service = expiring.location
+            stoppers.append(expiring.stop)
         server = await start_server(bind, location=location_service)
     elif service == "connect":
         from .connect.auth import Authenticator

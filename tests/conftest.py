@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,26 +48,39 @@ REDIS_URL = os.environ.get("SIPGRID_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    """A Redis database of its own for one test (1 to 15, chosen by chance), emptied after."""
+    """A Redis database of its own for one test (1 to 15), emptied after. A test claims
+    its database with a key in database 0, so that two runs on one machine (a CI run
+    beside `make mutation`, say) never empty each other's."""
     import redis
 
-    db = 1 + secrets.randbelow(15)
-    url = f"{REDIS_URL}/{db}"
-    client = redis.Redis.from_url(url, socket_connect_timeout=3)
+    claims = redis.Redis.from_url(f"{REDIS_URL}/0", socket_connect_timeout=3)
     try:
-        client.ping()
+        claims.ping()
     except redis.RedisError as error:
         pytest.fail(
             f"Redis is not reachable at {REDIS_URL} ({error}); start it (redis-server) or set "
             "SIPGRID_TEST_REDIS_URL",
             pytrace=False,
         )
+    mine = secrets.token_hex(8)
+    for _ in range(600):
+        db = 1 + secrets.randbelow(15)
+        if claims.set(f"sipgrid-test:claim:{db}", mine, nx=True, ex=600):
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("no Redis database 1 to 15 was free for a minute", pytrace=False)
+    url = f"{REDIS_URL}/{db}"
+    client = redis.Redis.from_url(url, socket_connect_timeout=3)
     client.flushdb()
     try:
         yield url
     finally:
         client.flushdb()
         client.close()
+        if claims.get(f"sipgrid-test:claim:{db}") == mine.encode():
+            claims.delete(f"sipgrid-test:claim:{db}")
+        claims.close()
 
 
 NATS_URL = os.environ.get("SIPGRID_TEST_NATS_URL", "nats://127.0.0.1:4222")

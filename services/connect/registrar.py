@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -198,7 +199,8 @@ class Registrar:
         now = self._clock()
         routes = await self._location.find_routes(aor)
         headers: list[tuple[str, object]] = [
-            ("Contact", f"<{r.contact_uri}>;expires={max(0, int(r.expires_at() - now))}")
+            # the time left, rounded up: a binding just made shows what was granted
+            ("Contact", f"<{r.contact_uri}>;expires={max(0, math.ceil(r.expires_at() - now))}")
             for r in routes
         ]
         headers.append(("Date", formatdate(now, usegmt=True)))

@@ -30,8 +30,10 @@ from services.connect.tokens import (
 from services.dispatcher.dispatcher import Dispatcher, DispatcherConfig, load_dispatcher
 from services.edgeport.config import load_edgeport
 from services.edgeport.server import EdgePort
+from services.events import events_from
 from services.grpc_servers import start_server
 from services.location.config import LocationConfig, redis_url
+from services.location.expiry import ExpiryEvents
 from services.location.persistent import PersistentLocation
 from services.location.redis_store import RedisLocation
 from services.registry.registry import Registry
@@ -97,11 +99,15 @@ class AllInOne:
     probing: asyncio.Task[None] | None = None
     registry: Registry | None = None
     registering: asyncio.Task[None] | None = None
+    expiry: ExpiryEvents | None = None  # endpoint.expired, when events go to NATS
+    sweeping: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """SIP up, then the static peers' probes and the trunks' registrations (they go
         out through the EdgePort)."""
-        await self.edgeport.start()
+        await self.edgeport.start()  # and the events' NATS client
+        if self.expiry is not None:
+            self.sweeping = asyncio.create_task(self.expiry.run())
         if self.prober is not None:
             self.probing = asyncio.create_task(self.prober.run())
         if self.registry is not None:
@@ -114,6 +120,8 @@ class AllInOne:
             await self.registry.stop()  # unregister the trunks
         if self.probing is not None:
             self.probing.cancel()
+        if self.sweeping is not None:
+            self.sweeping.cancel()
         self.refresher.cancel()
         self.guarding.cancel()
         if self.flushing is not None:
@@ -161,6 +169,11 @@ async def build(
         shared = RedisLocation.from_url(redis)
         location, counts = shared, RedisNonceCounts(shared.client)
         balancer = Balancer(RedisTurns(shared.client))
+    events = events_from(env)  # the EdgePort's, shared
+    expiry = None
+    if events is not None:
+        location = expiry = ExpiryEvents(location, events)
+        await expiry.watch_stored()
     # `sipgrid bans` sees and lifts bans
     guard = Guard(GuardSettings.of(env), store=DatabaseBans(api.store.engine))
     connect = ConnectProcessor(
@@ -201,6 +214,7 @@ async def build(
         data_dir=data,
         tls_names=domains,
         phone_page=env.phone_page == "on",
+        events=events,
         settings=env,
     )
     connect.prober = PeerProber(resources, edgeport.request, interval=env.peer_probe_interval)
@@ -224,6 +238,7 @@ async def build(
         flushing,
         connect.prober,
         registry=registry,
+        expiry=expiry,
     )
 
 

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import nats
+import pytest
 
 from . import scenarios
-from .harness import all_in_one, free_port, registered_callee, run_sipp, wait_exit
+from .harness import all_in_one, distributed, free_port, registered_callee, run_sipp, wait_exit
 
 
 def metric(url: str, name: str) -> float:
@@ -76,3 +77,77 @@ def place_call(directory: Path, sipgrid: Any) -> None:
         call = run_sipp(directory, "call", scenarios.call("caller"), server_port=sipgrid.port)
         assert call.ok, call.output
         assert wait_exit(uas) == 0
+
+
+SHORT_LIVED = [
+    {
+        "apiVersion": "v2beta1",
+        "kind": "Credentials",
+        "ref": "credentials-1009",
+        "metadata": {"name": "1009"},
+        "spec": {"credentials": {"username": "1009", "password": "1009-secret"}},
+    },
+    {
+        "apiVersion": "v2beta1",
+        "kind": "Agent",
+        "ref": "agent-1009",
+        "metadata": {"name": "Registers for two seconds"},
+        "spec": {
+            "username": "1009",
+            "domainRef": "domain-local",
+            "credentialsRef": "credentials-1009",
+            "expires": 2,
+        },
+    },
+]
+
+
+@pytest.mark.parametrize("wiring", ["all-in-one", "distributed"])
+def test_a_registration_that_runs_out_gives_endpoint_expired(
+    tmp_path: Path, nats_subject: tuple[str, str], wiring: str
+) -> None:
+    """The all-in-one, and the Location service of the distributed wiring, announce it."""
+    url, subject = nats_subject
+    env = {"NATS_URL": url, "NATS_PUBLISHER_SUBJECT": subject}
+    if wiring == "all-in-one":
+        started = all_in_one(tmp_path / "sipgrid", env=env, extra_resources=SHORT_LIVED)
+    else:
+        every = {name: env for name in ("edgeport", "location")}
+        started = distributed(tmp_path / "sipgrid", service_env=every, extra_resources=SHORT_LIVED)
+    with started as sipgrid:
+
+        async def scenario() -> list[tuple[str, dict[str, Any]]]:
+            client = await nats.connect(url)
+            got: list[tuple[str, dict[str, Any]]] = []
+
+            async def keep(message: Any) -> None:
+                got.append((message.subject, json.loads(message.data)))
+
+            await client.subscribe(f"{subject}.endpoint.>", cb=keep)
+            await client.flush()
+            registered = await asyncio.to_thread(
+                run_sipp,
+                tmp_path,
+                "register-1009",
+                scenarios.register(200),
+                server_port=sipgrid.port,
+                user="1009",
+                password="1009-secret",
+                keys={"expires": "2", "contact_port": "7109"},
+            )
+            assert registered.ok, registered.output
+            for _ in range(80):  # two seconds to run out, one for the sweep
+                if any(s.endswith(".endpoint.expired") for s, _ in got):
+                    break
+                await asyncio.sleep(0.1)
+            await client.drain()
+            return got
+
+        got = asyncio.run(scenario())
+    subjects = [s for s, _ in got]
+    assert subjects == [f"{subject}.endpoint.registered", f"{subject}.endpoint.expired"], got
+    expired = got[1][1]
+    assert expired["aor"] == "sip:1009@sip.local", expired
+    assert expired["contact"].startswith("sip:1009@") and ":7109" in expired["contact"]
+    assert expired["expiredAt"].endswith("Z")
+    assert got[0][1]["expires"] == 2

@@ -141,6 +141,15 @@ def test_register_is_challenged_then_bound() -> None:
     assert ok.status == 200 and "expires=60" in (ok.get("Contact") or "")
     routes = asyncio.run(switch.location.find_routes("sip:1001@sip.local"))
     assert [(r.host, r.port) for r in routes] == [("127.0.0.1", 7001)]
+    # a quarter second on, the 200 lists both bindings with the time left, rounded up
+    switch.clock.now += 0.25
+    challenged = switch.answer(register("1001", 7002, cseq=3))
+    auth = authorization(challenged, "1001", "REGISTER", "sip:sip.local")
+    both = switch.answer(register("1001", 7002, cseq=4, auth=auth))
+    assert both.status == 200 and both.get_all("Contact") == [
+        "<sip:1001@127.0.0.1:7002>;expires=60",
+        "<sip:1001@127.0.0.1:7001>;expires=60",
+    ]
 
 
 def test_a_replayed_nonce_count_is_challenged_again() -> None:
