@@ -10,7 +10,7 @@ from typing import Any
 
 from sipgrid.config import ConfigError, read_document
 
-from .store import InvalidArgument, NotFound, ResourceStore, StoreError
+from .store import InvalidArgument, NotFound, ResourceStore, StoreError, column_defaults
 
 # Apply in this order, so that what a resource refers to exists first.
 ORDER = ["AccessControlList", "Credentials", "Trunk", "Number", "Domain", "Agent", "Peer"]
@@ -28,6 +28,7 @@ def _get(spec: dict[str, Any], *path: str, default: Any = None) -> Any:
 def to_store(kind: str, resource: dict[str, Any]) -> dict[str, Any]:
     """One Routr resource as the store's fields."""
     spec = resource.get("spec") or {}
+    defaults = column_defaults(kind) if kind in ORDER else {}
     data: dict[str, Any] = {
         "name": _get(resource, "metadata", "name", default=resource.get("ref", ""))
     }
@@ -58,10 +59,10 @@ def to_store(kind: str, resource: dict[str, Any]) -> dict[str, Any]:
             "username": str(spec.get("username", "")),
             "domain_ref": spec.get("domainRef"),
             "credentials_ref": spec.get("credentialsRef"),
-            "privacy": str(spec.get("privacy", "None")).upper(),
-            "enabled": bool(spec.get("enabled", True)),
-            "max_contacts": int(spec.get("maxContacts", 0)),
-            "expires": int(spec.get("expires", 0)),
+            "privacy": str(spec.get("privacy", defaults["privacy"])).upper(),
+            "enabled": bool(spec.get("enabled", defaults["enabled"])),
+            "max_contacts": int(spec.get("maxContacts") or defaults["max_contacts"]),
+            "expires": int(spec.get("expires") or defaults["expires"]),
         }
     elif kind == "Peer":
         algorithm = (
@@ -73,13 +74,18 @@ def to_store(kind: str, resource: dict[str, Any]) -> dict[str, Any]:
             "contact_addr": spec.get("contactAddr", ""),
             "credentials_ref": spec.get("credentialsRef"),
             "access_control_list_ref": spec.get("accessControlListRef"),
-            "balancing_algorithm": algorithm or "UNSPECIFIED",
+            "balancing_algorithm": algorithm or defaults["balancing_algorithm"],
             "with_session_affinity": bool(
-                _get(spec, "loadBalancing", "withSessionAffinity", default=False)
+                _get(
+                    spec,
+                    "loadBalancing",
+                    "withSessionAffinity",
+                    default=defaults["with_session_affinity"],
+                )
             ),
-            "enabled": bool(spec.get("enabled", True)),
-            "max_contacts": int(spec.get("maxContacts", 0)),
-            "expires": int(spec.get("expires", 0)),
+            "enabled": bool(spec.get("enabled", defaults["enabled"])),
+            "max_contacts": int(spec.get("maxContacts") or defaults["max_contacts"]),
+            "expires": int(spec.get("expires") or defaults["expires"]),
         }
     elif kind == "Number":
         data |= {

@@ -341,6 +341,20 @@ KINDS: dict[str, Kind] = {
 
 # Who may point at whom: (referencing kind, column) for each referenced kind.
 _REFERRERS: dict[str, list[tuple[str, str]]] = {}
+
+
+def column_defaults(kind: str) -> Data:
+    """The defaults of one kind's writable columns, as schema.py gives them: the one set
+    of defaults that every reader of resources fills in (files, the store, the API)."""
+    out: Data = {}
+    for column in KINDS[kind].row.__table__.columns:
+        if column.name not in KINDS[kind].columns or column.default is None:
+            continue
+        default = column.default
+        out[column.name] = default.arg(None) if default.is_callable else default.arg  # type: ignore[attr-defined]
+    return out
+
+
 for _kind in KINDS.values():
     for _column, _target in _kind.refs.items():
         _REFERRERS.setdefault(_target, []).append((_kind.name, _column))

@@ -22,7 +22,10 @@ from .resources import Resources, keep_fresh, snapshot_from
 def snapshot(client: ConnectClient) -> Resources:
     def items(resource: Resource) -> list[dict[str, Any]]:
         return [
-            json_format.MessageToDict(m, preserving_proto_field_name=True)
+            # every field, so that an absent one never reads as the protobuf's zero
+            json_format.MessageToDict(
+                m, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+            )
             for m in resource.list(1000)
         ]
 

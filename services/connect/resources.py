@@ -67,10 +67,11 @@ class _AgentSpec(_Model):
     username: str = Field(min_length=1)
     domain_ref: str = Field(alias="domainRef")
     credentials_ref: str | None = Field(None, alias="credentialsRef")
-    privacy: str = "None"
-    enabled: bool = True
-    max_contacts: int = Field(0, alias="maxContacts", ge=0)
-    expires: int = Field(0, ge=0)
+    # absent: the store's default (services.apiserver.store.column_defaults)
+    privacy: str | None = None
+    enabled: bool | None = None
+    max_contacts: int | None = Field(None, alias="maxContacts", ge=0)
+    expires: int | None = Field(None, ge=0)
 
 
 # The file-format checks that come before the store's own (their messages name the
@@ -436,9 +437,16 @@ def _digest_algorithms(domain: Item) -> tuple[str, ...]:
     return found
 
 
-def snapshot_from(items: dict[str, list[Item]]) -> Resources:
+def snapshot_from(given: dict[str, list[Item]]) -> Resources:
     """The Connect view of resources given by kind as store or API dictionaries
-    (protobuf field names; credentials with their password)."""
+    (protobuf field names; credentials with their password). A field left out takes the
+    store's default, as a resource file's does."""
+    from services.apiserver.store import column_defaults
+
+    items = {
+        kind: [{**column_defaults(kind), **item} for item in listed]
+        for kind, listed in given.items()
+    }
     out = Resources()
     acls = {a["ref"]: _acl(a) for a in items.get("AccessControlList", [])}
     credentials = {
@@ -504,10 +512,10 @@ def snapshot_from(items: dict[str, list[Item]]) -> Resources:
             a["username"],
             home,
             credentials.get(_ref(a, "credentials_ref", "credentials")),
-            str(a.get("privacy", "PRIVATE")).upper(),  # the protobuf default, omitted
-            bool(a.get("enabled", False)),
-            int(a.get("max_contacts", 0)),
-            int(a.get("expires", 0)),
+            str(a["privacy"]).upper(),
+            bool(a["enabled"]),
+            int(a["max_contacts"]),
+            int(a["expires"]),
         )
         out.agents[(home.domain_uri.lower(), agent.username)] = agent
     peers: dict[str, Peer] = {}
@@ -520,11 +528,11 @@ def snapshot_from(items: dict[str, list[Item]]) -> Resources:
             str(p.get("contact_addr") or ""),
             credentials.get(_ref(p, "credentials_ref", "credentials")),
             acls.get(_ref(p, "access_control_list_ref", "access_control_list")),
-            str(p.get("balancing_algorithm") or "UNSPECIFIED").upper(),
-            bool(p.get("with_session_affinity", False)),
-            bool(p.get("enabled", False)),
-            int(p.get("max_contacts", 0)),
-            int(p.get("expires", 0)),
+            str(p["balancing_algorithm"]).upper(),
+            bool(p["with_session_affinity"]),
+            bool(p["enabled"]),
+            int(p["max_contacts"]),
+            int(p["expires"]),
         )
         peers[peer.ref] = peer
         out.peers[peer.username] = peer
