@@ -89,7 +89,7 @@ run: install
 # EdgePorts (SIP 5060 and 6060), Dispatcher, Connect, Location on Redis, the APIServer on
 # DATABASE_URL (default SQLite in data/distributed), the RTPRelay when RTPENGINE_HOST is set.
 run-distributed: install
-	$(PY) -m services.topology
+	$(PY) -m sipgrid.services.topology
 
 test: install system-deps node-deps web-deps lint
 	$(PY) -m pytest -q
@@ -117,7 +117,7 @@ mutation: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy $(wildcard sipgrid services tests bench examples)
+	$(VENV)/bin/mypy $(wildcard sipgrid tests bench examples)
 
 clean:
 	rm -rf $(VENV) mutants sipgrid/pb/*_pb2*.py sipgrid/pb/*_pb2*.pyi $(PB_STAMP)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import redis
 
-from services.location.redis_store import RedisLocation
-from services.location.service import MemoryLocation
 from sipgrid.api.types import LocationService, NetInterface, Route, Transport
+from sipgrid.services.location.redis_store import RedisLocation
+from sipgrid.services.location.service import MemoryLocation
 
 RESULTS = Path(__file__).resolve().parent / "results" / "memory.json"
 COUNT = int(os.environ.get("BENCH_BINDINGS", "100000"))

@@ -1,4 +1,4 @@
-"""Mutation testing (make mutation): mutmut over sipgrid/sip and services/connect with the
+"""Mutation testing (make mutation): mutmut over sipgrid/sip and sipgrid/services/connect with the
 fast unit tests ([tool.mutmut] in pyproject.toml). Writes the score and the surviving
 mutants to bench/results/mutation.json. Not part of make test: it takes a while.
 """
@@ -36,7 +36,7 @@ def main() -> None:
     judged = killed + int(stats.get("survived", 0))
     figures = {
         "tool": "mutmut 3.8.1",
-        "paths": ["sipgrid/sip", "services/connect"],
+        "paths": ["sipgrid/sip", "sipgrid/services/connect"],
         "score": round(killed / judged, 4) if judged else None,
         "stats": stats,
         "seconds": round(seconds, 1),

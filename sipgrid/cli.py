@@ -38,8 +38,8 @@ def _run(main: Coroutine[Any, Any, None]) -> None:
 def _logging(level: str | None) -> None:
     """Logging as --log-level, LOG_LEVEL and LOG_FORMAT say; the environment is checked
     here, before anything starts (a bad variable: one line, exit 2)."""
-    from services.settings import Settings
     from sipgrid.logs import setup
+    from sipgrid.services.settings import Settings
 
     try:
         settings = Settings.load()
@@ -89,7 +89,7 @@ def version() -> None:
 @LOG_LEVEL
 def run(config_dir: Path, log_level: str | None) -> None:
     """Run every service in one process (the all-in-one wiring)."""
-    from services.one.app import run as run_all
+    from sipgrid.services.one.app import run as run_all
 
     _logging(log_level)
     _start("sipgrid", run_all(config_dir))
@@ -105,7 +105,7 @@ def run(config_dir: Path, log_level: str | None) -> None:
 @LOG_LEVEL
 def serve(service: str, config_dir: Path, bind_addr: str | None, log_level: str | None) -> None:
     """Run one service (the distributed wiring); services talk gRPC."""
-    from services.serve import serve as serve_one
+    from sipgrid.services.serve import serve as serve_one
 
     _logging(log_level)
     _start(service, serve_one(service, config_dir, bind_addr))
@@ -149,14 +149,14 @@ def check(config_dir: Path) -> None:
     """Check every configuration file in CONFIG_DIR as a start would (edgeport.yaml,
     dispatcher.yaml, location.yaml, resources/, and the environment sipgrid reads):
     one line per problem naming file, field and problem; exit 1 when there is one."""
-    from services.connect.resources import load_resources
-    from services.connect.tokens import verifier_from
-    from services.dispatcher.dispatcher import load_dispatcher
-    from services.edgeport.config import load_edgeport
-    from services.location.config import LocationConfig, redis_url
-    from services.rtprelay.relay import relay_from
-    from services.settings import Settings
     from sipgrid.config import load
+    from sipgrid.services.connect.resources import load_resources
+    from sipgrid.services.connect.tokens import verifier_from
+    from sipgrid.services.dispatcher.dispatcher import load_dispatcher
+    from sipgrid.services.edgeport.config import load_edgeport
+    from sipgrid.services.location.config import LocationConfig, redis_url
+    from sipgrid.services.rtprelay.relay import relay_from
+    from sipgrid.services.settings import Settings
 
     failed = 0
     try:

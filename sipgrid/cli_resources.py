@@ -319,8 +319,8 @@ def _login() -> click.Command:
 
 def _apply() -> click.Command:
     def apply(file: Path, **options: Any) -> None:
-        from services.apiserver.files import ORDER, read_resources, to_store
         from sipgrid.config import ConfigError
+        from sipgrid.services.apiserver.files import ORDER, read_resources, to_store
 
         try:
             resources = sorted(read_resources(file), key=lambda pair: ORDER.index(pair[1]["kind"]))
@@ -362,9 +362,9 @@ def _registrations() -> click.Group:
     def list_(location_addr: str, output: str) -> None:
         import grpc
 
-        from services.grpc_options import token_metadata
         from sipgrid.api.convert import route_from_pb
         from sipgrid.pb import location_pb2, location_pb2_grpc
+        from sipgrid.services.grpc_options import token_metadata
 
         try:
             with grpc.insecure_channel(location_addr) as channel:
@@ -439,8 +439,8 @@ def _trunk_status() -> click.Command:
     def status(registry_addr: str, output: str) -> None:
         import grpc
 
-        from services.grpc_options import token_metadata
         from sipgrid.pb import registry_pb2, registry_pb2_grpc
+        from sipgrid.services.grpc_options import token_metadata
 
         try:
             with grpc.insecure_channel(registry_addr) as channel:
@@ -507,8 +507,8 @@ def _admin() -> list[click.Command]:
     (DATABASE_URL, or SQLite in SIPGRID_DATA_DIR): run them where the server runs."""
 
     def store() -> tuple[Any, Any]:
-        from services.apiserver.api import ApiKeys, ApiUsers
-        from services.apiserver.database import database_url, make_engine, migrate
+        from sipgrid.services.apiserver.api import ApiKeys, ApiUsers
+        from sipgrid.services.apiserver.database import database_url, make_engine, migrate
 
         engine = make_engine(database_url())
         migrate(engine)
@@ -580,8 +580,8 @@ def _admin() -> list[click.Command]:
     )
 
     def ban_store() -> Any:
-        from services.apiserver.bans import DatabaseBans
-        from services.apiserver.database import database_url, make_engine, migrate
+        from sipgrid.services.apiserver.bans import DatabaseBans
+        from sipgrid.services.apiserver.database import database_url, make_engine, migrate
 
         engine = make_engine(database_url())
         migrate(engine)
@@ -638,9 +638,9 @@ def _tokens() -> click.Group:
         max_contacts: int,
         key: Path | None,
     ) -> None:
-        from services.settings import settings
         from sipgrid.config import ConfigError
         from sipgrid.sdk import create_token
+        from sipgrid.services.settings import settings
 
         try:
             key = key or settings().data_dir / "token-private.pem"

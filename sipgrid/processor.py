@@ -207,7 +207,7 @@ class Processor:
 
     async def serve(self, bind_addr: str) -> None:
         """Serve over gRPC (Routr's Processor service and the health check) until cancelled."""
-        from services.grpc_servers import start_server
+        from sipgrid.services.grpc_servers import start_server
 
         server = await start_server(bind_addr, processor=self)
         print(f"sipgrid: ready; processor {self.name} on {bind_addr}", flush=True)

@@ -251,8 +251,8 @@ def create_token(
     """An X-Connect-Token for a browser phone, signed with a PEM private key (RSA or EC
     P-256) whose public key sipgrid verifies with. ``claims``: domain, domain_ref,
     aor_link, ref, privacy, max_contacts. Raises ValueError for a bad key or claim."""
-    from services.connect.tokens import load_private_key, mint
     from sipgrid.config import ConfigError
+    from sipgrid.services.connect.tokens import load_private_key, mint
 
     try:
         key = load_private_key(Path(private_key))

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from services.topology import GRPC, ORDER, Topology
+from sipgrid.services.topology import GRPC, ORDER, Topology
 
 from . import scenarios
 from .harness import (

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from services.edgeport.dns import Resolver
-from services.edgeport.server import EdgePort
 from sipgrid.api.types import MessageRequest, MessageResponse, NetInterface, Transport
+from sipgrid.services.edgeport.dns import Resolver
+from sipgrid.services.edgeport.server import EdgePort
 from sipgrid.sip import Target
 from tests.services.helpers import edgeport_config, request_bytes, udp_peer
 

@@ -48,8 +48,8 @@ def test_the_edgeport_is_a_statefulset_with_udp_and_tcp_services() -> None:
 def test_the_configmap_files_are_sipgrids_and_name_services_that_exist(tmp_path: Path) -> None:
     """The ConfigMap's files load as a start would load them, and every address the
     Dispatcher calls is a Service of the manifests on that port (rtpengine's too)."""
-    from services.dispatcher.dispatcher import load_dispatcher
-    from services.edgeport.config import load_edgeport
+    from sipgrid.services.dispatcher.dispatcher import load_dispatcher
+    from sipgrid.services.edgeport.config import load_edgeport
 
     docs = cast(list[dict[str, Any]], documents())
     found = {(d["kind"], d["metadata"]["name"]): d for d in docs}

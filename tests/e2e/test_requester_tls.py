@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from services.edgeport.tls import self_signed
-from services.grpc_servers import start_server_bound
-from services.requester.requester import PLACEHOLDER_BRANCH, GrpcRequester, requester_sender
 from sipgrid.api.types import NetInterface, Transport
+from sipgrid.services.edgeport.tls import self_signed
+from sipgrid.services.grpc_servers import start_server_bound
+from sipgrid.services.requester.requester import PLACEHOLDER_BRANCH, GrpcRequester, requester_sender
 from sipgrid.sip import Request, parse
 
 from .harness import KAMAILIO_MODULES, free_port, kamailio

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from services.edgeport.tls import self_signed
+from sipgrid.services.edgeport.tls import self_signed
 
 from . import scenarios
 from .harness import (

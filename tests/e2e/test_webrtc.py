@@ -20,10 +20,10 @@ from pathlib import Path
 import grpc
 import pytest
 
-from services.connect.tokens import PRIVATE_KEY_FILE
-from services.rtprelay.ng import NgClient
 from sipgrid.pb import verifier_pb2, verifier_pb2_grpc
 from sipgrid.sdk import create_token
+from sipgrid.services.connect.tokens import PRIVATE_KEY_FILE
+from sipgrid.services.rtprelay.ng import NgClient
 
 from . import scenarios
 from .harness import (

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import contextlib
 
-from services.edgeport.config import DEFAULT_METHODS
-from services.edgeport.core import CoreSettings, EdgePortCore, Process, Resolve
 from sipgrid.api.types import MessageResponse, NetInterface, Transport
+from sipgrid.services.edgeport.config import DEFAULT_METHODS
+from sipgrid.services.edgeport.core import CoreSettings, EdgePortCore, Process, Resolve
 from sipgrid.sip import ParseError, Request, make_response, parse
 
 PEER = NetInterface("127.0.0.1", 7001, Transport.UDP)

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.apiserver.database import make_engine, migrate
-from services.apiserver.store import Cipher, ResourceStore
+from sipgrid.services.apiserver.database import make_engine, migrate
+from sipgrid.services.apiserver.store import Cipher, ResourceStore
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -7,12 +7,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from services.connect.processor import ConnectProcessor
-from services.connect.resources import load_resources
-from services.edgeport.config import EdgePortConfig
-from services.edgeport.server import EdgePort
-from services.location.service import MemoryLocation
 from sipgrid.api.types import MessageRequest, MessageResponse, Processor
+from sipgrid.services.connect.processor import ConnectProcessor
+from sipgrid.services.connect.resources import load_resources
+from sipgrid.services.edgeport.config import EdgePortConfig
+from sipgrid.services.edgeport.server import EdgePort
+from sipgrid.services.location.service import MemoryLocation
 from sipgrid.sip import Response, parse
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,8 +9,6 @@ from pathlib import Path
 import grpc
 import pytest
 
-from services.apiserver.server import start_apiserver
-from services.connect.api_resources import ApiResources
 from sipgrid.pb import (
     acl_pb2,
     acl_pb2_grpc,
@@ -21,6 +19,8 @@ from sipgrid.pb import (
     domains_pb2,
     domains_pb2_grpc,
 )
+from sipgrid.services.apiserver.server import start_apiserver
+from sipgrid.services.connect.api_resources import ApiResources
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])

@@ -10,11 +10,11 @@ from pathlib import Path
 import grpc
 import pytest
 
-from services.apiserver import api as api_module
-from services.apiserver.api import ApiUsers
-from services.apiserver.database import make_engine, migrate
-from services.apiserver.server import start_apiserver
 from sipgrid.pb import domains_pb2, domains_pb2_grpc
+from sipgrid.services.apiserver import api as api_module
+from sipgrid.services.apiserver.api import ApiUsers
+from sipgrid.services.apiserver.database import make_engine, migrate
+from sipgrid.services.apiserver.server import start_apiserver
 
 
 def basic(user: str, password: str) -> list[tuple[str, str]]:

@@ -10,11 +10,11 @@ import grpc
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from services.apiserver.api import ConnectApi
-from services.apiserver.database import make_engine
-from services.apiserver.server import _serve, start_apiserver
-from services.apiserver.store import Cipher, ResourceStore, Unavailable
 from sipgrid.pb import domains_pb2, domains_pb2_grpc
+from sipgrid.services.apiserver.api import ConnectApi
+from sipgrid.services.apiserver.database import make_engine
+from sipgrid.services.apiserver.server import _serve, start_apiserver
+from sipgrid.services.apiserver.store import Cipher, ResourceStore, Unavailable
 from tests.certs import certificate as _certificate
 from tests.certs import pem as _pem
 from tests.e2e.harness import free_port

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import yaml
 
-from services.connect.resources import load_resources
-from services.edgeport.config import load_edgeport
-from services.settings import Settings
 from sipgrid.config import ConfigError
+from sipgrid.services.connect.resources import load_resources
+from sipgrid.services.edgeport.config import load_edgeport
+from sipgrid.services.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,19 +10,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services.connect.auth import Authenticator
-from services.connect.context import CALLEE, signed_flows
-from services.connect.guard import GuardSettings
-from services.connect.processor import ConnectProcessor
-from services.connect.resources import load_resources
-from services.connect.tokens import TokenVerifier
-from services.location.service import MemoryLocation
 from sipgrid.api.types import (
     MessageRequest,
     MessageResponse,
     NetInterface,
     Transport,
 )
+from sipgrid.services.connect.auth import Authenticator
+from sipgrid.services.connect.context import CALLEE, signed_flows
+from sipgrid.services.connect.guard import GuardSettings
+from sipgrid.services.connect.processor import ConnectProcessor
+from sipgrid.services.connect.resources import load_resources
+from sipgrid.services.connect.tokens import TokenVerifier
+from sipgrid.services.location.service import MemoryLocation
 from sipgrid.sip import Challenge, Request, Response, parse
 from sipgrid.sip.digest import answer
 

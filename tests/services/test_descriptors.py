@@ -16,7 +16,7 @@ import asyncio, logging, resource, sys
 resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48))
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
 from tests.services.helpers import connect_processor, edgeport_config
-from services.edgeport.server import EdgePort
+from sipgrid.services.edgeport.server import EdgePort
 
 async def main():
     edgeport = EdgePort(edgeport_config(0), connect_processor())

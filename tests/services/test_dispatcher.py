@@ -5,9 +5,9 @@ from typing import Any
 
 import pytest
 
-from services.dispatcher.dispatcher import Dispatcher, DispatcherConfig, request_view
-from services.dispatcher.matchfunc import MatchFunc, MatchFuncError
 from sipgrid.api.types import MessageRequest, MessageResponse, NetInterface, Transport
+from sipgrid.services.dispatcher.dispatcher import Dispatcher, DispatcherConfig, request_view
+from sipgrid.services.dispatcher.matchfunc import MatchFunc, MatchFuncError
 from sipgrid.sip import Request, Response, make_response, parse
 from tests.sip.helpers import INVITE
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from services.edgeport.server import EdgePort
-from services.grpc_clients import GrpcProcessor
 from sipgrid.api.types import MessageRequest, MessageResponse, NetInterface
+from sipgrid.services.edgeport.server import EdgePort
+from sipgrid.services.grpc_clients import GrpcProcessor
 from sipgrid.sip import Request, make_response, parse
 from tests.e2e.harness import free_port
 from tests.sip.helpers import torture

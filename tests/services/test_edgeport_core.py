@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from services.edgeport.config import DEFAULT_METHODS
-from services.edgeport.core import (
+from sipgrid.api.types import Fork, MessageRequest, MessageResponse, NetInterface, Transport
+from sipgrid.services.edgeport.config import DEFAULT_METHODS
+from sipgrid.services.edgeport.core import (
     CallEvent,
     CloseFlow,
     CoreSettings,
@@ -16,7 +17,6 @@ from services.edgeport.core import (
     Resolve,
     Transmit,
 )
-from sipgrid.api.types import Fork, MessageRequest, MessageResponse, NetInterface, Transport
 from sipgrid.sip import ParseError, Request, Response, make_response, parse, parse_uri
 from sipgrid.sip.digest import verify
 

@@ -8,9 +8,9 @@ import re
 
 import aiohttp
 
-from services.edgeport.server import EdgePort
-from services.grpc_clients import GrpcProcessor
-from services.grpc_servers import start_server
+from sipgrid.services.edgeport.server import EdgePort
+from sipgrid.services.grpc_clients import GrpcProcessor
+from sipgrid.services.grpc_servers import start_server
 from tests.e2e.harness import free_port
 
 from .helpers import connect_processor, edgeport_config, request_bytes, udp_peer

@@ -13,10 +13,10 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from services.edgeport.config import load_edgeport
-from services.edgeport.server import EdgePort
-from services.settings import Settings
 from sipgrid.config import ConfigError
+from sipgrid.services.edgeport.config import load_edgeport
+from sipgrid.services.edgeport.server import EdgePort
+from sipgrid.services.settings import Settings
 from tests.certs import certificate, pem
 
 from .helpers import connect_processor, request_bytes

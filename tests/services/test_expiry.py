@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
-from services.events import NatsEvents
-from services.location.expiry import ExpiryEvents
-from services.location.redis_store import RedisLocation
+from sipgrid.services.events import NatsEvents
+from sipgrid.services.location.expiry import ExpiryEvents
+from sipgrid.services.location.redis_store import RedisLocation
 
 from .test_location import Clock, Store, route
 from .test_location import store as store  # the memory and Redis stores, as a fixture

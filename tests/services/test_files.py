@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from services.apiserver.files import apply
-from services.apiserver.store import ResourceStore
+from sipgrid.services.apiserver.files import apply
+from sipgrid.services.apiserver.store import ResourceStore
 
 
 def domain(ref: str, name: str, uri: str) -> dict[str, object]:

@@ -7,11 +7,11 @@ import asyncio
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.grpc_clients import GrpcLocation, GrpcProcessor
-from services.grpc_servers import start_server_bound
-from services.location.service import MemoryLocation
 from sipgrid.api.types import MessageRequest, NetInterface, Route, Transport
 from sipgrid.pb import location_pb2, location_pb2_grpc, processor_pb2, processor_pb2_grpc
+from sipgrid.services.grpc_clients import GrpcLocation, GrpcProcessor
+from sipgrid.services.grpc_servers import start_server_bound
+from sipgrid.services.location.service import MemoryLocation
 from sipgrid.sip import Response, parse
 
 from .helpers import connect_processor, request_bytes

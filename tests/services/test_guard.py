@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from services.apiserver.bans import Ban, DatabaseBans
-from services.apiserver.database import make_engine, migrate
-from services.connect import guard as guard_module
-from services.connect.guard import Guard, GuardSettings
+from sipgrid.services.apiserver.bans import Ban, DatabaseBans
+from sipgrid.services.apiserver.database import make_engine, migrate
+from sipgrid.services.connect import guard as guard_module
+from sipgrid.services.connect.guard import Guard, GuardSettings
 
 
 class Flaky(DatabaseBans):

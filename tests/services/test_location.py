@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from services.apiserver.bindings import DatabaseBindings
-from services.apiserver.database import make_engine, migrate
-from services.connect.auth import RedisNonceCounts
-from services.location.persistent import PersistentLocation
-from services.location.redis_store import RedisLocation
-from services.location.service import MemoryLocation
 from sipgrid.api.types import LocationService, Route, Transport
+from sipgrid.services.apiserver.bindings import DatabaseBindings
+from sipgrid.services.apiserver.database import make_engine, migrate
+from sipgrid.services.connect.auth import RedisNonceCounts
+from sipgrid.services.location.persistent import PersistentLocation
+from sipgrid.services.location.redis_store import RedisLocation
+from sipgrid.services.location.service import MemoryLocation
 
 Store = Callable[["Clock"], LocationService]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from services.edgeport.server import EdgePort
+from sipgrid.services.edgeport.server import EdgePort
 from sipgrid.sip import Challenge, Request, make_response, parse
 from sipgrid.sip.digest import answer
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 
-from services.connect.probe import PeerProber, options_probe
-from services.connect.resources import load_resources
-from services.edgeport.server import EdgePort
 from sipgrid.api.types import NetInterface, Transport
+from sipgrid.services.connect.probe import PeerProber, options_probe
+from sipgrid.services.connect.resources import load_resources
+from sipgrid.services.edgeport.server import EdgePort
 from sipgrid.sip import Request, Response, make_response, parse
 
 from .helpers import ROOT, connect_processor, edgeport_config, udp_peer

@@ -9,9 +9,9 @@ from typing import Any
 
 import yaml
 
-from services.connect.resources import Resources, load_resources
-from services.registry.registry import Registry
 from sipgrid.api.types import NetInterface, Transport
+from sipgrid.services.connect.resources import Resources, load_resources
+from sipgrid.services.registry.registry import Registry
 from sipgrid.sip import Request, Response, make_response
 from sipgrid.sip.digest import verify
 
@@ -164,7 +164,7 @@ def test_an_unanswerable_challenge_is_a_failure(tmp_path: Path) -> None:
 def test_a_leases_life_follows_the_expiry_the_provider_granted() -> None:
     """A standby instance must take a dead holder's trunk over before the binding runs
     out: the lease lasts 0.15 of the grant (Kamailio's 10 s: 2.5 s), at most 10 s."""
-    from services.registry.registry import lease_ttl
+    from sipgrid.services.registry.registry import lease_ttl
 
     assert lease_ttl(0) == 10.0  # nothing granted yet
     assert lease_ttl(10) == 2.5 and lease_ttl(3600) == 10.0 and lease_ttl(40) == 6.0

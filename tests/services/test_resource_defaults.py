@@ -9,12 +9,12 @@ from pathlib import Path
 
 import yaml
 
-from services.apiserver.files import apply
-from services.apiserver.server import start_apiserver
-from services.apiserver.store import column_defaults
-from services.connect.api_resources import ApiResources
-from services.connect.resources import Resources, load_resources
-from services.connect.store_resources import snapshot
+from sipgrid.services.apiserver.files import apply
+from sipgrid.services.apiserver.server import start_apiserver
+from sipgrid.services.apiserver.store import column_defaults
+from sipgrid.services.connect.api_resources import ApiResources
+from sipgrid.services.connect.resources import Resources, load_resources
+from sipgrid.services.connect.store_resources import snapshot
 
 SPARSE = [
     {"kind": "Domain", "ref": "d", "spec": {"context": {"domainUri": "sip.local"}}},

@@ -9,9 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from services.rtprelay.ng import NgClient, NgError, bdecode, bencode
-from services.rtprelay.relay import RtpRelay, relay_from
-from services.settings import Settings
 from sipgrid.api.types import (
     META_TARGET_TRANSPORT,
     MessageRequest,
@@ -19,6 +16,9 @@ from sipgrid.api.types import (
     Transport,
 )
 from sipgrid.config import ConfigError
+from sipgrid.services.rtprelay.ng import NgClient, NgError, bdecode, bencode
+from sipgrid.services.rtprelay.relay import RtpRelay, relay_from
+from sipgrid.services.settings import Settings
 from sipgrid.sip import Request, Response, parse
 from tests.e2e.harness import Rtpengine, free_port, rtpengine
 

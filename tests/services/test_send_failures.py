@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 import uvloop
 
-from services.connect.auth import Authenticator
-from services.connect.context import signed_flows
-from services.connect.processor import ConnectProcessor
-from services.connect.resources import load_resources
-from services.edgeport.server import EdgePort
-from services.location.service import MemoryLocation
 from sipgrid.api.types import MessageRequest, MessageResponse, NetInterface
+from sipgrid.services.connect.auth import Authenticator
+from sipgrid.services.connect.context import signed_flows
+from sipgrid.services.connect.processor import ConnectProcessor
+from sipgrid.services.connect.resources import load_resources
+from sipgrid.services.edgeport.server import EdgePort
+from sipgrid.services.location.service import MemoryLocation
 from sipgrid.sip import Request
 from sipgrid.sip.transaction import State
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from services.settings import Settings
 from sipgrid.config import ConfigError
+from sipgrid.services.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

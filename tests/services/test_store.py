@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import inspect
 
-from services.apiserver.store import (
+from sipgrid.services.apiserver.store import (
     AlreadyExists,
     Cipher,
     FailedPrecondition,

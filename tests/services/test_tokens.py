@@ -22,7 +22,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from services.connect.tokens import (
+from sipgrid.api.types import MessageRequest, NetInterface, Transport
+from sipgrid.config import ConfigError
+from sipgrid.pb import verifier_pb2, verifier_pb2_grpc
+from sipgrid.services.connect.tokens import (
     LocalVerifier,
     Options,
     RemoteVerifier,
@@ -31,10 +34,7 @@ from services.connect.tokens import (
     mint,
     verifier_from,
 )
-from services.settings import Settings
-from sipgrid.api.types import MessageRequest, NetInterface, Transport
-from sipgrid.config import ConfigError
-from sipgrid.pb import verifier_pb2, verifier_pb2_grpc
+from sipgrid.services.settings import Settings
 from sipgrid.sip import Request, Response, parse
 
 from .test_connect import ALICE, US, Switch, registered

@@ -1,0 +1,164 @@
+"""Digest authentication of agents: challenges, nonce freshness and replay.
+
+Nonces are signed and carry their issue time (sipgrid.sip.digest), so any Connect
+instance sharing the key can check them. The highest nonce-count seen per nonce is
+kept in memory, or in Redis when several Connect instances share it: a replayed or
+reused count is refused.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from sipgrid.services.settings import DIGEST_ALGORITHMS, Settings
+from sipgrid.sip import Challenge, Credentials
+from sipgrid.sip.digest import NonceState, check_nonce, make_nonce, verify
+
+NONCE_TTL = 300.0
+_SEEN_MAX = 200_000
+
+
+class Verdict(enum.Enum):
+    OK = "ok"
+    CHALLENGE = "challenge"  # no credentials for this realm: send a challenge
+    STALE = "stale"  # right password, expired nonce: challenge with stale=true
+    FORBIDDEN = "forbidden"  # wrong password or unknown user
+
+
+class NonceCounts(Protocol):
+    """The highest nonce-count seen per nonce: a count not above it is a replay."""
+
+    async def fresh(self, nonce: str, count: int) -> bool: ...
+
+
+class MemoryNonceCounts:
+    """One process's memory (the all-in-one default): a bounded LRU."""
+
+    def __init__(self, size: int = _SEEN_MAX) -> None:
+        self._seen: OrderedDict[str, int] = OrderedDict()
+        self._size = size
+
+    async def fresh(self, nonce: str, count: int) -> bool:
+        last = self._seen.get(nonce, 0)
+        if count <= last:
+            return False
+        self._seen[nonce] = count
+        self._seen.move_to_end(nonce)
+        while len(self._seen) > self._size:
+            self._seen.popitem(last=False)
+        return True
+
+
+# KEYS[1]: the nonce's key; ARGV: the count, the key's lifetime in seconds
+_FRESH = """
+local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) <= last then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
+
+
+class RedisNonceCounts:
+    """Shared by every Connect instance on one Redis: a replay is refused by all."""
+
+    def __init__(
+        self, client: Any, *, prefix: str = "sipgrid:", ttl: float = 2 * NONCE_TTL
+    ) -> None:
+        self._redis = client
+        self._prefix = prefix
+        self._ttl = int(ttl)
+        self._script = client.register_script(_FRESH)
+
+    async def fresh(self, nonce: str, count: int) -> bool:
+        key = f"{self._prefix}nc:{nonce}"
+        return bool(await self._script(keys=[key], args=[count, self._ttl]))
+
+
+ALGORITHMS = DIGEST_ALGORITHMS
+# What challenges offer by default, in order: MD5 alone, unless DIGEST_ALGORITHMS (e.g.
+# "SHA-256,MD5") or the domain says otherwise. (sipp 3.6.1 answers the first challenge
+# only and knows only MD5: offering SHA-256 first would lock such clients out.)
+DEFAULT_ALGORITHMS = ("MD5",)
+
+
+def parse_algorithms(names: list[str]) -> tuple[str, ...]:
+    """The names we support, upper case, in the given order (unknown names left out)."""
+    return tuple(n.strip().upper() for n in names if n.strip().upper() in ALGORITHMS)
+
+
+class Authenticator:
+    def __init__(
+        self,
+        key: bytes | None = None,
+        *,
+        algorithms: tuple[str, ...] | None = None,
+        ttl: float = NONCE_TTL,
+        clock: Callable[[], float] = time.time,
+        counts: NonceCounts | None = None,
+    ) -> None:
+        self._key = key or secrets.token_bytes(32)
+        self.algorithms = algorithms or DEFAULT_ALGORITHMS
+        self.ttl = ttl
+        self._clock = clock
+        self._counts = counts or MemoryNonceCounts()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, counts: NonceCounts | None = None) -> Authenticator:
+        """SIPGRID_NONCE_KEY (shared by every Connect instance; else a key of its own) and
+        DIGEST_ALGORITHMS."""
+        key = settings.nonce_key.encode() if settings.nonce_key else None
+        return cls(key, algorithms=tuple(settings.digest_algorithms), counts=counts)
+
+    @property
+    def key(self) -> bytes:
+        """The shared secret of this Connect (signs nonces and our Record-Route values)."""
+        return self._key
+
+    def challenges(
+        self, realm: str, *, stale: bool = False, algorithms: tuple[str, ...] = ()
+    ) -> list[Challenge]:
+        """One challenge per algorithm, the preferred first (RFC 8760 section 2.4), all
+        with one nonce."""
+        nonce = make_nonce(self._key, self._clock(), realm)
+        return [
+            Challenge(realm=realm, nonce=nonce, algorithm=a, qop=("auth",), stale=stale)
+            for a in algorithms or self.algorithms
+        ]
+
+    async def check(
+        self,
+        method: str,
+        credentials: list[Credentials],
+        realm: str,
+        password_for: Callable[[str], str | None],
+        algorithms: tuple[str, ...] = (),
+    ) -> tuple[Verdict, str | None]:
+        """Check the credentials offered for ``realm``; return the verdict and the username.
+        An answer with an algorithm that was not offered is challenged again (no downgrade)."""
+        creds = next(
+            (c for c in credentials if c.realm == realm and c.scheme.lower() == "digest"), None
+        )
+        if creds is None:
+            return Verdict.CHALLENGE, None
+        offered = {a.upper() for a in algorithms or self.algorithms}
+        if creds.algorithm.upper() not in offered:
+            return Verdict.CHALLENGE, creds.username
+        state = check_nonce(self._key, creds.nonce, self._clock(), self.ttl, realm)
+        if state is NonceState.INVALID:
+            return Verdict.CHALLENGE, creds.username
+        password = password_for(creds.username)
+        if password is None or not verify(creds, method, password=password):
+            return Verdict.FORBIDDEN, creds.username
+        if state is NonceState.STALE:
+            return Verdict.STALE, creds.username
+        # with qop a nonce serves while its nonce-count grows; without (RFC 2069 style)
+        # it serves once, so that a captured answer cannot be replayed
+        count = creds.nonce_count if creds.qop else 1
+        if not await self._counts.fresh(creds.nonce, count):
+            return Verdict.CHALLENGE, creds.username  # a replay: start again
+        return Verdict.OK, creds.username

@@ -1,0 +1,189 @@
+"""Thin gRPC servicers over the domain services, and a server with the health check.
+
+A servicer converts protobuf to domain objects, calls the plain class and converts
+back; a bad request gets INVALID_ARGUMENT naming what is wrong.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import grpc
+from google.protobuf import empty_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from sipgrid.api import convert
+from sipgrid.api.types import META_RESPONSES, LocationService, Processor, ProcessorUnavailable
+from sipgrid.pb import (
+    location_pb2,
+    location_pb2_grpc,
+    processor_pb2,
+    processor_pb2_grpc,
+    registry_pb2_grpc,
+    requester_pb2_grpc,
+)
+from sipgrid.services.dispatcher.dispatcher import Dispatcher
+from sipgrid.services.grpc_clients import GrpcProcessor
+from sipgrid.services.grpc_options import SERVER_OPTIONS, bind_grpc, internal_interceptors
+from sipgrid.services.metrics import MetricsInterceptor
+from sipgrid.sip import ParseError
+
+if TYPE_CHECKING:
+    from sipgrid.services.edgeport.server import EdgePort
+    from sipgrid.services.registry.registry import Registry
+
+
+class ProcessorServicer(processor_pb2_grpc.ProcessorServicer):
+    def __init__(self, processor: Processor) -> None:
+        self._processor = processor
+
+    async def ProcessMessage(
+        self, request: processor_pb2.MessageRequest, context: grpc.aio.ServicerContext
+    ) -> processor_pb2.MessageResponse:  # type: ignore[override]
+        try:
+            domain = convert.request_from_pb(request)
+        except (ParseError, ValueError) as error:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"message: {error}")
+        reply = convert.response_to_pb(await self._processor.process_message(domain))
+        return says_responses(reply, self._processor.handles_responses)
+
+
+def says_responses(
+    reply: processor_pb2.MessageResponse, handles: bool
+) -> processor_pb2.MessageResponse:
+    """Tell the EdgePort whether responses need to come here (META_RESPONSES)."""
+    if handles:
+        if META_RESPONSES in reply.metadata:
+            del reply.metadata[META_RESPONSES]
+    else:
+        reply.metadata[META_RESPONSES] = "pass"
+    return reply
+
+
+class DispatcherServicer(ProcessorServicer):
+    """The Dispatcher's servicer: a message that no matchFunc or middleware needs to read
+    goes through as protobuf, without being parsed here."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        super().__init__(dispatcher)
+        self._dispatcher = dispatcher
+
+    async def ProcessMessage(
+        self, request: processor_pb2.MessageRequest, context: grpc.aio.ServicerContext
+    ) -> processor_pb2.MessageResponse:  # type: ignore[override]
+        sip = request.message
+        if sip.status_code and not self._dispatcher.has_middlewares:
+            return says_responses(processor_pb2.MessageResponse(message=sip), handles=False)
+        target = self._dispatcher.direct_route(sip.method or sip.cseq.method)
+        if isinstance(target, GrpcProcessor):
+            try:
+                reply = await target.process_pb(request)
+                return says_responses(reply, self._dispatcher.handles_responses)
+            except ProcessorUnavailable as error:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
+        return await super().ProcessMessage(request, context)
+
+
+class LocationServicer(location_pb2_grpc.LocationServicer):
+    def __init__(self, location: LocationService) -> None:
+        self._location = location
+
+    async def AddRoute(
+        self, request: location_pb2.AddRouteRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:  # type: ignore[override]
+        if not request.aor:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "aor: must not be empty")
+        await self._location.add_route(
+            request.aor, convert.route_from_pb(request.route), request.max_contacts
+        )
+        return empty_pb2.Empty()
+
+    async def FindRoutes(
+        self, request: location_pb2.FindRoutesRequest, context: grpc.aio.ServicerContext
+    ) -> location_pb2.FindRoutesResponse:  # type: ignore[override]
+        routes = await self._location.find_routes(
+            request.aor, request.call_id, dict(request.labels)
+        )
+        return location_pb2.FindRoutesResponse(routes=[convert.route_to_pb(r) for r in routes])
+
+    async def RemoveRoutes(
+        self, request: location_pb2.RemoveRoutesRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:  # type: ignore[override]
+        await self._location.remove_routes(request.aor)
+        return empty_pb2.Empty()
+
+    async def ListRoutes(
+        self, request: location_pb2.ListRoutesRequest, context: grpc.aio.ServicerContext
+    ) -> location_pb2.ListRoutesResponse:  # type: ignore[override]
+        bindings = await self._location.list_bindings()
+        return location_pb2.ListRoutesResponse(
+            bindings=[
+                location_pb2.Binding(aor=b.aor, route=convert.route_to_pb(b.route))
+                for b in bindings
+            ]
+        )
+
+
+async def start_server(
+    bind_addr: str,
+    *,
+    processor: Processor | None = None,
+    location: LocationService | None = None,
+    service_name: str = "",
+    registry: Registry | None = None,
+    requester: EdgePort | None = None,
+) -> grpc.aio.Server:
+    """A gRPC server on bind_addr with the given services and the standard health check."""
+    server, _ = await start_server_bound(
+        bind_addr,
+        processor=processor,
+        location=location,
+        service_name=service_name,
+        registry=registry,
+        requester=requester,
+    )
+    return server
+
+
+async def start_server_bound(
+    bind_addr: str,
+    *,
+    processor: Processor | None = None,
+    location: LocationService | None = None,
+    service_name: str = "",
+    registry: Registry | None = None,
+    requester: EdgePort | None = None,
+) -> tuple[grpc.aio.Server, int]:
+    """The same, and the port bound (the one the system picked for "host:0")."""
+    interceptors = [*internal_interceptors(), MetricsInterceptor()]
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
+    names = []
+    if processor is not None:
+        servicer = (
+            DispatcherServicer(processor)
+            if isinstance(processor, Dispatcher)
+            else ProcessorServicer(processor)
+        )
+        processor_pb2_grpc.add_ProcessorServicer_to_server(servicer, server)
+        names.append("fonoster.routr.processor.v2beta1.Processor")
+    if location is not None:
+        location_pb2_grpc.add_LocationServicer_to_server(LocationServicer(location), server)
+        names.append("fonoster.routr.location.v2beta1.Location")
+    if registry is not None:
+        from sipgrid.services.registry.grpc import SERVICE, RegistryServicer
+
+        registry_pb2_grpc.add_RegistryServicer_to_server(RegistryServicer(registry), server)
+        names.append(SERVICE)
+    if requester is not None:
+        from sipgrid.services.requester.requester import SERVICE as REQUESTER
+        from sipgrid.services.requester.requester import RequesterServicer
+
+        requester_pb2_grpc.add_RequesterServicer_to_server(RequesterServicer(requester), server)
+        names.append(REQUESTER)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    port = bind_grpc(server, bind_addr)
+    await server.start()
+    for name in [*names, service_name, ""]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return server, port

@@ -1,0 +1,153 @@
+"""The Location service on Redis: several Location and Connect instances share it, and a
+restarted Location forgets nothing.
+
+The same semantics as MemoryLocation. Each AOR is one hash (``<prefix>loc:<aor>``: a
+field per contact, the route as Routr's protobuf), rewritten in one optimistic
+transaction, expiring with its last binding. Call-ID affinity is a key per Call-ID that
+expires after an hour. Nothing grows for ever.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import WatchError
+
+from sipgrid.api import convert
+from sipgrid.api.types import Binding, Route
+from sipgrid.services.metrics import REDIS_ERRORS
+
+from .service import AFFINITY_TTL, contact_key
+
+RETRIES = 20
+
+
+class _CountedRetry(Retry):
+    """Retry, and count each failure in sipgrid_redis_errors."""
+
+    async def call_with_retry(self, do: Any, fail: Any, *args: Any, **kwargs: Any) -> Any:
+        def counted(*failure: Any) -> Any:
+            REDIS_ERRORS.inc()
+            return fail(*failure)
+
+        return await super().call_with_retry(do, counted, *args, **kwargs)
+
+
+def redis_client(url: str) -> aioredis.Redis:
+    """A client that survives a restart of Redis: a command that finds its pooled
+    connection dead is sent again on a new one (three tries, a short backoff), so the
+    first request after Redis is back does not fail."""
+    return aioredis.Redis.from_url(
+        url,
+        retry=_CountedRetry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        socket_connect_timeout=2,
+        health_check_interval=30,
+    )
+
+
+class RedisLocation:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        prefix: str = "sipgrid:",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._redis = client
+        self._prefix = prefix
+        self._clock = clock
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> RedisLocation:
+        return cls(redis_client(url), **kwargs)
+
+    @property
+    def client(self) -> aioredis.Redis:
+        return self._redis
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+    def _key(self, aor: str) -> str:
+        return f"{self._prefix}loc:{aor}"
+
+    async def add_route(self, aor: str, route: Route, max_contacts: int = 0) -> None:
+        if route.expires > 0 and not route.registered_on:
+            route.registered_on = self._clock()
+        key = self._key(aor)
+        for _ in range(RETRIES):
+            async with self._redis.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(key)
+                    stored = await pipe.hgetall(key)
+                    routes = [r for r in self._live(stored) if contact_key(r) != contact_key(route)]
+                    if route.expires > 0:
+                        # newest first even within one tick of the clock: a Redis hash
+                        # keeps no order, so ties would come back in any order
+                        newest = max((r.registered_on for r in routes), default=0.0)
+                        if route.registered_on <= newest:
+                            route.registered_on = newest + 0.001  # stored in ms
+                        routes.insert(0, route)
+                        if max_contacts > 0:
+                            del routes[max_contacts:]
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.delete(key)
+                    if routes:
+                        pipe.hset(
+                            key, mapping={contact_key(r): convert.route_to_bytes(r) for r in routes}
+                        )
+                        last = max(r.expires_at() for r in routes) - self._clock()
+                        pipe.pexpire(key, max(1, int(last * 1000)))
+                    await pipe.execute()
+                    return
+                except WatchError:
+                    continue  # another instance wrote this AOR meanwhile: read again
+        raise RuntimeError(f"location: too much contention on {aor}")
+
+    async def find_routes(
+        self, aor: str, call_id: str = "", labels: dict[str, str] | None = None
+    ) -> list[Route]:
+        routes = self._live(await self._redis.hgetall(self._key(aor)))
+        if call_id:
+            pinned = await self._redis.get(f"{self._prefix}aff:{call_id}")
+            if pinned is not None:
+                hit = [r for r in routes if contact_key(r) == _bytes(pinned).decode()]
+                if hit:
+                    return hit[:1]
+        if labels:
+            routes = [r for r in routes if all(r.labels.get(k) == v for k, v in labels.items())]
+        if call_id and routes:
+            await self._redis.set(
+                f"{self._prefix}aff:{call_id}", contact_key(routes[0]), ex=int(AFFINITY_TTL)
+            )
+        return routes
+
+    async def remove_routes(self, aor: str) -> None:
+        await self._redis.delete(self._key(aor))
+
+    async def list_bindings(self) -> list[Binding]:
+        bindings: list[Binding] = []
+        start = len(self._prefix) + len("loc:")
+        async for key in self._redis.scan_iter(match=f"{self._prefix}loc:*", count=500):
+            aor = _bytes(key).decode()[start:]
+            bindings += [Binding(aor, r) for r in self._live(await self._redis.hgetall(key))]
+        return bindings
+
+    def _live(self, stored: Mapping[Any, Any]) -> list[Route]:
+        now = self._clock()
+        routes = [convert.route_from_bytes(_bytes(value)) for value in stored.values()]
+        live = [r for r in routes if r.expires_at() > now]
+        live.sort(key=lambda r: r.registered_on, reverse=True)
+        return live
+
+
+def _bytes(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
