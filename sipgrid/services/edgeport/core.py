@@ -236,6 +236,36 @@ class _Relay:
 Job = ServerContext | _Forward | _Relay | NetInterface  # NetInterface: the flow of an ACK
 
 
+COMPACT_FIRST = 1024  # timer entries before the first sweep of stale ones
+SWEEP_EVERY = 10.0  # seconds: stale timer entries are swept at least this often
+
+
+def _due(deadline: float, kind: str, ctx: ServerContext | ClientContext) -> bool:
+    """Whether a timer entry still stands: its transaction's next deadline, a Timer C or
+    a CANCEL grace that was neither stopped nor moved."""
+    if kind == "tx":
+        return ctx.tx.state is not State.TERMINATED and ctx.tx.next_deadline() == deadline
+    if kind == "timer_c":  # it matters while no final answer came (see _on_timer_c)
+        return (
+            isinstance(ctx, ClientContext)
+            and ctx.timer_c_at == deadline
+            and ctx.tx.state in (State.CALLING, State.PROCEEDING)
+        )
+    return isinstance(ctx, ServerContext) and ctx.grace_at == deadline
+
+
+def _release(server: ServerContext | None) -> None:
+    """Unlink a server transaction from its client transactions once all of them ended.
+    They point at each other, a cycle that only a full collection would free (and the
+    all-in-one collects rarely, see tune_gc): unlinked, each goes the moment it ends."""
+    if server is None or server.tx.state is not State.TERMINATED:
+        return
+    clients = server.branches or ([server.client] if server.client is not None else [])
+    if all(client.tx.state is State.TERMINATED for client in clients):
+        server.client = None
+        server.branches = []
+
+
 class EdgePortCore:
     def __init__(self, settings: CoreSettings) -> None:
         self.settings = settings
@@ -245,6 +275,8 @@ class EdgePortCore:
         self._server_txs: dict[object, ServerContext] = {}
         self._client_txs: dict[tuple[str | None, str], ClientContext] = {}
         self._timers: list[tuple[float, int, str, ServerContext | ClientContext]] = []
+        self._compact_at = COMPACT_FIRST  # heap size at which stale entries are swept out
+        self._swept_at = 0.0  # when the timers were last swept (at most every SWEEP_EVERY)
         self._seq = itertools.count()
         self._jobs: dict[int, Job] = {}
         self._job_ids = itertools.count(1)
@@ -401,22 +433,22 @@ class EdgePortCore:
     def handle_timers(self, now: float) -> list[Action]:
         self._now = now
         out: list[Action] = []
+        if now - self._swept_at >= SWEEP_EVERY and len(self._timers) > COMPACT_FIRST:
+            self._compact()  # what stopped since, once traffic slowed down
         timers = self._timers
         while timers and timers[0][0] <= now:
             deadline, _, kind, ctx = heapq.heappop(timers)
+            if not _due(deadline, kind, ctx):
+                continue  # stale entry: the machine moved on, or the timer was stopped
             if kind == "tx":
-                tx = ctx.tx
-                if tx.state is State.TERMINATED or tx.next_deadline() != deadline:
-                    continue  # stale entry: the machine moved on
                 if isinstance(ctx, ServerContext):
-                    self._apply_server(ctx, tx.handle_timer(now), out)
+                    self._apply_server(ctx, ctx.tx.handle_timer(now), out)
                 else:
-                    self._apply_client(ctx, tx.handle_timer(now), now, out)
+                    self._apply_client(ctx, ctx.tx.handle_timer(now), now, out)
             elif kind == "timer_c" and isinstance(ctx, ClientContext):
-                if ctx.timer_c_at == deadline:
-                    ctx.timer_c_at = None
-                    self._on_timer_c(ctx, now, out)
-            elif kind == "grace" and isinstance(ctx, ServerContext) and ctx.grace_at == deadline:
+                ctx.timer_c_at = None
+                self._on_timer_c(ctx, now, out)
+            elif kind == "grace" and isinstance(ctx, ServerContext):
                 ctx.grace_at = None
                 for client in ctx.branches or ([ctx.client] if ctx.client else []):
                     client.timer_c_at = None
@@ -1185,6 +1217,7 @@ class EdgePortCore:
                 key = server_key(ctx.tx.request)
                 if self._server_txs.get(key) is ctx:
                     del self._server_txs[key]
+                _release(ctx)
         deadline = ctx.tx.next_deadline()
         if deadline is not None:
             self._push(deadline, "tx", ctx)
@@ -1220,12 +1253,26 @@ class EdgePortCore:
                 key = client_key(cctx.tx.request)
                 if self._client_txs.get(key) is cctx:
                     del self._client_txs[key]
+                _release(cctx.server)
         deadline = cctx.tx.next_deadline()
         if deadline is not None:
             self._push(deadline, "tx", cctx)
 
     def _push(self, deadline: float, kind: str, ctx: ServerContext | ClientContext) -> None:
         heapq.heappush(self._timers, (deadline, next(self._seq), kind, ctx))
+        if len(self._timers) >= self._compact_at:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Drop the entries of timers that were stopped or moved. A stopped Timer C, or a
+        transaction that moved on, leaves its entry behind, and the entry keeps the whole
+        transaction alive until its deadline (Timer C: three minutes). Swept whenever the
+        heap doubles (the cost per timer stays constant), and every SWEEP_EVERY seconds."""
+        # in place: handle_timers may be popping from this very list
+        self._timers[:] = [entry for entry in self._timers if _due(entry[0], entry[2], entry[3])]
+        heapq.heapify(self._timers)
+        self._compact_at = max(COMPACT_FIRST, 2 * len(self._timers))
+        self._swept_at = self._now
 
     def _job(self, what: Job) -> int:
         job = next(self._job_ids)
