@@ -70,9 +70,24 @@ def group(leader: int) -> list[int]:
     return found
 
 
+def rss_mb(pids: list[int]) -> float:
+    """Resident memory of these processes (VmRSS, summed), in MB."""
+    total = 0
+    for pid in pids:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        total += next(
+            (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0
+        )
+    return round(total / 1024, 1)
+
+
 def measured(server: Server, run: Callable[[], tuple[int, int, float]]) -> dict[str, float]:
     pids = server.pids()
     before = cpu_seconds(pids)
+    memory = rss_mb(pids)
     ok, failed, elapsed = run()
     spent = cpu_seconds(pids) - before
     return {
@@ -81,6 +96,10 @@ def measured(server: Server, run: Callable[[], tuple[int, int, float]]) -> dict[
         "seconds": round(elapsed, 1),
         "cpu_seconds": round(spent, 3),
         "cpu_ms_each": round(1000 * spent / ok, 3) if ok else float("nan"),
+        # what the run left resident: calls in their last 32 s of transaction state,
+        # and anything that should have been freed and was not
+        "rss_mb_before": memory,
+        "rss_mb_after": rss_mb(pids),
     }
 
 
@@ -226,6 +245,13 @@ def table(report: dict[str, object]) -> str:
         for name, found in ((n, report.get(n)) for n in ("kamailio", "sipgrid"))
     }
     rows.append(("highest clean calls/s", str(best["kamailio"]), str(best["sipgrid"]), ""))
+    resident = {
+        name: found["calls"].get("rss_mb_after", float("nan"))
+        if isinstance(found, dict) and isinstance(found.get("calls"), dict)
+        else float("nan")
+        for name, found in ((n, report.get(n)) for n in ("kamailio", "sipgrid"))
+    }
+    rows.append(("RSS MB after the calls", f"{resident['kamailio']}", f"{resident['sipgrid']}", ""))
     d = _cpu(report, "distributed", "calls")
     k = _cpu(report, "kamailio", "calls")
     rows.append(
