@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,39 @@ def metric(url: str, name: str) -> float:
     return 0.0
 
 
+Events = list[tuple[str, dict[str, Any]]]
+
+
+def events_while(
+    url: str,
+    subjects: str,
+    action: Callable[[], object],
+    enough: Callable[[Events], bool],
+    seconds: float = 5,
+) -> Events:
+    """What NATS delivers on ``subjects`` while ``action`` runs (in a thread), then up to
+    ``seconds`` more until ``enough`` says so: (subject, fields) in order."""
+
+    async def scenario() -> Events:
+        client = await nats.connect(url)
+        got: Events = []
+
+        async def keep(message: Any) -> None:
+            got.append((message.subject, json.loads(message.data)))
+
+        await client.subscribe(subjects, cb=keep)
+        await client.flush()
+        await asyncio.to_thread(action)
+        for _ in range(int(seconds * 10)):  # the events are on their way
+            if enough(got):
+                break
+            await asyncio.sleep(0.1)
+        await client.drain()
+        return got
+
+    return asyncio.run(scenario())
+
+
 def test_one_call_gives_nats_events_log_lines_and_metrics(
     tmp_path: Path, nats_subject: tuple[str, str]
 ) -> None:
@@ -37,24 +71,9 @@ def test_one_call_gives_nats_events_log_lines_and_metrics(
         answered = 'sipgrid_calls_total{method="INVITE",status_class="2xx"}'
         before = metric(metrics, answered)
 
-        async def scenario() -> list[tuple[str, dict[str, Any]]]:
-            client = await nats.connect(url)
-            got: list[tuple[str, dict[str, Any]]] = []
-
-            async def keep(message: Any) -> None:
-                got.append((message.subject, json.loads(message.data)))
-
-            await client.subscribe(f"{subject}.>", cb=keep)
-            await client.flush()
-            await asyncio.to_thread(place_call, tmp_path, sipgrid)
-            for _ in range(50):  # the events are on their way
-                if len(got) >= 3:
-                    break
-                await asyncio.sleep(0.1)
-            await client.drain()
-            return got
-
-        got = asyncio.run(scenario())
+        got = events_while(
+            url, f"{subject}.>", lambda: place_call(tmp_path, sipgrid), lambda got: len(got) >= 3
+        )
         assert metric(metrics, answered) == before + 1
         assert metric(metrics, "sipgrid_call_setup_seconds_count") >= 1
         assert metric(metrics, "sipgrid_calls_in_progress") == 0
@@ -116,17 +135,8 @@ def test_a_registration_that_runs_out_gives_endpoint_expired(
         started = distributed(tmp_path / "sipgrid", service_env=every, extra_resources=SHORT_LIVED)
     with started as sipgrid:
 
-        async def scenario() -> list[tuple[str, dict[str, Any]]]:
-            client = await nats.connect(url)
-            got: list[tuple[str, dict[str, Any]]] = []
-
-            async def keep(message: Any) -> None:
-                got.append((message.subject, json.loads(message.data)))
-
-            await client.subscribe(f"{subject}.endpoint.>", cb=keep)
-            await client.flush()
-            registered = await asyncio.to_thread(
-                run_sipp,
+        def register() -> None:
+            registered = run_sipp(
                 tmp_path,
                 "register-1009",
                 scenarios.register(200),
@@ -136,14 +146,14 @@ def test_a_registration_that_runs_out_gives_endpoint_expired(
                 keys={"expires": "2", "contact_port": "7109"},
             )
             assert registered.ok, registered.output
-            for _ in range(80):  # two seconds to run out, one for the sweep
-                if any(s.endswith(".endpoint.expired") for s, _ in got):
-                    break
-                await asyncio.sleep(0.1)
-            await client.drain()
-            return got
 
-        got = asyncio.run(scenario())
+        got = events_while(  # two seconds to run out, one for the sweep
+            url,
+            f"{subject}.endpoint.>",
+            register,
+            lambda got: any(s.endswith(".endpoint.expired") for s, _ in got),
+            seconds=8,
+        )
     subjects = [s for s, _ in got]
     assert subjects == [f"{subject}.endpoint.registered", f"{subject}.endpoint.expired"], got
     expired = got[1][1]
