@@ -640,10 +640,10 @@ def _tokens() -> click.Group:
     ) -> None:
         from sipgrid.config import ConfigError
         from sipgrid.sdk import create_token
-        from sipgrid.services.settings import settings
+        from sipgrid.services.settings import Settings
 
         try:
-            key = key or settings().data_dir / "token-private.pem"
+            key = key or Settings.load().data_dir / "token-private.pem"
             value = create_token(
                 key,
                 aor=aor,

@@ -7,7 +7,7 @@ from typing import Any
 
 import grpc
 
-from sipgrid.services.settings import settings
+from sipgrid.services.settings import Settings
 
 # gRPC sets SO_REUSEPORT by default, so a second server on a taken port starts without an
 # error and silently shares it. A service must own its port: a clash fails at start.
@@ -45,7 +45,7 @@ TOKEN_HEADER = "x-sipgrid-token"
 
 
 def service_token() -> str:
-    return settings().service_token
+    return Settings.load().service_token
 
 
 def token_metadata() -> tuple[tuple[str, str], ...]:

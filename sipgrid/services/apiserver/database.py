@@ -9,14 +9,14 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 
-from sipgrid.services.settings import Settings, settings
+from sipgrid.services.settings import Settings
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 def database_url(given: Settings | None = None, data_dir: Path | None = None) -> str:
     """DATABASE_URL (postgresql:// taken as psycopg 3's), else SQLite in the data directory."""
-    env = given or settings()
+    env = given or Settings.load()
     url = env.database_url
     if url:
         if url.startswith("postgresql://") or url.startswith("postgres://"):

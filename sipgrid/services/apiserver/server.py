@@ -16,7 +16,6 @@ from sipgrid.pb import store_pb2, store_pb2_grpc
 from sipgrid.services.grpc_options import SERVER_OPTIONS, bind_grpc, internal_interceptors
 from sipgrid.services.metrics import MetricsInterceptor
 from sipgrid.services.settings import Settings
-from sipgrid.services.settings import settings as current_settings
 
 from .api import SERVICES, ApiKeys, ApiUsers, AuthInterceptor, ConnectApi
 from .database import database_url, make_engine, migrate
@@ -125,7 +124,7 @@ async def start_apiserver(
     """Migrate the database, then serve. At first start an API key is made, written to
     ``<data dir>/first-api-key`` (readable by the owner only; the caller says where) and
     returned once; only its hash is kept."""
-    env = settings or current_settings()
+    env = settings or Settings.load()
     data_dir = data_dir or env.data_dir
     url = database_url(env, data_dir)
     engine = make_engine(url)

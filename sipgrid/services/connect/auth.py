@@ -15,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from sipgrid.services.settings import DIGEST_ALGORITHMS, Settings
+from sipgrid.services.settings import DEFAULT_DIGEST_ALGORITHMS, DIGEST_ALGORITHMS, Settings
 from sipgrid.sip import Challenge, Credentials
 from sipgrid.sip.digest import NonceState, check_nonce, make_nonce, verify
 
@@ -79,16 +79,9 @@ class RedisNonceCounts:
         return bool(await self._script(keys=[key], args=[count, self._ttl]))
 
 
-ALGORITHMS = DIGEST_ALGORITHMS
-# What challenges offer by default, in order: MD5 alone, unless DIGEST_ALGORITHMS (e.g.
-# "SHA-256,MD5") or the domain says otherwise. (sipp 3.6.1 answers the first challenge
-# only and knows only MD5: offering SHA-256 first would lock such clients out.)
-DEFAULT_ALGORITHMS = ("MD5",)
-
-
 def parse_algorithms(names: list[str]) -> tuple[str, ...]:
     """The names we support, upper case, in the given order (unknown names left out)."""
-    return tuple(n.strip().upper() for n in names if n.strip().upper() in ALGORITHMS)
+    return tuple(n.strip().upper() for n in names if n.strip().upper() in DIGEST_ALGORITHMS)
 
 
 class Authenticator:
@@ -102,7 +95,7 @@ class Authenticator:
         counts: NonceCounts | None = None,
     ) -> None:
         self._key = key or secrets.token_bytes(32)
-        self.algorithms = algorithms or DEFAULT_ALGORITHMS
+        self.algorithms = algorithms or DEFAULT_DIGEST_ALGORITHMS
         self.ttl = ttl
         self._clock = clock
         self._counts = counts or MemoryNonceCounts()

@@ -15,10 +15,9 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from sipgrid.services.settings import Settings
+from sipgrid.services.settings import DEFAULTS, Settings
 
 log = logging.getLogger("sipgrid.connect")
 
@@ -42,9 +41,9 @@ class BanStore(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class GuardSettings:
-    failures: int = 10
-    window: float = 60.0
-    ban_for: float = 600.0
+    failures: int = DEFAULTS.ban_failures
+    window: float = DEFAULTS.ban_window
+    ban_for: float = DEFAULTS.ban_seconds
 
     @classmethod
     def of(cls, settings: Settings) -> GuardSettings:

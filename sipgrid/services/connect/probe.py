@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from sipgrid.api.types import MessageRequest, MessageResponse, NetInterface, Transport
+from sipgrid.services.settings import DEFAULTS
 from sipgrid.sip import Request, Response, make_response, parse_uri
 
 from .resources import Peer, Resources
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sipgrid.connect")
 
-PROBE_INTERVAL = 30.0  # seconds between rounds (SIPGRID_PEER_PROBE_INTERVAL)
+PROBE_INTERVAL = DEFAULTS.peer_probe_interval  # seconds between rounds
 FAILURES_DOWN = 3  # probes without an answer, in a row, that take a peer out
 PROBE_TIMEOUT = 5.0  # seconds a probe waits (its transaction may go on: Timer F)
 

@@ -193,6 +193,10 @@ class ServerContext:
     answered: bool = False  # a 2xx went upstream
     best: Response | None = None
 
+    def clients(self) -> list[ClientContext]:
+        """Its client transactions: every branch of a fork, else the one it has."""
+        return self.branches or ([self.client] if self.client is not None else [])
+
 
 @dataclass(slots=True, eq=False)
 class ClientContext:
@@ -260,8 +264,7 @@ def _release(server: ServerContext | None) -> None:
     all-in-one collects rarely, see tune_gc): unlinked, each goes the moment it ends."""
     if server is None or server.tx.state is not State.TERMINATED:
         return
-    clients = server.branches or ([server.client] if server.client is not None else [])
-    if all(client.tx.state is State.TERMINATED for client in clients):
+    if all(client.tx.state is State.TERMINATED for client in server.clients()):
         server.client = None
         server.branches = []
 
@@ -450,7 +453,7 @@ class EdgePortCore:
                 self._on_timer_c(ctx, now, out)
             elif kind == "grace" and isinstance(ctx, ServerContext):
                 ctx.grace_at = None
-                for client in ctx.branches or ([ctx.client] if ctx.client else []):
+                for client in ctx.clients():
                     client.timer_c_at = None
                 if ctx.tx.state is State.PROCEEDING:
                     self._respond(ctx, 487, out=out)
@@ -774,7 +777,7 @@ class EdgePortCore:
         if invite.client is None:
             self._respond(invite, 487, out=out)  # the processor has not answered yet
             return
-        for client in invite.branches or [invite.client]:
+        for client in invite.clients():
             self._cancel_branch(client, now, out)
 
     def _cancel_branch(self, client: ClientContext, now: float, out: list[Action]) -> None:

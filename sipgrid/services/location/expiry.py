@@ -18,7 +18,6 @@ import heapq
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 from redis.exceptions import RedisError
 
@@ -47,9 +46,6 @@ class ExpiryEvents:
         self._due: list[tuple[float, str, str]] = []  # (expires at, aor, contact key)
         # aor -> contact key -> (expires at, contact URI), newest first
         self._known: dict[str, dict[str, tuple[float, str]]] = {}
-
-    def __getattr__(self, name: str) -> Any:  # binding_count, close... of the store
-        return getattr(self.location, name)
 
     async def add_route(self, aor: str, route: Route, max_contacts: int = 0) -> None:
         await self.location.add_route(aor, route, max_contacts)

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from sipgrid.api.types import NetInterface, Transport
 from sipgrid.services.connect.resources import TRUNK_CONTACT_PREFIX, Resources, Trunk
 from sipgrid.services.connect.routing import trunk_targets
+from sipgrid.services.settings import DEFAULTS
 from sipgrid.sip import (
     ParseError,
     Request,
@@ -40,7 +41,7 @@ log = logging.getLogger("sipgrid.registry")
 REQUESTED_EXPIRES = 3600  # what we ask for; the provider decides
 REFRESH_AT = 0.8  # of the granted expiry
 MIN_REFRESH = 5.0
-BACKOFF_FIRST = 5.0  # seconds (SIPGRID_REGISTRY_BACKOFF)
+BACKOFF_FIRST = DEFAULTS.registry_backoff  # seconds
 BACKOFF_MAX = 300.0
 TICK = 1.0
 
