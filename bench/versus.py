@@ -3,7 +3,9 @@
 For each server: the CPU its processes spend per authenticated call (INVITE, 407, ACK,
 INVITE with digest, 100, 180, 200, ACK, BYE, 200) at BENCH_CALL_RATE calls/s, per digest
 REGISTER (REGISTER, 401, REGISTER, 200) at each of BENCH_VERSUS_REG_RATES, and the highest call
-rate held for BENCH_SECONDS with no failed call. CPU comes from /proc (utime + stime of
+rate held for BENCH_SECONDS with no failed call. Then the all-in-one as 1 and as 2 worker
+processes on one port (BENCH_WORKERS, SIPGRID_WORKERS), both with bindings in Redis (which
+more than one worker needs), for the same call figures. CPU comes from /proc (utime + stime of
 every process of the server, threads included); sipp's own CPU is not counted. Absolute
 figures on a shared machine swing by 20 %: the ratio sipgrid / Kamailio in one run is
 the figure that counts. Written to bench/results/versus.json, and a table is printed.
@@ -23,6 +25,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from bench.sip_load import CALL, SECONDS, _sipp, callee
 from tests.e2e import scenarios
 from tests.e2e.harness import KAMAILIO_MODULES, all_in_one, distributed, free_port, kamailio
@@ -34,6 +38,8 @@ DISTRIBUTED_CALL_RATE = int(os.environ.get("BENCH_DISTRIBUTED_CALL_RATE", "100")
 REG_RATES = [int(r) for r in os.environ.get("BENCH_VERSUS_REG_RATES", "300,2000").split(",")]
 REG_SECONDS = int(os.environ.get("BENCH_REG_SECONDS", "10"))
 STEP_RATES = [int(r) for r in os.environ.get("BENCH_STEP_RATES", "200,300,400,500,600").split(",")]
+WORKER_COUNTS = [int(n) for n in os.environ.get("BENCH_WORKERS", "1,2").split(",") if n]
+WORKERS_REDIS = os.environ.get("SIPGRID_TEST_REDIS_URL", "redis://127.0.0.1:6379") + "/13"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -104,7 +110,11 @@ def measured(server: Server, run: Callable[[], tuple[int, int, float]]) -> dict[
 
 
 def workloads(
-    server: Server, directory: Path, call_rate: int = CALL_RATE, steps: bool = True
+    server: Server,
+    directory: Path,
+    call_rate: int = CALL_RATE,
+    steps: bool = True,
+    registers: bool = True,
 ) -> dict[str, object]:
     found: dict[str, object] = {}
     with callee(directory, server.port):
@@ -133,7 +143,7 @@ def workloads(
                     break
                 best = rate
             found["highest_clean_call_rate"] = best
-    for rate in REG_RATES:
+    for rate in REG_RATES if registers else []:
         found[f"registers_{rate}"] = measured(server, registering(directory, server, rate))
         print(f"  {server.name}: REGISTERs at {rate}/s: {found[f'registers_{rate}']}", flush=True)
     return found
@@ -159,6 +169,31 @@ def kamailio_server(directory: Path) -> Iterator[Server]:
     with kamailio(directory, write) as port:
         leader = _kamailio_leader(directory)
         yield Server("kamailio", port, lambda: group(leader))
+
+
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+@contextlib.contextmanager
+def sipgrid_workers(directory: Path, count: int) -> Iterator[Server]:
+    """The all-in-one as ``count`` workers on one port, bindings in Redis (database 13,
+    emptied after); with 1, the same on Redis, so that the two differ by the workers."""
+    import redis
+
+    directory.mkdir(parents=True, exist_ok=True)
+    cache = {"provider": "redis", "parameters": {"url": WORKERS_REDIS}}
+    (directory / "location.yaml").write_text(
+        yaml.safe_dump({"kind": "Location", "spec": {"cache": cache}})
+    )
+    env = {"SIPGRID_WORKERS": str(count)}
+    try:
+        with all_in_one(directory, edgeport={"localnets": ["127.0.0.1/8"]}, env=env) as one:
+            top = one.processes[0].pid  # the supervisor, with more than one
+            yield Server(f"{count} worker(s)", one.port, lambda: [top, *children(top)])
+    finally:
+        redis.Redis.from_url(WORKERS_REDIS).flushdb()
 
 
 def _kamailio_leader(directory: Path) -> int:
@@ -202,6 +237,11 @@ def main() -> None:
             report["distributed"] = workloads(
                 server, work / "distributed", DISTRIBUTED_CALL_RATE, steps=False
             )
+        for count in WORKER_COUNTS:
+            print(f"sipgrid all-in-one, {count} worker(s), bindings in Redis:", flush=True)
+            where = work / f"workers-{count}"
+            with sipgrid_workers(where, count) as server:
+                report[f"workers_{count}"] = workloads(server, where, registers=False)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report["ratios"] = ratios(report)
@@ -262,6 +302,27 @@ def table(report: dict[str, object]) -> str:
             f"{d / k:.2f}",
         )
     )
+    for count in WORKER_COUNTS:
+        found = report.get(f"workers_{count}")
+        if not isinstance(found, dict):
+            continue
+        w = _cpu(report, f"workers_{count}", "calls")
+        rows.append(
+            (
+                f"{count} worker(s), Redis: CPU ms per call at {report['call_rate']}/s",
+                "",
+                f"{w:.3f}",
+                f"{w / k:.2f}",
+            )
+        )
+        rows.append(
+            (
+                f"{count} worker(s), Redis: highest clean calls/s",
+                "",
+                str(found.get("highest_clean_call_rate", 0)),
+                "",
+            )
+        )
     width = max(len(r[0]) for r in rows)
     return "\n".join(f"{r[0]:<{width}}  {r[1]:>9}  {r[2]:>9}  {r[3]:>6}" for r in rows)
 

@@ -6,12 +6,15 @@ import asyncio
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from sipgrid import __version__
 from sipgrid.config import ConfigError
+
+if TYPE_CHECKING:
+    from sipgrid.services.settings import Settings
 
 CONFIG_DIR = click.option(
     "--config-dir", type=click.Path(path_type=Path), default=Path("config"), show_default=True,
@@ -35,7 +38,7 @@ def _run(main: Coroutine[Any, Any, None]) -> None:
         uvloop.run(main)
 
 
-def _logging(level: str | None) -> None:
+def _logging(level: str | None) -> Settings:
     """Logging as --log-level, LOG_LEVEL and LOG_FORMAT say; the environment is checked
     here, before anything starts (a bad variable: one line, exit 2)."""
     from sipgrid.logs import setup
@@ -47,6 +50,16 @@ def _logging(level: str | None) -> None:
         click.echo(f"sipgrid: {error}", err=True)
         sys.exit(2)
     setup(level or settings.log_level, settings.log_format)
+    return settings
+
+
+def _workers(settings: Settings) -> None:
+    """SIPGRID_WORKERS above 1: this process supervises that many workers, each this same
+    command, and ends when they end."""
+    if settings.workers > 1 and not settings.worker:
+        from sipgrid.services.supervisor import supervise
+
+        sys.exit(supervise(settings, sys.argv[1:]))
 
 
 def _start(what: str, main: Coroutine[Any, Any, None]) -> None:
@@ -91,7 +104,7 @@ def run(config_dir: Path, log_level: str | None) -> None:
     """Run every service in one process (the all-in-one wiring)."""
     from sipgrid.services.one.app import run as run_all
 
-    _logging(log_level)
+    _workers(_logging(log_level))
     _start("sipgrid", run_all(config_dir))
 
 
@@ -107,7 +120,9 @@ def serve(service: str, config_dir: Path, bind_addr: str | None, log_level: str 
     """Run one service (the distributed wiring); services talk gRPC."""
     from sipgrid.services.serve import serve as serve_one
 
-    _logging(log_level)
+    settings = _logging(log_level)
+    if service == "edgeport":  # the one service that can run as workers on one port
+        _workers(settings)
     _start(service, serve_one(service, config_dir, bind_addr))
 
 

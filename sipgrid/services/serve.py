@@ -35,10 +35,16 @@ async def until_stopped(
     stop_hook: Callable[[], Awaitable[None]],
     banner: str,
     drain: Callable[[], Awaitable[None]] | None = None,
+    worker: str = "",
 ) -> None:
     """Announce readiness, wait for SIGINT or SIGTERM, drain, then stop (a second
-    signal stops at once)."""
-    print(f"sipgrid: ready; {banner}", flush=True)
+    signal stops at once). A worker (index/count/group) says so: its supervisor says
+    "ready" once all are up."""
+    if worker:
+        index, count, _ = worker.split("/", 2)
+        print(f"sipgrid: worker {index} of {count} up; {banner}", flush=True)
+    else:
+        print(f"sipgrid: ready; {banner}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -162,7 +168,8 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
         await edgeport.start()
         points = ", ".join(str(lp) for lp in edgeport.listening_points)
         seconds = settings.drain_seconds
-        page = await _metrics(settings)
+        # the metrics page is worker 0's (the others' figures are not on it)
+        page = None if edgeport.worker and edgeport.worker.index else await _metrics(settings)
 
         async def stop_edgeport() -> None:
             await edgeport.stop()
@@ -173,6 +180,7 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
             stop_edgeport,
             f"edgeport: SIP on {points}, processor at {config.spec.processor.addr}",
             lambda: edgeport.drain(seconds),
+            settings.worker,
         )
         return
     if service == "apiserver":

@@ -77,6 +77,10 @@ class Settings(BaseModel):
     bind_addr: str = Field("", validation_alias="BIND_ADDR")
     metrics_bind_addr: str = Field("", validation_alias="METRICS_BIND_ADDR")
     drain_seconds: float = Field(10.0, ge=0, le=3600, validation_alias="SIPGRID_DRAIN_SECONDS")
+    # `sipgrid run` and `sipgrid serve edgeport` as this many processes on one SIP port
+    workers: int = Field(1, ge=1, le=64, validation_alias="SIPGRID_WORKERS")
+    # set by the supervisor for each of its workers: index/count/group
+    worker: str = Field("", validation_alias="SIPGRID_WORKER")
     database_url: str = Field("", validation_alias="DATABASE_URL")
     redis_url: str = Field("", validation_alias="REDIS_URL")
     nats_url: str = Field("", validation_alias="NATS_URL")
@@ -159,6 +163,14 @@ class Settings(BaseModel):
     @classmethod
     def _addresses(cls, value: str) -> str:
         return _host_port(value.strip())
+
+    @field_validator("worker")
+    @classmethod
+    def _worker(cls, value: str) -> str:
+        from .edgeport.workers import WorkerPlace
+
+        WorkerPlace.parse(value)  # ValueError when it is not index/count/group
+        return value
 
     @field_validator("localnets")
     @classmethod

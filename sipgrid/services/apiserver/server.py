@@ -151,6 +151,15 @@ async def start_apiserver(
     return ApiServer(store, keys, users, [inside, outside], first_key, (inside_port, outside_port))
 
 
+def attach_apiserver(settings: Settings, data_dir: Path | None = None) -> ApiServer:
+    """The store of an APIServer that another process serves and has migrated (worker 0
+    of several, for the other workers): no migration, no ports."""
+    data_dir = data_dir or settings.data_dir
+    engine = make_engine(database_url(settings, data_dir))
+    cipher = Cipher(key_file=data_dir / "secret.key", secret=settings.secret_key)
+    return ApiServer(ResourceStore(engine, cipher), ApiKeys(engine), ApiUsers(engine), [], None)
+
+
 async def open_apiserver(
     settings: Settings,
     config_dir: Path,

@@ -61,7 +61,7 @@ from sipgrid.sip.transaction import (
 
 TIMER_C = 180.0  # RFC 3261 section 16.6 step 11: more than 3 minutes
 CANCEL_GRACE = 32.0  # 64*T1: how long a cancelled INVITE may wait for the callee's 487
-LOOP_MARK = "z9hG4bKsg"  # our branches: the magic cookie, "sg", random, loop hash
+LOOP_MARK = "z9hG4bKsg"  # our branches: the magic cookie, "sg", worker, random, loop hash
 RETRY_AFTER = 5  # seconds, in the 503s of the limits
 DIALOG_OFFSET_TTL = 12 * 3600.0  # how long a dialog's CSeq offset is kept
 DIALOG_OFFSET_MAX = 100_000
@@ -160,6 +160,7 @@ class CoreSettings:
     max_transactions: int = 50_000  # live server transactions; 0: no limit
     draining: bool = False  # stopping: no new dialogs (503), the rest goes on
     events: bool = False  # someone takes events (NATS): tell registrations, X- headers
+    worker: int = 0  # which worker process of those sharing the port (workers.py)
 
 
 # -- what hangs off the transactions
@@ -694,7 +695,9 @@ class EdgePortCore:
         if ctx is None or ctx.tx.request.cseq.seq == request.cseq.seq:
             self._shift_cseq(ctx, request)
         outgoing = request.copy() if candidates else request
-        branch = f"{LOOP_MARK}{secrets.token_hex(6)}{_branch_hash(request)}"
+        # the worker's number, for a response that reaches another worker (workers.py)
+        worker = f"{self.settings.worker:02x}"
+        branch = f"{LOOP_MARK}{worker}{secrets.token_hex(5)}{_branch_hash(request)}"
         outgoing.add("Via", self._via(lp, destination, branch), first=True)
         if destination.transport.reliable:
             _frame_for_stream(outgoing)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sipgrid.api.types import MessageResponse, NetInterface, Processor, Transport
+from sipgrid.config import ConfigError
 from sipgrid.sip import ParseError, Request, Response, Target, host_of, is_ip
 
 from ..events import HANGUP_CAUSES, NatsEvents, events_from, iso_now
@@ -47,6 +48,7 @@ from .pages import WEB_DIR
 from .tls import client_context, server_context
 from .transports import Connection, StreamShell, UdpShell
 from .websocket import WebSocketShell
+from .workers import RECEIVED, TRANSMIT, Handoffs, WorkerPlace, owner
 
 log = logging.getLogger("sipgrid.edgeport")
 
@@ -108,6 +110,9 @@ class EdgePort:
         self._registered: set[NetInterface] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self.http: HttpEndpoint | None = None
+        # one of several worker processes on one port (SIPGRID_WORKERS): see workers.py
+        self.worker = WorkerPlace.parse(env.worker)
+        self._handoffs: Handoffs | None = None
 
     @property
     def stats(self) -> Counter[str]:
@@ -120,6 +125,11 @@ class EdgePort:
         port that the system picks, UDP and one stream transport (TCP, TLS, WS, WSS) on
         it, the other stream transports on ports of their own (read them back from
         ``listening_points``)."""
+        if self.worker is not None and any(not t.port for t in self.config.spec.transport):
+            raise ConfigError(
+                f"edgeport {self.ref}: field spec.transport.port: {self.worker.count} workers "
+                "share the SIP port: give every transport a port of its own (not 0)"
+            )
         for attempt in range(20):
             shared = 0
             stream_on_shared = False
@@ -128,6 +138,8 @@ class EdgePort:
                     host = t.bind_addr or self.config.spec.bind_addr
                     transport = Transport.parse(t.protocol)
                     stream = transport is not Transport.UDP
+                    if stream and self.worker is not None and self.worker.index != 0:
+                        continue  # connections are worker 0's
                     port = t.port or (0 if stream and stream_on_shared else shared)
                     bound = await self._listen(host, port, transport)
                     if not t.port:
@@ -159,6 +171,7 @@ class EdgePort:
                 requests_per_second=spec.limits.requests_per_second,
                 max_transactions=spec.limits.max_transactions,
                 events=self.events is not None,
+                worker=self.worker.index if self.worker is not None else 0,
             )
         )
         for flow in self._connections:
@@ -166,7 +179,7 @@ class EdgePort:
         watch_descriptors(asyncio.get_running_loop(), self._errors)
         if spec.limits.idle_timeout:
             self._sweeper = asyncio.ensure_future(self._sweep(spec.limits.idle_timeout))
-        if spec.http.bind_addr:
+        if spec.http.bind_addr and (self.worker is None or self.worker.index == 0):
             http_host, _, http_port = spec.http.bind_addr.rpartition(":")
             self.http = HttpEndpoint(
                 self, http_host.strip("[]") or "0.0.0.0", int(http_port), self.ready
@@ -174,6 +187,9 @@ class EdgePort:
             await self.http.start()
         if self.events is not None:
             await self.events.start()
+        if self.worker is not None:  # last: the supervisor takes it for "up"
+            self._handoffs = Handoffs(self.worker, self._handed)
+            self._handoffs.open()
 
     async def request(self, request: Request, destination: NetInterface) -> Response | None:
         """Send a request of our own (an OPTIONS probe) and wait for its final answer:
@@ -217,7 +233,11 @@ class EdgePort:
         loop = asyncio.get_running_loop()
         if transport is Transport.UDP:
             shell = UdpShell(self)
-            sock, _ = await loop.create_datagram_endpoint(lambda: shell, local_addr=(host, port))
+            sock, _ = await loop.create_datagram_endpoint(
+                lambda: shell,
+                local_addr=(host, port),
+                reuse_port=self.worker is not None,  # the workers share the port
+            )
             _grow_buffers(sock)
             self._udp_sockets.append(sock)
             bound = int(sock.get_extra_info("sockname")[1])
@@ -281,6 +301,8 @@ class EdgePort:
             )
 
     async def stop(self) -> None:
+        if self._handoffs is not None:
+            self._handoffs.close()
         await self._close_listeners()
         for connection in list(self._connections.values()):
             connection.close()
@@ -318,6 +340,8 @@ class EdgePort:
             self._activity[flow] = now
             if data[:9] == b"REGISTER ":
                 self._registered.add(flow)
+        if self._handoffs is not None and self._elsewhere(data, flow):
+            return
         self._run(self.core.receive_datagram(data, flow, now))
 
     def message_received(self, message: Request | Response, flow: NetInterface) -> None:
@@ -327,6 +351,8 @@ class EdgePort:
         self._activity[flow] = now
         if isinstance(message, Request) and message.method == "REGISTER":
             self._registered.add(flow)
+        if self._handoffs is not None and self._elsewhere(message.serialize(), flow):
+            return
         self._run(self.core.receive_message(message, flow, now))
 
     def stream_failed(self, error: ParseError, flow: NetInterface) -> None:
@@ -364,6 +390,26 @@ class EdgePort:
                 if now - self._activity.get(flow, now) > limit:
                     self._errors["idle_connections_closed"] += 1
                     connection.close()
+
+    # -- between workers
+
+    def _elsewhere(self, data: bytes, flow: NetInterface) -> bool:
+        """A message that another worker owns (workers.py): handed to that worker."""
+        assert self._handoffs is not None
+        place = self._handoffs.place
+        to = owner(data, place.count)
+        if to is None or to == place.index or to >= place.count:
+            return False  # ours, garbage, or a branch of no worker of ours (a stray)
+        if self._handoffs.send(to, RECEIVED, flow, data):
+            self._errors["handed_off"] += 1
+        return True
+
+    def _handed(self, kind: bytes, flow: NetInterface, data: bytes) -> None:
+        self._errors["handed_in"] += 1
+        if kind == RECEIVED and self.core is not None:
+            self._run(self.core.receive_datagram(data, flow, self._clock()))
+        elif kind == TRANSMIT:
+            self._transmit(Transmit(data, flow, flow))
 
     # -- carrying out the core's actions
 
@@ -453,6 +499,15 @@ class EdgePort:
             connection = self._connections.get(action.flow)
             if connection is not None and connection.send(action.data):
                 return
+            if (
+                connection is None
+                and self._handoffs is not None
+                and self._handoffs.place.index != 0
+                and action.flow.transport is not Transport.UDP
+                and self._handoffs.send(0, TRANSMIT, action.flow, action.data)
+            ):
+                self._errors["handed_off"] += 1
+                return  # worker 0 holds the connections
             if action.flow.transport is Transport.UDP:
                 if self._sendto(action.data, action.flow):
                     return

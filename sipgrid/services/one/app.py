@@ -11,10 +11,10 @@ from pathlib import Path
 import grpc
 
 from sipgrid.api.types import LocationService, Processor, Transport
-from sipgrid.config import load
+from sipgrid.config import ConfigError, load
 from sipgrid.services.apiserver.bans import DatabaseBans
 from sipgrid.services.apiserver.bindings import DatabaseBindings
-from sipgrid.services.apiserver.server import ApiServer, open_apiserver
+from sipgrid.services.apiserver.server import ApiServer, attach_apiserver, open_apiserver
 from sipgrid.services.connect.auth import Authenticator, NonceCounts, RedisNonceCounts
 from sipgrid.services.connect.context import ALLOW
 from sipgrid.services.connect.guard import Guard, GuardSettings
@@ -31,6 +31,7 @@ from sipgrid.services.connect.tokens import (
 from sipgrid.services.dispatcher.dispatcher import Dispatcher, DispatcherConfig, load_dispatcher
 from sipgrid.services.edgeport.config import load_edgeport
 from sipgrid.services.edgeport.server import EdgePort
+from sipgrid.services.edgeport.workers import WorkerPlace
 from sipgrid.services.events import events_from
 from sipgrid.services.grpc_servers import start_server
 from sipgrid.services.location.config import LocationConfig, redis_url
@@ -90,7 +91,7 @@ class AllInOne:
     edgeport: EdgePort
     api: ApiServer
     refresher: asyncio.Task[None]
-    location_server: grpc.aio.Server
+    location_server: grpc.aio.Server | None  # worker 0's alone, with workers
     guarding: asyncio.Task[None]
     persistent: PersistentLocation | None = None
     flushing: asyncio.Task[None] | None = None
@@ -129,7 +130,8 @@ class AllInOne:
             await self.persistent.flush()  # what changed in the last second
         await self.edgeport.stop()
         await self.api.stop()
-        await self.location_server.stop(grace=1.0)
+        if self.location_server is not None:
+            await self.location_server.stop(grace=1.0)
 
 
 async def build(
@@ -141,7 +143,18 @@ async def build(
     location_config = load(LocationConfig, location_path) if location_path.exists() else None
     redis = redis_url(location_config, env.redis_url, str(location_path))
     data = data_dir or env.data_dir
-    api = await open_apiserver(env, config_dir, data_dir=data)
+    # several workers on one port (SIPGRID_WORKERS): what is done once, worker 0 does
+    place = WorkerPlace.parse(env.worker)
+    first = place is None or place.index == 0
+    if place is not None and redis is None:
+        raise ConfigError(
+            f"{location_path}: field spec.cache.provider: {place.count} workers "
+            "(SIPGRID_WORKERS) share their bindings through Redis: it must be redis"
+        )
+    if first:
+        api = await open_apiserver(env, config_dir, data_dir=data)
+    else:
+        api = attach_apiserver(env, data)
     resources = StoreResources(api.store)
     location: LocationService
     counts: NonceCounts | None = None
@@ -162,7 +175,7 @@ async def build(
         balancer = Balancer(RedisTurns(shared.client))
     events = events_from(env)  # the EdgePort's, shared
     expiry = None
-    if events is not None:
+    if events is not None and first:
         location = expiry = ExpiryEvents(location, events)
         await expiry.watch_stored()
     # `sipgrid bans` sees and lifts bans
@@ -214,6 +227,8 @@ async def build(
     )
     # Location and the Registry's status on loopback too, for `sipgrid registrations list`
     # and `sipgrid trunks status`
+    if not first:  # probes, registrations and the Location port are worker 0's
+        return AllInOne(edgeport, api, refresher, None, guarding)
     location_server = await start_server(
         env.location_bind_addr,
         location=location,
@@ -261,5 +276,8 @@ async def run(config_dir: Path) -> None:
                 )
     points = ", ".join(str(lp) for lp in app.edgeport.listening_points)
     await until_stopped(
-        app.stop, f"SIP on {points}", lambda: app.edgeport.drain(settings.drain_seconds)
+        app.stop,
+        f"SIP on {points}",
+        lambda: app.edgeport.drain(settings.drain_seconds),
+        settings.worker,
     )

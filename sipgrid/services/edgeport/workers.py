@@ -1,0 +1,179 @@
+"""Worker processes sharing one SIP port (SO_REUSEPORT), and what passes between them.
+
+The kernel spreads UDP datagrams over the workers' sockets by a hash of the source and
+destination addresses. That alone would tie each peer to one worker (a trunk that
+carries most calls from one address would load one worker), and would not bring a
+response back to the worker that sent the request. So every message has an owner, and
+the worker that reads a message it does not own hands it to the owner:
+
+- a request belongs to the worker of its Call-ID (a CRC-32 of it, modulo the number of
+  workers), so a dialog's requests, retransmissions, ACKs and CANCELs from either side
+  meet in one worker, whatever address they come from;
+- a response belongs to the worker named in the branch of its top Via: each worker
+  writes its number there (two hex digits after ``z9hG4bKsg``);
+- connections are worker 0's: only it listens on the stream transports (TCP, TLS, WS,
+  WSS), and a message that must leave on a connection it holds is handed to it.
+
+Hand-offs go over Unix datagram sockets in Linux's abstract namespace (nothing on disk),
+named after the group, which the supervisor (``sipgrid.services.supervisor``) names once
+for all its workers. A hand-off that cannot be delivered is dropped, as a datagram would
+be: the sender's retransmission tries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import socket
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sipgrid.api.types import NetInterface
+
+from .core import LOOP_MARK
+
+log = logging.getLogger("sipgrid.edgeport")
+
+RECEIVED = b"R"  # a message that reached the wrong worker, for its owner to take in
+TRANSMIT = b"T"  # a message for worker 0 to send on a connection it holds
+MAX_HANDOFF = 262_144
+_FIRST_VIA = re.compile(rb"\r\n(?:via|v)[ \t]*:([^\r\n]*)", re.IGNORECASE)
+_BRANCH = re.compile(rb";[ \t]*branch[ \t]*=[ \t]*([^;, \t]*)", re.IGNORECASE)
+_CALL_ID = re.compile(rb"\r\n(?:call-id|i)[ \t]*:([^\r\n]*)", re.IGNORECASE)
+_OURS = re.compile(LOOP_MARK.encode() + rb"([0-9a-f]{2})")
+
+
+@dataclass(frozen=True)
+class WorkerPlace:
+    """Which worker this process is (``index``), of how many, in which group."""
+
+    index: int
+    count: int
+    group: str
+
+    @classmethod
+    def parse(cls, text: str) -> WorkerPlace | None:
+        """``index/count/group``, as the supervisor sets SIPGRID_WORKER; empty: no group."""
+        if not text:
+            return None
+        index, _, rest = text.partition("/")
+        count, _, group = rest.partition("/")
+        if not (index.isdigit() and count.isdigit() and group) or not (
+            0 <= int(index) < int(count) <= 255
+        ):
+            raise ValueError("not index/count/group, with 0 <= index < count <= 255")
+        return cls(int(index), int(count), group)
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}/{self.group}"
+
+    def address(self, index: int) -> bytes:
+        return f"\0{self.group}.{index}".encode()
+
+
+def branch_owner(data: bytes) -> int | None:
+    """The worker named in the branch of a response's top Via, read off the bytes on the
+    wire; None when that Via is not one of ours."""
+    via = _FIRST_VIA.search(data)
+    if via is None:
+        return None
+    # the line's first branch is the top Via's (more values may follow, comma-separated)
+    branch = _BRANCH.search(via.group(1))
+    ours = _OURS.match(branch.group(1)) if branch is not None else None
+    return int(ours.group(1), 16) if ours is not None else None
+
+
+def call_id_owner(data: bytes, count: int) -> int | None:
+    """The worker that takes a request of this Call-ID (a hash of it, the same in every
+    worker); None when the bytes have no Call-ID (garbage: whoever has it answers)."""
+    found = _CALL_ID.search(data)
+    if found is None:
+        return None
+    return zlib.crc32(found.group(1).strip()) % count
+
+
+def owner(data: bytes, count: int) -> int | None:
+    """Which worker a message on the wire is for: a response, the worker whose branch is
+    on it; a request, the worker of its Call-ID."""
+    if data[:8] == b"SIP/2.0 ":
+        return branch_owner(data)
+    return call_id_owner(data, count)
+
+
+def wire(kind: bytes, flow: NetInterface, data: bytes) -> bytes:
+    return kind + str(flow).encode() + b"\n" + data
+
+
+def unwire(packet: bytes) -> tuple[bytes, NetInterface, bytes]:
+    head, _, data = packet.partition(b"\n")
+    return head[:1], NetInterface.parse(head[1:].decode()), data
+
+
+class Handoffs:
+    """This worker's socket for hand-offs: what arrives goes to ``take`` (kind, flow,
+    message); ``send`` hands a message to another worker."""
+
+    def __init__(self, place: WorkerPlace, take: Callable[[bytes, NetInterface, bytes], None]):
+        self.place = place
+        self._take = take
+        self._socket: socket.socket | None = None
+        self.dropped = 0
+
+    def open(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
+        sock.bind(self.place.address(self.place.index))
+        sock.setblocking(False)
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)
+        self._socket = sock
+
+    def close(self) -> None:
+        if self._socket is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self._socket.fileno())
+            self._socket.close()
+            self._socket = None
+
+    def send(self, index: int, kind: bytes, flow: NetInterface, data: bytes) -> bool:
+        if self._socket is None:
+            return False
+        try:
+            self._socket.sendto(wire(kind, flow, data), self.place.address(index))
+        except OSError as error:  # that worker is gone, or its queue is full
+            self.dropped += 1
+            log.info("hand-off to worker %d failed: %s", index, error)
+            return False
+        return True
+
+    def _readable(self) -> None:
+        assert self._socket is not None
+        for _ in range(64):  # then let the loop serve the others
+            try:
+                packet = self._socket.recv(MAX_HANDOFF)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:
+                log.warning("hand-off socket: %s", error)
+                return
+            if not packet:  # the supervisor asking whether we are up
+                continue
+            try:
+                kind, flow, data = unwire(packet)
+            except ValueError:
+                log.warning("a hand-off that is not one: %r", packet[:40])
+                continue
+            self._take(kind, flow, data)
+
+
+def is_up(place: WorkerPlace, index: int) -> bool:
+    """Whether worker ``index`` of ``place``'s group has its hand-off socket open yet."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.sendto(b"", place.address(index))
+        except OSError:
+            return False
+    return True

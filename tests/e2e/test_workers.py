@@ -1,0 +1,146 @@
+"""SIPGRID_WORKERS: several all-in-one processes on one SIP port (SO_REUSEPORT), bindings
+shared through Redis, each message handed to the worker that owns it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+from sipgrid.services.supervisor import STEADY
+
+from . import scenarios
+from .harness import (
+    ROOT,
+    Sipgrid,
+    all_in_one,
+    distributed,
+    free_port,
+    run_sipp,
+    sipp_server,
+    wait_exit,
+    write_config,
+)
+
+CALLS = 12
+
+
+def events(url: str) -> dict[str, float]:
+    """The EdgePort's event counters on its metrics page."""
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        text = reply.read().decode()
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("sipgrid_edgeport_events_total{"):
+            name = line.split('event="', 1)[1].split('"', 1)[0]
+            found[name] = float(line.rsplit(" ", 1)[1])
+    return found
+
+
+def wait_for(sipgrid: Sipgrid, text: str, times: int = 1) -> None:
+    """Until the log holds ``text`` ``times`` times (the workers write theirs as the
+    supervisor says ready)."""
+    deadline = time.monotonic() + 30
+    while sipgrid.log_text().count(text) < times and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sipgrid.log_text().count(text) == times, sipgrid.log_text()[-3000:]
+
+
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def calls_through(sipgrid: Sipgrid, directory: Path, calls: int, name: str) -> None:
+    """1002 registered from a sipp UAS, then ``calls`` calls to it, each from a sipp of
+    its own. Each call belongs to the worker of its Call-ID, while the kernel gives each
+    datagram to a worker by its addresses: the workers hand each other requests and
+    answers, and every call must still complete."""
+    uas_xml = scenarios.uas("answer")
+    with sipp_server(directory, f"uas-{name}", uas_xml, extra=["-m", str(calls)]) as (port, uas):
+        registered = run_sipp(
+            directory,
+            f"register-{name}",
+            scenarios.register(200),
+            server_port=sipgrid.port,
+            user="1002",
+            keys={"contact_port": str(port)},
+        )
+        assert registered.ok, registered.output
+        for n in range(calls):
+            call = run_sipp(
+                directory, f"call-{name}-{n}", scenarios.call("caller"), server_port=sipgrid.port
+            )
+            assert call.ok, call.output + sipgrid.log_text()[-3000:]
+        assert wait_exit(uas) == 0
+
+
+def handed(http: int) -> float:
+    """Hand-offs that worker 0 made or took (it serves the metrics)."""
+    counted = events(f"http://127.0.0.1:{http}/metrics")
+    return counted.get("handed_off", 0) + counted.get("handed_in", 0)
+
+
+def test_two_workers_share_the_port_and_hand_each_other_responses(
+    tmp_path: Path, redis_url: str
+) -> None:
+    http = free_port()
+    spec = {"http": {"bindAddr": f"127.0.0.1:{http}"}, "localnets": ["127.0.0.1/8"]}
+    location = {"kind": "Location", "spec": {"cache": {"provider": "redis", "parameters": {}}}}
+    location["spec"]["cache"]["parameters"] = {"url": redis_url}  # type: ignore[index]
+    (tmp_path / "sipgrid").mkdir()
+    (tmp_path / "sipgrid" / "location.yaml").write_text(yaml.safe_dump(location))
+    env = {"SIPGRID_WORKERS": "2"}
+    with all_in_one(tmp_path / "sipgrid", edgeport=spec, env=env) as sipgrid:
+        up = time.monotonic()
+        wait_for(sipgrid, "worker 0 of 2 up")
+        wait_for(sipgrid, "worker 1 of 2 up")
+        assert len(children(sipgrid.processes[0].pid)) == 2
+        calls_through(sipgrid, tmp_path, CALLS, "first")
+        assert handed(http) > 0
+
+        # a worker that dies is started again, and the port serves on
+        time.sleep(max(0.0, STEADY - (time.monotonic() - up)))
+        os.kill(children(sipgrid.processes[0].pid)[1], signal.SIGKILL)
+        wait_for(sipgrid, "worker 1 of 2 up", times=2)
+        assert "worker 1 ended with exit code -9; starting it again" in sipgrid.log_text()
+        calls_through(sipgrid, tmp_path, 4, "again")
+        assert sipgrid.processes[0].poll() is None
+
+
+def test_the_distributed_edgeport_runs_as_two_workers(tmp_path: Path) -> None:
+    http = free_port()
+    spec = {"http": {"bindAddr": f"127.0.0.1:{http}"}, "localnets": ["127.0.0.1/8"]}
+    env = {"edgeport": {"SIPGRID_WORKERS": "2"}}
+    with distributed(tmp_path / "sipgrid", edgeport=spec, service_env=env) as sipgrid:
+        wait_for(sipgrid, "worker 0 of 2 up")
+        wait_for(sipgrid, "worker 1 of 2 up")
+        calls_through(sipgrid, tmp_path, CALLS, "distributed")
+        assert handed(http) > 0
+
+
+def test_workers_without_redis_stop_at_start_saying_why(tmp_path: Path) -> None:
+    write_config(tmp_path, free_port())
+    env = {
+        "SIPGRID_WORKERS": "2",
+        "SIPGRID_DATA_DIR": str(tmp_path / "data"),
+        "INTERNAL_BIND_ADDR": f"127.0.0.1:{free_port()}",
+        "EXTERNAL_BIND_ADDR": f"127.0.0.1:{free_port()}",
+        "LOCATION_BIND_ADDR": f"127.0.0.1:{free_port()}",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "sipgrid.cli", "run", "--config-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={**__import__("os").environ, **env},
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "location.yaml: field spec.cache.provider: 2 workers" in done.stderr, done.stderr
