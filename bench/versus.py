@@ -21,6 +21,8 @@ import json
 import os
 import shutil
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +42,8 @@ REG_SECONDS = int(os.environ.get("BENCH_REG_SECONDS", "10"))
 STEP_RATES = [int(r) for r in os.environ.get("BENCH_STEP_RATES", "200,300,400,500,600").split(",")]
 WORKER_COUNTS = [int(n) for n in os.environ.get("BENCH_WORKERS", "1,2").split(",") if n]
 WORKERS_REDIS = os.environ.get("SIPGRID_TEST_REDIS_URL", "redis://127.0.0.1:6379") + "/13"
+HELD_RATE = int(os.environ.get("BENCH_HELD_RATE", "200"))
+HOLD_SECONDS = int(os.environ.get("BENCH_HOLD_SECONDS", "10"))
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -76,16 +80,18 @@ def group(leader: int) -> list[int]:
     return found
 
 
-def rss_mb(pids: list[int]) -> float:
-    """Resident memory of these processes (VmRSS, summed), in MB."""
+def pss_mb(pids: list[int]) -> float:
+    """Memory of these processes, in MB: the proportional set size (Pss, summed), which
+    counts a page that several processes share once in all, not once in each (Kamailio's
+    processes share its memory pool)."""
     total = 0
     for pid in pids:
         try:
-            status = Path(f"/proc/{pid}/status").read_text()
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
         except OSError:
             continue
         total += next(
-            (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0
+            (int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Pss:")), 0
         )
     return round(total / 1024, 1)
 
@@ -93,7 +99,7 @@ def rss_mb(pids: list[int]) -> float:
 def measured(server: Server, run: Callable[[], tuple[int, int, float]]) -> dict[str, float]:
     pids = server.pids()
     before = cpu_seconds(pids)
-    memory = rss_mb(pids)
+    memory = pss_mb(pids)
     ok, failed, elapsed = run()
     spent = cpu_seconds(pids) - before
     return {
@@ -104,8 +110,39 @@ def measured(server: Server, run: Callable[[], tuple[int, int, float]]) -> dict[
         "cpu_ms_each": round(1000 * spent / ok, 3) if ok else float("nan"),
         # what the run left resident: calls in their last 32 s of transaction state,
         # and anything that should have been freed and was not
-        "rss_mb_before": memory,
-        "rss_mb_after": rss_mb(pids),
+        "pss_mb_before": memory,
+        "pss_mb_after": pss_mb(pids),
+    }
+
+
+HELD = CALL.replace(
+    '<pause milliseconds="1000"/>', f'<pause milliseconds="{HOLD_SECONDS * 1000}"/>'
+)
+
+
+def held_calls(server: Server, directory: Path) -> dict[str, float]:
+    """Memory (PSS) per call in progress: HELD_RATE calls/s for HOLD_SECONDS, each held
+    HOLD_SECONDS, so that about HELD_RATE * HOLD_SECONDS are up at once when it is read."""
+    total = HELD_RATE * HOLD_SECONDS
+    before = pss_mb(server.pids())
+    result: list[tuple[int, int, float]] = []
+    run = threading.Thread(
+        target=lambda: result.append(
+            _sipp(directory, "held", HELD, server.port, HELD_RATE, total, "1001", {}, [])
+        )
+    )
+    run.start()
+    time.sleep(HOLD_SECONDS + 0.5)  # every call placed, none hung up yet
+    during = pss_mb(server.pids())
+    run.join()
+    ok, failed, _ = result[0] if result else (0, -1, 0.0)
+    return {
+        "calls_up": total,
+        "successful": ok,
+        "failed": failed,
+        "pss_mb_before": before,
+        "pss_mb_during": during,
+        "kb_per_call_up": round(1024 * (during - before) / total, 1),
     }
 
 
@@ -125,6 +162,15 @@ def workloads(
         )
         print(f"  {server.name}: calls at {call_rate}/s: {found['calls']}", flush=True)
         if steps:
+            found["held_calls"] = held_calls(server, directory)
+            print(f"  {server.name}: calls held: {found['held_calls']}", flush=True)
+    # before the steps: the last step overloads the server, and what it leaves behind
+    # (transactions and their timers, for 32 s and more) would be counted here
+    for rate in REG_RATES if registers else []:
+        found[f"registers_{rate}"] = measured(server, registering(directory, server, rate))
+        print(f"  {server.name}: REGISTERs at {rate}/s: {found[f'registers_{rate}']}", flush=True)
+    if steps:
+        with callee(directory, server.port):
             best = 0
             for rate in STEP_RATES:
                 ok, failed, _ = _sipp(
@@ -143,9 +189,6 @@ def workloads(
                     break
                 best = rate
             found["highest_clean_call_rate"] = best
-    for rate in REG_RATES if registers else []:
-        found[f"registers_{rate}"] = measured(server, registering(directory, server, rate))
-        print(f"  {server.name}: REGISTERs at {rate}/s: {found[f'registers_{rate}']}", flush=True)
     return found
 
 
@@ -286,12 +329,28 @@ def table(report: dict[str, object]) -> str:
     }
     rows.append(("highest clean calls/s", str(best["kamailio"]), str(best["sipgrid"]), ""))
     resident = {
-        name: found["calls"].get("rss_mb_after", float("nan"))
+        name: found["calls"].get("pss_mb_after", float("nan"))
         if isinstance(found, dict) and isinstance(found.get("calls"), dict)
         else float("nan")
         for name, found in ((n, report.get(n)) for n in ("kamailio", "sipgrid"))
     }
-    rows.append(("RSS MB after the calls", f"{resident['kamailio']}", f"{resident['sipgrid']}", ""))
+    rows.append(
+        ("memory (PSS) MB after the calls", f"{resident['kamailio']}", f"{resident['sipgrid']}", "")
+    )
+    held = {
+        name: found["held_calls"].get("kb_per_call_up", float("nan"))
+        if isinstance(found, dict) and isinstance(found.get("held_calls"), dict)
+        else float("nan")
+        for name, found in ((n, report.get(n)) for n in ("kamailio", "sipgrid"))
+    }
+    rows.append(
+        (
+            f"memory (PSS) KB per call up ({HELD_RATE * HOLD_SECONDS} up)",
+            f"{held['kamailio']}",
+            f"{held['sipgrid']}",
+            "",
+        )
+    )
     d = _cpu(report, "distributed", "calls")
     k = _cpu(report, "kamailio", "calls")
     rows.append(

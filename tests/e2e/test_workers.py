@@ -57,18 +57,23 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
-def calls_through(sipgrid: Sipgrid, directory: Path, calls: int, name: str) -> None:
+def calls_through(
+    sipgrid: Sipgrid, directory: Path, calls: int, name: str, callee_transport: str = "udp"
+) -> None:
     """1002 registered from a sipp UAS, then ``calls`` calls to it, each from a sipp of
     its own. Each call belongs to the worker of its Call-ID, while the kernel gives each
     datagram to a worker by its addresses: the workers hand each other requests and
     answers, and every call must still complete."""
     uas_xml = scenarios.uas("answer")
-    with sipp_server(directory, f"uas-{name}", uas_xml, extra=["-m", str(calls)]) as (port, uas):
+    with sipp_server(
+        directory, f"uas-{name}", uas_xml, transport=callee_transport, extra=["-m", str(calls)]
+    ) as (port, uas):
         registered = run_sipp(
             directory,
             f"register-{name}",
             scenarios.register(200),
             server_port=sipgrid.port,
+            transport=callee_transport,
             user="1002",
             keys={"contact_port": str(port)},
         )
@@ -79,6 +84,15 @@ def calls_through(sipgrid: Sipgrid, directory: Path, calls: int, name: str) -> N
             )
             assert call.ok, call.output + sipgrid.log_text()[-3000:]
         assert wait_exit(uas) == 0
+
+
+def redis_location(config_dir: Path, url: str) -> None:
+    """location.yaml with the bindings in Redis, as more than one worker needs."""
+    config_dir.mkdir(parents=True, exist_ok=True)
+    cache = {"provider": "redis", "parameters": {"url": url}}
+    (config_dir / "location.yaml").write_text(
+        yaml.safe_dump({"kind": "Location", "spec": {"cache": cache}})
+    )
 
 
 def handed(http: int) -> float:
@@ -92,10 +106,7 @@ def test_two_workers_share_the_port_and_hand_each_other_responses(
 ) -> None:
     http = free_port()
     spec = {"http": {"bindAddr": f"127.0.0.1:{http}"}, "localnets": ["127.0.0.1/8"]}
-    location = {"kind": "Location", "spec": {"cache": {"provider": "redis", "parameters": {}}}}
-    location["spec"]["cache"]["parameters"] = {"url": redis_url}  # type: ignore[index]
-    (tmp_path / "sipgrid").mkdir()
-    (tmp_path / "sipgrid" / "location.yaml").write_text(yaml.safe_dump(location))
+    redis_location(tmp_path / "sipgrid", redis_url)
     env = {"SIPGRID_WORKERS": "2"}
     with all_in_one(tmp_path / "sipgrid", edgeport=spec, env=env) as sipgrid:
         up = time.monotonic()
@@ -112,6 +123,25 @@ def test_two_workers_share_the_port_and_hand_each_other_responses(
         assert "worker 1 ended with exit code -9; starting it again" in sipgrid.log_text()
         calls_through(sipgrid, tmp_path, 4, "again")
         assert sipgrid.processes[0].poll() is None
+
+
+def test_a_callee_on_tcp_is_reached_through_worker_0_from_every_worker(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """The callee registers over TCP, so its connection is worker 0's: a call owned by
+    worker 1 leaves through worker 0 (TRANSMIT), and the answers that come back on that
+    connection go to worker 1."""
+    http = free_port()
+    spec = {"http": {"bindAddr": f"127.0.0.1:{http}"}, "localnets": ["127.0.0.1/8"]}
+    redis_location(tmp_path / "sipgrid", redis_url)
+    env = {"SIPGRID_WORKERS": "2"}
+    with all_in_one(tmp_path / "sipgrid", edgeport=spec, env=env) as sipgrid:
+        wait_for(sipgrid, "worker 1 of 2 up")
+        calls_through(sipgrid, tmp_path, CALLS, "tcp", callee_transport="tcp")
+        counted = events(f"http://127.0.0.1:{http}/metrics")
+        # worker 0 took the INVITEs and ACKs and BYEs of worker 1's calls to send on
+        assert counted.get("handed_in", 0) >= 3, counted
+        assert counted.get("handed_off", 0) >= 3, counted  # and gave back the answers
 
 
 def test_the_distributed_edgeport_runs_as_two_workers(tmp_path: Path) -> None:

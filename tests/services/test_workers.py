@@ -8,6 +8,7 @@ import pytest
 from sipgrid.api.types import NetInterface, Transport
 from sipgrid.services.edgeport.workers import (
     RECEIVED,
+    TRANSMIT,
     WorkerPlace,
     branch_owner,
     call_id_owner,
@@ -45,10 +46,12 @@ def test_the_owner_of_a_response_is_in_its_top_via(vias: list[str], owner: int |
     assert branch_owner(response(*vias)) == owner
 
 
-def test_a_hand_off_keeps_the_flow_and_every_byte() -> None:
+def test_a_hand_off_keeps_the_addresses_and_every_byte() -> None:
     flow = NetInterface("2001:db8::1", 5070, Transport.TCP)
+    to = NetInterface("192.0.2.7", 5061, Transport.TLS)
     data = response("Via: SIP/2.0/TCP h;branch=z9hG4bKsg00") + b"\n\x00body"
-    assert unwire(wire(RECEIVED, flow, data)) == (RECEIVED, flow, data)
+    assert unwire(wire(RECEIVED, [flow], data)) == (RECEIVED, [flow], data)
+    assert unwire(wire(TRANSMIT, [to, flow], data)) == (TRANSMIT, [to, flow], data)
 
 
 @pytest.mark.parametrize("text", ["1", "2/2/g", "0/1/", "a/2/g", "0/0/g", "0/256/g"])

@@ -139,7 +139,11 @@ class EdgePort:
                     transport = Transport.parse(t.protocol)
                     stream = transport is not Transport.UDP
                     if stream and self.worker is not None and self.worker.index != 0:
-                        continue  # connections are worker 0's
+                        # connections are worker 0's; this worker still names the point
+                        # in the Vias and Record-Routes of what it hands worker 0 to send
+                        lp = NetInterface(_advertised(host), t.port, transport)
+                        self.listening_points.append(lp)
+                        continue
                     port = t.port or (0 if stream and stream_on_shared else shared)
                     bound = await self._listen(host, port, transport)
                     if not t.port:
@@ -400,16 +404,31 @@ class EdgePort:
         to = owner(data, place.count)
         if to is None or to == place.index or to >= place.count:
             return False  # ours, garbage, or a branch of no worker of ours (a stray)
-        if self._handoffs.send(to, RECEIVED, flow, data):
+        if self._handoffs.send(to, RECEIVED, [flow], data):
             self._errors["handed_off"] += 1
         return True
 
-    def _handed(self, kind: bytes, flow: NetInterface, data: bytes) -> None:
+    def _handed(self, kind: bytes, where: list[NetInterface], data: bytes) -> None:
         self._errors["handed_in"] += 1
         if kind == RECEIVED and self.core is not None:
-            self._run(self.core.receive_datagram(data, flow, self._clock()))
+            self._run(self.core.receive_datagram(data, where[0], self._clock()))
         elif kind == TRANSMIT:
-            self._transmit(Transmit(data, flow, flow))
+            self._transmit(Transmit(data, where[0], where[1] if len(where) > 1 else None))
+
+    def _hand_to_worker_0(self, action: Transmit) -> bool:
+        """Connections are worker 0's: what another worker would send on one (on a flow
+        or to a stream destination) is handed to worker 0. A failure there is not told
+        back: the transaction times out instead."""
+        handoffs = self._handoffs
+        if handoffs is None or handoffs.place.index == 0:
+            return False
+        way = action.flow or action.destination
+        if way.transport is Transport.UDP:
+            return False
+        where = [action.destination, *([action.flow] if action.flow is not None else [])]
+        if handoffs.send(0, TRANSMIT, where, action.data):
+            self._errors["handed_off"] += 1
+        return True
 
     # -- carrying out the core's actions
 
@@ -495,19 +514,12 @@ class EdgePort:
             )
 
     def _transmit(self, action: Transmit) -> None:
+        if self._hand_to_worker_0(action):
+            return
         if action.flow is not None:
             connection = self._connections.get(action.flow)
             if connection is not None and connection.send(action.data):
                 return
-            if (
-                connection is None
-                and self._handoffs is not None
-                and self._handoffs.place.index != 0
-                and action.flow.transport is not Transport.UDP
-                and self._handoffs.send(0, TRANSMIT, action.flow, action.data)
-            ):
-                self._errors["handed_off"] += 1
-                return  # worker 0 holds the connections
             if action.flow.transport is Transport.UDP:
                 if self._sendto(action.data, action.flow):
                     return

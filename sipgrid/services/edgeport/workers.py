@@ -37,8 +37,8 @@ from .core import LOOP_MARK
 
 log = logging.getLogger("sipgrid.edgeport")
 
-RECEIVED = b"R"  # a message that reached the wrong worker, for its owner to take in
-TRANSMIT = b"T"  # a message for worker 0 to send on a connection it holds
+RECEIVED = b"R"  # a message that reached the wrong worker, for its owner: [the flow it came on]
+TRANSMIT = b"T"  # a message for worker 0 to send: [destination] or [destination, flow]
 MAX_HANDOFF = 262_144
 _FIRST_VIA = re.compile(rb"\r\n(?:via|v)[ \t]*:([^\r\n]*)", re.IGNORECASE)
 _BRANCH = re.compile(rb";[ \t]*branch[ \t]*=[ \t]*([^;, \t]*)", re.IGNORECASE)
@@ -103,20 +103,22 @@ def owner(data: bytes, count: int) -> int | None:
     return call_id_owner(data, count)
 
 
-def wire(kind: bytes, flow: NetInterface, data: bytes) -> bytes:
-    return kind + str(flow).encode() + b"\n" + data
+def wire(kind: bytes, where: list[NetInterface], data: bytes) -> bytes:
+    return kind + " ".join(str(w) for w in where).encode() + b"\n" + data
 
 
-def unwire(packet: bytes) -> tuple[bytes, NetInterface, bytes]:
+def unwire(packet: bytes) -> tuple[bytes, list[NetInterface], bytes]:
     head, _, data = packet.partition(b"\n")
-    return head[:1], NetInterface.parse(head[1:].decode()), data
+    return head[:1], [NetInterface.parse(w) for w in head[1:].decode().split(" ")], data
 
 
 class Handoffs:
-    """This worker's socket for hand-offs: what arrives goes to ``take`` (kind, flow,
+    """This worker's socket for hand-offs: what arrives goes to ``take`` (kind, addresses,
     message); ``send`` hands a message to another worker."""
 
-    def __init__(self, place: WorkerPlace, take: Callable[[bytes, NetInterface, bytes], None]):
+    def __init__(
+        self, place: WorkerPlace, take: Callable[[bytes, list[NetInterface], bytes], None]
+    ) -> None:
         self.place = place
         self._take = take
         self._socket: socket.socket | None = None
@@ -138,11 +140,11 @@ class Handoffs:
             self._socket.close()
             self._socket = None
 
-    def send(self, index: int, kind: bytes, flow: NetInterface, data: bytes) -> bool:
+    def send(self, index: int, kind: bytes, where: list[NetInterface], data: bytes) -> bool:
         if self._socket is None:
             return False
         try:
-            self._socket.sendto(wire(kind, flow, data), self.place.address(index))
+            self._socket.sendto(wire(kind, where, data), self.place.address(index))
         except OSError as error:  # that worker is gone, or its queue is full
             self.dropped += 1
             log.info("hand-off to worker %d failed: %s", index, error)
@@ -162,11 +164,11 @@ class Handoffs:
             if not packet:  # the supervisor asking whether we are up
                 continue
             try:
-                kind, flow, data = unwire(packet)
+                kind, where, data = unwire(packet)
             except ValueError:
                 log.warning("a hand-off that is not one: %r", packet[:40])
                 continue
-            self._take(kind, flow, data)
+            self._take(kind, where, data)
 
 
 def is_up(place: WorkerPlace, index: int) -> bool:
