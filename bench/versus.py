@@ -44,6 +44,7 @@ WORKER_COUNTS = [int(n) for n in os.environ.get("BENCH_WORKERS", "1,2").split(",
 WORKERS_REDIS = os.environ.get("SIPGRID_TEST_REDIS_URL", "redis://127.0.0.1:6379") + "/13"
 HELD_RATE = int(os.environ.get("BENCH_HELD_RATE", "200"))
 HOLD_SECONDS = int(os.environ.get("BENCH_HOLD_SECONDS", "10"))
+TIMER_J = 32  # seconds that a transaction's state stays after its end (64 * T1)
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -155,15 +156,16 @@ def workloads(
 ) -> dict[str, object]:
     found: dict[str, object] = {}
     with callee(directory, server.port):
+        if steps:  # on the fresh server; then 32 s for what the calls leave to run out
+            found["held_calls"] = held_calls(server, directory)
+            print(f"  {server.name}: calls held: {found['held_calls']}", flush=True)
+            time.sleep(TIMER_J + 3)
         total = call_rate * SECONDS
         found["calls"] = measured(
             server,
             lambda: _sipp(directory, "calls", CALL, server.port, call_rate, total, "1001", {}, []),
         )
         print(f"  {server.name}: calls at {call_rate}/s: {found['calls']}", flush=True)
-        if steps:
-            found["held_calls"] = held_calls(server, directory)
-            print(f"  {server.name}: calls held: {found['held_calls']}", flush=True)
     # before the steps: the last step overloads the server, and what it leaves behind
     # (transactions and their timers, for 32 s and more) would be counted here
     for rate in REG_RATES if registers else []:
