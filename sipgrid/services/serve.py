@@ -38,10 +38,10 @@ async def until_stopped(
     worker: str = "",
 ) -> None:
     """Announce readiness, wait for SIGINT or SIGTERM, drain, then stop (a second
-    signal stops at once). A worker (index/count/group) says so: its supervisor says
+    signal stops at once). A worker (SIPGRID_WORKER) says so: its supervisor says
     "ready" once all are up."""
     if worker:
-        index, count, _ = worker.split("/", 2)
+        index, count, _ = worker.split("/", 2)  # the rest: its hand-off socket and ports
         print(f"sipgrid: worker {index} of {count} up; {banner}", flush=True)
     else:
         print(f"sipgrid: ready; {banner}", flush=True)

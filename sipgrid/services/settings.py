@@ -79,7 +79,7 @@ class Settings(BaseModel):
     drain_seconds: float = Field(10.0, ge=0, le=3600, validation_alias="SIPGRID_DRAIN_SECONDS")
     # `sipgrid run` and `sipgrid serve edgeport` as this many processes on one SIP port
     workers: int = Field(1, ge=1, le=64, validation_alias="SIPGRID_WORKERS")
-    # set by the supervisor for each of its workers: index/count/group
+    # set by the supervisor for each of its workers: index/count/fd/ports (workers.py)
     worker: str = Field("", validation_alias="SIPGRID_WORKER")
     database_url: str = Field("", validation_alias="DATABASE_URL")
     redis_url: str = Field("", validation_alias="REDIS_URL")
@@ -169,7 +169,7 @@ class Settings(BaseModel):
     def _worker(cls, value: str) -> str:
         from .edgeport.workers import WorkerPlace
 
-        WorkerPlace.parse(value)  # ValueError when it is not index/count/group
+        WorkerPlace.parse(value)  # ValueError when it is not index/count/fd/ports
         return value
 
     @field_validator("localnets")

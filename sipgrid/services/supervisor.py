@@ -1,12 +1,13 @@
 """SIPGRID_WORKERS=N: N processes of one service (``sipgrid run`` or ``sipgrid serve
 edgeport``) on one SIP port, started and stopped together.
 
-Each worker is the same command with SIPGRID_WORKER=index/count/group set; how they share
-the port and hand messages to each other is in ``edgeport/workers.py``. Worker 0 starts
+Each worker is the same command with SIPGRID_WORKER set (its number, how many, its
+hand-off socket, every worker's hand-off port); how they share the port and hand messages
+to each other is in ``edgeport/workers.py``. The supervisor opens the hand-off sockets
+once and keeps them, so that a worker started again gets its port back. Worker 0 starts
 first and alone: it migrates the database, makes the key files and applies the resource
 files, and only it serves the APIs, the metrics, the Location port and the trunks'
-registrations. The others start once it is up (its hand-off socket open), and read the same
-store. The supervisor gives every worker one nonce key (unless SIPGRID_NONCE_KEY is set), so
+registrations. The others start once it says it serves, and read the same store. The supervisor gives every worker one nonce key (unless SIPGRID_NONCE_KEY is set), so
 that a nonce or a Record-Route signature made by one worker holds in another.
 
 A signal to the supervisor goes to every worker (each drains its calls). A worker that
@@ -20,12 +21,13 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
 from types import FrameType
 
-from .edgeport.workers import WorkerPlace, is_up
+from .edgeport.workers import UP, WorkerPlace, handoff_socket
 from .settings import Settings
 
 START_TIMEOUT = 60.0  # seconds for one worker to open its hand-off socket
@@ -36,7 +38,10 @@ STEADY = 5.0  # seconds: a worker that ends sooner after its start stops them al
 def supervise(settings: Settings, args: list[str]) -> int:
     """Run ``sipgrid <args>`` as settings.workers workers; the exit code to end with."""
     count = settings.workers
-    group = f"sipgrid-{os.getpid()}"
+    sockets = [handoff_socket() for _ in range(count + 1)]  # each worker's, then ours
+    ports = tuple(sock.getsockname()[1] for sock in sockets)
+    control = sockets[count]
+    control.settimeout(POLL)
     env = dict(os.environ)
     if not settings.nonce_key:
         env["SIPGRID_NONCE_KEY"] = secrets.token_hex(32)
@@ -54,15 +59,16 @@ def supervise(settings: Settings, args: list[str]) -> int:
     signal.signal(signal.SIGTERM, stop)
 
     def start(index: int) -> subprocess.Popen[bytes]:
-        place = WorkerPlace(index, count, group)
+        place = WorkerPlace(index, count, sockets[index].fileno(), ports)
         return subprocess.Popen(
             [sys.executable, "-m", "sipgrid.cli", *args],
             env={**env, "SIPGRID_WORKER": str(place)},
+            pass_fds=(place.fd,),
         )
 
     for index in range(count):
         workers.append(start(index))
-        if not _came_up(WorkerPlace(index, count, group), workers[-1]) or stopping:
+        if not _came_up(control, ports[index], index, workers[-1]) or stopping:
             return _end(workers, workers[-1], index, stopping)
     print(f"sipgrid: ready; {count} workers share the SIP port", flush=True)
     started = [time.monotonic()] * count
@@ -82,15 +88,21 @@ def supervise(settings: Settings, args: list[str]) -> int:
         time.sleep(POLL)
 
 
-def _came_up(place: WorkerPlace, worker: subprocess.Popen[bytes]) -> bool:
+def _came_up(
+    control: socket.socket, port: int, index: int, worker: subprocess.Popen[bytes]
+) -> bool:
+    """Wait for the worker to say it serves (UP, from its hand-off port)."""
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
-        if is_up(place, place.index):
+        try:
+            said, sender = control.recvfrom(64)
+        except TimeoutError:
+            said, sender = b"", ("", 0)
+        if said == UP and sender[1] == port:
             return True
         if worker.poll() is not None:
             return False
-        time.sleep(POLL)
-    print(f"sipgrid: worker {place.index} did not start in {START_TIMEOUT:.0f} s", file=sys.stderr)
+    print(f"sipgrid: worker {index} did not start in {START_TIMEOUT:.0f} s", file=sys.stderr)
     return False
 
 

@@ -54,17 +54,30 @@ def test_a_hand_off_keeps_the_addresses_and_every_byte() -> None:
     assert unwire(wire(TRANSMIT, [to, flow], data)) == (TRANSMIT, [to, flow], data)
 
 
-@pytest.mark.parametrize("text", ["1", "2/2/g", "0/1/", "a/2/g", "0/0/g", "0/256/g"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1",
+        "2/2/5/1,2,3",
+        "0/1/5/",
+        "a/2/5/1,2,3",
+        "0/0/5/1",
+        "0/256/5/1",
+        "0/2/5/1,2",
+        "0/2/x/1,2,3",
+    ],
+)
 def test_a_bad_worker_place_is_refused(text: str) -> None:
     with pytest.raises(ValueError):
         WorkerPlace.parse(text)
 
 
 def test_a_worker_place_reads_back() -> None:
-    place = WorkerPlace.parse("1/4/sipgrid-77")
-    assert place == WorkerPlace(1, 4, "sipgrid-77")
-    assert str(place) == "1/4/sipgrid-77"
-    assert place.address(2) == b"\0sipgrid-77.2"
+    place = WorkerPlace.parse("1/2/7/4001,4002,4003")
+    assert place == WorkerPlace(1, 2, 7, (4001, 4002, 4003))
+    assert str(place) == "1/2/7/4001,4002,4003"
+    assert place.address(0) == ("127.0.0.1", 4001)
+    assert place.address(2) == ("127.0.0.1", 4003)  # the supervisor's
     assert WorkerPlace.parse("") is None
 
 

@@ -14,10 +14,13 @@ the worker that reads a message it does not own hands it to the owner:
 - connections are worker 0's: only it listens on the stream transports (TCP, TLS, WS,
   WSS), and a message that must leave on a connection it holds is handed to it.
 
-Hand-offs go over Unix datagram sockets in Linux's abstract namespace (nothing on disk),
-named after the group, which the supervisor (``sipgrid.services.supervisor``) names once
-for all its workers. A hand-off that cannot be delivered is dropped, as a datagram would
-be: the sender's retransmission tries again.
+Hand-offs go as UDP datagrams on 127.0.0.1, between sockets that the supervisor
+(``sipgrid.services.supervisor``) opens once and hands each worker (the same socket again
+to a worker it restarts); a worker takes hand-offs only from the other workers' ports. (Not
+Unix datagram sockets: Linux queues at most net.unix.max_dgram_qlen, 10, datagrams for a
+receiver, and a busy worker would lose hand-offs; a UDP socket queues up to its buffer.) A
+hand-off that cannot be delivered is dropped, as a datagram would be: the sender's
+retransmission tries again.
 """
 
 from __future__ import annotations
@@ -39,7 +42,10 @@ log = logging.getLogger("sipgrid.edgeport")
 
 RECEIVED = b"R"  # a message that reached the wrong worker, for its owner: [the flow it came on]
 TRANSMIT = b"T"  # a message for worker 0 to send: [destination] or [destination, flow]
-MAX_HANDOFF = 262_144
+MAX_HANDOFF = 65_535
+LOOPBACK = "127.0.0.1"
+BUFFER = 4 * 1024 * 1024  # bytes queued for a busy worker (capped by net.core.rmem_max)
+UP = b"up"  # a worker to the supervisor, once it serves
 _FIRST_VIA = re.compile(rb"\r\n(?:via|v)[ \t]*:([^\r\n]*)", re.IGNORECASE)
 _BRANCH = re.compile(rb";[ \t]*branch[ \t]*=[ \t]*([^;, \t]*)", re.IGNORECASE)
 _CALL_ID = re.compile(rb"\r\n(?:call-id|i)[ \t]*:([^\r\n]*)", re.IGNORECASE)
@@ -48,30 +54,49 @@ _OURS = re.compile(LOOP_MARK.encode() + rb"([0-9a-f]{2})")
 
 @dataclass(frozen=True)
 class WorkerPlace:
-    """Which worker this process is (``index``), of how many, in which group."""
+    """Which worker this process is (``index``) of how many, the descriptor of its
+    hand-off socket, and the hand-off port of every worker on 127.0.0.1, then the
+    supervisor's."""
 
     index: int
     count: int
-    group: str
+    fd: int
+    ports: tuple[int, ...]
 
     @classmethod
     def parse(cls, text: str) -> WorkerPlace | None:
-        """``index/count/group``, as the supervisor sets SIPGRID_WORKER; empty: no group."""
+        """``index/count/fd/port,port,...``, as the supervisor sets SIPGRID_WORKER (count
+        + 1 ports); empty: not a worker."""
         if not text:
             return None
-        index, _, rest = text.partition("/")
-        count, _, group = rest.partition("/")
-        if not (index.isdigit() and count.isdigit() and group) or not (
-            0 <= int(index) < int(count) <= 255
-        ):
-            raise ValueError("not index/count/group, with 0 <= index < count <= 255")
-        return cls(int(index), int(count), group)
+        parts = text.split("/")
+        ports = parts[3].split(",") if len(parts) == 4 else []
+        numbers = [*parts[:3], *ports]
+        if not ports or not all(n.isdigit() for n in numbers):
+            raise ValueError("not index/count/fd/port,port,...")
+        index, count, fd = (int(n) for n in parts[:3])
+        place = cls(index, count, fd, tuple(int(p) for p in ports))
+        if not 0 <= index < count <= 255 or len(place.ports) != count + 1:
+            raise ValueError(
+                "not index/count/fd/ports with 0 <= index < count <= 255 and count + 1 ports"
+            )
+        return place
 
     def __str__(self) -> str:
-        return f"{self.index}/{self.count}/{self.group}"
+        return f"{self.index}/{self.count}/{self.fd}/{','.join(map(str, self.ports))}"
 
-    def address(self, index: int) -> bytes:
-        return f"\0{self.group}.{index}".encode()
+    def address(self, index: int) -> tuple[str, int]:
+        """Where worker ``index`` takes hand-offs (``count``: the supervisor)."""
+        return (LOOPBACK, self.ports[index])
+
+
+def handoff_socket() -> socket.socket:
+    """A hand-off socket on a free port of 127.0.0.1 (the supervisor opens one per worker)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((LOOPBACK, 0))
+    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        sock.setsockopt(socket.SOL_SOCKET, option, BUFFER)
+    return sock
 
 
 def branch_owner(data: bytes) -> int | None:
@@ -122,16 +147,18 @@ class Handoffs:
         self.place = place
         self._take = take
         self._socket: socket.socket | None = None
+        self._peers: set[tuple[str, int]] = set()
         self.dropped = 0
 
     def open(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
-        sock.bind(self.place.address(self.place.index))
+        """Take the socket the supervisor handed down, and tell it this worker serves."""
+        sock = socket.socket(fileno=self.place.fd)
         sock.setblocking(False)
         asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)
         self._socket = sock
+        self._peers = {self.place.address(i) for i in range(self.place.count)}
+        with contextlib.suppress(OSError):
+            sock.sendto(UP, self.place.address(self.place.count))
 
     def close(self) -> None:
         if self._socket is not None:
@@ -155,13 +182,14 @@ class Handoffs:
         assert self._socket is not None
         for _ in range(64):  # then let the loop serve the others
             try:
-                packet = self._socket.recv(MAX_HANDOFF)
+                packet, sender = self._socket.recvfrom(MAX_HANDOFF)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as error:
                 log.warning("hand-off socket: %s", error)
                 return
-            if not packet:  # the supervisor asking whether we are up
+            if sender not in self._peers:  # not from a worker of ours: not taken
+                log.warning("a hand-off from %s, not a worker: dropped", sender)
                 continue
             try:
                 kind, where, data = unwire(packet)
@@ -169,13 +197,3 @@ class Handoffs:
                 log.warning("a hand-off that is not one: %r", packet[:40])
                 continue
             self._take(kind, where, data)
-
-
-def is_up(place: WorkerPlace, index: int) -> bool:
-    """Whether worker ``index`` of ``place``'s group has its hand-off socket open yet."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.sendto(b"", place.address(index))
-        except OSError:
-            return False
-    return True
