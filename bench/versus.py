@@ -303,6 +303,13 @@ def _cpu(report: dict[str, object], server: str, key: str) -> float:
     return float(found[key]["cpu_ms_each"])
 
 
+def _figure(report: dict[str, object], server: str, run: str, key: str) -> str:
+    found = report.get(server)
+    if not isinstance(found, dict) or not isinstance(found.get(run), dict):
+        return "nan"
+    return str(found[run].get(key, "nan"))
+
+
 def ratios(report: dict[str, object]) -> dict[str, float]:
     keys = ["calls", *(f"registers_{rate}" for rate in REG_RATES)]
     found = {
@@ -330,29 +337,17 @@ def table(report: dict[str, object]) -> str:
         for name, found in ((n, report.get(n)) for n in ("kamailio", "sipgrid"))
     }
     rows.append(("highest clean calls/s", str(best["kamailio"]), str(best["sipgrid"]), ""))
-    resident = {
-        name: found["calls"].get("pss_mb_after", float("nan"))
-        if isinstance(found, dict) and isinstance(found.get("calls"), dict)
-        else float("nan")
-        for name, found in ((n, report.get(n)) for n in ("kamailio", "sipgrid"))
-    }
-    rows.append(
-        ("memory (PSS) MB after the calls", f"{resident['kamailio']}", f"{resident['sipgrid']}", "")
-    )
-    held = {
-        name: found["held_calls"].get("kb_per_call_up", float("nan"))
-        if isinstance(found, dict) and isinstance(found.get("held_calls"), dict)
-        else float("nan")
-        for name, found in ((n, report.get(n)) for n in ("kamailio", "sipgrid"))
-    }
-    rows.append(
+    for label, run, key in (
+        ("memory (PSS) MB after the calls", "calls", "pss_mb_after"),
         (
             f"memory (PSS) KB per call up ({HELD_RATE * HOLD_SECONDS} up)",
-            f"{held['kamailio']}",
-            f"{held['sipgrid']}",
-            "",
+            "held_calls",
+            "kb_per_call_up",
+        ),
+    ):
+        rows.append(
+            (label, _figure(report, "kamailio", run, key), _figure(report, "sipgrid", run, key), "")
         )
-    )
     d = _cpu(report, "distributed", "calls")
     k = _cpu(report, "kamailio", "calls")
     rows.append(

@@ -526,15 +526,23 @@ def run_sipp(
     return SippResult(completed.returncode, output)
 
 
-def register_agent(directory: Path, sipgrid: Sipgrid, port: int, user: str = "1001") -> None:
-    """The sipp UAS on ``port`` registered as ``user`` (with digest)."""
+def register_agent(
+    directory: Path,
+    sipgrid: Sipgrid,
+    port: int,
+    user: str = "1001",
+    transport: str = "udp",
+    name: str = "",
+) -> None:
+    """The sipp UAS on ``port`` registered as ``user`` (with digest) over ``transport``."""
     from . import scenarios
 
     registered = run_sipp(
         directory,
-        f"register-{user}",
+        name or f"register-{user}",
         scenarios.register(200),
         server_port=sipgrid.port,
+        transport=transport,
         user=user,
         keys={"contact_port": str(port)},
     )

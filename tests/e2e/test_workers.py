@@ -22,6 +22,7 @@ from .harness import (
     all_in_one,
     distributed,
     free_port,
+    register_agent,
     run_sipp,
     sipp_server,
     wait_exit,
@@ -68,16 +69,7 @@ def calls_through(
     with sipp_server(
         directory, f"uas-{name}", uas_xml, transport=callee_transport, extra=["-m", str(calls)]
     ) as (port, uas):
-        registered = run_sipp(
-            directory,
-            f"register-{name}",
-            scenarios.register(200),
-            server_port=sipgrid.port,
-            transport=callee_transport,
-            user="1002",
-            keys={"contact_port": str(port)},
-        )
-        assert registered.ok, registered.output
+        register_agent(directory, sipgrid, port, "1002", callee_transport, f"register-{name}")
         for n in range(calls):
             call = run_sipp(
                 directory, f"call-{name}-{n}", scenarios.call("caller"), server_port=sipgrid.port
