@@ -716,3 +716,47 @@ def test_stopped_timers_do_not_keep_finished_calls_alive() -> None:
     wire.advance(64)  # every transaction has ended; Timer C's entries would last 180 s
     assert wire.core.transactions == (0, 0)
     assert len(wire.core._timers) < COMPACT_FIRST
+
+
+def to_phone_on(flow: NetInterface, contact: NetInterface) -> Answer:
+    """A processor that sends every request to a phone registered over ``flow`` (the
+    connection) with ``contact`` in its Contact."""
+    return lambda request: MessageResponse(request.message, destination=contact, target_flow=flow)
+
+
+def test_a_worker_sends_on_worker_0s_connection_not_to_the_contact() -> None:
+    """Worker 1 of several never sees a connection open (they are worker 0's): a request
+    for a phone registered over TCP must still go on that connection, which worker 0 holds,
+    not to the phone's Contact (behind NAT, or a WebSocket's .invalid host)."""
+    contact = NetInterface("192.0.2.9", 5060, Transport.TCP)
+    alone = Wire(to_phone_on(TCP_CALLER, contact))
+    alone.feed(invite())
+    sent = [t for t in alone.take() if t.data.startswith(b"INVITE")]
+    assert [(t.flow, t.destination) for t in sent] == [(None, contact)]  # the flow is closed
+
+    worker = Wire(to_phone_on(TCP_CALLER, contact), worker=1, connections_elsewhere=True)
+    worker.feed(invite())
+    sent = [t for t in worker.take() if t.data.startswith(b"INVITE")]
+    # on the flow while worker 0 has it open, else to the Contact, as worker 0 alone would
+    assert [(t.flow, t.destination) for t in sent] == [(TCP_CALLER, contact)]
+    assert parse(sent[0].data).top_via.branch.startswith("z9hG4bKsg01")  # type: ignore[union-attr]
+
+
+def test_a_worker_sends_to_a_websocket_phone_on_its_flow_alone() -> None:
+    """A WebSocket phone's Contact names a host no one can reach (RFC 7118: .invalid):
+    worker 0 alone resolves it and fails unless the flow is open; another worker hands the
+    request to worker 0 for that flow."""
+    flow = NetInterface("127.0.0.1", 40125, Transport.WSS)
+    contact = NetInterface("df7jal23ls0d.invalid", 5060, Transport.WSS)
+    points = [US_UDP, US_TCP, NetInterface("127.0.0.1", 5061, Transport.WSS)]
+    alone = Wire(to_phone_on(flow, contact), listening_points=points)
+    alone.feed(invite())
+    assert not [t for t in alone.take() if t.data.startswith(b"INVITE")]
+    assert [r.target.host for r in alone.resolves] == ["df7jal23ls0d.invalid"]
+
+    worker = Wire(
+        to_phone_on(flow, contact), listening_points=points, worker=2, connections_elsewhere=True
+    )
+    worker.feed(invite())
+    sent = [t for t in worker.take() if t.data.startswith(b"INVITE")]
+    assert [(t.flow, t.destination) for t in sent] == [(flow, flow)] and not worker.resolves

@@ -161,6 +161,9 @@ class CoreSettings:
     draining: bool = False  # stopping: no new dialogs (503), the rest goes on
     events: bool = False  # someone takes events (NATS): tell registrations, X- headers
     worker: int = 0  # which worker process of those sharing the port (workers.py)
+    # a worker other than 0: connections are worker 0's, which knows whether a flow is
+    # open; a request for a connection flow goes there (handed over), not elsewhere
+    connections_elsewhere: bool = False
 
 
 # -- what hangs off the transactions
@@ -647,8 +650,12 @@ class EdgePortCore:
         if flow is not None and flow in self._open_flows:
             self._send_request(ctx, request, [flow], flow, now, out)
             return
+        # a worker other than 0: worker 0 holds the connections, and sends on the flow
+        # while it is open, else where the request would go without it
+        held = self.settings.connections_elsewhere and flow is not None and flow.transport.reliable
+        elsewhere = flow if held else None
         if result.destination is not None and is_ip(result.destination.host):
-            self._send_request(ctx, request, [result.destination], None, now, out)
+            self._send_request(ctx, request, [result.destination], elsewhere, now, out)
             return
         if result.destination is not None:
             d = result.destination
@@ -663,7 +670,10 @@ class EdgePortCore:
         if target.numeric and target.transport is not None:
             transport = Transport.parse(target.transport)
             destination = NetInterface(target.host, target.port or target.default_port, transport)
-            self._send_request(ctx, request, [destination], None, now, out)
+            self._send_request(ctx, request, [destination], elsewhere, now, out)
+            return
+        if elsewhere is not None:  # a name (a WebSocket phone's .invalid): the flow only
+            self._send_request(ctx, request, [elsewhere], elsewhere, now, out)
             return
         out.append(Resolve(self._job(_Forward(ctx, request)), target))
 

@@ -176,6 +176,7 @@ class EdgePort:
                 max_transactions=spec.limits.max_transactions,
                 events=self.events is not None,
                 worker=self.worker.index if self.worker is not None else 0,
+                connections_elsewhere=self.worker is not None and self.worker.index != 0,
             )
         )
         for flow in self._connections:
