@@ -30,7 +30,7 @@ from types import FrameType
 from .edgeport.workers import UP, WorkerPlace, handoff_socket
 from .settings import Settings
 
-START_TIMEOUT = 60.0  # seconds for one worker to open its hand-off socket
+START_TIMEOUT = 60.0  # seconds for one worker to say it serves
 POLL = 0.1
 STEADY = 5.0  # seconds: a worker that ends sooner after its start stops them all
 

@@ -405,8 +405,7 @@ class EdgePort:
         to = owner(data, place.count)
         if to is None or to == place.index or to >= place.count:
             return False  # ours, garbage, or a branch of no worker of ours (a stray)
-        if self._handoffs.send(to, RECEIVED, [flow], data):
-            self._errors["handed_off"] += 1
+        self._count_handoff(self._handoffs.send(to, RECEIVED, [flow], data))
         return True
 
     def _handed(self, kind: bytes, where: list[NetInterface], data: bytes) -> None:
@@ -427,9 +426,12 @@ class EdgePort:
         if way.transport is Transport.UDP:
             return False
         where = [action.destination, *([action.flow] if action.flow is not None else [])]
-        if handoffs.send(0, TRANSMIT, where, action.data):
-            self._errors["handed_off"] += 1
+        self._count_handoff(handoffs.send(0, TRANSMIT, where, action.data))
         return True
+
+    def _count_handoff(self, sent: bool) -> None:
+        """A hand-off that could not be sent is dropped, as a datagram would be: counted."""
+        self._errors["handed_off" if sent else "handoffs_dropped"] += 1
 
     # -- carrying out the core's actions
 

@@ -148,7 +148,6 @@ class Handoffs:
         self._take = take
         self._socket: socket.socket | None = None
         self._peers: set[tuple[str, int]] = set()
-        self.dropped = 0
 
     def open(self) -> None:
         """Take the socket the supervisor handed down, and tell it this worker serves."""
@@ -172,8 +171,7 @@ class Handoffs:
             return False
         try:
             self._socket.sendto(wire(kind, where, data), self.place.address(index))
-        except OSError as error:  # that worker is gone, or its queue is full
-            self.dropped += 1
+        except OSError as error:  # a message too big, or no buffer left
             log.info("hand-off to worker %d failed: %s", index, error)
             return False
         return True
