@@ -27,11 +27,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from bench.sip_load import CALL, SECONDS, _sipp, callee
 from tests.e2e import scenarios
-from tests.e2e.harness import KAMAILIO_MODULES, all_in_one, distributed, free_port, kamailio
+from tests.e2e.harness import (
+    KAMAILIO_MODULES,
+    all_in_one,
+    children,
+    distributed,
+    free_port,
+    kamailio,
+    redis_location,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "versus.json"
 KAMAILIO_CFG = Path(__file__).resolve().parent / "kamailio.cfg"
@@ -216,22 +222,13 @@ def kamailio_server(directory: Path) -> Iterator[Server]:
         yield Server("kamailio", port, lambda: group(leader))
 
 
-def children(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(p) for p in path.read_text().split()] if path.exists() else []
-
-
 @contextlib.contextmanager
 def sipgrid_workers(directory: Path, count: int) -> Iterator[Server]:
     """The all-in-one as ``count`` workers on one port, bindings in Redis (database 13,
     emptied after); with 1, the same on Redis, so that the two differ by the workers."""
     import redis
 
-    directory.mkdir(parents=True, exist_ok=True)
-    cache = {"provider": "redis", "parameters": {"url": WORKERS_REDIS}}
-    (directory / "location.yaml").write_text(
-        yaml.safe_dump({"kind": "Location", "spec": {"cache": cache}})
-    )
+    redis_location(directory, WORKERS_REDIS)
     env = {"SIPGRID_WORKERS": str(count)}
     try:
         with all_in_one(directory, edgeport={"localnets": ["127.0.0.1/8"]}, env=env) as one:

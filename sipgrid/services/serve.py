@@ -16,6 +16,7 @@ from .grpc_servers import start_server
 from .settings import Settings
 
 if TYPE_CHECKING:
+    from .edgeport.workers import WorkerPlace
     from .registry.registry import Registry
 
 # Each service imports what it runs, in its branch of serve(): a process pays only for
@@ -35,14 +36,13 @@ async def until_stopped(
     stop_hook: Callable[[], Awaitable[None]],
     banner: str,
     drain: Callable[[], Awaitable[None]] | None = None,
-    worker: str = "",
+    worker: WorkerPlace | None = None,
 ) -> None:
     """Announce readiness, wait for SIGINT or SIGTERM, drain, then stop (a second
     signal stops at once). A worker (SIPGRID_WORKER) says so: its supervisor says
     "ready" once all are up."""
-    if worker:
-        index, count, _ = worker.split("/", 2)  # the rest: its hand-off socket and ports
-        print(f"sipgrid: worker {index} of {count} up; {banner}", flush=True)
+    if worker is not None:
+        print(f"sipgrid: worker {worker.index} of {worker.count} up; {banner}", flush=True)
     else:
         print(f"sipgrid: ready; {banner}", flush=True)
     stop = asyncio.Event()
@@ -180,7 +180,7 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
             stop_edgeport,
             f"edgeport: SIP on {points}, processor at {config.spec.processor.addr}",
             lambda: edgeport.drain(seconds),
-            settings.worker,
+            edgeport.worker,
         )
         return
     if service == "apiserver":

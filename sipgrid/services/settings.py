@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import (
     AliasChoices,
@@ -25,6 +25,9 @@ from pydantic import (
 )
 
 from sipgrid.config import ConfigError, check_networks
+
+if TYPE_CHECKING:
+    from .edgeport.workers import WorkerPlace
 
 DIGEST_ALGORITHMS = ("SHA-256", "MD5", "SHA-512-256")
 # What challenges offer unless DIGEST_ALGORITHMS or the domain says otherwise. (sipp 3.6.1
@@ -199,6 +202,12 @@ class Settings(BaseModel):
             problem = first["msg"].removeprefix("Value error, ")
             value = given.get(name.split(".")[0], "")
             raise ConfigError(f"environment: field {name}: {problem} (it is {value!r})") from None
+
+    def worker_place(self) -> WorkerPlace | None:
+        """Which of the supervisor's workers this process is (SIPGRID_WORKER); None: not one."""
+        from .edgeport.workers import WorkerPlace
+
+        return WorkerPlace.parse(self.worker)
 
     def nats(self) -> str:
         """Where events go: NATS_URL, else Routr's NATS_PUBLISHER_URL when enabled."""

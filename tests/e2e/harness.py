@@ -164,6 +164,21 @@ def write_config(
         (resources / "extra.yaml").write_text(yaml.safe_dump(extra_resources))
 
 
+def redis_location(config_dir: Path, url: str) -> None:
+    """location.yaml with the bindings in the Redis at ``url`` (which more than one worker
+    of the all-in-one needs, too)."""
+    config_dir.mkdir(parents=True, exist_ok=True)
+    cache = {"provider": "redis", "parameters": {"url": url}}
+    location = {"kind": "Location", "spec": {"cache": cache}}
+    (config_dir / "location.yaml").write_text(yaml.safe_dump(location))
+
+
+def children(pid: int) -> list[int]:
+    """The processes that ``pid`` started (a supervisor's workers)."""
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
 def _wait_ready(
     process: subprocess.Popen[bytes], log: Path, marker: str, timeout: float = 20.0
 ) -> None:
@@ -319,11 +334,7 @@ def _distributed(directory: Path, config: dict[str, object]) -> Sipgrid:
             **config,  # type: ignore[arg-type]
         )
         if redis:  # Location on Redis; Connect keeps its nonce counts and turns there too
-            location = {
-                "kind": "Location",
-                "spec": {"cache": {"provider": "redis", "parameters": {"url": redis}}},
-            }
-            (chain_dir / "location.yaml").write_text(yaml.safe_dump(location))
+            redis_location(chain_dir, redis)
         relay_port = free_port() if rtprelay_env else 0
         dispatcher = _dispatcher(dispatcher_port, connect_port, relay_port)
         if edit_dispatcher is not None:

@@ -11,8 +11,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import yaml
-
 from sipgrid.services.supervisor import STEADY
 
 from . import scenarios
@@ -20,8 +18,10 @@ from .harness import (
     ROOT,
     Sipgrid,
     all_in_one,
+    children,
     distributed,
     free_port,
+    redis_location,
     register_agent,
     run_sipp,
     sipp_server,
@@ -53,11 +53,6 @@ def wait_for(sipgrid: Sipgrid, text: str, times: int = 1) -> None:
     assert sipgrid.log_text().count(text) == times, sipgrid.log_text()[-3000:]
 
 
-def children(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(p) for p in path.read_text().split()] if path.exists() else []
-
-
 def calls_through(
     sipgrid: Sipgrid, directory: Path, calls: int, name: str, callee_transport: str = "udp"
 ) -> None:
@@ -76,15 +71,6 @@ def calls_through(
             )
             assert call.ok, call.output + sipgrid.log_text()[-3000:]
         assert wait_exit(uas) == 0
-
-
-def redis_location(config_dir: Path, url: str) -> None:
-    """location.yaml with the bindings in Redis, as more than one worker needs."""
-    config_dir.mkdir(parents=True, exist_ok=True)
-    cache = {"provider": "redis", "parameters": {"url": url}}
-    (config_dir / "location.yaml").write_text(
-        yaml.safe_dump({"kind": "Location", "spec": {"cache": cache}})
-    )
 
 
 def handed(http: int) -> float:

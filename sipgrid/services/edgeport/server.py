@@ -48,7 +48,7 @@ from .pages import WEB_DIR
 from .tls import client_context, server_context
 from .transports import Connection, StreamShell, UdpShell
 from .websocket import WebSocketShell
-from .workers import RECEIVED, TRANSMIT, Handoffs, WorkerPlace, owner
+from .workers import RECEIVED, TRANSMIT, Handoffs, owner
 
 log = logging.getLogger("sipgrid.edgeport")
 
@@ -111,7 +111,7 @@ class EdgePort:
         self._sweeper: asyncio.Task[None] | None = None
         self.http: HttpEndpoint | None = None
         # one of several worker processes on one port (SIPGRID_WORKERS): see workers.py
-        self.worker = WorkerPlace.parse(env.worker)
+        self.worker = env.worker_place()
         self._handoffs: Handoffs | None = None
 
     @property

@@ -31,7 +31,6 @@ from sipgrid.services.connect.tokens import (
 from sipgrid.services.dispatcher.dispatcher import Dispatcher, DispatcherConfig, load_dispatcher
 from sipgrid.services.edgeport.config import load_edgeport
 from sipgrid.services.edgeport.server import EdgePort
-from sipgrid.services.edgeport.workers import WorkerPlace
 from sipgrid.services.events import events_from
 from sipgrid.services.grpc_servers import start_server
 from sipgrid.services.location.config import LocationConfig, redis_url
@@ -144,7 +143,7 @@ async def build(
     redis = redis_url(location_config, env.redis_url, str(location_path))
     data = data_dir or env.data_dir
     # several workers on one port (SIPGRID_WORKERS): what is done once, worker 0 does
-    place = WorkerPlace.parse(env.worker)
+    place = env.worker_place()
     first = place is None or place.index == 0
     if place is not None and redis is None:
         raise ConfigError(
@@ -279,5 +278,5 @@ async def run(config_dir: Path) -> None:
         app.stop,
         f"SIP on {points}",
         lambda: app.edgeport.drain(settings.drain_seconds),
-        settings.worker,
+        settings.worker_place(),
     )
