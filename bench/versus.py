@@ -3,7 +3,9 @@
 For each server: the CPU its processes spend per authenticated call (INVITE, 407, ACK,
 INVITE with digest, 100, 180, 200, ACK, BYE, 200) at BENCH_CALL_RATE calls/s, per digest
 REGISTER (REGISTER, 401, REGISTER, 200) at each of BENCH_VERSUS_REG_RATES, and the highest call
-rate held for BENCH_SECONDS with no failed call. Then the all-in-one as 1 and as 2 worker
+rate held for BENCH_SECONDS with no failed call. The distributed wiring's calls on sipgrid's
+processor stream and, for comparison, with one unary call per message (Routr's way). Then
+the all-in-one as 1 and as 2 worker
 processes on one port (BENCH_WORKERS, SIPGRID_WORKERS), both with bindings in Redis (which
 more than one worker needs), for the same call figures. CPU comes from /proc (utime + stime of
 every process of the server, threads included); sipp's own CPU is not counted. Absolute
@@ -279,6 +281,14 @@ def main() -> None:
             report["distributed"] = workloads(
                 server, work / "distributed", DISTRIBUTED_CALL_RATE, steps=False
             )
+        print("sipgrid distributed, unary calls (SIPGRID_PROCESSOR_STREAM=0):", flush=True)
+        unary = {name: {"SIPGRID_PROCESSOR_STREAM": "0"} for name in ("edgeport", "dispatcher")}
+        with distributed(work / "unary", service_env=unary, **spec) as grid:
+            processes = list(grid.processes)
+            server = Server("unary", grid.port, lambda: [p.pid for p in processes])
+            report["distributed_unary"] = workloads(
+                server, work / "unary", DISTRIBUTED_CALL_RATE, steps=False, registers=False
+            )
         for count in WORKER_COUNTS:
             print(f"sipgrid all-in-one, {count} worker(s), bindings in Redis:", flush=True)
             where = work / f"workers-{count}"
@@ -315,9 +325,10 @@ def ratios(report: dict[str, object]) -> dict[str, float]:
         )
         for key in keys
     }
-    found["calls_distributed_over_kamailio"] = round(
-        _cpu(report, "distributed", "calls") / _cpu(report, "kamailio", "calls"), 2
-    )
+    for wiring in ("distributed", "distributed_unary"):
+        found[f"calls_{wiring}_over_kamailio"] = round(
+            _cpu(report, wiring, "calls") / _cpu(report, "kamailio", "calls"), 2
+        )
     return found
 
 
@@ -345,16 +356,17 @@ def table(report: dict[str, object]) -> str:
         rows.append(
             (label, _figure(report, "kamailio", run, key), _figure(report, "sipgrid", run, key), "")
         )
-    d = _cpu(report, "distributed", "calls")
     k = _cpu(report, "kamailio", "calls")
-    rows.append(
-        (
-            f"distributed CPU ms per call at {DISTRIBUTED_CALL_RATE}/s",
-            "",
-            f"{d:.3f}",
-            f"{d / k:.2f}",
+    for wiring, how in (("distributed", ""), ("distributed_unary", ", unary calls")):
+        d = _cpu(report, wiring, "calls")
+        rows.append(
+            (
+                f"distributed{how} CPU ms per call at {DISTRIBUTED_CALL_RATE}/s",
+                "",
+                f"{d:.3f}",
+                f"{d / k:.2f}",
+            )
         )
-    )
     for count in WORKER_COUNTS:
         found = report.get(f"workers_{count}")
         if not isinstance(found, dict):

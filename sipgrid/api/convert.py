@@ -1,7 +1,8 @@
 """Domain types <-> protobuf, at the edge of a gRPC hop (never on the all-in-one path).
 
 A SIP message travels whole in SIPMessage.raw (a sipgrid field), so nothing is lost;
-Routr's typed fields are filled too, for processors written for Routr to read. A
+on a unary call Routr's typed fields are filled too, for processors written for Routr
+to read (sipgrid's own stream, proto/stream.proto, carries ``raw`` alone). A
 processor written with Routr's library answers without raw bytes: the message is then
 rebuilt from its typed fields and the request it answers (``message_from_pb``).
 """
@@ -91,8 +92,28 @@ def _address_to_pb(value: NameAddr, out: sipmessage_pb2.Address) -> None:
     out.wildcard = value.wildcard
 
 
-def message_to_pb(message: Request | Response) -> sipmessage_pb2.SIPMessage:
+def message_to_pb(message: Request | Response, typed: bool = True) -> sipmessage_pb2.SIPMessage:
+    """The message as protobuf: its bytes in ``raw`` and, unless ``typed`` is false (on
+    sipgrid's own stream, where nothing reads them), Routr's typed fields too."""
     pb = sipmessage_pb2.SIPMessage(raw=message.serialize())
+    if typed:
+        _fill_typed(message, pb)
+    elif isinstance(message, Request):  # what the Dispatcher routes on, read without parsing
+        pb.method = message.method
+    else:
+        pb.status_code = message.status
+        pb.cseq.method = message.cseq.method
+    return pb
+
+
+def add_typed_fields(pb: sipmessage_pb2.SIPMessage) -> None:
+    """Routr's typed fields for a message that came off the stream with ``raw`` alone,
+    before it goes on in a unary call (a processor written for Routr reads them)."""
+    if pb.raw and not pb.call_id.call_id:
+        _fill_typed(parse(pb.raw), pb)
+
+
+def _fill_typed(message: Request | Response, pb: sipmessage_pb2.SIPMessage) -> None:
     if isinstance(message, Request):
         _uri_to_pb(message.uri, pb.request_uri)
         pb.method = message.method
@@ -123,7 +144,6 @@ def message_to_pb(message: Request | Response) -> sipmessage_pb2.SIPMessage:
         pb.extensions.add(name=name, value=value)
     pb.body = message.body.decode("utf-8", "replace")
     pb.content_length.content_length = len(message.body)
-    return pb
 
 
 # Routr's ResponseType names and the status each stands for
@@ -283,7 +303,7 @@ def _parse_built(
         raise ValueError(f"message: rebuilt from its typed fields: {error.reason}") from None
 
 
-def request_to_pb(request: MessageRequest) -> processor_pb2.MessageRequest:
+def request_to_pb(request: MessageRequest, typed: bool = True) -> processor_pb2.MessageRequest:
     methods = processor_pb2.Method.keys()
     method = (
         processor_pb2.Method.Value(request.method)
@@ -298,7 +318,7 @@ def request_to_pb(request: MessageRequest) -> processor_pb2.MessageRequest:
         listening_points=[net_to_pb(lp) for lp in request.listening_points],
         external_addrs=request.external_addrs,
         localnets=request.localnets,
-        message=message_to_pb(request.message),
+        message=message_to_pb(request.message, typed),
         metadata=request.metadata,
     )
 
@@ -319,7 +339,7 @@ def request_from_pb(pb: processor_pb2.MessageRequest) -> MessageRequest:
     )
 
 
-def response_to_pb(response: MessageResponse) -> processor_pb2.MessageResponse:
+def response_to_pb(response: MessageResponse, typed: bool = True) -> processor_pb2.MessageResponse:
     metadata = dict(response.metadata)
     if response.destination is not None:
         metadata[META_DESTINATION] = str(response.destination)
@@ -343,7 +363,9 @@ def response_to_pb(response: MessageResponse) -> processor_pb2.MessageResponse:
             )
             for f in response.forks
         )
-    return processor_pb2.MessageResponse(message=message_to_pb(response.message), metadata=metadata)
+    return processor_pb2.MessageResponse(
+        message=message_to_pb(response.message, typed), metadata=metadata
+    )
 
 
 def _fork(line: str) -> Fork:

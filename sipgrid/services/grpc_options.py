@@ -64,18 +64,24 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):
             return await continuation(handler_call_details)
         metadata = dict(handler_call_details.invocation_metadata or ())
         offered = str(metadata.get(TOKEN_HEADER, "")).encode()
+        handler = await continuation(handler_call_details)
         if hmac.compare_digest(offered, self._token):
-            return await continuation(handler_call_details)
+            return handler
+        return unauthenticated(
+            f"{TOKEN_HEADER}: the service token is required",
+            streaming=handler is not None and handler.request_streaming,
+        )
 
-        return unauthenticated(f"{TOKEN_HEADER}: the service token is required")
 
-
-def unauthenticated(reason: str) -> grpc.RpcMethodHandler[Any, Any]:
-    """A handler that refuses the call with UNAUTHENTICATED and ``reason``."""
+def unauthenticated(reason: str, streaming: bool = False) -> grpc.RpcMethodHandler[Any, Any]:
+    """A handler that refuses the call with UNAUTHENTICATED and ``reason``; ``streaming``
+    for a method whose requests are a stream (sipgrid's ProcessMessages)."""
 
     async def deny(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, reason)
 
+    if streaming:
+        return grpc.stream_stream_rpc_method_handler(deny)
     return grpc.unary_unary_rpc_method_handler(deny)
 
 

@@ -6,6 +6,10 @@ back; a bad request gets INVALID_ARGUMENT naming what is wrong.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import grpc
@@ -21,16 +25,27 @@ from sipgrid.pb import (
     processor_pb2_grpc,
     registry_pb2_grpc,
     requester_pb2_grpc,
+    stream_pb2,
+    stream_pb2_grpc,
 )
 from sipgrid.services.dispatcher.dispatcher import Dispatcher
 from sipgrid.services.grpc_clients import GrpcProcessor
 from sipgrid.services.grpc_options import SERVER_OPTIONS, bind_grpc, internal_interceptors
-from sipgrid.services.metrics import MetricsInterceptor
+from sipgrid.services.metrics import GRPC_CALLS, GRPC_SECONDS, MetricsInterceptor
 from sipgrid.sip import ParseError
 
 if TYPE_CHECKING:
     from sipgrid.services.edgeport.server import EdgePort
     from sipgrid.services.registry.registry import Registry
+
+log = logging.getLogger("sipgrid.grpc")
+
+STREAM_SERVICE = "sipgrid.processor.v1.ProcessorStream"
+STREAM_METHOD = "ProcessorStream/ProcessMessages"  # as the metrics name a method
+
+
+class BadMessage(Exception):
+    """A message that cannot be read (INVALID_ARGUMENT)."""
 
 
 class ProcessorServicer(processor_pb2_grpc.ProcessorServicer):
@@ -41,11 +56,71 @@ class ProcessorServicer(processor_pb2_grpc.ProcessorServicer):
         self, request: processor_pb2.MessageRequest, context: grpc.aio.ServicerContext
     ) -> processor_pb2.MessageResponse:  # type: ignore[override]
         try:
+            return await self.answer(request, typed=True)
+        except BadMessage as error:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        except ProcessorUnavailable as error:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
+        raise AssertionError("unreachable")  # abort raises
+
+    async def answer(
+        self, request: processor_pb2.MessageRequest, typed: bool
+    ) -> processor_pb2.MessageResponse:
+        """The processor's answer to one message; ``typed``: with Routr's typed fields
+        (a unary call) or ``raw`` alone (the stream)."""
+        try:
             domain = convert.request_from_pb(request)
         except (ParseError, ValueError) as error:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"message: {error}")
-        reply = convert.response_to_pb(await self._processor.process_message(domain))
+            raise BadMessage(f"message: {error}") from None
+        reply = convert.response_to_pb(await self._processor.process_message(domain), typed)
         return says_responses(reply, self._processor.handles_responses)
+
+
+class StreamServicer(stream_pb2_grpc.ProcessorStreamServicer):
+    """sipgrid's stream (proto/stream.proto) over a processor's servicer: each message
+    is answered as soon as it is processed, in whatever order, as a unary call would be
+    (a bad message or a processor that is down fails that message alone)."""
+
+    def __init__(self, servicer: ProcessorServicer) -> None:
+        self._servicer = servicer
+
+    async def ProcessMessages(
+        self,
+        request_iterator: AsyncIterator[stream_pb2.StreamRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> None:  # type: ignore[override]
+        sending = asyncio.Lock()  # one write at a time on a call
+        pending: set[asyncio.Task[None]] = set()
+
+        async def one(item: stream_pb2.StreamRequest) -> None:
+            started = time.perf_counter()
+            code = "OK"
+            try:
+                reply = stream_pb2.StreamResponse(
+                    id=item.id, response=await self._servicer.answer(item.request, typed=False)
+                )
+            except (BadMessage, ProcessorUnavailable) as error:
+                code = "INVALID_ARGUMENT" if isinstance(error, BadMessage) else "UNAVAILABLE"
+                reply = stream_pb2.StreamResponse(id=item.id, error_code=code, error=str(error))
+            except Exception as error:  # a bug: this message fails, the stream goes on
+                log.error("processing a message failed", exc_info=error)
+                code = "INTERNAL"
+                reply = stream_pb2.StreamResponse(id=item.id, error_code=code, error=str(error))
+            GRPC_CALLS.labels(STREAM_METHOD, code).inc()
+            GRPC_SECONDS.labels(STREAM_METHOD).observe(time.perf_counter() - started)
+            async with sending:
+                await context.write(reply)
+
+        try:
+            async for item in request_iterator:
+                task = asyncio.ensure_future(one(item))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+            if pending:  # the client is done sending: answer what is in flight
+                await asyncio.gather(*pending, return_exceptions=True)
+        finally:
+            for task in pending:
+                task.cancel()
 
 
 def says_responses(
@@ -68,20 +143,19 @@ class DispatcherServicer(ProcessorServicer):
         super().__init__(dispatcher)
         self._dispatcher = dispatcher
 
-    async def ProcessMessage(
-        self, request: processor_pb2.MessageRequest, context: grpc.aio.ServicerContext
-    ) -> processor_pb2.MessageResponse:  # type: ignore[override]
+    async def answer(
+        self, request: processor_pb2.MessageRequest, typed: bool
+    ) -> processor_pb2.MessageResponse:
         sip = request.message
         if sip.status_code and not self._dispatcher.has_middlewares:
             return says_responses(processor_pb2.MessageResponse(message=sip), handles=False)
         target = self._dispatcher.direct_route(sip.method or sip.cseq.method)
         if isinstance(target, GrpcProcessor):
-            try:
-                reply = await target.process_pb(request)
-                return says_responses(reply, self._dispatcher.handles_responses)
-            except ProcessorUnavailable as error:
-                await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
-        return await super().ProcessMessage(request, context)
+            reply = await target.process_pb(request, typed)
+            if typed:  # a unary caller may be Routr's EdgePort, which reads them
+                convert.add_typed_fields(reply.message)
+            return says_responses(reply, self._dispatcher.handles_responses)
+        return await super().answer(request, typed)
 
 
 class LocationServicer(location_pb2_grpc.LocationServicer):
@@ -165,7 +239,8 @@ async def start_server_bound(
             else ProcessorServicer(processor)
         )
         processor_pb2_grpc.add_ProcessorServicer_to_server(servicer, server)
-        names.append("fonoster.routr.processor.v2beta1.Processor")
+        stream_pb2_grpc.add_ProcessorStreamServicer_to_server(StreamServicer(servicer), server)
+        names += ["fonoster.routr.processor.v2beta1.Processor", STREAM_SERVICE]
     if location is not None:
         location_pb2_grpc.add_LocationServicer_to_server(LocationServicer(location), server)
         names.append("fonoster.routr.location.v2beta1.Location")

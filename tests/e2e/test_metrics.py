@@ -1,6 +1,8 @@
 """Every metric the Grafana dashboard (deploy/grafana/dashboards/sipgrid.json) asks for
 is there, with samples, on a live distributed wiring after a registration and a call:
-the EdgePort's /metrics and METRICS_BIND_ADDR of the other services."""
+the EdgePort's /metrics and METRICS_BIND_ADDR of the other services. The same counters
+show which way messages went between the services: sipgrid's stream, or Routr's unary
+calls (SIPGRID_PROCESSOR_STREAM=0)."""
 
 from __future__ import annotations
 
@@ -24,9 +26,19 @@ def queried() -> set[str]:
     return names
 
 
+def page(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        return str(answer.read().decode())
+
+
+def served(text: str, method: str) -> float:
+    """gRPC calls (or messages of the stream) served for ``method``, every code."""
+    pattern = rf'^sipgrid_grpc_calls_total{{code="[A-Z_]+",method="\w+/{method}"}} (\S+)$'
+    return sum(float(m) for m in re.findall(pattern, text, re.M))
+
+
 def samples(url: str) -> set[str]:
-    with urllib.request.urlopen(url, timeout=5) as page:
-        text = page.read().decode()
+    text = page(url)
     return {
         re.split(r"[{ ]", line, maxsplit=1)[0]
         for line in text.splitlines()
@@ -49,9 +61,37 @@ def test_every_metric_of_the_dashboard_is_served(tmp_path: Path) -> None:
         found = samples(f"http://127.0.0.1:{edge}/metrics")
         for port in ports.values():
             found |= samples(f"http://127.0.0.1:{port}/metrics")
+        # the call's messages went EdgePort -> Dispatcher -> Connect on sipgrid's stream
+        for name in ("dispatcher", "connect"):
+            text = page(f"http://127.0.0.1:{ports[name]}/metrics")
+            assert served(text, "ProcessMessages") >= 4, (name, text)
+            assert served(text, "ProcessMessage") == 0, (name, text)
     missing = {
         name
         for name in wanted
         if name not in found and f"{name}_total" not in found and f"{name}_bucket" not in found
     }
     assert not missing, f"the dashboard asks for metrics nobody serves: {sorted(missing)}"
+
+
+def test_with_the_stream_off_every_message_is_a_unary_call(tmp_path: Path) -> None:
+    """As Routr's EdgePort and Dispatcher call a processor: the way that a processor
+    written for Routr is served, kept working beside the stream."""
+    ports = {name: free_port() for name in ("connect", "dispatcher")}
+    env = {
+        "edgeport": {"SIPGRID_PROCESSOR_STREAM": "0"},
+        "dispatcher": {
+            "SIPGRID_PROCESSOR_STREAM": "0",
+            "METRICS_BIND_ADDR": f"127.0.0.1:{ports['dispatcher']}",
+        },
+        "connect": {"METRICS_BIND_ADDR": f"127.0.0.1:{ports['connect']}"},
+    }
+    with distributed(tmp_path / "sipgrid", service_env=env) as sipgrid:
+        with registered_callee(tmp_path, sipgrid) as uas:
+            call = run_sipp(tmp_path, "call", scenarios.call("caller"), server_port=sipgrid.port)
+            assert call.ok, call.output + sipgrid.log_text()
+            assert wait_exit(uas) == 0
+        for name, port in ports.items():
+            text = page(f"http://127.0.0.1:{port}/metrics")
+            assert served(text, "ProcessMessage") >= 4, (name, text)
+            assert served(text, "ProcessMessages") == 0, (name, text)

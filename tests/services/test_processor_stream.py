@@ -1,0 +1,239 @@
+"""sipgrid's stream to a processor (proto/stream.proto): many messages on one gRPC call,
+answered by id in any order; unary calls, with Routr's typed fields, to a server that
+does not serve it; a message that fails or times out fails alone; a stream that breaks
+is opened again."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import grpc
+import pytest
+
+from sipgrid.api import convert
+from sipgrid.api.types import (
+    MessageRequest,
+    MessageResponse,
+    NetInterface,
+    ProcessorUnavailable,
+    Transport,
+)
+from sipgrid.pb import processor_pb2, processor_pb2_grpc, stream_pb2, stream_pb2_grpc
+from sipgrid.services.dispatcher.dispatcher import Dispatcher, DispatcherConfig
+from sipgrid.services.grpc_clients import GrpcProcessor
+from sipgrid.services.grpc_options import SERVER_OPTIONS, TOKEN_HEADER
+from sipgrid.services.grpc_servers import ProcessorServicer, start_server_bound
+from sipgrid.services.metrics import GRPC_CALLS
+from sipgrid.sip import Request, Response, make_response, parse
+
+from .helpers import request_bytes
+
+
+class Answering:
+    """Answers 200 with the request's Call-ID; a Call-ID with "slow" waits 0.3 s first,
+    one with "never" never answers. Keeps the order it finished in."""
+
+    handles_responses = False
+
+    def __init__(self) -> None:
+        self.finished: list[str] = []
+
+    async def process_message(self, request: MessageRequest) -> MessageResponse:
+        message = request.message
+        assert isinstance(message, Request)
+        if "never" in message.call_id:
+            await asyncio.Event().wait()
+        if "slow" in message.call_id:
+            await asyncio.sleep(0.3)
+        self.finished.append(message.call_id)
+        return MessageResponse(make_response(message, 200, to_tag="t1"))
+
+
+class Recording(ProcessorServicer):
+    """Routr's Processor service alone (no stream), noting the Call-ID's typed field."""
+
+    def __init__(self) -> None:
+        super().__init__(Answering())
+        self.typed_call_ids: list[str] = []
+
+    async def ProcessMessage(
+        self,
+        request: processor_pb2.MessageRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> processor_pb2.MessageResponse:
+        self.typed_call_ids.append(request.message.call_id.call_id)
+        return await super().ProcessMessage(request, context)
+
+
+def options(call_id: str) -> MessageRequest:
+    message = parse(request_bytes("OPTIONS", 5999, uri="sip:127.0.0.1", call_id=f"{call_id}-1"))
+    return MessageRequest(
+        "c1",
+        "ep",
+        "OPTIONS",
+        NetInterface("127.0.0.1", 5999),
+        [NetInterface("127.0.0.1", 5060, Transport.UDP)],
+        message,
+    )
+
+
+def served(method: str, code: str = "OK") -> float:
+    return float(GRPC_CALLS.labels(method, code)._value.get())
+
+
+def test_messages_share_one_stream_and_are_answered_in_any_order() -> None:
+    async def scenario() -> None:
+        answering = Answering()
+        server, port = await start_server_bound("127.0.0.1:0", processor=answering)
+        processor = GrpcProcessor(f"127.0.0.1:{port}", stream=True)
+        streamed, unary = (
+            served("ProcessorStream/ProcessMessages"),
+            served("Processor/ProcessMessage"),
+        )
+        try:
+            replies = await asyncio.gather(
+                *(processor.process_message(options(name)) for name in ("slow", "a", "b"))
+            )
+            for name, reply in zip(("slow", "a", "b"), replies, strict=True):
+                assert isinstance(reply.message, Response) and reply.message.status == 200
+                assert reply.message.call_id.startswith(f"{name}-")
+            # the slow one did not hold the others back
+            assert [c.split("-")[0] for c in answering.finished] == ["a", "b", "slow"]
+            assert processor.streams and not processor.handles_responses
+            assert served("ProcessorStream/ProcessMessages") - streamed == 3
+            assert served("Processor/ProcessMessage") == unary
+        finally:
+            await processor.close()
+            await server.stop(None)
+
+    asyncio.run(scenario())
+
+
+def test_a_server_without_the_stream_gets_unary_calls_with_routrs_fields() -> None:
+    async def scenario() -> None:
+        servicer = Recording()
+        server = grpc.aio.server(options=SERVER_OPTIONS)
+        processor_pb2_grpc.add_ProcessorServicer_to_server(servicer, server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        processor = GrpcProcessor(f"127.0.0.1:{port}", stream=True)
+        try:
+            for name in ("first", "second"):
+                reply = await processor.process_message(options(name))
+                assert isinstance(reply.message, Response) and reply.message.status == 200
+            assert not processor.streams  # UNIMPLEMENTED once, then unary calls only
+            assert [c.split("-")[0] for c in servicer.typed_call_ids] == ["first", "second"]
+        finally:
+            await processor.close()
+            await server.stop(None)
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_or_late_message_fails_alone_and_a_broken_stream_opens_again() -> None:
+    async def scenario() -> None:
+        server, port = await start_server_bound("127.0.0.1:0", processor=Answering())
+        address = f"127.0.0.1:{port}"
+        processor = GrpcProcessor(address, timeout=0.5, stream=True)
+        try:
+            with pytest.raises(ProcessorUnavailable, match="DEADLINE_EXCEEDED"):
+                await processor.process_message(options("never"))
+            bad = processor_pb2.MessageRequest(ref="x")
+            bad.message.raw = b"not SIP at all"
+            with pytest.raises(ProcessorUnavailable, match="INVALID_ARGUMENT: message"):
+                await processor.process_pb(bad, typed=False)
+            reply = await processor.process_message(options("after"))
+            assert isinstance(reply.message, Response) and processor.streams
+
+            waiting = asyncio.ensure_future(processor.process_message(options("never")))
+            await asyncio.sleep(0.1)
+            await server.stop(None)  # in flight: fails, as a unary call would
+            with pytest.raises(ProcessorUnavailable):
+                await waiting
+            server, _ = await start_server_bound(address, processor=Answering())
+            reply = await processor.process_message(options("again"))
+            assert isinstance(reply.message, Response) and reply.message.status == 200
+            assert processor.streams
+        finally:
+            await processor.close()
+            await server.stop(None)
+
+    asyncio.run(scenario())
+
+
+def test_through_the_dispatcher_a_unary_caller_gets_routrs_fields_the_stream_raw_only() -> None:
+    async def scenario() -> None:
+        connect, connect_port = await start_server_bound("127.0.0.1:0", processor=Answering())
+        config = DispatcherConfig.model_validate(
+            {
+                "kind": "MessageDispatcher",
+                "spec": {
+                    "processors": [
+                        {
+                            "ref": "connect",
+                            "addr": f"127.0.0.1:{connect_port}",
+                            "methods": ["OPTIONS"],
+                        }
+                    ]
+                },
+            }
+        )
+        downstream: list[GrpcProcessor] = []
+
+        def to(ref: str, addr: str) -> GrpcProcessor:
+            downstream.append(GrpcProcessor(addr, stream=True))
+            return downstream[-1]
+
+        dispatcher, port = await start_server_bound("127.0.0.1:0", processor=Dispatcher(config, to))
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                request = convert.request_to_pb(options("unary"))
+                reply = await processor_pb2_grpc.ProcessorStub(channel).ProcessMessage(request)
+                # Connect answered on the stream (raw alone); Routr's EdgePort reads these
+                assert reply.message.call_id.call_id.startswith("unary-")
+                assert reply.message.status_code == 200 and reply.message.raw
+                assert downstream[0].streams
+
+                call = stream_pb2_grpc.ProcessorStreamStub(channel).ProcessMessages()
+                await call.write(
+                    stream_pb2.StreamRequest(
+                        id=7, request=convert.request_to_pb(options("streamed"), typed=False)
+                    )
+                )
+                answer = await call.read()
+                assert isinstance(answer, stream_pb2.StreamResponse)
+                assert answer.id == 7 and not answer.error_code
+                assert answer.response.message.call_id.call_id == ""  # nothing reads them
+                assert parse(answer.response.message.raw).call_id.startswith("streamed-")
+                await call.done_writing()
+        finally:
+            for processor in downstream:
+                await processor.close()
+            await dispatcher.stop(None)
+            await connect.stop(None)
+
+    asyncio.run(scenario())
+
+
+def test_the_stream_needs_the_service_token_when_one_is_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def scenario() -> None:
+        monkeypatch.setenv("SIPGRID_SERVICE_TOKEN", "s3cret")
+        server, port = await start_server_bound("127.0.0.1:0", processor=Answering())
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                call = stream_pb2_grpc.ProcessorStreamStub(channel).ProcessMessages()
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await call.read()
+                assert refused.value.code() is grpc.StatusCode.UNAUTHENTICATED
+                assert TOKEN_HEADER in (refused.value.details() or "")
+            processor = GrpcProcessor(f"127.0.0.1:{port}", stream=True)  # sends the token
+            reply = await processor.process_message(options("with-token"))
+            assert isinstance(reply.message, Response) and processor.streams
+            await processor.close()
+        finally:
+            await server.stop(None)
+
+    asyncio.run(scenario())
