@@ -109,8 +109,9 @@ def _sipp(
 
 
 @contextlib.contextmanager
-def callee(directory: Path, server_port: int) -> Iterator[None]:
-    """A sipp UAS that answers every call, registered as 1002 through the server."""
+def callee(directory: Path, server_port: int, users: tuple[str, ...] = ("1002",)) -> Iterator[None]:
+    """A sipp UAS that answers every call, registered as each of ``users`` (1002)
+    through the server."""
     uas_xml = directory / "uas.xml"
     uas_xml.write_text(scenarios.uas("answer"))
     uas_port = free_port()
@@ -145,16 +146,17 @@ def callee(directory: Path, server_port: int) -> Iterator[None]:
         cwd=directory,
     )
     try:
-        reg = run_sipp(
-            directory,
-            "register-uas",
-            scenarios.register(200),
-            server_port=server_port,
-            user="1002",
-            keys={"contact_port": str(uas_port), "expires": "3600"},
-        )
-        if not reg.ok:
-            raise RuntimeError("could not register the UAS:\n" + reg.output[-2000:])
+        for user in users:
+            reg = run_sipp(
+                directory,
+                f"register-uas-{user}",
+                scenarios.register(200),
+                server_port=server_port,
+                user=user,
+                keys={"contact_port": str(uas_port), "expires": "3600"},
+            )
+            if not reg.ok:
+                raise RuntimeError(f"could not register the UAS as {user}:\n" + reg.output[-2000:])
         yield
     finally:
         uas.terminate()

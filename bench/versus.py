@@ -1,7 +1,8 @@
 """sipgrid beside Kamailio, in one run: the same sipp flows through each server.
 
 For each server: the CPU its processes spend per authenticated call (INVITE, 407, ACK,
-INVITE with digest, 100, 180, 200, ACK, BYE, 200) at BENCH_CALL_RATE calls/s, per digest
+INVITE with digest, 100, 180, 200, ACK, BYE, 200) at BENCH_CALL_RATE calls/s, per call from
+a trunk to a number (INVITE without credentials, 100, 180, 200, ACK, BYE, 200), per digest
 REGISTER (REGISTER, 401, REGISTER, 200) at each of BENCH_VERSUS_REG_RATES, and the highest call
 rate held for BENCH_SECONDS with no failed call. The distributed wiring's calls on sipgrid's
 processor stream and, for comparison, with one unary call per message (Routr's way). Then
@@ -124,6 +125,13 @@ def measured(server: Server, run: Callable[[], tuple[int, int, float]]) -> dict[
     }
 
 
+# a provider's call to a number (no credentials; the trunk is known by the Request-URI's
+# host) that rings agent 1001, held one second: INVITE, 100, 180, 200, ACK, BYE, 200
+TRUNK_NUMBER = "+17853178070"  # number-alice in config/resources/pstn.yaml
+TRUNK_CALL = scenarios.did_call(TRUNK_NUMBER, "trunk.sip.local").replace(
+    '<pause milliseconds="200"/>', '<pause milliseconds="1000"/>'
+)
+
 HELD = CALL.replace(
     '<pause milliseconds="1000"/>', f'<pause milliseconds="{HOLD_SECONDS * 1000}"/>'
 )
@@ -163,7 +171,7 @@ def workloads(
     registers: bool = True,
 ) -> dict[str, object]:
     found: dict[str, object] = {}
-    with callee(directory, server.port):
+    with callee(directory, server.port, ("1002", "1001")):  # 1001: the trunk's calls
         if steps:  # on the fresh server; then 32 s for what the calls leave to run out
             found["held_calls"] = held_calls(server, directory)
             print(f"  {server.name}: calls held: {found['held_calls']}", flush=True)
@@ -174,6 +182,13 @@ def workloads(
             lambda: _sipp(directory, "calls", CALL, server.port, call_rate, total, "1001", {}, []),
         )
         print(f"  {server.name}: calls at {call_rate}/s: {found['calls']}", flush=True)
+        found["trunk_calls"] = measured(
+            server,
+            lambda: _sipp(
+                directory, "trunk", TRUNK_CALL, server.port, call_rate, total, "1001", {}, []
+            ),
+        )
+        print(f"  {server.name}: calls from a trunk: {found['trunk_calls']}", flush=True)
     # before the steps: the last step overloads the server, and what it leaves behind
     # (transactions and their timers, for 32 s and more) would be counted here
     for rate in REG_RATES if registers else []:
@@ -318,7 +333,7 @@ def _figure(report: dict[str, object], server: str, run: str, key: str) -> str:
 
 
 def ratios(report: dict[str, object]) -> dict[str, float]:
-    keys = ["calls", *(f"registers_{rate}" for rate in REG_RATES)]
+    keys = ["calls", "trunk_calls", *(f"registers_{rate}" for rate in REG_RATES)]
     found = {
         f"{key}_sipgrid_over_kamailio": round(
             _cpu(report, "sipgrid", key) / _cpu(report, "kamailio", key), 2
@@ -336,6 +351,7 @@ def table(report: dict[str, object]) -> str:
     rows = [("", "kamailio", "sipgrid", "ratio")]
     for key, label in (
         ("calls", f"CPU ms per call at {report['call_rate']}/s"),
+        ("trunk_calls", f"CPU ms per call from a trunk at {report['call_rate']}/s"),
         *((f"registers_{r}", f"CPU ms per REGISTER at {r}/s") for r in REG_RATES),
     ):
         k, s = _cpu(report, "kamailio", key), _cpu(report, "sipgrid", key)

@@ -31,7 +31,7 @@ from sipgrid.pb import (
 from sipgrid.services.dispatcher.dispatcher import Dispatcher
 from sipgrid.services.grpc_clients import GrpcProcessor
 from sipgrid.services.grpc_options import SERVER_OPTIONS, bind_grpc, internal_interceptors
-from sipgrid.services.metrics import GRPC_CALLS, GRPC_SECONDS, MetricsInterceptor
+from sipgrid.services.metrics import MetricsInterceptor, count_served
 from sipgrid.sip import ParseError
 
 if TYPE_CHECKING:
@@ -106,8 +106,7 @@ class StreamServicer(stream_pb2_grpc.ProcessorStreamServicer):
                 log.error("processing a message failed", exc_info=error)
                 code = "INTERNAL"
                 reply = stream_pb2.StreamResponse(id=item.id, error_code=code, error=str(error))
-            GRPC_CALLS.labels(STREAM_METHOD, code).inc()
-            GRPC_SECONDS.labels(STREAM_METHOD).observe(time.perf_counter() - started)
+            count_served(STREAM_METHOD, code, time.perf_counter() - started)
             async with sending:
                 await context.write(reply)
 

@@ -6,6 +6,7 @@ the process's own CPU and memory. ``sipgrid serve X`` serves them on METRICS_BIN
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +36,23 @@ REDIS_ERRORS = Counter("sipgrid_redis_errors", "Redis commands that failed (then
 HEALTH = "/grpc.health.v1.Health/"
 
 
+def count_served(method: str, code: str, seconds: float) -> None:
+    """One gRPC call (or message of the processor stream) served: counted and timed."""
+    _calls(method, code).inc()
+    _seconds(method).observe(seconds)
+
+
+# a metric's labelled child looked up once, not at every call (a few methods and codes)
+@functools.cache
+def _calls(method: str, code: str) -> Any:
+    return GRPC_CALLS.labels(method, code)
+
+
+@functools.cache
+def _seconds(method: str) -> Any:
+    return GRPC_SECONDS.labels(method)
+
+
 class MetricsInterceptor(grpc.aio.ServerInterceptor):
     """Counts and times every unary call a gRPC server answers (health checks aside)."""
 
@@ -58,8 +76,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                 code = found.name if isinstance(found, grpc.StatusCode) else "UNKNOWN"
                 raise
             finally:
-                GRPC_CALLS.labels(name, code).inc()
-                GRPC_SECONDS.labels(name).observe(time.perf_counter() - started)
+                count_served(name, code, time.perf_counter() - started)
 
         return grpc.unary_unary_rpc_method_handler(
             measured,
