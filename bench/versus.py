@@ -5,7 +5,7 @@ INVITE with digest, 100, 180, 200, ACK, BYE, 200) at BENCH_CALL_RATE calls/s, pe
 a trunk to a number (INVITE without credentials, 100, 180, 200, ACK, BYE, 200), per digest
 REGISTER (REGISTER, 401, REGISTER, 200) at each of BENCH_VERSUS_REG_RATES, and the highest call
 rate held for BENCH_SECONDS with no failed call. The distributed wiring's calls on sipgrid's
-processor stream and, for comparison, with one unary call per message (Routr's way). Then
+streams and, for comparison, with one unary call per message or lookup (Routr's way). Then
 the all-in-one as 1 and as 2 worker
 processes on one port (BENCH_WORKERS, SIPGRID_WORKERS), both with bindings in Redis (which
 more than one worker needs), for the same call figures. CPU comes from /proc (utime + stime of
@@ -296,8 +296,8 @@ def main() -> None:
             report["distributed"] = workloads(
                 server, work / "distributed", DISTRIBUTED_CALL_RATE, steps=False
             )
-        print("sipgrid distributed, unary calls (SIPGRID_PROCESSOR_STREAM=0):", flush=True)
-        unary = {name: {"SIPGRID_PROCESSOR_STREAM": "0"} for name in ("edgeport", "dispatcher")}
+        print("sipgrid distributed, unary calls (SIPGRID_STREAMS=0):", flush=True)
+        unary = {name: {"SIPGRID_STREAMS": "0"} for name in ("edgeport", "dispatcher", "connect")}
         with distributed(work / "unary", service_env=unary, **spec) as grid:
             processes = list(grid.processes)
             server = Server("unary", grid.port, lambda: [p.pid for p in processes])

@@ -1,11 +1,14 @@
-"""gRPC clients of the Processor and Location contracts, behind the domain interfaces."""
+"""gRPC clients of the Processor and Location contracts, behind the domain interfaces:
+on sipgrid's streams (proto/stream.proto) where the server has them, else Routr's unary
+calls."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
 
 import grpc
 
@@ -46,17 +49,20 @@ class GrpcProcessor:
         self._channel = internal_channel(addr)
         self._stub = processor_pb2_grpc.ProcessorStub(self._channel)
         self._timeout = timeout
-        if stream is None:
-            stream = Settings.load().processor_stream
-        self._stream = MessageStream(self._channel, addr) if stream else None
+        on = Settings.load().streams if stream is None else stream
+        self._stream: CallStream[stream_pb2.StreamRequest, stream_pb2.StreamResponse] | None = (
+            CallStream(stream_pb2_grpc.ProcessorStreamStub(self._channel).ProcessMessages, addr)
+            if on
+            else None
+        )
 
     @property
     def streams(self) -> bool:
         """Whether messages go on the stream (until the processor turns out not to serve it)."""
-        return self._stream is not None
+        return self._stream is not None and self._stream.supported
 
     async def process_message(self, request: MessageRequest) -> MessageResponse:
-        typed = self._stream is None
+        typed = not self.streams
         reply = await self.process_pb(convert.request_to_pb(request, typed), typed)
         return convert.response_from_pb(reply, request.message)
 
@@ -66,28 +72,24 @@ class GrpcProcessor:
         """The call itself, protobuf in and out (the Dispatcher passes messages through).
         ``typed``: whether the message has Routr's typed fields already; a unary call
         fills them. A reply from the stream has ``raw`` alone."""
-        stream = self._stream
-        if stream is not None:
-            try:
-                reply = await stream.process(request, self._timeout)
-            except StreamUnsupported:
-                self._stream = None  # a processor written for Routr: unary from now on
-                log.info("%s serves no sipgrid stream: one call per message", self.addr)
-            else:
-                self.handles_responses = reply.metadata.get(META_RESPONSES) != "pass"
-                return reply
+        if self._stream is not None:
+            item = stream_pb2.StreamRequest(request=request)
+            answer = await self._stream.call(item, self._timeout)
+            if answer is not None:
+                self.handles_responses = answer.response.metadata.get(META_RESPONSES) != "pass"
+                return answer.response
         if not typed:
             convert.add_typed_fields(request.message)
         try:
-            answer: processor_pb2.MessageResponse = await self._stub.ProcessMessage(
+            reply: processor_pb2.MessageResponse = await self._stub.ProcessMessage(
                 request, timeout=self._timeout, wait_for_ready=True
             )
         except grpc.aio.AioRpcError as error:
             raise ProcessorUnavailable(
                 f"{self.addr}: {error.code().name}: {error.details()}"
             ) from None
-        self.handles_responses = answer.metadata.get(META_RESPONSES) != "pass"
-        return answer
+        self.handles_responses = reply.metadata.get(META_RESPONSES) != "pass"
+        return reply
 
     async def healthy(self) -> bool:
         """The standard gRPC health check of the processor's server."""
@@ -108,64 +110,90 @@ class GrpcProcessor:
 
 
 class StreamUnsupported(Exception):
-    """The server has no sipgrid stream (UNIMPLEMENTED): nothing was processed."""
+    """The server has no such sipgrid stream (UNIMPLEMENTED): nothing was processed."""
+
+
+class _Tagged(Protocol):
+    id: int
+
+
+class _Answer(Protocol):
+    id: int
+    error_code: str
+    error: str
+
+
+Out = TypeVar("Out", bound=_Tagged)
+In = TypeVar("In", bound=_Answer)
 
 
 @dataclass
-class _OpenStream:
-    call: grpc.aio.StreamStreamCall[stream_pb2.StreamRequest, stream_pb2.StreamResponse]
-    queue: asyncio.Queue[stream_pb2.StreamRequest | None]
-    waiting: dict[int, asyncio.Future[processor_pb2.MessageResponse]] = field(default_factory=dict)
+class _OpenStream(Generic[Out, In]):
+    call: grpc.aio.StreamStreamCall[Out, In]
+    queue: asyncio.Queue[Out | None]
+    waiting: dict[int, asyncio.Future[In]] = field(default_factory=dict)
 
 
-class MessageStream:
-    """One long-lived ProcessMessages call to a processor: each message goes out with an
-    id and its answer comes back with it, in any order. Opened at the first message,
-    and again at the next message after it breaks (the messages then in flight fail, as
+class CallStream(Generic[Out, In]):
+    """Calls multiplexed on one long-lived gRPC stream (proto/stream.proto): each goes
+    out with an id and its answer comes back with it, in any order. Opened at the first
+    call, and again at the next call after it breaks (the calls then in flight fail, as
     unary calls in flight would)."""
 
-    def __init__(self, channel: grpc.aio.Channel, addr: str) -> None:
-        self._stub = stream_pb2_grpc.ProcessorStreamStub(channel)
+    def __init__(
+        self, method: Callable[..., grpc.aio.StreamStreamCall[Out, In]], addr: str
+    ) -> None:
+        """``method``: the stub's stream method, which the stream is opened with."""
+        self._method = method
         self._addr = addr
-        self._open: _OpenStream | None = None
+        self._open: _OpenStream[Out, In] | None = None
         self._reader: asyncio.Task[None] | None = None
         self._last_id = 0
+        self.supported = True  # until the server says it has no such stream
 
-    async def process(
-        self, request: processor_pb2.MessageRequest, timeout: float
-    ) -> processor_pb2.MessageResponse:
-        """The processor's answer; ProcessorUnavailable when none comes within
-        ``timeout`` or the stream breaks; StreamUnsupported from a server without it."""
+    async def call(self, item: Out, timeout: float) -> In | None:
+        """The answer to ``item`` (its id is set here); ProcessorUnavailable when none
+        comes within ``timeout`` or the stream breaks. None when the server has no such
+        stream (one written for Routr), from then on: the caller makes a unary call."""
+        if not self.supported:
+            return None
+        try:
+            return await self._call(item, timeout)
+        except StreamUnsupported:
+            if self.supported:
+                self.supported = False
+                log.info("%s has no sipgrid stream: unary calls from now on", self._addr)
+            return None
+
+    async def _call(self, item: Out, timeout: float) -> In:
         stream = self._open or self._start()
         self._last_id += 1
-        ident = self._last_id
+        item.id = ident = self._last_id
         loop = asyncio.get_running_loop()
-        answer: asyncio.Future[processor_pb2.MessageResponse] = loop.create_future()
+        answer: asyncio.Future[In] = loop.create_future()
         stream.waiting[ident] = answer
         expiry = loop.call_later(timeout, self._expire, answer, timeout)
-        stream.queue.put_nowait(stream_pb2.StreamRequest(id=ident, request=request))
+        stream.queue.put_nowait(item)
         try:
             return await answer
         finally:
             expiry.cancel()
             stream.waiting.pop(ident, None)
 
-    def _expire(self, answer: asyncio.Future[processor_pb2.MessageResponse], after: float) -> None:
+    def _expire(self, answer: asyncio.Future[In], after: float) -> None:
         if not answer.done():
             answer.set_exception(
                 ProcessorUnavailable(f"{self._addr}: DEADLINE_EXCEEDED: no answer in {after} s")
             )
 
-    def _start(self) -> _OpenStream:
-        queue: asyncio.Queue[stream_pb2.StreamRequest | None] = asyncio.Queue()
-        call = self._stub.ProcessMessages(
-            _drain(queue), metadata=token_metadata(), wait_for_ready=True
-        )
+    def _start(self) -> _OpenStream[Out, In]:
+        queue: asyncio.Queue[Out | None] = asyncio.Queue()
+        call = self._method(_drain(queue), metadata=token_metadata(), wait_for_ready=True)
         stream = self._open = _OpenStream(call, queue)
         self._reader = asyncio.ensure_future(self._read(stream))
         return stream
 
-    async def _read(self, stream: _OpenStream) -> None:
+    async def _read(self, stream: _OpenStream[Out, In]) -> None:
         failure: Exception
         try:
             async for reply in stream.call:
@@ -177,7 +205,7 @@ class MessageStream:
                         ProcessorUnavailable(f"{self._addr}: {reply.error_code}: {reply.error}")
                     )
                 else:
-                    answer.set_result(reply.response)
+                    answer.set_result(reply)
             failure = ProcessorUnavailable(f"{self._addr}: the stream ended")
         except grpc.aio.AioRpcError as error:
             if error.code() is grpc.StatusCode.UNIMPLEMENTED:
@@ -190,6 +218,7 @@ class MessageStream:
             failure = ProcessorUnavailable(f"{self._addr}: the stream was closed")
         if self._open is stream:
             self._open = None
+        stream.queue.put_nowait(None)  # ends what gRPC reads of it
         for answer in stream.waiting.values():
             if not answer.done():
                 answer.set_exception(failure)
@@ -202,46 +231,60 @@ class MessageStream:
             self._reader.cancel()
 
 
-async def _drain(
-    queue: asyncio.Queue[stream_pb2.StreamRequest | None],
-) -> AsyncIterator[stream_pb2.StreamRequest]:
-    """What the stream sends: the queue, until None."""
+async def _drain(queue: asyncio.Queue[Out | None]) -> AsyncIterator[Out]:
+    """What a stream sends: the queue, until None."""
     while (item := await queue.get()) is not None:
         yield item
 
 
 class GrpcLocation:
-    """The Location service in another process."""
+    """The Location service in another process: on sipgrid's stream when it serves one
+    (proto/stream.proto), else one unary call each (ListRoutes is always unary)."""
 
-    def __init__(self, addr: str, timeout: float = TIMEOUT) -> None:
+    def __init__(self, addr: str, timeout: float = TIMEOUT, stream: bool | None = None) -> None:
         self.addr = addr
         self._channel = internal_channel(addr)
         self._stub = location_pb2_grpc.LocationStub(self._channel)
         self._timeout = timeout
+        on = Settings.load().streams if stream is None else stream
+        self._stream: CallStream[stream_pb2.LocationCall, stream_pb2.LocationAnswer] | None = (
+            CallStream(stream_pb2_grpc.LocationStreamStub(self._channel).Calls, addr)
+            if on
+            else None
+        )
+
+    @property
+    def streams(self) -> bool:
+        """Whether calls go on the stream (until the server turns out not to serve it)."""
+        return self._stream is not None and self._stream.supported
+
+    async def _on_stream(self, call: stream_pb2.LocationCall) -> stream_pb2.LocationAnswer | None:
+        """The answer from the stream; None without one (then a unary call)."""
+        return None if self._stream is None else await self._stream.call(call, self._timeout)
 
     async def add_route(self, aor: str, route: Route, max_contacts: int = 0) -> None:
-        await self._stub.AddRoute(
-            location_pb2.AddRouteRequest(
-                aor=aor, route=convert.route_to_pb(route), max_contacts=max_contacts
-            ),
-            timeout=self._timeout,
-            wait_for_ready=True,
+        request = location_pb2.AddRouteRequest(
+            aor=aor, route=convert.route_to_pb(route), max_contacts=max_contacts
         )
+        if await self._on_stream(stream_pb2.LocationCall(add_route=request)) is None:
+            await self._stub.AddRoute(request, timeout=self._timeout, wait_for_ready=True)
 
     async def find_routes(
         self, aor: str, call_id: str = "", labels: dict[str, str] | None = None
     ) -> list[Route]:
-        reply = await self._stub.FindRoutes(
-            location_pb2.FindRoutesRequest(aor=aor, call_id=call_id, labels=labels or {}),
-            timeout=self._timeout,
-            wait_for_ready=True,
+        request = location_pb2.FindRoutesRequest(aor=aor, call_id=call_id, labels=labels or {})
+        answer = await self._on_stream(stream_pb2.LocationCall(find_routes=request))
+        reply = (
+            answer.routes
+            if answer is not None
+            else await self._stub.FindRoutes(request, timeout=self._timeout, wait_for_ready=True)
         )
         return [convert.route_from_pb(r) for r in reply.routes]
 
     async def remove_routes(self, aor: str) -> None:
-        await self._stub.RemoveRoutes(
-            location_pb2.RemoveRoutesRequest(aor=aor), timeout=self._timeout, wait_for_ready=True
-        )
+        request = location_pb2.RemoveRoutesRequest(aor=aor)
+        if await self._on_stream(stream_pb2.LocationCall(remove_routes=request)) is None:
+            await self._stub.RemoveRoutes(request, timeout=self._timeout, wait_for_ready=True)
 
     async def list_bindings(self) -> list[Binding]:
         reply = await self._stub.ListRoutes(
@@ -250,4 +293,6 @@ class GrpcLocation:
         return [Binding(b.aor, convert.route_from_pb(b.route)) for b in reply.bindings]
 
     async def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
         await self._channel.close()

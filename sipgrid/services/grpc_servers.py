@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf import empty_pb2
@@ -40,8 +40,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sipgrid.grpc")
 
-STREAM_SERVICE = "sipgrid.processor.v1.ProcessorStream"
-STREAM_METHOD = "ProcessorStream/ProcessMessages"  # as the metrics name a method
+STREAM_SERVICE = "sipgrid.stream.v1.ProcessorStream"
+LOCATION_STREAM_SERVICE = "sipgrid.stream.v1.LocationStream"
+# as the metrics name a method (each call on the stream counts as one)
+STREAM_METHOD = "ProcessorStream/ProcessMessages"
+LOCATION_STREAM_METHOD = "LocationStream/Calls"
 
 
 class BadMessage(Exception):
@@ -76,10 +79,55 @@ class ProcessorServicer(processor_pb2_grpc.ProcessorServicer):
         return says_responses(reply, self._processor.handles_responses)
 
 
+async def serve_calls(
+    calls: AsyncIterator[Any],
+    context: grpc.aio.ServicerContext,
+    answer: Callable[[Any], Awaitable[Any]],
+    failed: Callable[[int, str, str], Any],
+    method: str,
+) -> None:
+    """One of sipgrid's streams (proto/stream.proto): each call that comes in is answered
+    as soon as it is done, in whatever order, as a unary call would be: ``answer(call)``,
+    or ``failed(id, code, why)`` when it raises (a bad call, a part that is down, a bug
+    fails that call alone, and the stream goes on). Each call is counted as one of
+    ``method``."""
+    sending = asyncio.Lock()  # one write at a time on a call
+    pending: set[asyncio.Task[None]] = set()
+
+    async def one(call: Any) -> None:
+        started = time.perf_counter()
+        code = "OK"
+        try:
+            reply = await answer(call)
+        except (BadMessage, ProcessorUnavailable) as error:
+            code = "INVALID_ARGUMENT" if isinstance(error, BadMessage) else "UNAVAILABLE"
+            reply = failed(call.id, code, str(error))
+        except Exception as error:
+            log.error("%s: a call failed", method, exc_info=error)
+            code = "INTERNAL"
+            reply = failed(call.id, code, str(error))
+        count_served(method, code, time.perf_counter() - started)
+        async with sending:
+            await context.write(reply)
+
+    try:
+        async for call in calls:
+            task = asyncio.ensure_future(one(call))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+        if pending:  # the client is done sending: answer what is in flight
+            await asyncio.gather(*pending, return_exceptions=True)
+    except asyncio.CancelledError:
+        # the server stops (or the client went): the stream ends here, not as an error
+        # that gRPC logs at every shutdown, since a stream is always open
+        pass
+    finally:
+        for task in pending:
+            task.cancel()
+
+
 class StreamServicer(stream_pb2_grpc.ProcessorStreamServicer):
-    """sipgrid's stream (proto/stream.proto) over a processor's servicer: each message
-    is answered as soon as it is processed, in whatever order, as a unary call would be
-    (a bad message or a processor that is down fails that message alone)."""
+    """sipgrid's processor stream over a processor's servicer."""
 
     def __init__(self, servicer: ProcessorServicer) -> None:
         self._servicer = servicer
@@ -89,37 +137,15 @@ class StreamServicer(stream_pb2_grpc.ProcessorStreamServicer):
         request_iterator: AsyncIterator[stream_pb2.StreamRequest],
         context: grpc.aio.ServicerContext,
     ) -> None:  # type: ignore[override]
-        sending = asyncio.Lock()  # one write at a time on a call
-        pending: set[asyncio.Task[None]] = set()
+        await serve_calls(request_iterator, context, self._answer, _stream_failed, STREAM_METHOD)
 
-        async def one(item: stream_pb2.StreamRequest) -> None:
-            started = time.perf_counter()
-            code = "OK"
-            try:
-                reply = stream_pb2.StreamResponse(
-                    id=item.id, response=await self._servicer.answer(item.request, typed=False)
-                )
-            except (BadMessage, ProcessorUnavailable) as error:
-                code = "INVALID_ARGUMENT" if isinstance(error, BadMessage) else "UNAVAILABLE"
-                reply = stream_pb2.StreamResponse(id=item.id, error_code=code, error=str(error))
-            except Exception as error:  # a bug: this message fails, the stream goes on
-                log.error("processing a message failed", exc_info=error)
-                code = "INTERNAL"
-                reply = stream_pb2.StreamResponse(id=item.id, error_code=code, error=str(error))
-            count_served(STREAM_METHOD, code, time.perf_counter() - started)
-            async with sending:
-                await context.write(reply)
+    async def _answer(self, item: stream_pb2.StreamRequest) -> stream_pb2.StreamResponse:
+        response = await self._servicer.answer(item.request, typed=False)
+        return stream_pb2.StreamResponse(id=item.id, response=response)
 
-        try:
-            async for item in request_iterator:
-                task = asyncio.ensure_future(one(item))
-                pending.add(task)
-                task.add_done_callback(pending.discard)
-            if pending:  # the client is done sending: answer what is in flight
-                await asyncio.gather(*pending, return_exceptions=True)
-        finally:
-            for task in pending:
-                task.cancel()
+
+def _stream_failed(ident: int, code: str, why: str) -> stream_pb2.StreamResponse:
+    return stream_pb2.StreamResponse(id=ident, error_code=code, error=why)
 
 
 def says_responses(
@@ -197,6 +223,47 @@ class LocationServicer(location_pb2_grpc.LocationServicer):
         )
 
 
+class LocationStreamServicer(stream_pb2_grpc.LocationStreamServicer):
+    """sipgrid's Location stream: AddRoute, FindRoutes and RemoveRoutes on one call."""
+
+    def __init__(self, location: LocationService) -> None:
+        self._location = location
+
+    async def Calls(
+        self,
+        request_iterator: AsyncIterator[stream_pb2.LocationCall],
+        context: grpc.aio.ServicerContext,
+    ) -> None:  # type: ignore[override]
+        await serve_calls(
+            request_iterator, context, self._answer, _location_failed, LOCATION_STREAM_METHOD
+        )
+
+    async def _answer(self, item: stream_pb2.LocationCall) -> stream_pb2.LocationAnswer:
+        which = item.WhichOneof("call")
+        if which == "find_routes":
+            asked = item.find_routes
+            routes = await self._location.find_routes(asked.aor, asked.call_id, dict(asked.labels))
+            found = location_pb2.FindRoutesResponse(routes=[convert.route_to_pb(r) for r in routes])
+            return stream_pb2.LocationAnswer(id=item.id, routes=found)
+        if which == "add_route":
+            if not item.add_route.aor:
+                raise BadMessage("aor: must not be empty")
+            try:
+                route = convert.route_from_pb(item.add_route.route)
+            except ValueError as error:
+                raise BadMessage(f"route: {error}") from None
+            await self._location.add_route(item.add_route.aor, route, item.add_route.max_contacts)
+        elif which == "remove_routes":
+            await self._location.remove_routes(item.remove_routes.aor)
+        else:
+            raise BadMessage("call: none given (add_route, find_routes or remove_routes)")
+        return stream_pb2.LocationAnswer(id=item.id)
+
+
+def _location_failed(ident: int, code: str, why: str) -> stream_pb2.LocationAnswer:
+    return stream_pb2.LocationAnswer(id=ident, error_code=code, error=why)
+
+
 async def start_server(
     bind_addr: str,
     *,
@@ -242,7 +309,10 @@ async def start_server_bound(
         names += ["fonoster.routr.processor.v2beta1.Processor", STREAM_SERVICE]
     if location is not None:
         location_pb2_grpc.add_LocationServicer_to_server(LocationServicer(location), server)
-        names.append("fonoster.routr.location.v2beta1.Location")
+        stream_pb2_grpc.add_LocationStreamServicer_to_server(
+            LocationStreamServicer(location), server
+        )
+        names += ["fonoster.routr.location.v2beta1.Location", LOCATION_STREAM_SERVICE]
     if registry is not None:
         from sipgrid.services.registry.grpc import SERVICE, RegistryServicer
 

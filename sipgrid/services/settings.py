@@ -84,9 +84,9 @@ class Settings(BaseModel):
     workers: int = Field(1, ge=1, le=64, validation_alias="SIPGRID_WORKERS")
     # set by the supervisor for each of its workers: index/count/fd/ports (workers.py)
     worker: str = Field("", validation_alias="SIPGRID_WORKER")
-    # messages to a processor on sipgrid's stream (proto/stream.proto) where the processor
-    # serves it; off: one unary ProcessMessage per message, as Routr's EdgePort sends
-    processor_stream: bool = Field(True, validation_alias="SIPGRID_PROCESSOR_STREAM")
+    # messages to a processor, and calls to Location, on sipgrid's streams
+    # (proto/stream.proto) where the server has them; off: one unary call each, Routr's way
+    streams: bool = Field(True, validation_alias="SIPGRID_STREAMS")
     database_url: str = Field("", validation_alias="DATABASE_URL")
     redis_url: str = Field("", validation_alias="REDIS_URL")
     nats_url: str = Field("", validation_alias="NATS_URL")

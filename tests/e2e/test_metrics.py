@@ -1,8 +1,8 @@
 """Every metric the Grafana dashboard (deploy/grafana/dashboards/sipgrid.json) asks for
 is there, with samples, on a live distributed wiring after a registration and a call:
 the EdgePort's /metrics and METRICS_BIND_ADDR of the other services. The same counters
-show which way messages went between the services: sipgrid's stream, or Routr's unary
-calls (SIPGRID_PROCESSOR_STREAM=0)."""
+show which way messages went between the services: sipgrid's streams, or Routr's unary
+calls (SIPGRID_STREAMS=0)."""
 
 from __future__ import annotations
 
@@ -61,11 +61,15 @@ def test_every_metric_of_the_dashboard_is_served(tmp_path: Path) -> None:
         found = samples(f"http://127.0.0.1:{edge}/metrics")
         for port in ports.values():
             found |= samples(f"http://127.0.0.1:{port}/metrics")
-        # the call's messages went EdgePort -> Dispatcher -> Connect on sipgrid's stream
+        # the call's messages went EdgePort -> Dispatcher -> Connect on sipgrid's stream,
+        # and Connect's REGISTER and lookup to Location on the other
+        ways = pages(ports)
         for name in ("dispatcher", "connect"):
-            text = page(f"http://127.0.0.1:{ports[name]}/metrics")
-            assert served(text, "ProcessMessages") >= 4, (name, text)
-            assert served(text, "ProcessMessage") == 0, (name, text)
+            assert served(ways[name], "ProcessMessages") >= 4, ways[name]
+            assert served(ways[name], "ProcessMessage") == 0, ways[name]
+        assert served(ways["location"], "Calls") >= 2, ways["location"]
+        assert served(ways["location"], "AddRoute") == 0, ways["location"]
+        assert served(ways["location"], "FindRoutes") == 0, ways["location"]
     missing = {
         name
         for name in wanted
@@ -74,24 +78,29 @@ def test_every_metric_of_the_dashboard_is_served(tmp_path: Path) -> None:
     assert not missing, f"the dashboard asks for metrics nobody serves: {sorted(missing)}"
 
 
-def test_with_the_stream_off_every_message_is_a_unary_call(tmp_path: Path) -> None:
-    """As Routr's EdgePort and Dispatcher call a processor: the way that a processor
-    written for Routr is served, kept working beside the stream."""
-    ports = {name: free_port() for name in ("connect", "dispatcher")}
+def test_with_the_streams_off_every_message_is_a_unary_call(tmp_path: Path) -> None:
+    """As Routr's EdgePort, Dispatcher and Connect call a processor and Location: the
+    way that a processor written for Routr is served, kept working beside the streams."""
+    ports = {name: free_port() for name in ("connect", "dispatcher", "location")}
     env = {
-        "edgeport": {"SIPGRID_PROCESSOR_STREAM": "0"},
-        "dispatcher": {
-            "SIPGRID_PROCESSOR_STREAM": "0",
-            "METRICS_BIND_ADDR": f"127.0.0.1:{ports['dispatcher']}",
-        },
-        "connect": {"METRICS_BIND_ADDR": f"127.0.0.1:{ports['connect']}"},
+        name: {"METRICS_BIND_ADDR": f"127.0.0.1:{port}", "SIPGRID_STREAMS": "0"}
+        for name, port in ports.items()
     }
+    env["edgeport"] = {"SIPGRID_STREAMS": "0"}
     with distributed(tmp_path / "sipgrid", service_env=env) as sipgrid:
         with registered_callee(tmp_path, sipgrid) as uas:
             call = run_sipp(tmp_path, "call", scenarios.call("caller"), server_port=sipgrid.port)
             assert call.ok, call.output + sipgrid.log_text()
             assert wait_exit(uas) == 0
-        for name, port in ports.items():
-            text = page(f"http://127.0.0.1:{port}/metrics")
-            assert served(text, "ProcessMessage") >= 4, (name, text)
-            assert served(text, "ProcessMessages") == 0, (name, text)
+        ways = pages(ports)
+    for name in ("dispatcher", "connect"):
+        assert served(ways[name], "ProcessMessage") >= 4, ways[name]
+        assert served(ways[name], "ProcessMessages") == 0, ways[name]
+    assert served(ways["location"], "AddRoute") >= 1, ways["location"]
+    assert served(ways["location"], "FindRoutes") >= 1, ways["location"]
+    assert served(ways["location"], "Calls") == 0, ways["location"]
+
+
+def pages(ports: dict[str, int]) -> dict[str, str]:
+    """Each service's metrics page, by name."""
+    return {name: page(f"http://127.0.0.1:{port}/metrics") for name, port in ports.items()}

@@ -1,7 +1,7 @@
-"""sipgrid's stream to a processor (proto/stream.proto): many messages on one gRPC call,
-answered by id in any order; unary calls, with Routr's typed fields, to a server that
-does not serve it; a message that fails or times out fails alone; a stream that breaks
-is opened again."""
+"""sipgrid's streams (proto/stream.proto), to a processor and to Location: many calls on
+one gRPC call, answered by id in any order; unary calls (to a processor, with Routr's
+typed fields) to a server that does not serve them; a call that fails or times out
+fails alone; a stream that breaks is opened again."""
 
 from __future__ import annotations
 
@@ -17,14 +17,26 @@ from sipgrid.api.types import (
     MessageResponse,
     NetInterface,
     ProcessorUnavailable,
+    Route,
     Transport,
 )
-from sipgrid.pb import processor_pb2, processor_pb2_grpc, stream_pb2, stream_pb2_grpc
+from sipgrid.pb import (
+    location_pb2_grpc,
+    processor_pb2,
+    processor_pb2_grpc,
+    stream_pb2,
+    stream_pb2_grpc,
+)
 from sipgrid.services.dispatcher.dispatcher import Dispatcher, DispatcherConfig
-from sipgrid.services.grpc_clients import GrpcProcessor
+from sipgrid.services.grpc_clients import GrpcLocation, GrpcProcessor
 from sipgrid.services.grpc_options import SERVER_OPTIONS, TOKEN_HEADER
-from sipgrid.services.grpc_servers import ProcessorServicer, start_server_bound
-from sipgrid.services.metrics import GRPC_CALLS
+from sipgrid.services.grpc_servers import (
+    LocationServicer,
+    ProcessorServicer,
+    start_server_bound,
+)
+from sipgrid.services.location.service import MemoryLocation
+from sipgrid.services.metrics import GRPC_CALLS, MetricsInterceptor
 from sipgrid.sip import Request, Response, make_response, parse
 
 from .helpers import request_bytes
@@ -234,6 +246,68 @@ def test_the_stream_needs_the_service_token_when_one_is_set(
             assert isinstance(reply.message, Response) and processor.streams
             await processor.close()
         finally:
+            await server.stop(None)
+
+    asyncio.run(scenario())
+
+
+def route(port: int) -> Route:
+    return Route(
+        user="1001",
+        host="127.0.0.1",
+        port=port,
+        transport=Transport.UDP,
+        expires=60,
+        contact_uri=f"sip:1001@127.0.0.1:{port}",
+    )
+
+
+def test_location_calls_go_on_one_stream_and_a_bad_one_fails_alone() -> None:
+    async def scenario() -> None:
+        server, port = await start_server_bound("127.0.0.1:0", location=MemoryLocation())
+        location = GrpcLocation(f"127.0.0.1:{port}", stream=True)
+        streamed = served("LocationStream/Calls")
+        unary = [served(f"Location/{m}") for m in ("AddRoute", "FindRoutes", "RemoveRoutes")]
+        aor = "sip:1001@sip.local"
+        try:
+            await asyncio.gather(
+                location.add_route(aor, route(5070)), location.add_route(aor, route(5071))
+            )
+            found = await location.find_routes(aor, "call-1")
+            assert sorted(r.port for r in found) == [5070, 5071]
+            with pytest.raises(ProcessorUnavailable, match="INVALID_ARGUMENT: aor"):
+                await location.add_route("", route(5072))
+            await location.remove_routes(aor)
+            assert await location.find_routes(aor) == []
+            assert location.streams
+            assert served("LocationStream/Calls") - streamed == 5
+            assert served("LocationStream/Calls", "INVALID_ARGUMENT") >= 1
+            assert [
+                served(f"Location/{m}") for m in ("AddRoute", "FindRoutes", "RemoveRoutes")
+            ] == unary
+        finally:
+            await location.close()
+            await server.stop(None)
+
+    asyncio.run(scenario())
+
+
+def test_a_location_without_the_stream_gets_unary_calls() -> None:
+    async def scenario() -> None:
+        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[MetricsInterceptor()])
+        location_pb2_grpc.add_LocationServicer_to_server(LocationServicer(MemoryLocation()), server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        location = GrpcLocation(f"127.0.0.1:{port}", stream=True)
+        finds = served("Location/FindRoutes")
+        try:
+            await location.add_route("sip:1001@sip.local", route(5070))
+            (found,) = await location.find_routes("sip:1001@sip.local")
+            assert found.port == 5070
+            assert not location.streams
+            assert served("Location/FindRoutes") - finds == 1
+        finally:
+            await location.close()
             await server.stop(None)
 
     asyncio.run(scenario())
