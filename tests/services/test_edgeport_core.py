@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from sipgrid.api.types import Fork, MessageRequest, MessageResponse, NetInterface, Transport
 from sipgrid.services.edgeport.config import DEFAULT_METHODS
 from sipgrid.services.edgeport.core import (
+    BEHIND_QUEUE,
     COMPACT_FIRST,
     CallEvent,
     CloseFlow,
@@ -363,6 +364,40 @@ def test_a_full_transaction_table_answers_503_with_retry_after() -> None:
     (busy,) = wire.messages(CALLER)
     assert isinstance(busy, Response) and busy.status == 503 and busy.get("Retry-After") == "5"
     assert len(wire.processed) == 3
+
+
+def test_a_processor_that_is_behind_gets_no_new_requests_but_dialogs_go_on() -> None:
+    wire = Wire()
+    wire.hold = True
+    wire.feed(invite("z9hG4bKold", "old"))
+    wire.advance(2.5)
+    wire.feed(invite("z9hG4bKone", "one"))  # one slow answer is not a queue: asked
+    wire.advance(1.0)
+    for n in range(BEHIND_QUEUE - 2):
+        wire.feed(invite(f"z9hG4bKq{n}", f"q{n}"))  # the oldest waited 3.5 s: still asked
+    assert len(wire.processed) == BEHIND_QUEUE
+    wire.take()
+    wire.feed(invite("z9hG4bKnew", "new"))  # a queue, the oldest 3.5 s old (over 2)
+    (busy,) = [m for m in wire.messages(CALLER) if isinstance(m, Response) and m.status >= 200]
+    assert busy.status == 503 and busy.get("Retry-After") == "5"
+    bye = request_bytes("BYE", CALLER.port, branch="z9hG4bKbye", call_id="up")
+    wire.feed(bye.replace(b"To: <sip:1002@sip.local>", b"To: <sip:1002@sip.local>;tag=b"))
+    assert wire.processed[-1].method == "BYE"  # a dialog's request goes on
+    assert wire.core.stats["processor_behind"] == 1
+    wire.release(wire.held.pop(0))  # the oldest answered: the next is 1 s old
+    wire.feed(invite("z9hG4bKafter", "after"))
+    assert wire.processed[-1].message.call_id == "after"
+
+
+def test_no_wait_limit_with_max_processor_wait_0() -> None:
+    wire = Wire(max_processor_wait=0)
+    wire.hold = True
+    for n in range(BEHIND_QUEUE):
+        wire.feed(invite(f"z9hG4bKq{n}", f"q{n}"))
+    wire.advance(60)
+    wire.feed(invite("z9hG4bKnew", "new"))
+    assert len(wire.processed) == BEHIND_QUEUE + 1
+    assert not wire.core.stats["processor_behind"]
 
 
 def downstream(wire: Wire) -> list[Transmit]:

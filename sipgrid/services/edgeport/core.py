@@ -63,6 +63,7 @@ TIMER_C = 180.0  # RFC 3261 section 16.6 step 11: more than 3 minutes
 CANCEL_GRACE = 32.0  # 64*T1: how long a cancelled INVITE may wait for the callee's 487
 LOOP_MARK = "z9hG4bKsg"  # our branches: the magic cookie, "sg", worker, random, loop hash
 RETRY_AFTER = 5  # seconds, in the 503s of the limits
+BEHIND_QUEUE = 10  # requests waiting for the processor before it can be found behind
 DIALOG_OFFSET_TTL = 12 * 3600.0  # how long a dialog's CSeq offset is kept
 DIALOG_OFFSET_MAX = 100_000
 CALLS_MAX = 200_000  # calls in progress remembered for their duration (oldest forgotten)
@@ -158,6 +159,9 @@ class CoreSettings:
     cancel_grace: float = CANCEL_GRACE
     requests_per_second: int = 0  # per source address; 0: no limit
     max_transactions: int = 50_000  # live server transactions; 0: no limit
+    # seconds the oldest unanswered request may wait for the processor before new
+    # requests are refused (503): the processor is behind; 0: no limit
+    max_processor_wait: float = 2.0
     draining: bool = False  # stopping: no new dialogs (503), the rest goes on
     events: bool = False  # someone takes events (NATS): tell registrations, X- headers
     worker: int = 0  # which worker process of those sharing the port (workers.py)
@@ -287,6 +291,8 @@ class EdgePortCore:
         self._seq = itertools.count()
         self._jobs: dict[int, Job] = {}
         self._job_ids = itertools.count(1)
+        # the processor's jobs for new requests, oldest first: when each was asked
+        self._asked: dict[int, float] = {}
         self._open_flows: set[NetInterface] = set()
         self._now = 0.0  # the time of the event being handled
         self._buckets: dict[str, _Bucket] = {}
@@ -398,6 +404,7 @@ class EdgePortCore:
         """The processor's answer to a Process action; None when it failed or is down."""
         self._now = now
         what = self._jobs.pop(job, None)
+        self._asked.pop(job, None)
         out: list[Action] = []
         if what is None:
             return out
@@ -527,9 +534,25 @@ class EdgePortCore:
             self._respond(ctx, 483, out=out)
         elif self._looped(request):
             self._respond(ctx, 482, out=out)
+        elif request.to.tag is None and self._processor_behind(now):
+            self.stats["processor_behind"] += 1
+            retry = [("Retry-After", RETRY_AFTER)]
+            self._respond(ctx, 503, "Service Unavailable (Busy)", retry, out=out)
         else:
             self.stats["to_processor"] += 1
-            out.append(Process(self._job(ctx), self._message_request(request.copy(), flow)))
+            job = self._job(ctx)
+            self._asked[job] = now
+            out.append(Process(job, self._message_request(request.copy(), flow)))
+
+    def _processor_behind(self, now: float) -> bool:
+        """A queue is waiting for the processor (BEHIND_QUEUE requests or more), and its
+        oldest has waited longer than ``max_processor_wait``: the processor cannot keep
+        up, and a queue of what callers will have given up on by the time it is answered
+        only makes that worse. (One slow answer alone is not a queue.)"""
+        limit = self.settings.max_processor_wait
+        if not limit or len(self._asked) < BEHIND_QUEUE:
+            return False
+        return now - next(iter(self._asked.values())) > limit
 
     def _admitted(
         self, request: Request, flow: NetInterface, now: float, out: list[Action]

@@ -174,6 +174,7 @@ class EdgePort:
                 cancel_grace=self._cancel_grace,
                 requests_per_second=spec.limits.requests_per_second,
                 max_transactions=spec.limits.max_transactions,
+                max_processor_wait=spec.limits.max_processor_wait,
                 events=self.events is not None,
                 worker=self.worker.index if self.worker is not None else 0,
                 connections_elsewhere=self.worker is not None and self.worker.index != 0,
