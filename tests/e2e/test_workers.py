@@ -10,6 +10,9 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from sipgrid.services.supervisor import STEADY
 
@@ -120,6 +123,36 @@ def test_a_callee_on_tcp_is_reached_through_worker_0_from_every_worker(
         # worker 0 took the INVITEs and ACKs and BYEs of worker 1's calls to send on
         assert counted.get("handed_in", 0) >= 3, counted
         assert counted.get("handed_off", 0) >= 3, counted  # and gave back the answers
+
+
+def test_every_worker_probes_the_static_peers(
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each worker probes the static peers itself (an answer comes back to the worker that
+    asked, by its Via branch): a peer that answers no probe is out of rotation in both,
+    and a call to it gets 480 at once whichever worker owns it, not a timeout."""
+    monkeypatch.setenv("SIPGRID_PEER_PROBE_INTERVAL", "0.5")
+    port = free_port()  # nothing listens there
+
+    def conference_at(resources: list[dict[str, Any]]) -> None:
+        for resource in resources:
+            if resource["ref"] == "peer-conference":
+                resource["spec"]["contactAddr"] = f"127.0.0.1:{port}"
+
+    redis_location(tmp_path / "sipgrid", redis_url)
+    env = {"SIPGRID_WORKERS": "2"}
+    with all_in_one(tmp_path / "sipgrid", env=env, edit_pstn=conference_at) as sipgrid:
+        wait_for(sipgrid, "worker 1 of 2 up")
+        wait_for(sipgrid, "peer conference is down", times=2)  # once in each worker
+        for n in range(6):  # each Call-ID is worker 1's with even odds
+            refused = run_sipp(
+                tmp_path,
+                f"to-conference-{n}",
+                scenarios.call_rejected(480),
+                server_port=sipgrid.port,
+                keys={"callee": "conference"},
+            )
+            assert refused.ok, refused.output + sipgrid.log_text()[-3000:]
 
 
 def test_the_distributed_edgeport_runs_as_two_workers(tmp_path: Path) -> None:

@@ -226,8 +226,10 @@ async def build(
     )
     # Location and the Registry's status on loopback too, for `sipgrid registrations list`
     # and `sipgrid trunks status`
-    if not first:  # probes, registrations and the Location port are worker 0's
-        return AllInOne(edgeport, api, refresher, None, guarding)
+    if not first:  # registrations and the Location port are worker 0's
+        # each worker probes the static peers itself: its calls go by what it found (an
+        # answer comes back to the worker that asked, by its Via branch)
+        return AllInOne(edgeport, api, refresher, None, guarding, prober=connect.prober)
     location_server = await start_server(
         env.location_bind_addr,
         location=location,
