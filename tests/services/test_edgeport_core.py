@@ -22,6 +22,7 @@ from sipgrid.services.edgeport.core import (
 )
 from sipgrid.sip import ParseError, Request, Response, make_response, parse, parse_uri
 from sipgrid.sip.digest import verify
+from sipgrid.sip.transaction import State
 
 from .helpers import request_bytes
 
@@ -119,6 +120,24 @@ def forwarded(wire: Wire, method: str = "INVITE") -> Request:
     requests = [m for m in wire.messages(CALLEE) if isinstance(m, Request)]
     assert requests and requests[-1].method == method, requests
     return requests[-1]
+
+
+def test_an_answered_request_keeps_its_lines_not_what_was_parsed_of_them() -> None:
+    """A non-INVITE transaction that answered stays for Timer J to answer retransmissions;
+    what was parsed of its request and answer is dropped meanwhile (memory), and a
+    retransmission still gets the same answer, byte for byte."""
+    wire = Wire(lambda r: MessageResponse(make_response(r.message, 200, to_tag="t")))  # type: ignore[arg-type]
+    register = request_bytes("REGISTER", CALLER.port, branch="z9hG4bKr1", uri="sip:sip.local")
+    wire.feed(register)
+    (first,) = wire.take()
+    (ctx,) = wire.core._server_txs.values()
+    assert ctx.tx.state is State.COMPLETED and ctx.key is not None
+    assert ctx.tx.request._cache == {} and ctx.tx.last_response._cache == {}  # type: ignore[union-attr]
+    wire.feed(register)
+    (again,) = wire.take()
+    assert again.data == first.data and wire.core.stats["retransmissions"] == 1
+    wire.advance(33)  # Timer J: gone
+    assert wire.core.transactions == (0, 0)
 
 
 def test_a_retransmitted_invite_reaches_the_processor_once() -> None:
