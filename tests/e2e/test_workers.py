@@ -125,6 +125,27 @@ def test_a_callee_on_tcp_is_reached_through_worker_0_from_every_worker(
         assert counted.get("handed_off", 0) >= 3, counted  # and gave back the answers
 
 
+def test_a_send_that_fails_at_worker_0_is_told_back_to_the_worker_that_asked(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """1002 registered over TCP with nothing listening at its Contact: a call to it
+    leaves through worker 0 (connections are worker 0's), whose connection is refused;
+    the caller gets 503 at once whichever worker owns the call, not a timeout after 32 s
+    (worker 0 tells the failure back to the worker that handed it the INVITE)."""
+    redis_location(tmp_path / "sipgrid", redis_url)
+    env = {"SIPGRID_WORKERS": "2"}
+    with all_in_one(tmp_path / "sipgrid", env=env) as sipgrid:
+        wait_for(sipgrid, "worker 1 of 2 up")
+        register_agent(tmp_path, sipgrid, free_port(), "1002", "tcp", "register-dead")
+        for n in range(6):  # each Call-ID is worker 1's with even odds
+            started = time.monotonic()
+            refused = run_sipp(
+                tmp_path, f"to-dead-{n}", scenarios.call_rejected(503), server_port=sipgrid.port
+            )
+            assert refused.ok, refused.output + sipgrid.log_text()[-3000:]
+            assert time.monotonic() - started < 16, "no 503 before Timer B"
+
+
 def test_every_worker_probes_the_static_peers(
     tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import itertools
 import logging
 import resource
 import socket
 import ssl
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +50,22 @@ from .pages import WEB_DIR
 from .tls import client_context, server_context
 from .transports import Connection, StreamShell, UdpShell
 from .websocket import WebSocketShell
-from .workers import RECEIVED, TRANSMIT, Handoffs, owner
+from .workers import FAILED, RECEIVED, TRANSMIT, Handoffs, owner
 
 log = logging.getLogger("sipgrid.edgeport")
 
 UDP_BUFFER = 4 * 1024 * 1024
 REGISTERED_IDLE = 3900.0  # seconds: the longest registration (3600 s) and some
 CONNECT_TIMEOUT = 5.0
+HANDED_SEND_KEPT = CONNECT_TIMEOUT + 5.0  # seconds a failure of a handed send may take
+
+
+@dataclass(frozen=True, slots=True)
+class _HandedSend:
+    """The token of a send that another worker handed this one (worker 0)."""
+
+    worker: int
+    number: bytes
 
 
 class EdgePort:
@@ -113,6 +124,10 @@ class EdgePort:
         # one of several worker processes on one port (SIPGRID_WORKERS): see workers.py
         self.worker = env.worker_place()
         self._handoffs: Handoffs | None = None
+        # what this worker handed worker 0 to send, by number, until a failure is told
+        # back or HANDED_SEND_KEPT seconds pass: (when, the Transmit's token)
+        self._sent_away: OrderedDict[bytes, tuple[float, object]] = OrderedDict()
+        self._handoff_numbers = itertools.count(1)
 
     @property
     def stats(self) -> Counter[str]:
@@ -409,25 +424,38 @@ class EdgePort:
         self._count_handoff(self._handoffs.send(to, RECEIVED, [flow], data))
         return True
 
-    def _handed(self, kind: bytes, where: list[NetInterface], data: bytes) -> None:
+    def _handed(self, kind: bytes, where: list[NetInterface], data: bytes, sender: int) -> None:
         self._errors["handed_in"] += 1
-        if kind == RECEIVED and self.core is not None:
+        if kind == RECEIVED and self.core is not None and where:
             self._run(self.core.receive_datagram(data, where[0], self._clock()))
-        elif kind == TRANSMIT:
-            self._transmit(Transmit(data, where[0], where[1] if len(where) > 1 else None))
+        elif kind == TRANSMIT and where:
+            number, _, message = data.partition(b"\n")
+            flow = where[1] if len(where) > 1 else None
+            self._transmit(Transmit(message, where[0], flow, _HandedSend(sender, number)))
+        elif kind == FAILED:
+            sent = self._sent_away.pop(data, None)
+            if sent is not None:
+                self._failed(sent[1])
 
     def _hand_to_worker_0(self, action: Transmit) -> bool:
         """Connections are worker 0's: what another worker would send on one (on a flow
-        or to a stream destination) is handed to worker 0. A failure there is not told
-        back: the transaction times out instead."""
+        or to a stream destination) is handed to worker 0, which tells back a failure
+        (FAILED), as a send of this worker's own would fail."""
         handoffs = self._handoffs
         if handoffs is None or handoffs.place.index == 0:
             return False
         way = action.flow or action.destination
         if way.transport is Transport.UDP:
             return False
+        number = str(next(self._handoff_numbers)).encode()
+        if action.token is not None:
+            now = self._clock()
+            away = self._sent_away
+            while away and next(iter(away.values()))[0] < now - HANDED_SEND_KEPT:
+                away.popitem(last=False)  # no failure told back by now: it went
+            away[number] = (now, action.token)
         where = [action.destination, *([action.flow] if action.flow is not None else [])]
-        self._count_handoff(handoffs.send(0, TRANSMIT, where, action.data))
+        self._count_handoff(handoffs.send(0, TRANSMIT, where, number + b"\n" + action.data))
         return True
 
     def _count_handoff(self, sent: bool) -> None:
@@ -593,6 +621,10 @@ class EdgePort:
         return connection
 
     def _failed(self, token: object) -> None:
+        if isinstance(token, _HandedSend):  # another worker's: told back to it
+            if self._handoffs is not None:
+                self._handoffs.send(token.worker, FAILED, [], token.number)
+            return
         if self.core is not None:
             self._run(self.core.transport_failed(token, self._clock()))
 

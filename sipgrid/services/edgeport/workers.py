@@ -41,7 +41,12 @@ from .core import LOOP_MARK
 log = logging.getLogger("sipgrid.edgeport")
 
 RECEIVED = b"R"  # a message that reached the wrong worker, for its owner: [the flow it came on]
-TRANSMIT = b"T"  # a message for worker 0 to send: [destination] or [destination, flow]
+# a message for worker 0 to send: [destination] or [destination, flow]; the data is the
+# hand-off's number, a newline, and the message
+TRANSMIT = b"T"
+# worker 0 to the worker that handed it a message to send: it could not be sent; [], the
+# data is the hand-off's number
+FAILED = b"F"
 MAX_HANDOFF = 65_535
 LOOPBACK = "127.0.0.1"
 BUFFER = 4 * 1024 * 1024  # bytes queued for a busy worker (capped by net.core.rmem_max)
@@ -134,20 +139,20 @@ def wire(kind: bytes, where: list[NetInterface], data: bytes) -> bytes:
 
 def unwire(packet: bytes) -> tuple[bytes, list[NetInterface], bytes]:
     head, _, data = packet.partition(b"\n")
-    return head[:1], [NetInterface.parse(w) for w in head[1:].decode().split(" ")], data
+    return head[:1], [NetInterface.parse(w) for w in head[1:].decode().split(" ") if w], data
 
 
 class Handoffs:
     """This worker's socket for hand-offs: what arrives goes to ``take`` (kind, addresses,
-    message); ``send`` hands a message to another worker."""
+    message, the worker it came from); ``send`` hands a message to another worker."""
 
     def __init__(
-        self, place: WorkerPlace, take: Callable[[bytes, list[NetInterface], bytes], None]
+        self, place: WorkerPlace, take: Callable[[bytes, list[NetInterface], bytes, int], None]
     ) -> None:
         self.place = place
         self._take = take
         self._socket: socket.socket | None = None
-        self._peers: set[tuple[str, int]] = set()
+        self._peers: dict[tuple[str, int], int] = {}
 
     def open(self) -> None:
         """Take the socket the supervisor handed down, and tell it this worker serves."""
@@ -155,7 +160,7 @@ class Handoffs:
         sock.setblocking(False)
         asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)
         self._socket = sock
-        self._peers = {self.place.address(i) for i in range(self.place.count)}
+        self._peers = {self.place.address(i): i for i in range(self.place.count)}
         with contextlib.suppress(OSError):
             sock.sendto(UP, self.place.address(self.place.count))
 
@@ -186,7 +191,8 @@ class Handoffs:
             except OSError as error:
                 log.warning("hand-off socket: %s", error)
                 return
-            if sender not in self._peers:  # not from a worker of ours: not taken
+            index = self._peers.get(sender)
+            if index is None:  # not from a worker of ours: not taken
                 log.warning("a hand-off from %s, not a worker: dropped", sender)
                 continue
             try:
@@ -194,4 +200,4 @@ class Handoffs:
             except ValueError:
                 log.warning("a hand-off that is not one: %r", packet[:40])
                 continue
-            self._take(kind, where, data)
+            self._take(kind, where, data, index)
