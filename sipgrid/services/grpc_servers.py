@@ -83,14 +83,14 @@ async def serve_calls(
     calls: AsyncIterator[Any],
     context: grpc.aio.ServicerContext,
     answer: Callable[[Any], Awaitable[Any]],
-    failed: Callable[[int, str, str], Any],
+    reply_type: Callable[..., Any],
     method: str,
 ) -> None:
     """One of sipgrid's streams (proto/stream.proto): each call that comes in is answered
     as soon as it is done, in whatever order, as a unary call would be: ``answer(call)``,
-    or ``failed(id, code, why)`` when it raises (a bad call, a part that is down, a bug
-    fails that call alone, and the stream goes on). Each call is counted as one of
-    ``method``."""
+    or a ``reply_type`` with the call's id, an error code and why when it raises (a bad
+    call, a part that is down, a bug fails that call alone, and the stream goes on).
+    Each call is counted as one of ``method``."""
     sending = asyncio.Lock()  # one write at a time on a call
     pending: set[asyncio.Task[None]] = set()
 
@@ -101,11 +101,11 @@ async def serve_calls(
             reply = await answer(call)
         except (BadMessage, ProcessorUnavailable) as error:
             code = "INVALID_ARGUMENT" if isinstance(error, BadMessage) else "UNAVAILABLE"
-            reply = failed(call.id, code, str(error))
+            reply = reply_type(id=call.id, error_code=code, error=str(error))
         except Exception as error:
             log.error("%s: a call failed", method, exc_info=error)
             code = "INTERNAL"
-            reply = failed(call.id, code, str(error))
+            reply = reply_type(id=call.id, error_code=code, error=str(error))
         count_served(method, code, time.perf_counter() - started)
         async with sending:
             await context.write(reply)
@@ -137,15 +137,13 @@ class StreamServicer(stream_pb2_grpc.ProcessorStreamServicer):
         request_iterator: AsyncIterator[stream_pb2.StreamRequest],
         context: grpc.aio.ServicerContext,
     ) -> None:  # type: ignore[override]
-        await serve_calls(request_iterator, context, self._answer, _stream_failed, STREAM_METHOD)
+        await serve_calls(
+            request_iterator, context, self._answer, stream_pb2.StreamResponse, STREAM_METHOD
+        )
 
     async def _answer(self, item: stream_pb2.StreamRequest) -> stream_pb2.StreamResponse:
         response = await self._servicer.answer(item.request, typed=False)
         return stream_pb2.StreamResponse(id=item.id, response=response)
-
-
-def _stream_failed(ident: int, code: str, why: str) -> stream_pb2.StreamResponse:
-    return stream_pb2.StreamResponse(id=ident, error_code=code, error=why)
 
 
 def says_responses(
@@ -190,25 +188,21 @@ class LocationServicer(location_pb2_grpc.LocationServicer):
     async def AddRoute(
         self, request: location_pb2.AddRouteRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:  # type: ignore[override]
-        if not request.aor:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "aor: must not be empty")
-        await self._location.add_route(
-            request.aor, convert.route_from_pb(request.route), request.max_contacts
-        )
+        try:
+            await self.add_route(request)
+        except BadMessage as error:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         return empty_pb2.Empty()
 
     async def FindRoutes(
         self, request: location_pb2.FindRoutesRequest, context: grpc.aio.ServicerContext
     ) -> location_pb2.FindRoutesResponse:  # type: ignore[override]
-        routes = await self._location.find_routes(
-            request.aor, request.call_id, dict(request.labels)
-        )
-        return location_pb2.FindRoutesResponse(routes=[convert.route_to_pb(r) for r in routes])
+        return await self.find_routes(request)
 
     async def RemoveRoutes(
         self, request: location_pb2.RemoveRoutesRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:  # type: ignore[override]
-        await self._location.remove_routes(request.aor)
+        await self.remove_routes(request)
         return empty_pb2.Empty()
 
     async def ListRoutes(
@@ -222,12 +216,35 @@ class LocationServicer(location_pb2_grpc.LocationServicer):
             ]
         )
 
+    # what a unary call and a call on the stream share
+
+    async def add_route(self, request: location_pb2.AddRouteRequest) -> None:
+        if not request.aor:
+            raise BadMessage("aor: must not be empty")
+        try:
+            route = convert.route_from_pb(request.route)
+        except ValueError as error:
+            raise BadMessage(f"route: {error}") from None
+        await self._location.add_route(request.aor, route, request.max_contacts)
+
+    async def remove_routes(self, request: location_pb2.RemoveRoutesRequest) -> None:
+        await self._location.remove_routes(request.aor)
+
+    async def find_routes(
+        self, request: location_pb2.FindRoutesRequest
+    ) -> location_pb2.FindRoutesResponse:
+        routes = await self._location.find_routes(
+            request.aor, request.call_id, dict(request.labels)
+        )
+        return location_pb2.FindRoutesResponse(routes=[convert.route_to_pb(r) for r in routes])
+
 
 class LocationStreamServicer(stream_pb2_grpc.LocationStreamServicer):
-    """sipgrid's Location stream: AddRoute, FindRoutes and RemoveRoutes on one call."""
+    """sipgrid's Location stream over the Location servicer: AddRoute, FindRoutes and
+    RemoveRoutes on one call."""
 
-    def __init__(self, location: LocationService) -> None:
-        self._location = location
+    def __init__(self, servicer: LocationServicer) -> None:
+        self._servicer = servicer
 
     async def Calls(
         self,
@@ -235,33 +252,25 @@ class LocationStreamServicer(stream_pb2_grpc.LocationStreamServicer):
         context: grpc.aio.ServicerContext,
     ) -> None:  # type: ignore[override]
         await serve_calls(
-            request_iterator, context, self._answer, _location_failed, LOCATION_STREAM_METHOD
+            request_iterator,
+            context,
+            self._answer,
+            stream_pb2.LocationAnswer,
+            LOCATION_STREAM_METHOD,
         )
 
     async def _answer(self, item: stream_pb2.LocationCall) -> stream_pb2.LocationAnswer:
         which = item.WhichOneof("call")
         if which == "find_routes":
-            asked = item.find_routes
-            routes = await self._location.find_routes(asked.aor, asked.call_id, dict(asked.labels))
-            found = location_pb2.FindRoutesResponse(routes=[convert.route_to_pb(r) for r in routes])
+            found = await self._servicer.find_routes(item.find_routes)
             return stream_pb2.LocationAnswer(id=item.id, routes=found)
         if which == "add_route":
-            if not item.add_route.aor:
-                raise BadMessage("aor: must not be empty")
-            try:
-                route = convert.route_from_pb(item.add_route.route)
-            except ValueError as error:
-                raise BadMessage(f"route: {error}") from None
-            await self._location.add_route(item.add_route.aor, route, item.add_route.max_contacts)
+            await self._servicer.add_route(item.add_route)
         elif which == "remove_routes":
-            await self._location.remove_routes(item.remove_routes.aor)
+            await self._servicer.remove_routes(item.remove_routes)
         else:
             raise BadMessage("call: none given (add_route, find_routes or remove_routes)")
         return stream_pb2.LocationAnswer(id=item.id)
-
-
-def _location_failed(ident: int, code: str, why: str) -> stream_pb2.LocationAnswer:
-    return stream_pb2.LocationAnswer(id=ident, error_code=code, error=why)
 
 
 async def start_server(
@@ -308,9 +317,10 @@ async def start_server_bound(
         stream_pb2_grpc.add_ProcessorStreamServicer_to_server(StreamServicer(servicer), server)
         names += ["fonoster.routr.processor.v2beta1.Processor", STREAM_SERVICE]
     if location is not None:
-        location_pb2_grpc.add_LocationServicer_to_server(LocationServicer(location), server)
+        location_servicer = LocationServicer(location)
+        location_pb2_grpc.add_LocationServicer_to_server(location_servicer, server)
         stream_pb2_grpc.add_LocationStreamServicer_to_server(
-            LocationStreamServicer(location), server
+            LocationStreamServicer(location_servicer), server
         )
         names += ["fonoster.routr.location.v2beta1.Location", LOCATION_STREAM_SERVICE]
     if registry is not None:
