@@ -31,8 +31,12 @@ DOMAIN = "sip.local"
 # its port taken fails at start (gRPC's SO_REUSEPORT is off) and is started again on others.
 PORTS = range(20000, 32000)
 ATTEMPTS = 6
-# what the services started here log (the benchmarks ask for less: a log line costs CPU)
-LOG_LEVEL = os.environ.get("SIPGRID_TEST_LOG_LEVEL", "info")
+
+
+def log_level() -> str:
+    """What the services started here log: SIPGRID_TEST_LOG_LEVEL, read at each start (the
+    benchmarks set it to warning after importing this module: a log line costs CPU), or info."""
+    return os.environ.get("SIPGRID_TEST_LOG_LEVEL", "info")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -267,7 +271,7 @@ def _start(
     log = directory / f"{name}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "sipgrid.cli", *args, "--log-level", LOG_LEVEL],
+            [sys.executable, "-m", "sipgrid.cli", *args, "--log-level", log_level()],
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
