@@ -6,9 +6,9 @@ STAMP := $(VENV)/.installed
 PROTOS := $(wildcard proto/*.proto)
 PB_STAMP := sipgrid/pb/.generated
 
-.PHONY: install protos run run-distributed test bench mutation fuzz lint typecheck system-deps node-deps web-deps clean
+.PHONY: install protos compiled run run-distributed test bench mutation fuzz lint typecheck system-deps node-deps web-deps clean
 
-install: $(STAMP) $(PB_STAMP)
+install: $(STAMP) $(PB_STAMP) compiled
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) is missing (sipgrid needs Python 3.11)"; exit 1; }
@@ -29,6 +29,16 @@ $(PB_STAMP): $(PROTOS) $(STAMP)
 		$(PROTOS)
 	sed -i -E 's/^import ([a-z_]+_pb2)( as |$$)/from . import \1\2/' sipgrid/pb/*_pb2*.py sipgrid/pb/*_pb2*.pyi
 	touch $(PB_STAMP)
+
+# The SIP core (sipgrid/sip) compiled by mypyc into sipgrid/sip/_compiled (native/build.py),
+# about 25 s. The package runs it while its MANIFEST matches the sources (SIPGRID_COMPILED=0
+# turns it off); without a C compiler the pure Python modules run, slower.
+COMPILED_STAMP := sipgrid/sip/_compiled/MANIFEST
+compiled: $(COMPILED_STAMP)
+
+$(COMPILED_STAMP): $(wildcard sipgrid/sip/*.py) native/build.py $(STAMP)
+	@if command -v cc >/dev/null; then $(PY) native/build.py; \
+	else echo "make: no C compiler (cc): the SIP core runs as pure Python"; fi
 
 # Test peers that come from Debian's packages: sipp (sip-tester), Kamailio with its TLS
 # module (a TLS peer), dnsmasq (SRV and NAPTR records), baresip (a real phone), sipvicious
@@ -91,8 +101,11 @@ run: install
 run-distributed: install
 	$(PY) -m sipgrid.services.topology
 
+# Everything on the compiled SIP core, then the core's own tests and the sans-IO EdgePort
+# core's again on the pure Python modules (the fuzz test runs those too).
 test: install system-deps node-deps web-deps lint
 	$(PY) -m pytest -q
+	SIPGRID_COMPILED=0 $(PY) -m pytest -q $(PURE_TESTS)
 
 bench: install system-deps
 	$(PY) -m bench
@@ -114,10 +127,12 @@ mutation: install
 	$(PY) -m pip install --quiet -e '.[dev,mutation]'
 	$(PY) -m bench.mutation
 
+PURE_TESTS := tests/sip tests/services/test_edgeport_core.py
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy $(wildcard sipgrid tests bench examples)
+	$(VENV)/bin/mypy $(wildcard sipgrid tests bench examples native)
 
 clean:
-	rm -rf $(VENV) mutants sipgrid/pb/*_pb2*.py sipgrid/pb/*_pb2*.pyi $(PB_STAMP)
+	rm -rf $(VENV) mutants sipgrid/sip/_compiled sipgrid/pb/*_pb2*.py sipgrid/pb/*_pb2*.pyi $(PB_STAMP)

@@ -41,7 +41,11 @@ def check_uas_request(
         unsupported = [tag for tag in request.tokens("require") if tag not in supported]
         if unsupported:
             return make_response(request, 420, headers=[("Unsupported", ", ".join(unsupported))])
-    if request.body and request.content_type not in (*accept, "multipart/mixed"):
+    if (
+        request.body
+        and request.content_type not in accept
+        and request.content_type != "multipart/mixed"
+    ):
         return make_response(request, 415, headers=[("Accept", ", ".join(accept))])
     wanted = [v.split(";")[0].strip().lower() for v in request.values("accept")]
     if wanted and request.method == "INVITE" and not any(_accepts(w, accept) for w in wanted):

@@ -253,14 +253,16 @@ class Message:
 
     def copy(self) -> Self:
         """A copy whose header changes do not touch this message (fields are shared, immutable)."""
-        clone = object.__new__(type(self))
-        for cls in type(self).__mro__:
-            for slot in getattr(cls, "__slots__", ()):
-                if hasattr(self, slot):
-                    object.__setattr__(clone, slot, getattr(self, slot))
+        clone = self._blank()
         clone.fields = list(self.fields)
+        clone.body = self.body
+        clone._raw = self._raw
         clone._cache = dict(self._cache)
         return clone
+
+    def _blank(self) -> Self:
+        """A message of this kind with this start line and nothing else."""
+        raise NotImplementedError
 
     def set_body(self, body: bytes, content_type: str | None = None) -> None:
         self.body = body
@@ -504,7 +506,8 @@ class Message:
         lines.append("\r\n")
         return "\r\n".join(lines).encode("utf-8", "surrogateescape") + self.body
 
-    __bytes__ = serialize
+    def __bytes__(self) -> bytes:
+        return self.serialize()
 
     def _key(self) -> tuple[object, ...]:
         return (self.start_line(), [(f.key, f.value) for f in self.fields], self.body)
@@ -533,6 +536,9 @@ class Request(Message):
 
     def start_line(self) -> str:
         return f"{self.method} {self.uri} SIP/2.0"
+
+    def _blank(self) -> Self:
+        return type(self)(self.method, self.uri)
 
     def set_uri(self, uri: Uri) -> None:
         self.uri = uri
@@ -563,6 +569,9 @@ class Response(Message):
 
     def start_line(self) -> str:
         return f"SIP/2.0 {self.status} {self.reason}"
+
+    def _blank(self) -> Self:
+        return type(self)(self.status, self.reason)
 
     @property
     def is_provisional(self) -> bool:

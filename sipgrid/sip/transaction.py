@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import ClassVar
 
 from .builders import build_ack, make_response
 from .errors import LocalProtocolError
@@ -84,7 +85,7 @@ Effect = Send | Deliver | Timeout | TransportFailed | Terminated
 class Transaction:
     """What the four machines share: the request, the state, the timers."""
 
-    initial: State
+    initial: ClassVar[State]
 
     def __init__(
         self, request: Request, *, reliable: bool, t1: float = T1, t2: float = T2, t4: float = T4
