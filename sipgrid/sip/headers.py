@@ -8,7 +8,7 @@ RFC 4475 torture messages do.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from . import _abnf
 from .errors import ParseError
@@ -259,7 +259,9 @@ class Via:
         return branch is not None and branch.startswith("z9hG4bK")
 
     def with_param(self, name: str, value: str | None) -> Via:
-        return replace(self, params=set_header_param(self.params, name, value))
+        # every field by hand: dataclasses.replace is generic, and slow on the hot path
+        params = set_header_param(self.params, name, value)
+        return Via(self.transport, self.host, self.port, params, self.protocol)
 
     def __str__(self) -> str:
         port = f":{self.port}" if self.port is not None else ""
@@ -363,7 +365,8 @@ class NameAddr:
             return None
 
     def with_param(self, name: str, value: str | None) -> NameAddr:
-        return replace(self, params=set_header_param(self.params, name, value))
+        params = set_header_param(self.params, name, value)
+        return NameAddr(self.uri, self.display_name, params, self.wildcard)
 
     def __str__(self) -> str:
         if self.wildcard:

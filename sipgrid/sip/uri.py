@@ -8,7 +8,7 @@ tel:, and an :class:`AbsoluteUri` that keeps the text opaque for every other sch
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from . import _abnf
 from .errors import ParseError
@@ -105,7 +105,9 @@ class SipUri:
         for name, value in changes.items():
             if value is not None:
                 params.append((name, value or None))
-        return replace(self, params=tuple(params))
+        return SipUri(
+            self.scheme, self.host, self.user, self.password, self.port, tuple(params), self.headers
+        )
 
     def __str__(self) -> str:
         userinfo = ""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import pytest
 
 from sipgrid.sip import (
@@ -187,6 +190,50 @@ def test_via_received_rport_and_round_trip() -> None:
     assert Via.parse(str(v2)) == v2 and v2.rport == 40000 and v2.received == "198.51.100.7"
     with pytest.raises(ParseError, match="Via"):
         Via.parse("SIP/3.0/UDP host")
+
+
+def test_a_copy_with_a_parameter_keeps_every_other_field() -> None:
+    # with_param and with_params name each field by hand (dataclasses.replace is slow): a
+    # field added later must be added there too, and to the values here
+    values: list[tuple[Any, dict[str, Any]]] = [
+        (
+            Via,
+            {
+                "transport": "TLS",
+                "host": "h",
+                "port": 5,
+                "params": (("a", "1"),),
+                "protocol": "P/2",
+            },
+        ),
+        (
+            NameAddr,
+            {
+                "uri": parse_uri("sip:u@h"),
+                "display_name": "D",
+                "params": (("a", None),),
+                "wildcard": True,
+            },
+        ),
+        (
+            SipUri,
+            {
+                "scheme": "sips",
+                "host": "h",
+                "user": "u",
+                "password": "p",
+                "port": 7,
+                "params": (("a", "1"),),
+                "headers": "x=y",
+            },
+        ),
+    ]
+    for cls, given in values:
+        assert {f.name for f in dataclasses.fields(cls) if f.init} == set(given), cls
+        value = cls(**given)
+        changed = value.with_params(b="2") if cls is SipUri else value.with_param("b", "2")
+        assert changed.params == (*given["params"], ("b", "2"))
+        assert dataclasses.replace(value, params=changed.params) == changed
 
 
 def test_missing_headers_and_bad_values_say_which() -> None:
