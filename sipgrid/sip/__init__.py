@@ -1,6 +1,8 @@
 """The sans-IO SIP core of sipgrid: bytes and time in; messages, bytes and deadlines out.
 
-Nothing here opens a socket, reads a clock or imports asyncio or grpc.
+Nothing here opens a socket, reads a clock or imports asyncio or grpc. At import the package
+chooses its modules: those compiled by mypyc in _compiled/ when they were built from the
+sources as they are, else the pure Python ones beside this file.
 """
 
 from __future__ import annotations
