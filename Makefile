@@ -32,13 +32,16 @@ $(PB_STAMP): $(PROTOS) $(STAMP)
 
 # The SIP core (sipgrid/sip) compiled by mypyc into sipgrid/sip/_compiled (native/build.py),
 # about 25 s. The package runs it while its MANIFEST matches the sources (SIPGRID_COMPILED=0
-# turns it off); without a C compiler the pure Python modules run, slower.
+# turns it off); without a C compiler or Python's headers the pure Python modules run, slower.
 COMPILED_STAMP := sipgrid/sip/_compiled/MANIFEST
+HAS_HEADERS := import os, sysconfig; os.stat(os.path.join(sysconfig.get_paths()["include"], "Python.h"))
 compiled: $(COMPILED_STAMP)
 
 $(COMPILED_STAMP): $(wildcard sipgrid/sip/*.py) native/build.py $(STAMP)
-	@if command -v cc >/dev/null; then $(PY) native/build.py; \
-	else echo "make: no C compiler (cc): the SIP core runs as pure Python"; fi
+	@if ! command -v cc >/dev/null; then echo "make: no C compiler (cc): the SIP core runs as pure Python"; \
+	elif ! $(PY) -c '$(HAS_HEADERS)' 2>/dev/null; then \
+		echo "make: no Python.h (python3.11-dev): the SIP core runs as pure Python"; \
+	else $(PY) native/build.py; fi
 
 # Test peers that come from Debian's packages: sipp (sip-tester), Kamailio with its TLS
 # module (a TLS peer), dnsmasq (SRV and NAPTR records), baresip (a real phone), sipvicious
