@@ -44,6 +44,7 @@ STREAM_SERVICE = "sipgrid.stream.v1.ProcessorStream"
 LOCATION_STREAM_SERVICE = "sipgrid.stream.v1.LocationStream"
 # as the metrics name a method (each call on the stream counts as one)
 STREAM_METHOD = "ProcessorStream/ProcessMessages"
+IN_FLIGHT_GRACE = 1.0  # seconds a stream that ends waits for the answers in flight
 LOCATION_STREAM_METHOD = "LocationStream/Calls"
 
 
@@ -79,6 +80,20 @@ class ProcessorServicer(processor_pb2_grpc.ProcessorServicer):
         return says_responses(reply, self._processor.handles_responses)
 
 
+# the handlers of the streams open in this process, and those end_streams ended
+_open_streams: set[asyncio.Task[Any]] = set()
+_ended_streams: set[asyncio.Task[Any]] = set()
+
+
+def end_streams() -> None:
+    """At stop, before the server's own: each open stream takes no more calls, answers
+    those in flight and ends. A client keeps its stream open for as long as it runs, so
+    without this a server stopped on its own (a restart) waits out its whole grace."""
+    for handler in list(_open_streams):
+        _ended_streams.add(handler)
+        handler.cancel()
+
+
 async def serve_calls(
     calls: AsyncIterator[Any],
     context: grpc.aio.ServicerContext,
@@ -110,6 +125,9 @@ async def serve_calls(
         async with sending:
             await context.write(reply)
 
+    handler = asyncio.current_task()
+    if handler is not None:
+        _open_streams.add(handler)
     try:
         async for call in calls:
             task = asyncio.ensure_future(one(call))
@@ -118,10 +136,15 @@ async def serve_calls(
         if pending:  # the client is done sending: answer what is in flight
             await asyncio.gather(*pending, return_exceptions=True)
     except asyncio.CancelledError:
-        # the server stops (or the client went): the stream ends here, not as an error
-        # that gRPC logs at every shutdown, since a stream is always open
-        pass
+        # the server stops or the client went: the stream ends here, not as an error
+        # that gRPC logs at every shutdown, since a stream is always open; ended by
+        # end_streams, it still answers what is in flight
+        if pending and handler in _ended_streams:
+            await asyncio.wait(pending, timeout=IN_FLIGHT_GRACE)
     finally:
+        if handler is not None:
+            _open_streams.discard(handler)
+            _ended_streams.discard(handler)
         for task in pending:
             task.cancel()
 

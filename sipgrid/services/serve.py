@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from sipgrid.cli import SERVICES
 from sipgrid.config import load
 
-from .grpc_servers import start_server
+from .grpc_servers import end_streams, start_server
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -312,6 +312,7 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
         stoppers.append(metrics.cleanup)
 
     async def stop() -> None:
+        end_streams()
         await server.stop(grace=1.0)
         if refresher is not None:
             refresher.cancel()

@@ -27,12 +27,14 @@ from sipgrid.pb import (
     stream_pb2,
     stream_pb2_grpc,
 )
+from sipgrid.services import grpc_servers
 from sipgrid.services.dispatcher.dispatcher import Dispatcher, DispatcherConfig
 from sipgrid.services.grpc_clients import GrpcLocation, GrpcProcessor
 from sipgrid.services.grpc_options import SERVER_OPTIONS, TOKEN_HEADER
 from sipgrid.services.grpc_servers import (
     LocationServicer,
     ProcessorServicer,
+    end_streams,
     start_server_bound,
 )
 from sipgrid.services.location.service import MemoryLocation
@@ -167,6 +169,34 @@ def test_a_failed_or_late_message_fails_alone_and_a_broken_stream_opens_again() 
             reply = await processor.process_message(options("again"))
             assert isinstance(reply.message, Response) and reply.message.status == 200
             assert processor.streams
+        finally:
+            await processor.close()
+            await server.stop(None)
+
+    asyncio.run(scenario())
+
+
+def test_a_stopping_server_ends_its_streams_and_still_answers_what_is_in_flight() -> None:
+    """A client keeps its stream open while it runs: a server stopped on its own (a
+    restart) would wait out its whole grace for it. end_streams, at stop, ends each stream
+    once what is in flight is answered."""
+
+    async def scenario() -> None:
+        server, port = await start_server_bound("127.0.0.1:0", processor=Answering())
+        processor = GrpcProcessor(f"127.0.0.1:{port}", stream=True)
+        try:
+            await processor.process_message(options("first"))  # the stream is open
+            assert grpc_servers._open_streams
+            waiting = asyncio.ensure_future(processor.process_message(options("slow")))
+            await asyncio.sleep(0.1)
+            end_streams()
+            reply = await waiting
+            assert isinstance(reply.message, Response) and reply.message.status == 200
+            for _ in range(200):  # the handler returns once the answer is written
+                if not grpc_servers._open_streams:
+                    break
+                await asyncio.sleep(0.05)
+            assert not grpc_servers._open_streams
         finally:
             await processor.close()
             await server.stop(None)
