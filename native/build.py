@@ -17,8 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "sipgrid" / "sip"
 TARGET = PACKAGE / "_compiled"
-# every module of the core but the package's __init__ (which chooses) and locate
-# (dnspython-free, but small and off the hot path)
+# every module of the core but the package's __init__ (which chooses) and locate (small,
+# and off the hot path)
 MODULES = (
     "_abnf",
     "errors",
@@ -42,6 +42,7 @@ def main() -> int:
     from mypyc.build import mypycify
     from setuptools import setup  # type: ignore[import-untyped]
 
+    hashes = {name: digest(name) for name in MODULES}  # of what is compiled, edited or not
     work = Path(tempfile.mkdtemp(prefix="sipgrid-mypyc-"))
     try:
         # mypy's settings for the core alone: the project's (pyproject.toml) name modules
@@ -71,7 +72,7 @@ def main() -> int:
         TARGET.mkdir()
         for library in built:
             shutil.copy2(library, TARGET / library.name)
-        (TARGET / "MANIFEST").write_text("".join(f"{name} {digest(name)}\n" for name in MODULES))
+        (TARGET / "MANIFEST").write_text("".join(f"{n} {h}\n" for n, h in hashes.items()))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"compiled {len(MODULES)} modules of sipgrid/sip into {TARGET.relative_to(ROOT)}")
