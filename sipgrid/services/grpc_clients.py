@@ -8,7 +8,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import grpc
 
@@ -267,7 +267,7 @@ class GrpcLocation:
             aor=aor, route=convert.route_to_pb(route), max_contacts=max_contacts
         )
         if await self._on_stream(stream_pb2.LocationCall(add_route=request)) is None:
-            await self._stub.AddRoute(request, timeout=self._timeout, wait_for_ready=True)
+            await self._unary(self._stub.AddRoute, request)
 
     async def find_routes(
         self, aor: str, call_id: str = "", labels: dict[str, str] | None = None
@@ -277,14 +277,24 @@ class GrpcLocation:
         reply = (
             answer.routes
             if answer is not None
-            else await self._stub.FindRoutes(request, timeout=self._timeout, wait_for_ready=True)
+            else await self._unary(self._stub.FindRoutes, request)
         )
         return [convert.route_from_pb(r) for r in reply.routes]
 
     async def remove_routes(self, aor: str) -> None:
         request = location_pb2.RemoveRoutesRequest(aor=aor)
         if await self._on_stream(stream_pb2.LocationCall(remove_routes=request)) is None:
-            await self._stub.RemoveRoutes(request, timeout=self._timeout, wait_for_ready=True)
+            await self._unary(self._stub.RemoveRoutes, request)
+
+    async def _unary(self, method: Callable[..., Any], request: Any) -> Any:
+        """One unary call; a failure raised as on the stream (ProcessorUnavailable, with
+        the status code), so that callers see one kind of failure on either path."""
+        try:
+            return await method(request, timeout=self._timeout, wait_for_ready=True)
+        except grpc.aio.AioRpcError as error:
+            raise ProcessorUnavailable(
+                f"{self.addr}: {error.code().name}: {error.details()}"
+            ) from None
 
     async def list_bindings(self) -> list[Binding]:
         reply = await self._stub.ListRoutes(

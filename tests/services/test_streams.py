@@ -336,6 +336,9 @@ def test_a_location_without_the_stream_gets_unary_calls() -> None:
             assert found.port == 5070
             assert not location.streams
             assert served("Location/FindRoutes") - finds == 1
+            # a failure looks as it does on the stream: ProcessorUnavailable with the code
+            with pytest.raises(ProcessorUnavailable, match="INVALID_ARGUMENT: aor"):
+                await location.add_route("", route(5072))
         finally:
             await location.close()
             await server.stop(None)
