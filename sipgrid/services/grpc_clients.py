@@ -80,14 +80,9 @@ class GrpcProcessor:
                 return answer.response
         if not typed:
             convert.add_typed_fields(request.message)
-        try:
-            reply: processor_pb2.MessageResponse = await self._stub.ProcessMessage(
-                request, timeout=self._timeout, wait_for_ready=True
-            )
-        except grpc.aio.AioRpcError as error:
-            raise ProcessorUnavailable(
-                f"{self.addr}: {error.code().name}: {error.details()}"
-            ) from None
+        reply: processor_pb2.MessageResponse = await unary_call(
+            self._stub.ProcessMessage, request, self._timeout, self.addr
+        )
         self.handles_responses = reply.metadata.get(META_RESPONSES) != "pass"
         return reply
 
@@ -132,6 +127,15 @@ class _OpenStream(Generic[Out, In]):
     call: grpc.aio.StreamStreamCall[Out, In]
     queue: asyncio.Queue[Out | None]
     waiting: dict[int, asyncio.Future[In]] = field(default_factory=dict)
+
+
+async def unary_call(method: Callable[..., Any], request: Any, timeout: float, addr: str) -> Any:
+    """One unary call; a failure raised as one on a stream is (ProcessorUnavailable with
+    the status code), so that callers see one kind of failure on either path."""
+    try:
+        return await method(request, timeout=timeout, wait_for_ready=True)
+    except grpc.aio.AioRpcError as error:
+        raise ProcessorUnavailable(f"{addr}: {error.code().name}: {error.details()}") from None
 
 
 class CallStream(Generic[Out, In]):
@@ -287,14 +291,7 @@ class GrpcLocation:
             await self._unary(self._stub.RemoveRoutes, request)
 
     async def _unary(self, method: Callable[..., Any], request: Any) -> Any:
-        """One unary call; a failure raised as on the stream (ProcessorUnavailable, with
-        the status code), so that callers see one kind of failure on either path."""
-        try:
-            return await method(request, timeout=self._timeout, wait_for_ready=True)
-        except grpc.aio.AioRpcError as error:
-            raise ProcessorUnavailable(
-                f"{self.addr}: {error.code().name}: {error.details()}"
-            ) from None
+        return await unary_call(method, request, self._timeout, self.addr)
 
     async def list_bindings(self) -> list[Binding]:
         reply = await self._stub.ListRoutes(
