@@ -106,6 +106,7 @@ run-distributed: install
 
 # Everything on the compiled SIP core, then the core's own tests and the sans-IO EdgePort
 # core's again on the pure Python modules (the fuzz test runs those too).
+PURE_TESTS := tests/sip tests/services/test_edgeport_core.py
 test: install system-deps node-deps web-deps lint
 	$(PY) -m pytest -q
 	SIPGRID_COMPILED=0 $(PY) -m pytest -q $(PURE_TESTS)
@@ -129,8 +130,6 @@ fuzz: install
 mutation: install
 	$(PY) -m pip install --quiet -e '.[dev,mutation]'
 	$(PY) -m bench.mutation
-
-PURE_TESTS := tests/sip tests/services/test_edgeport_core.py
 
 lint: install
 	$(VENV)/bin/ruff check .

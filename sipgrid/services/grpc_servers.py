@@ -44,8 +44,8 @@ STREAM_SERVICE = "sipgrid.stream.v1.ProcessorStream"
 LOCATION_STREAM_SERVICE = "sipgrid.stream.v1.LocationStream"
 # as the metrics name a method (each call on the stream counts as one)
 STREAM_METHOD = "ProcessorStream/ProcessMessages"
-IN_FLIGHT_GRACE = 1.0  # seconds a stream that ends waits for the answers in flight
 LOCATION_STREAM_METHOD = "LocationStream/Calls"
+IN_FLIGHT_GRACE = 1.0  # seconds a stream that end_streams ends waits for the answers in flight
 
 
 class BadMessage(Exception):
