@@ -105,10 +105,13 @@ run-distributed: install
 	$(PY) -m sipgrid.services.topology
 
 # Everything on the compiled SIP core, then the core's own tests and the sans-IO EdgePort
-# core's again on the pure Python modules (the fuzz test runs those too).
+# core's again on the pure Python modules (the fuzz test runs those too). TEST_WORKERS
+# pytest processes share the tests (pytest-xdist): most tests wait on servers and timers,
+# so two halve the time on two cores.
+TEST_WORKERS ?= 2
 PURE_TESTS := tests/sip tests/services/test_edgeport_core.py
 test: install system-deps node-deps web-deps lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 	SIPGRID_COMPILED=0 $(PY) -m pytest -q $(PURE_TESTS)
 
 bench: install system-deps
