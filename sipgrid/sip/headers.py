@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from . import _abnf
 from .errors import ParseError
-from .uri import SipUri, Uri, parse_uri
+from .uri import SipUri, Uri, parse_uri, remembered
 
 Params = tuple[tuple[str, str | None], ...]
 
@@ -198,6 +198,13 @@ class Via:
 
     @classmethod
     def parse(cls, text: str) -> Via:
+        found = _vias.get(text)
+        if found is not None:
+            return found
+        return remembered(_vias, text, cls._parse(text))
+
+    @classmethod
+    def _parse(cls, text: str) -> Via:
         m = _simple_via_re.fullmatch(text)
         if m is not None:
             transport, host, port, params = m.groups()
@@ -284,6 +291,13 @@ class NameAddr:
 
     @classmethod
     def parse(cls, text: str, what: str = "name-addr") -> NameAddr:
+        found = _name_addrs.get(text)
+        if found is not None:
+            return found
+        return remembered(_name_addrs, text, cls._parse(text, what))
+
+    @classmethod
+    def _parse(cls, text: str, what: str) -> NameAddr:
         m = _simple_name_addr_re.fullmatch(text.strip(_WS))
         if m is not None:
             quoted, words, uri_text, params = m.groups()
@@ -387,13 +401,22 @@ class CSeq:
 
     @classmethod
     def parse(cls, text: str) -> CSeq:
+        found = _cseqs.get(text)
+        if found is not None:
+            return found
         parts = text.split()
         if len(parts) != 2 or not _abnf.token_re.fullmatch(parts[1]):
             raise ParseError(f"CSeq: malformed value {text.strip()!r}", header="CSeq")
-        return cls(_int_in_range(parts[0], "CSeq", 2**31 - 1), parts[1])
+        return remembered(_cseqs, text, cls(_int_in_range(parts[0], "CSeq", 2**31 - 1), parts[1]))
 
     def __str__(self) -> str:
         return f"{self.seq} {self.method}"
+
+
+# what texts parsed to lately (uri.remembered): a value that failed is never kept
+_vias: dict[str, Via] = {}
+_name_addrs: dict[str, NameAddr] = {}
+_cseqs: dict[str, CSeq] = {}
 
 
 def parse_max_forwards(text: str) -> int:

@@ -9,11 +9,27 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TypeVar
 
 from . import _abnf
 from .errors import ParseError
 
 Params = tuple[tuple[str, str | None], ...]
+V = TypeVar("V")
+
+# Texts parsed lately, with what they gave, for values that cannot change (frozen, with
+# tuples for parameters): the messages of one call repeat their From, To, CSeq, Contact
+# and Request-URI, and a transaction's responses its Via. Emptied when full.
+MEMO_SIZE = 2048
+
+
+def remembered(memo: dict[str, V], text: str, value: V) -> V:
+    """Keep ``value`` as what ``text`` parses to, and return it."""
+    if len(memo) >= MEMO_SIZE:
+        memo.clear()
+    memo[text] = value
+    return value
+
 
 DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "sctp": 5060, "ws": 80, "tls": 5061, "wss": 443}
 
@@ -150,6 +166,16 @@ Uri = SipUri | TelUri | AbsoluteUri
 
 def parse_uri(text: str, *, what: str = "URI") -> Uri:
     """Parse a URI; ``what`` names the place it came from in error reasons."""
+    found = _uris.get(text)
+    if found is not None:
+        return found
+    return remembered(_uris, text, _parse_uri(text, what))
+
+
+_uris: dict[str, Uri] = {}
+
+
+def _parse_uri(text: str, what: str) -> Uri:
     scheme, colon, rest = text.partition(":")
     if not colon or not _abnf.scheme_re.fullmatch(scheme) or not rest:
         raise ParseError(f"{what}: malformed URI {text!r}", header=what)

@@ -14,11 +14,13 @@ from sipgrid.sip import (
     SipUri,
     TelUri,
     Via,
+    headers,
     make_response,
     parse,
     parse_uri,
 )
-from sipgrid.sip.headers import split_commas
+from sipgrid.sip.headers import CSeq, split_commas
+from sipgrid.sip.uri import MEMO_SIZE
 
 from .helpers import INVITE, msg, request, response
 
@@ -380,3 +382,41 @@ def test_set_top_via_and_copy() -> None:
     clone.add("X-Only-Clone", "1")
     assert "X-Only-Clone" not in m and isinstance(clone, Request) and clone.method == "INVITE"
     assert [v.host for v in m.vias] == ["pc33.atlanta.example.com", "second"]
+
+
+# -- texts parsed lately are not parsed again (uri.remembered)
+
+
+def test_a_text_parsed_again_gives_the_value_parsed_before() -> None:
+    text = '"Alice" <sip:alice@atlanta.example.com>;tag=1928301774'
+    first = NameAddr.parse(text, "From")
+    assert NameAddr.parse(text, "Contact") is first  # the place named changes only errors
+    assert Via.parse("SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bK776") is Via.parse(
+        "SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bK776"
+    )
+    assert CSeq.parse("314159 INVITE") is CSeq.parse("314159 INVITE")
+    assert parse_uri("sip:bob@biloxi.example.com") is parse_uri("sip:bob@biloxi.example.com")
+    # and what a memo gives is what parsing gives
+    assert first == NameAddr._parse(text, "From")
+
+
+@pytest.mark.parametrize(
+    ("parse", "text"),
+    [
+        (lambda t: NameAddr.parse(t, "From"), "Alice <sip:alice@atlanta.example.com"),
+        (Via.parse, "SIP/2.0/UDP"),
+        (CSeq.parse, "1 INVITE x"),
+        (lambda t: parse_uri(t, what="Request-URI"), "sip:"),
+    ],
+)
+def test_a_text_that_fails_fails_every_time(parse: Any, text: str) -> None:
+    for _ in range(2):
+        with pytest.raises(ParseError):
+            parse(text)
+
+
+def test_the_memo_of_parsed_texts_stays_bounded() -> None:
+    for n in range(MEMO_SIZE + 10):
+        NameAddr.parse(f"<sip:user{n}@example.com>;tag={n}")
+    assert 0 < len(headers._name_addrs) <= MEMO_SIZE
+    assert NameAddr.parse("<sip:user1@example.com>;tag=1").params == (("tag", "1"),)
