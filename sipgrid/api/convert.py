@@ -9,6 +9,7 @@ rebuilt from its typed fields and the request it answers (``message_from_pb``).
 
 from __future__ import annotations
 
+import functools
 import json
 
 from sipgrid.pb import common_pb2, location_pb2, processor_pb2, sipmessage_pb2
@@ -58,10 +59,12 @@ def transport_from_pb(value: common_pb2.Transport.ValueType) -> Transport:
     return _TRANSPORTS_BACK.get(value, Transport.UDP)
 
 
+_METHODS = dict(processor_pb2.Method.items())
+
+
 def method_to_pb(method: str) -> processor_pb2.Method.ValueType:
     """Routr's processor Method enum (UNKNOWN for a method it does not name)."""
-    names = processor_pb2.Method.keys()
-    return processor_pb2.Method.Value(method) if method in names else processor_pb2.UNKNOWN
+    return _METHODS.get(method, processor_pb2.UNKNOWN)
 
 
 def net_to_pb(net: NetInterface) -> processor_pb2.NetInterface:
@@ -304,23 +307,23 @@ def _parse_built(
 
 
 def request_to_pb(request: MessageRequest, typed: bool = True) -> processor_pb2.MessageRequest:
-    methods = processor_pb2.Method.keys()
-    method = (
-        processor_pb2.Method.Value(request.method)
-        if request.method in methods
-        else processor_pb2.UNKNOWN
-    )
     return processor_pb2.MessageRequest(
         ref=request.ref,
         edge_port_ref=request.edge_port_ref,
-        method=method,
+        method=method_to_pb(request.method),
         sender=net_to_pb(request.sender),
-        listening_points=[net_to_pb(lp) for lp in request.listening_points],
+        listening_points=_listening_points_pb(tuple(request.listening_points)),
         external_addrs=request.external_addrs,
         localnets=request.localnets,
         message=message_to_pb(request.message, typed),
         metadata=request.metadata,
     )
+
+
+@functools.lru_cache(maxsize=16)
+def _listening_points_pb(points: tuple[NetInterface, ...]) -> list[processor_pb2.NetInterface]:
+    """An EdgePort sends the same listening points with every message."""
+    return [net_to_pb(lp) for lp in points]
 
 
 def request_from_pb(pb: processor_pb2.MessageRequest) -> MessageRequest:

@@ -109,3 +109,25 @@ def test_health_processor_and_location_over_grpc() -> None:
             await server.stop(None)
 
     asyncio.run(scenario())
+
+
+def test_a_request_keeps_its_method_and_listening_points_through_protobuf() -> None:
+    from sipgrid.api import convert
+
+    points = [NetInterface("127.0.0.1", 5060, t) for t in (Transport.UDP, Transport.TCP)]
+    for method, expected in (("INVITE", processor_pb2.INVITE), ("FOO", processor_pb2.UNKNOWN)):
+        message = parse(request_bytes(method, 5070))
+        request = MessageRequest(
+            ref="r",
+            edge_port_ref="ep",
+            method=method,
+            sender=NetInterface("127.0.0.1", 5070, Transport.UDP),
+            listening_points=points,
+            message=message,
+        )
+        pb = convert.request_to_pb(request, typed=False)
+        assert pb.method == expected
+        back = convert.request_from_pb(pb)
+        assert back.listening_points == points and back.method == method
+    points.append(NetInterface("127.0.0.1", 5061, Transport.TLS))  # a transport started later
+    assert len(convert.request_to_pb(request, typed=False).listening_points) == 3
