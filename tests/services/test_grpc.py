@@ -7,6 +7,7 @@ import asyncio
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from sipgrid.api import convert
 from sipgrid.api.types import MessageRequest, NetInterface, Route, Transport
 from sipgrid.pb import location_pb2, location_pb2_grpc, processor_pb2, processor_pb2_grpc
 from sipgrid.services.grpc_clients import GrpcLocation, GrpcProcessor
@@ -112,8 +113,6 @@ def test_health_processor_and_location_over_grpc() -> None:
 
 
 def test_a_request_keeps_its_method_and_listening_points_through_protobuf() -> None:
-    from sipgrid.api import convert
-
     points = [NetInterface("127.0.0.1", 5060, t) for t in (Transport.UDP, Transport.TCP)]
     for method, expected in (("INVITE", processor_pb2.INVITE), ("FOO", processor_pb2.UNKNOWN)):
         message = parse(request_bytes(method, 5070))
