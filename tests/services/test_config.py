@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,8 @@ import pytest
 import yaml
 
 from sipgrid.config import ConfigError
-from sipgrid.services.connect.resources import load_resources
+from sipgrid.services.connect import resources as resources_module
+from sipgrid.services.connect.resources import AccessControlList, load_resources
 from sipgrid.services.edgeport.config import load_edgeport
 from sipgrid.services.settings import Settings
 
@@ -130,6 +132,30 @@ def test_resource_errors_name_file_and_ref(tmp_path: Path) -> None:
         ConfigError, match=r"field accessControlList.deny: Value error, not an IP network"
     ):
         load_resources(resources)
+
+
+def test_an_access_control_list_gives_the_same_answer_the_second_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each list keeps its answer per source address (asked for every request); the
+    answers are its rules', kept or not, and what it keeps stays bounded."""
+    nets = ipaddress.ip_network
+    acl = AccessControlList(
+        "acl", "", (nets("10.1.0.0/16"), nets("2001:db8::/32")), (nets("10.0.0.0/8"),)
+    )
+    cases = {
+        "10.1.2.3": (True, True),  # allowed by a rule, though a wider one denies
+        "10.9.9.9": (False, False),  # denied
+        "192.0.2.1": (False, True),  # no rule: permitted, not explicitly allowed
+        "2001:db8::1": (True, True),
+        "not an address": (False, False),
+    }
+    monkeypatch.setattr(resources_module, "DECISIONS_MAX", 3)
+    for _ in range(3):
+        for address, (explicit, permitted) in cases.items():
+            assert (acl.explicitly_allows(address), acl.permits(address)) == (explicit, permitted)
+    assert 0 < len(acl._decided) <= 3
+    assert acl == AccessControlList(acl.ref, acl.name, acl.allow, acl.deny)
 
 
 def test_the_command_prints_one_line_and_exits_2(tmp_path: Path) -> None:

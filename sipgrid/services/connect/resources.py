@@ -92,30 +92,43 @@ class _Resource(_Model):
     spec: dict[str, Any]
 
 
+DECISIONS_MAX = 4096  # source addresses whose answer an access control list keeps
+
+
 @dataclass(frozen=True, slots=True)
 class AccessControlList:
     ref: str
     name: str
     allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     deny: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    # address -> (an allow rule matches, permitted): asked for every request, and the
+    # rules never change (a reload makes a new list); emptied when full
+    _decided: dict[str, tuple[bool, bool]] = field(
+        default_factory=dict, compare=False, hash=False, repr=False
+    )
 
     def explicitly_allows(self, address: str) -> bool:
         """An allow rule matches and no deny rule is more specific than it."""
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in net for net in self.allow)
+        return self._decide(address)[0]
 
     def permits(self, address: str) -> bool:
         """Allowed when an allow rule matches; else denied when a deny rule matches."""
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        if any(ip in net for net in self.allow):
-            return True
-        return not any(ip in net for net in self.deny)
+        return self._decide(address)[1]
+
+    def _decide(self, address: str) -> tuple[bool, bool]:
+        decided = self._decided.get(address)
+        if decided is None:
+            try:
+                ip = ipaddress.ip_address(address)
+            except ValueError:
+                decided = (False, False)
+            else:
+                allowed = any(ip in net for net in self.allow)
+                decided = (allowed, allowed or not any(ip in net for net in self.deny))
+            if len(self._decided) >= DECISIONS_MAX:
+                self._decided.clear()
+            self._decided[address] = decided
+        return decided
 
 
 @dataclass(frozen=True, slots=True)
