@@ -245,12 +245,6 @@ class Message:
                 return
         raise LocalProtocolError("the message has no Via to replace")
 
-    def forget_parsed(self) -> None:
-        """Drop the typed values parsed from the headers; they are parsed again when asked
-        for. For a message kept a while only to be matched or sent again (a transaction
-        that has answered), which then holds its lines and bytes alone."""
-        self._cache = {}
-
     def copy(self) -> Self:
         """A copy whose header changes do not touch this message (fields are shared, immutable)."""
         clone = self._blank()

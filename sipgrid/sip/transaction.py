@@ -20,6 +20,7 @@ from typing import ClassVar
 from .builders import build_ack, make_response
 from .errors import LocalProtocolError
 from .message import Request, Response
+from .parser import parse
 
 T1 = 0.5  # RTT estimate
 T2 = 4.0  # maximum retransmit interval for non-INVITE requests and INVITE responses
@@ -90,12 +91,21 @@ class Transaction:
     def __init__(
         self, request: Request, *, reliable: bool, t1: float = T1, t2: float = T2, t4: float = T4
     ) -> None:
-        self.request = request
+        self._request: Request | None = request
+        self._request_bytes = b""  # the request while packed (see pack)
         self.reliable = reliable
         self.t1, self.t2, self.t4 = t1, t2, t4
         self.state = self.initial
         self._deadlines: dict[Timer, float] = {}
         self._intervals: dict[Timer, float] = {}
+
+    @property
+    def request(self) -> Request:
+        if self._request is None:
+            request = parse(self._request_bytes)
+            assert isinstance(request, Request)
+            self._request = request
+        return self._request
 
     def next_deadline(self) -> float | None:
         return min(self._deadlines.values()) if self._deadlines else None
@@ -223,7 +233,35 @@ class ClientNonInviteTransaction(Transaction):
 
 
 class _ServerTransaction(Transaction):
-    last_response: Response | None = None
+    _last_response: Response | None = None
+    _response_bytes: bytes | None = None  # the last response while packed
+
+    @property
+    def last_response(self) -> Response | None:
+        if self._last_response is None and self._response_bytes is not None:
+            response = parse(self._response_bytes)
+            assert isinstance(response, Response)
+            self._last_response = response
+        return self._last_response
+
+    def pack(self, response_bytes: bytes | None = None) -> None:
+        """Keep the request and the last response as their bytes alone, parsed again when
+        asked for: for a transaction that answered and stays only to answer
+        retransmissions (Timer J, 32 s over UDP). Messages are many small objects, which
+        the cycle collector walks again and again while they live. ``response_bytes``:
+        the response as it was sent, when the caller has it (else it is serialized)."""
+        if self._request is not None:
+            if not self._request_bytes:
+                self._request_bytes = self._request.serialize()
+            self._request = None
+        if self._last_response is not None:
+            if self._response_bytes is None:
+                self._response_bytes = response_bytes or self._last_response.serialize()
+            self._last_response = None
+
+    def _answered(self, response: Response) -> None:
+        self._last_response = response
+        self._response_bytes = None
 
     def start(self, now: float) -> list[Effect]:
         return [Deliver(self.request)]
@@ -246,8 +284,9 @@ class ServerInviteTransaction(_ServerTransaction):
         """Pass the INVITE up and, unless the TU answers within 200 ms, send 100 Trying."""
         effects: list[Effect] = [Deliver(self.request)]
         if send_trying:
-            self.last_response = make_response(self.request, 100)
-            effects.insert(0, Send(self.last_response))
+            trying = make_response(self.request, 100)
+            self._answered(trying)
+            effects.insert(0, Send(trying))
         return effects
 
     def receive_request(self, request: Request, now: float) -> list[Effect]:
@@ -264,7 +303,7 @@ class ServerInviteTransaction(_ServerTransaction):
     def send_response(self, response: Response, now: float) -> list[Effect]:
         if self.state is not State.PROCEEDING:
             raise self._illegal(f"sending {response.status}")
-        self.last_response = response
+        self._answered(response)
         if response.status < 200:
             return [Send(response)]
         if response.status < 300:
@@ -300,7 +339,7 @@ class ServerNonInviteTransaction(_ServerTransaction):
     def send_response(self, response: Response, now: float) -> list[Effect]:
         if self.state not in (State.TRYING, State.PROCEEDING):
             raise self._illegal(f"sending {response.status}")
-        self.last_response = response
+        self._answered(response)
         if response.status < 200:
             self.state = State.PROCEEDING
             return [Send(response)]

@@ -122,20 +122,23 @@ def forwarded(wire: Wire, method: str = "INVITE") -> Request:
     return requests[-1]
 
 
-def test_an_answered_request_keeps_its_lines_not_what_was_parsed_of_them() -> None:
-    """A non-INVITE transaction that answered stays for Timer J to answer retransmissions;
-    what was parsed of its request and answer is dropped meanwhile (memory), and a
-    retransmission still gets the same answer, byte for byte."""
+def test_an_answered_request_is_kept_as_bytes_alone() -> None:
+    """A non-INVITE transaction that answered stays for Timer J (32 s over UDP) to answer
+    retransmissions; meanwhile it keeps its request and answer as bytes (memory, and
+    fewer objects for the cycle collector to walk), and a retransmission still gets the
+    same answer, byte for byte."""
     wire = Wire(lambda r: MessageResponse(make_response(r.message, 200, to_tag="t")))  # type: ignore[arg-type]
     register = request_bytes("REGISTER", CALLER.port, branch="z9hG4bKr1", uri="sip:sip.local")
     wire.feed(register)
     (first,) = wire.take()
     (ctx,) = wire.core._server_txs.values()
     assert ctx.tx.state is State.COMPLETED and ctx.key is not None
-    assert ctx.tx.request._cache == {} and ctx.tx.last_response._cache == {}  # type: ignore[union-attr]
+    assert ctx.tx._request is None and ctx.tx._last_response is None
     wire.feed(register)
     (again,) = wire.take()
     assert again.data == first.data and wire.core.stats["retransmissions"] == 1
+    assert ctx.tx._request is None and ctx.tx._last_response is None  # packed again
+    assert ctx.tx.request.top_via.received == CALLER.host  # as it was, stamped
     wire.advance(33)  # Timer J: gone
     assert wire.core.transactions == (0, 0)
 

@@ -210,6 +210,37 @@ class TestServerNonInvite:
         assert tx.receive_request(tx.request, 0.5) == [Send(ok)]
         assert run_until(tx, 100.0) == [(0.4 + 64 * T1, Terminated())]
 
+    def test_packed_it_answers_as_before_and_reads_its_messages_back(self) -> None:
+        """Packed (bytes alone, while it waits for Timer J), a transaction still matches
+        and answers retransmissions with the same bytes, and gives its messages back as
+        they were; it can be packed again after, and a 2543 peer's To tag still counts."""
+        original = request(OPTIONS)
+        original.set("Max-Forwards", 69)  # changed since parsed: serialized to pack it
+        tx = ServerNonInviteTransaction(original, reliable=False)
+        tx.start(0.0)
+        ok = reply(tx.request, 200)
+        assert tx.send_response(ok, 0.1)[0] == Send(ok)
+        tx.pack()
+        assert tx._request is None and tx._last_response is None
+        assert tx.request == original and tx.last_response == ok
+        tx.pack(b"ignored: the bytes are kept already")
+        retransmission = request(OPTIONS)
+        assert tx.matches(retransmission)
+        (again,) = tx.receive_request(retransmission, 1.0)
+        assert isinstance(again, Send) and again.message.serialize() == ok.serialize()
+        tx.pack()
+        assert run_until(tx, 100.0) == [(0.1 + 64 * T1, Terminated())]
+
+        rfc2543 = OPTIONS.replace(b";branch=z9hG4bKopt1", b"")  # no magic cookie
+        old_style = ServerNonInviteTransaction(request(rfc2543), reliable=False)
+        old_style.start(0.0)
+        old_style.send_response(make_response(old_style.request, 404, to_tag="t1"), 0.1)
+        old_style.pack()
+        assert old_style.matches(request(rfc2543))
+        assert not old_style.matches(
+            request(rfc2543.replace(b"bob@biloxi.example.com>", b"bob@biloxi.example.com>;tag=zz"))
+        )
+
     def test_reliable_final_terminates_at_once(self) -> None:
         tx = ServerNonInviteTransaction(request(OPTIONS), reliable=True)
         tx.start(0.0)

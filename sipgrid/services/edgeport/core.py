@@ -183,12 +183,14 @@ class ServerContext:
     client: ClientContext | None = None
     cancelled: bool = False
     grace_at: float | None = None
-    # responses going through the processor, answered in arrival order
-    relays: deque[int] = field(default_factory=deque)
+    # responses going through the processor, answered in arrival order (made when the
+    # first goes: most transactions never need these, and each is one more object
+    # for the cycle collector to walk while the transaction lives)
+    relays: deque[int] | None = None
     relayed: dict[int, Response | None] = field(default_factory=dict)
     # serial forking (RFC 3261 section 16.7): the Request-URIs left to try, and the
     # request as the processor gave it, to retarget
-    alternatives: list[str] = field(default_factory=list)
+    alternatives: list[str] | None = None
     forwarded: Request | None = None
     # the next hop's challenge answered with these (username, password), once a target
     credentials: tuple[str, str] | None = None
@@ -196,15 +198,15 @@ class ServerContext:
     # what our CSeq differs by from the caller's in this dialog (a challenge answered)
     cseq_offset: int = 0
     # parallel forking (RFC 3261 section 16.7): every branch, and the best final answer
-    branches: list[ClientContext] = field(default_factory=list)
+    branches: tuple[ClientContext, ...] = ()
     forking: bool = False
     answered: bool = False  # a 2xx went upstream
     best: Response | None = None
     key: object = None  # its key in the table of server transactions
 
-    def clients(self) -> list[ClientContext]:
+    def clients(self) -> tuple[ClientContext, ...]:
         """Its client transactions: every branch of a fork, else the one it has."""
-        return self.branches or ([self.client] if self.client is not None else [])
+        return self.branches or ((self.client,) if self.client is not None else ())
 
 
 @dataclass(slots=True, eq=False)
@@ -275,7 +277,7 @@ def _release(server: ServerContext | None) -> None:
         return
     if all(client.tx.state is State.TERMINATED for client in server.clients()):
         server.client = None
-        server.branches = []
+        server.branches = ()
 
 
 class EdgePortCore:
@@ -749,7 +751,7 @@ class EdgePortCore:
         if ctx is not None:
             ctx.client = cctx
             if ctx.forking:
-                ctx.branches.append(cctx)
+                ctx.branches += (cctx,)
         if outgoing.method == "INVITE":
             self._arm_timer_c(cctx, now)
         self._apply_client(cctx, tx.start(now), now, out)
@@ -914,6 +916,8 @@ class EdgePortCore:
             self._send_response(server, response, out)
             return
         job = self._job(_Relay(server, response))
+        if server.relays is None:
+            server.relays = deque()
         server.relays.append(job)
         out.append(Process(job, self._message_request(response, server.flow)))
 
@@ -1241,18 +1245,13 @@ class EdgePortCore:
     def _apply_server(
         self, ctx: ServerContext, effects: Iterable[Effect], out: list[Action]
     ) -> None:
+        sent: bytes | None = None
         for effect in effects:
             if isinstance(effect, Send):
                 message = effect.message
                 assert isinstance(message, Response)
-                out.append(
-                    Transmit(
-                        _wire(message, ctx.flow.transport),
-                        self._fallback(message, ctx.flow),
-                        ctx.flow,
-                        ctx,
-                    )
-                )
+                sent = _wire(message, ctx.flow.transport)
+                out.append(Transmit(sent, self._fallback(message, ctx.flow), ctx.flow, ctx))
             elif isinstance(effect, Terminated):
                 key = ctx.key if ctx.key is not None else server_key(ctx.tx.request)
                 if self._server_txs.get(key) is ctx:
@@ -1261,11 +1260,9 @@ class EdgePortCore:
         tx = ctx.tx
         if tx.state is State.COMPLETED and isinstance(tx, ServerNonInviteTransaction):
             # answered, it stays for Timer J (32 s over UDP) only to answer retransmissions:
-            # what was parsed of its request and answer is dropped (8.2 KB each in all
-            # before, measured in bench/README.md), parsed again if ever asked for
-            tx.request.forget_parsed()
-            if tx.last_response is not None:
-                tx.last_response.forget_parsed()
+            # it keeps its request and answer as bytes (bench/README.md, "Memory of
+            # finished transactions"), parsed again if ever asked for
+            tx.pack(sent)
         deadline = tx.next_deadline()
         if deadline is not None:
             self._push(deadline, "tx", ctx)
