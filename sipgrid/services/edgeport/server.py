@@ -12,6 +12,7 @@ import asyncio
 import errno
 import itertools
 import logging
+import math
 import resource
 import socket
 import ssl
@@ -58,6 +59,7 @@ UDP_BUFFER = 4 * 1024 * 1024
 REGISTERED_IDLE = 3900.0  # seconds: the longest registration (3600 s) and some
 CONNECT_TIMEOUT = 5.0
 HANDED_SEND_KEPT = CONNECT_TIMEOUT + 5.0  # seconds a failure of a handed send may take
+TICK = 0.01  # seconds: the core's timers are served on this grid (RFC 3261's are 0.5 s and up)
 
 
 @dataclass(frozen=True, slots=True)
@@ -656,20 +658,28 @@ class EdgePort:
     # -- the one timer
 
     def _arm(self) -> None:
+        """Wake at the end of the TICK in which the core's next deadline falls: one wake-up
+        serves every deadline of that tick (a busy server has thousands a second)."""
         deadline = self.core.next_deadline() if self.core is not None else None
-        if deadline is None or deadline >= self._wakeup_at:
+        if deadline is None:
+            return
+        wake_at = math.ceil(deadline / TICK) * TICK
+        if wake_at >= self._wakeup_at:
             return
         if self._wakeup is not None:
             self._wakeup.cancel()
-        self._wakeup_at = deadline
-        delay = max(0.0, deadline - self._clock())
+        self._wakeup_at = wake_at
+        delay = max(0.0, wake_at - self._clock())
         self._wakeup = asyncio.get_running_loop().call_later(delay, self._on_timer)
 
     def _on_timer(self) -> None:
+        """The loop's timers may fire a little early (uvloop rounds a delay to the nearest
+        millisecond, on a millisecond clock): what was due by the time asked for is
+        served now, else the same wake-up would be asked for again and again."""
         self._wakeup = None
-        self._wakeup_at = float("inf")
+        due, self._wakeup_at = self._wakeup_at, float("inf")
         if self.core is not None:
-            self._run(self.core.handle_timers(self._clock()))
+            self._run(self.core.handle_timers(max(self._clock(), due)))
 
     # -- tasks
 
