@@ -249,14 +249,13 @@ class _ServerTransaction(Transaction):
         asked for: for a transaction that answered and stays only to answer
         retransmissions (Timer J, 32 s over UDP). Messages are many small objects, which
         the cycle collector walks again and again while they live. ``response_bytes``:
-        the response as it was sent, when the caller has it (else it is serialized)."""
-        if self._request is not None:
-            if not self._request_bytes:
-                self._request_bytes = self._request.serialize()
+        the last response as it was just sent, when the caller has it (else it is
+        serialized; a message parsed from bytes serializes to them at no cost)."""
+        if self._request is not None:  # parsed again since: its bytes, unless it changed
+            self._request_bytes = self._request.serialize()
             self._request = None
         if self._last_response is not None:
-            if self._response_bytes is None:
-                self._response_bytes = response_bytes or self._last_response.serialize()
+            self._response_bytes = response_bytes or self._last_response.serialize()
             self._last_response = None
 
     def _answered(self, response: Response) -> None:

@@ -223,7 +223,8 @@ class TestServerNonInvite:
         tx.pack()
         assert tx._request is None and tx._last_response is None
         assert tx.request == original and tx.last_response == ok
-        tx.pack(b"ignored: the bytes are kept already")
+        tx.pack(ok.serialize())
+        assert tx._response_bytes == ok.serialize() and tx._request_bytes
         retransmission = request(OPTIONS)
         assert tx.matches(retransmission)
         (again,) = tx.receive_request(retransmission, 1.0)
