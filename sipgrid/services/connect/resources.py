@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sipgrid.config import ConfigError, check_networks, read_document, validate
+from sipgrid.sip.uri import remembered
 
 log = logging.getLogger("sipgrid.connect")
 
@@ -92,9 +93,6 @@ class _Resource(_Model):
     spec: dict[str, Any]
 
 
-DECISIONS_MAX = 4096  # source addresses whose answer an access control list keeps
-
-
 @dataclass(frozen=True, slots=True)
 class AccessControlList:
     ref: str
@@ -102,7 +100,7 @@ class AccessControlList:
     allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     deny: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     # address -> (an allow rule matches, permitted): asked for every request, and the
-    # rules never change (a reload makes a new list); emptied when full
+    # rules never change (a reload makes a new list); bounded as the SIP core's memos
     _decided: dict[str, tuple[bool, bool]] = field(
         default_factory=dict, compare=False, hash=False, repr=False
     )
@@ -125,9 +123,7 @@ class AccessControlList:
             else:
                 allowed = any(ip in net for net in self.allow)
                 decided = (allowed, allowed or not any(ip in net for net in self.deny))
-            if len(self._decided) >= DECISIONS_MAX:
-                self._decided.clear()
-            self._decided[address] = decided
+            remembered(self._decided, address, decided)
         return decided
 
 
