@@ -53,6 +53,12 @@ def _seconds(method: str) -> Any:
     return GRPC_SECONDS.labels(method)
 
 
+@functools.cache
+def registrations(result: str) -> Any:
+    """The counter of REGISTERs answered with ``result`` (bound, removed, challenged, refused)."""
+    return REGISTRATIONS.labels(result)
+
+
 class MetricsInterceptor(grpc.aio.ServerInterceptor):
     """Counts and times every unary call a gRPC server answers (health checks aside)."""
 

@@ -73,6 +73,11 @@ def stable_tag(request: Request) -> str:
 
 # Copied from request to response, in this order (RFC 3261 section 8.2.6.2).
 _COPIED = ("via", "from", "to", "call-id", "cseq")
+_ORDER = {key: place for place, key in enumerate(_COPIED)}
+
+
+def _order(field: HeaderField) -> int:
+    return _ORDER[field.key]
 
 
 def make_response(
@@ -86,16 +91,25 @@ def make_response(
 ) -> Response:
     """A response to ``request``: Via, From, To, Call-ID and CSeq copied byte-exact, a To
     tag added when given and the To has none, then ``headers`` and Content-Length."""
-    fields = [
-        HeaderField(f.key, f.name, f.value, f.raw) for f in request.fields if f.key in _COPIED
-    ]
-    fields.sort(key=lambda f: _COPIED.index(f.key))
+    tag = to_tag if to_tag is not None and status > 100 and request.to.tag is None else None
+    fields: list[HeaderField] = []
+    for f in request.fields:
+        if f.key in _ORDER:
+            if tag is not None and f.key == "to":
+                # The To's own parameters come last, after its URI in brackets or after a
+                # URI without any (RFC 3261 section 20): the tag goes at the end of its text.
+                fields.append(HeaderField("to", f.name, f"{f.value};tag={tag}"))
+            else:
+                fields.append(HeaderField(f.key, f.name, f.value, f.raw))
+    fields.sort(key=_order)
     response = Response(status, reason if reason is not None else REASONS.get(status, ""), fields)
-    if to_tag is not None and status > 100 and request.to.tag is None:
-        response.set("To", str(request.to.with_param("tag", to_tag)))
     for name, value in headers:
         response.add(name, value)
-    response.set_body(body)
+    if any(f.key == "content-length" for f in response.fields):
+        response.set_body(body)
+    else:
+        response.body = body
+        response.fields.append(HeaderField("content-length", "Content-Length", str(len(body))))
     return response
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from email.utils import formatdate
 from pathlib import Path
 
 import pytest
@@ -150,6 +151,24 @@ def test_register_is_challenged_then_bound() -> None:
         "<sip:1001@127.0.0.1:7002>;expires=60",
         "<sip:1001@127.0.0.1:7001>;expires=60",
     ]
+
+
+def test_a_binding_s_200_is_dated_to_the_second() -> None:
+    """The 200 carries the registrar's time (RFC 3261 section 10.3, step 8, and section
+    20.17), formatted once a second: the same text within a second, the next after it."""
+    switch = Switch()
+    switch.clock.now = 1_000_000.75
+
+    def dated(port: int) -> str | None:
+        challenged = switch.answer(register("1001", port))
+        auth = authorization(challenged, "1001", "REGISTER", "sip:sip.local")
+        return switch.answer(register("1001", port, cseq=2, auth=auth)).get("Date")
+
+    assert dated(7001) == formatdate(1_000_000, usegmt=True) == "Mon, 12 Jan 1970 13:46:40 GMT"
+    switch.clock.now += 0.2
+    assert dated(7002) == "Mon, 12 Jan 1970 13:46:40 GMT"
+    switch.clock.now += 0.1
+    assert dated(7003) == "Mon, 12 Jan 1970 13:46:41 GMT"
 
 
 def test_a_replayed_nonce_count_is_challenged_again() -> None:

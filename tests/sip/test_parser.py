@@ -320,6 +320,40 @@ def test_make_response_copies_headers_and_adds_to_tag() -> None:
     assert make_response(req, 100, to_tag="abc").to.tag is None
 
 
+@pytest.mark.parametrize(
+    ("to", "tagged"),
+    [
+        ("<sip:bob@b.example>", "<sip:bob@b.example>;tag=abc"),
+        (
+            '"Bob" <sip:bob@b.example;user=phone>;x=1',
+            '"Bob" <sip:bob@b.example;user=phone>;x=1;tag=abc',
+        ),
+        # without brackets the URI has no parameters: what follows it is the header's
+        ("sip:bob@b.example;x=1", "sip:bob@b.example;x=1;tag=abc"),
+    ],
+)
+def test_a_response_tags_the_to_of_the_request_as_written(to: str, tagged: str) -> None:
+    """The To is copied as written, with the tag after its parameters (RFC 3261 sections
+    8.2.6.2 and 20), under the name the request used (here the compact "t"); a To that
+    has a tag keeps it; Content-Length is counted once."""
+    req = request(INVITE.replace(b'To: "Bob" <sip:bob@biloxi.example.com>', b"t: " + to.encode()))
+    res = make_response(req, 486, to_tag="abc", body=b"hello")
+    line = next(f for f in res.fields if f.key == "to")
+    assert (line.name, line.value) == ("t", tagged)
+    assert res.to.tag == "abc" and res.to == response(res.serialize()).to
+    assert [f.key for f in res.fields] == ["via", "from", "to", "call-id", "cseq", "content-length"]
+    assert res.get_all("Content-Length") == ["5"] and res.body == b"hello"
+    tagged_request = request(
+        INVITE.replace(b'To: "Bob" <sip:bob@biloxi.example.com>', b"To: " + tagged.encode())
+    )
+    assert make_response(tagged_request, 486, to_tag="new").get("To") == tagged
+
+
+def test_a_content_length_given_by_the_caller_is_not_repeated() -> None:
+    res = make_response(request(), 200, headers=[("Content-Length", 99)], body=b"abc")
+    assert res.get_all("Content-Length") == ["3"]
+
+
 def test_set_body_updates_content_length() -> None:
     m = request()
     m.set_body(b"hello", "text/plain")
