@@ -1,0 +1,183 @@
+"""What a quiet server pays: the same work hot, and cold.
+
+Two jobs, each done many times in one process with nothing else running in it:
+- ``parse``: read the INVITE of a call never seen before (bench.parser_bench's messages);
+- ``register``: a digest REGISTER exchange through the Connect registrar of the example
+  config, in memory (REGISTER, 401, REGISTER with credentials, 200), each exchange from
+  an agent of its own.
+
+Each job is timed with ``time.thread_time`` around the job alone, in these conditions:
+- ``hot``: back to back, so the CPU's caches still hold the last run's code and data;
+- ``idle_<gap>ms``: the process sleeps that long before each message, as a server sleeps
+  between the messages of a quiet minute;
+- ``evicted_<size>mb``: the process writes over that much of other memory before each message,
+  as other processes on the same cores do (sipp, the kernel, other guests of the host).
+
+Between two REGISTER exchanges at 300/s the all-in-one sleeps about 3 ms: its live cost
+per message is what the cold rows show, not the hot one. Kamailio's small C loop suffers
+this less. Figures go to bench/results/cold.json; `make bench` runs this module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from bench.parser_bench import call_messages
+from sipgrid.api.types import MessageRequest, MessageResponse, NetInterface, Transport
+from sipgrid.services.connect.auth import Authenticator
+from sipgrid.services.connect.processor import ConnectProcessor
+from sipgrid.services.connect.resources import load_resources
+from sipgrid.services.location.service import MemoryLocation
+from sipgrid.sip import Request, Response, parse
+from sipgrid.sip.digest import authorization_for
+
+RESULTS = Path(__file__).resolve().parent / "results" / "cold.json"
+RESOURCES = Path(__file__).resolve().parents[1] / "config" / "resources"
+JOBS = int(os.environ.get("BENCH_COLD_JOBS", "1500"))
+US = NetInterface("127.0.0.1", 5060, Transport.UDP)
+AGENT = NetInterface("127.0.0.1", 7001, Transport.UDP)
+PASSWORD = "1001-secret"  # agent 1001's in config/resources
+
+
+def sleeping(seconds: float) -> Callable[[], None]:
+    return lambda: time.sleep(seconds)
+
+
+def evicting(size: int) -> Callable[[], None]:
+    """Write a byte in every cache line of ``size`` bytes: the caches then hold those
+    lines instead of what ran before. (Neither a copy nor a scan does it as surely: a large
+    memcpy writes around the caches, and this CPU's last level keeps what the levels above
+    it let go, not what was read.)"""
+    memory = bytearray(size)
+    lines = bytes(len(range(0, size, 64)))
+
+    def write() -> None:
+        memory[::64] = lines
+
+    return write
+
+
+def conditions() -> list[tuple[str, Callable[[], None]]]:
+    found: list[tuple[str, Callable[[], None]]] = [("hot", lambda: None)]
+    found += [(f"idle_{gap}ms", sleeping(gap / 1000)) for gap in (0.1, 0.5, 1.5)]
+    found += [(f"evicted_{size}mb", evicting(size << 20)) for size in (4, 40)]
+    return found
+
+
+def _done(coroutine: Coroutine[Any, Any, MessageResponse]) -> MessageResponse:
+    """Run a coroutine that never waits (the registrar in memory) without an event loop."""
+    try:
+        coroutine.send(None)
+    except StopIteration as finished:
+        return finished.value  # type: ignore[no-any-return]
+    coroutine.close()
+    raise RuntimeError("the registrar waited")
+
+
+def _register(n: int, seq: int) -> MessageRequest:
+    data = (
+        "REGISTER sip:sip.local SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:7001;branch=z9hG4bK-{n}-{seq}\r\n"
+        f"From: <sip:1001@sip.local>;tag={n}f\r\nTo: <sip:1001@sip.local>\r\n"
+        f"Call-ID: {n}-reg@127.0.0.1\r\nCSeq: {seq} REGISTER\r\nMax-Forwards: 70\r\n"
+        "Contact: <sip:1001@127.0.0.1:7001>\r\nExpires: 60\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    return MessageRequest(
+        ref=str(n),
+        edge_port_ref="bench",
+        method="REGISTER",
+        sender=AGENT,
+        listening_points=[US],
+        message=parse(data),
+    )
+
+
+class Jobs:
+    """Fresh work for each job, made outside the time measured."""
+
+    def __init__(self) -> None:
+        clock = time.time
+        self.processor = ConnectProcessor(
+            load_resources(RESOURCES),
+            MemoryLocation(clock),
+            Authenticator(b"k" * 32, clock=clock),
+            clock=clock,
+        )
+        self.n = 0
+
+    def parse(self, before: Callable[[], None]) -> float:
+        """Each call's first INVITE: new Call-ID, tags and branch every time."""
+        self.n += 1
+        data = call_messages(self.n)[0]
+        return timed(before, lambda: parse(data))
+
+    def register(self, before: Callable[[], None]) -> float:
+        self.n += 1
+        first = _register(self.n, 1)
+        answers: list[MessageResponse] = []
+        spent = timed(before, lambda: answers.append(_done(self.processor.process_message(first))))
+        second = _register(self.n, 2)
+        assert isinstance(second.message, Request)
+        challenged = answers[0].message
+        assert isinstance(challenged, Response) and challenged.status == 401, challenged
+        header = authorization_for(second.message, challenged, "1001", PASSWORD)
+        assert header is not None
+        second.message.add(*header)
+        spent += timed(
+            before, lambda: answers.append(_done(self.processor.process_message(second)))
+        )
+        ok = answers[1].message
+        assert isinstance(ok, Response) and ok.status == 200, ok
+        return spent
+
+
+def timed(before: Callable[[], None], step: Callable[[], object]) -> float:
+    """CPU seconds of ``step`` alone, done after ``before``."""
+    before()
+    started = time.thread_time()
+    step()
+    return time.thread_time() - started
+
+
+def measure() -> dict[str, dict[str, float]]:
+    jobs = Jobs()
+    for _ in range(200):  # the memos and the interpreter's own caches filled first
+        jobs.parse(lambda: None)
+        jobs.register(lambda: None)
+    found: dict[str, dict[str, float]] = {}
+    for name, before in conditions():
+        count = JOBS // 5 if name == "evicted_40mb" else JOBS
+        parse_spent = sum(jobs.parse(before) for _ in range(count))
+        register_spent = sum(jobs.register(before) for _ in range(count))
+        found[name] = {
+            "parse_us": round(1e6 * parse_spent / count, 1),
+            "register_exchange_us": round(1e6 * register_spent / count, 1),
+        }
+        print(f"  {name:14s} {found[name]}", flush=True)
+    return found
+
+
+def main() -> None:
+    print("the same work, hot and cold (CPU per job):", flush=True)
+    found = measure()
+    hot = found["hot"]
+    report = {
+        "jobs": JOBS,
+        "unit": "microseconds of CPU per job (thread_time), the waiting or copying not counted",
+        **found,
+        "times_hot": {
+            name: {k: round(v / hot[k], 2) for k, v in row.items()} for name, row in found.items()
+        },
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"written to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
