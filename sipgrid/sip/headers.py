@@ -55,6 +55,9 @@ def read_quoted(text: str, start: int, what: str) -> tuple[str, int]:
     quoted-string = SWS DQUOTE *(qdtext / quoted-pair ) DQUOTE
     quoted-pair = "\\" (%x00-09 / %x0B-0C / %x0E-7F)
     """
+    end = text.find('"', start + 1)
+    if end >= 0 and text.find("\\", start + 1, end) < 0:
+        return text[start + 1 : end], end + 1  # nothing escaped: one slice
     out: list[str] = []
     i = start + 1
     n = len(text)

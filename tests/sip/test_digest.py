@@ -3,9 +3,13 @@ from __future__ import annotations
 import string
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sipgrid.sip import Challenge, Credentials, NonceState, ParseError
 from sipgrid.sip.digest import (
+    _read_params,
+    _read_params_carefully,
     answer,
     check_nonce,
     compute_ha1,
@@ -125,3 +129,63 @@ def test_a_nonce_is_accepted_only_in_its_own_spelling() -> None:
         ):
             assert check_nonce(key, other, now=1010.0, ttl=30) is NonceState.INVALID, other
         assert check_nonce(key, nonce, now=1010.0, ttl=30) is NonceState.VALID
+
+
+@pytest.mark.parametrize(
+    ("params", "read_at_once"),
+    [
+        ('username="1001", realm="sip.local", nonce="n", uri="sip:sip.local", response="ab"', True),
+        ('username = "a\\"b\\\\c" ,realm="r,with,commas",nc=00000001,  qop=auth  ', True),
+        ('username="a", realm="r",', True),  # a comma at the end
+        ('username="a", realm=""', True),  # an empty quoted value
+        ("username=, realm=r", True),  # an empty token value
+        ('username="a",, realm="r"', False),  # an empty item
+        ('username="a", realm=r s', False),  # a value with a space
+        ('username="a" x, realm="r"', False),  # text after the quotes
+        ('username="a", realm="r\\', False),  # an escape with nothing after it
+        ('username="a", realm="r', False),  # no closing quote
+        ('user name="a", realm="r"', False),  # not a token
+        ('username, realm="r"', False),  # no "="
+        ('username="a", ="r"', False),  # no name
+    ],
+)
+def test_both_readings_of_auth_params_agree(params: str, read_at_once: bool) -> None:
+    """The one-pass reading (regular expressions) gives what the careful one gives, or
+    leaves anything unusual to it: the same values, or the same error."""
+    fast = _read_params(params)
+    try:
+        careful: dict[str, str] | str = _read_params_carefully(params, "Authorization")
+    except ParseError as error:
+        careful = error.reason
+    assert (fast is not None) is read_at_once
+    assert fast is None or fast == careful
+    if params.startswith("username = "):
+        assert fast == {
+            "username": 'a"b\\c',
+            "realm": "r,with,commas",
+            "nc": "00000001",
+            "qop": "auth",
+        }
+
+
+_tokens = st.text(alphabet=string.ascii_letters + string.digits + "-.!%*_+`'~", min_size=1)
+_quoted = st.text(alphabet=string.printable.replace("\r", "").replace("\n", "")).map(
+    lambda text: '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+)
+_spaces = st.sampled_from(["", " ", "  ", "\t"])
+
+
+@given(
+    st.lists(
+        st.tuples(_spaces, _tokens, _spaces, _spaces, st.one_of(_tokens, _quoted), _spaces),
+        min_size=1,
+        max_size=8,
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_any_well_formed_auth_params_are_read_at_once_as_carefully(
+    items: list[tuple[str, str, str, str, str, str]],
+) -> None:
+    params = ",".join(f"{a}{name}{b}={c}{value}{d}" for a, name, b, c, value, d in items)
+    fast = _read_params(params)
+    assert fast is not None and fast == _read_params_carefully(params, "Authorization")
