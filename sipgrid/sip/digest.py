@@ -74,8 +74,9 @@ def _read_params(rest: str) -> dict[str, str] | None:
     """The parameters by two regular expressions (are they all well formed? then each name
     and value), or None when anything in them is unusual (an empty item, a value with
     spaces or text after its quotes, a bad name): the careful reading then takes them one
-    by one and says what is wrong. It took 17 us for a REGISTER's Authorization, where
-    this takes 7 (timeit, compiled)."""
+    by one and says what is wrong. It took 17 to 20 us for a REGISTER's Authorization,
+    where this takes 10 (timeit, compiled, session 11). Linear in the text: a 60 KB value
+    built to make it backtrack takes milliseconds, as the careful reading does."""
     if _only_auth_params.fullmatch(rest) is None:
         return None
     params: dict[str, str] = {}
