@@ -108,13 +108,13 @@ def _register(n: int, seq: int) -> MessageRequest:
     )
 
 
-def _credentials(n: int, challenged: Response) -> str:
-    """The Authorization line that answers the 401 to exchange ``n``."""
+def _credentials(n: int, challenged: Response) -> tuple[str, str]:
+    """The Authorization header (name, value) that answers the 401 to exchange ``n``."""
     request = parse(_register_bytes(n, 2))
     assert isinstance(request, Request) and challenged.status == 401, challenged
     header = authorization_for(request, challenged, "1001", PASSWORD)
     assert header is not None
-    return f"{header[0]}: {header[1]}\r\n"
+    return header
 
 
 class Edge:
@@ -174,8 +174,7 @@ class Jobs:
         assert isinstance(challenged, Response)
         second = _register(self.n, 2)
         assert isinstance(second.message, Request)
-        name, value = _credentials(self.n, challenged).rstrip("\r\n").split(": ", 1)
-        second.message.add(name, value)
+        second.message.add(*_credentials(self.n, challenged))
         spent += timed(
             before, lambda: answers.append(_done(self.processor.process_message(second)))
         )
@@ -191,7 +190,8 @@ class Jobs:
         spent = timed(before, lambda: sent.extend(self.edge.datagram(first)))
         challenged = parse(sent[0])
         assert isinstance(challenged, Response)
-        second = _register_bytes(self.n, 2, _credentials(self.n, challenged))
+        name, value = _credentials(self.n, challenged)
+        second = _register_bytes(self.n, 2, f"{name}: {value}\r\n")
         spent += timed(before, lambda: sent.extend(self.edge.datagram(second)))
         ok = parse(sent[1])
         assert isinstance(ok, Response) and ok.status == 200, ok
