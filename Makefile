@@ -30,14 +30,16 @@ $(PB_STAMP): $(PROTOS) $(STAMP)
 	sed -i -E 's/^import ([a-z_]+_pb2)( as |$$)/from . import \1\2/' sipgrid/pb/*_pb2*.py sipgrid/pb/*_pb2*.pyi
 	touch $(PB_STAMP)
 
-# The SIP core (sipgrid/sip) compiled by mypyc into sipgrid/sip/_compiled (native/build.py),
-# about 25 s. The package runs it while its MANIFEST matches the sources (SIPGRID_COMPILED=0
-# turns it off); without a C compiler or Python's headers the pure Python modules run, slower.
-COMPILED_STAMP := sipgrid/sip/_compiled/MANIFEST
+# The SIP core (sipgrid/sip), the EdgePort's core and Connect's request handling compiled by
+# mypyc into sipgrid/_compiled (native/build.py), about a minute. The package runs them while
+# the MANIFEST matches the sources (SIPGRID_COMPILED=0 turns them off); without a C compiler
+# or Python's headers the pure Python modules run, slower.
+COMPILED_STAMP := sipgrid/_compiled/MANIFEST
+COMPILED_SOURCES := $(wildcard sipgrid/sip/*.py sipgrid/services/connect/*.py) sipgrid/services/edgeport/core.py
 HAS_HEADERS := import os, sysconfig; os.stat(os.path.join(sysconfig.get_paths()["include"], "Python.h"))
 compiled: $(COMPILED_STAMP)
 
-$(COMPILED_STAMP): $(wildcard sipgrid/sip/*.py) native/build.py $(STAMP)
+$(COMPILED_STAMP): $(COMPILED_SOURCES) native/build.py $(STAMP) $(PB_STAMP)
 	@if ! command -v cc >/dev/null; then echo "make: no C compiler (cc): the SIP core runs as pure Python"; \
 	elif ! $(PY) -c '$(HAS_HEADERS)' 2>/dev/null; then \
 		echo "make: no Python.h (python3.11-dev): the SIP core runs as pure Python"; \
@@ -104,12 +106,13 @@ run: install
 run-distributed: install
 	$(PY) -m sipgrid.services.topology
 
-# Everything on the compiled SIP core, then the core's own tests and the sans-IO EdgePort
-# core's again on the pure Python modules (the fuzz test runs those too). TEST_WORKERS
-# pytest processes share the tests (pytest-xdist): most tests wait on servers and timers,
-# so two halve the time on two cores.
+# Everything on the compiled modules, then the tests of the modules compiled (the SIP core,
+# the sans-IO EdgePort core, Connect) again on the pure Python ones (the fuzz test runs those
+# too). TEST_WORKERS pytest processes share the tests (pytest-xdist): most tests wait on
+# servers and timers, so two halve the time on two cores.
 TEST_WORKERS ?= 2
-PURE_TESTS := tests/sip tests/services/test_edgeport_core.py
+PURE_TESTS := tests/sip tests/services/test_edgeport_core.py tests/services/test_connect.py \
+	tests/services/test_pstn.py
 test: install system-deps node-deps web-deps lint
 	$(PY) -m pytest -q -n $(TEST_WORKERS)
 	SIPGRID_COMPILED=0 $(PY) -m pytest -q $(PURE_TESTS)
@@ -140,4 +143,4 @@ lint: install
 	$(VENV)/bin/mypy $(wildcard sipgrid tests bench examples native)
 
 clean:
-	rm -rf $(VENV) mutants sipgrid/sip/_compiled sipgrid/pb/*_pb2*.py sipgrid/pb/*_pb2*.pyi $(PB_STAMP)
+	rm -rf $(VENV) mutants sipgrid/_compiled sipgrid/sip/_compiled sipgrid/pb/*_pb2*.py sipgrid/pb/*_pb2*.pyi $(PB_STAMP)

@@ -1,6 +1,8 @@
-"""The SIP core compiled by mypyc (`make compiled`, native/build.py) runs when it was built
-from the sources as they are, and not otherwise; SIPGRID_COMPILED=0 turns it off. `make test`
-runs the whole suite on the compiled core and the core's tests again on the pure Python one."""
+"""The modules compiled by mypyc (`make compiled`, native/build.py: the SIP core, the
+EdgePort's core and Connect's request handling) run when their build is whole and was made
+from the sources as they are, and not otherwise; SIPGRID_COMPILED=0 turns them off. `make
+test` runs the whole suite on the compiled modules and the cores' tests again on the pure
+Python ones."""
 
 from __future__ import annotations
 
@@ -8,23 +10,29 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from importlib import import_module
 from pathlib import Path
 
 import sipgrid.sip
+from sipgrid import native
 
-PACKAGE = Path(sipgrid.sip.__file__).parent
-MANIFEST = PACKAGE / "_compiled" / "MANIFEST"
+HOT_PATH = [
+    "sipgrid.sip.parser",
+    "sipgrid.services.edgeport.core",
+    "sipgrid.services.connect.processor",
+]
 
 
 def _built() -> list[str]:
-    return [line.split()[0] for line in MANIFEST.read_text().splitlines()]
+    return [line.split()[0] for line in native.MANIFEST.read_text().splitlines()]
 
 
-def test_the_core_that_runs_is_the_one_asked_for() -> None:
-    modules = _built() if MANIFEST.exists() else ["parser"]
-    files = [Path(import_module(f"sipgrid.sip.{name}").__file__ or "") for name in modules]
-    if MANIFEST.exists() and os.environ.get("SIPGRID_COMPILED") != "0":
+def test_the_modules_that_run_are_the_ones_asked_for() -> None:
+    modules = _built() if native.MANIFEST.exists() else HOT_PATH
+    files = [Path(import_module(name).__file__ or "") for name in modules]
+    if native.MANIFEST.exists() and os.environ.get("SIPGRID_COMPILED") != "0":
+        assert set(HOT_PATH) <= set(modules)
         assert sipgrid.sip.COMPILED
         assert [f.name for f in files if f.suffix == ".py"] == []
     else:
@@ -32,23 +40,49 @@ def test_the_core_that_runs_is_the_one_asked_for() -> None:
         assert [f.suffix for f in files] == [".py"] * len(files)
 
 
-def test_a_build_of_older_sources_is_not_run(tmp_path: Path) -> None:
-    if not MANIFEST.exists():
-        return  # nothing compiled here (no C compiler): the other test checks the pure core
-    copy = tmp_path / "sipgrid" / "sip"
-    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    (copy.parent / "__init__.py").write_text("")
-    probe = [sys.executable, "-c", "import sipgrid.sip as s; print(s.COMPILED)"]
+PROBE = (
+    "import sipgrid.sip as s, sipgrid.services.edgeport.core as c; "
+    "print(s.COMPILED, c.__file__.endswith('.py'))"
+)
+
+
+def _copy(tmp_path: Path) -> tuple[Path, Callable[[], subprocess.CompletedProcess[str]]]:
+    """The package copied whole, and a function that imports it in a new interpreter."""
+    copy = tmp_path / "sipgrid"
+    shutil.copytree(native.PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
     env = {k: v for k, v in os.environ.items() if k != "SIPGRID_COMPILED"}
 
     def run() -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            probe, cwd=tmp_path, env=env, capture_output=True, text=True, check=True
+            [sys.executable, "-c", PROBE],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
         )
 
-    assert run().stdout.strip() == "True"  # the copy's build matches its sources
-    with (copy / "uri.py").open("a") as source:
+    return copy, run
+
+
+def test_a_build_of_older_sources_is_not_run(tmp_path: Path) -> None:
+    if not native.MANIFEST.exists():
+        return  # nothing compiled here (no C compiler): the test above checks the pure modules
+    copy, run = _copy(tmp_path)
+    assert run().stdout.split() == ["True", "False"]  # the copy's build matches its sources
+    with (copy / "services" / "edgeport" / "core.py").open("a") as source:
         source.write("\n# an edit made after the build\n")
     stale = run()
-    assert stale.stdout.strip() == "False"
+    assert stale.stdout.split() == ["False", "True"]  # none compiled, the SIP core's neither
     assert "built from older sources" in stale.stderr
+
+
+def test_a_build_with_a_file_missing_is_not_run(tmp_path: Path) -> None:
+    if not native.MANIFEST.exists():
+        return
+    copy, run = _copy(tmp_path)
+    for library in (copy / "_compiled" / "services" / "connect").glob("registrar.*"):
+        library.unlink()
+    partial = run()
+    assert partial.stdout.split() == ["False", "True"]
+    assert "lacks sipgrid.services.connect.registrar" in partial.stderr

@@ -59,6 +59,9 @@ from sipgrid.sip.transaction import (
     server_key,
 )
 
+# a token or key the core hands back as it was given (a name of the module's own: mypyc
+# looks a dataclass field's type up among the module's names, where `object` is not)
+Opaque = object
 TIMER_C = 180.0  # RFC 3261 section 16.6 step 11: more than 3 minutes
 CANCEL_GRACE = 32.0  # 64*T1: how long a cancelled INVITE may wait for the callee's 487
 LOOP_MARK = "z9hG4bKsg"  # our branches: the magic cookie, "sg", worker, random, loop hash
@@ -81,7 +84,7 @@ class Transmit:
     data: bytes
     destination: NetInterface
     flow: NetInterface | None = None
-    token: object = None
+    token: Opaque = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +205,7 @@ class ServerContext:
     forking: bool = False
     answered: bool = False  # a 2xx went upstream
     best: Response | None = None
-    key: object = None  # its key in the table of server transactions
+    key: Opaque = None  # its key in the table of server transactions
 
     def clients(self) -> tuple[ClientContext, ...]:
         """Its client transactions: every branch of a fork, else the one it has."""
