@@ -150,7 +150,7 @@ def test_a_nonce_is_accepted_only_in_its_own_spelling() -> None:
     ],
 )
 def test_both_readings_of_auth_params_agree(params: str, read_at_once: bool) -> None:
-    """The one-pass reading (regular expressions) gives what the careful one gives, or
+    """The one-pass reading (str.find) gives what the careful one gives, or
     leaves anything unusual to it: the same values, or the same error."""
     fast = _read_params(params)
     try:
