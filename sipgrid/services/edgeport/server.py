@@ -27,6 +27,7 @@ from sipgrid.api.types import MessageResponse, NetInterface, Processor, Transpor
 from sipgrid.config import ConfigError
 from sipgrid.sip import ParseError, Request, Response, Target, host_of, is_ip
 
+from .. import eager
 from ..events import HANGUP_CAUSES, NatsEvents, events_from, iso_now
 from ..grpc_clients import GrpcProcessor
 from ..settings import Settings
@@ -684,7 +685,16 @@ class EdgePort:
     # -- tasks
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coroutine)
+        """Run the job now, and as a task only once it has to wait (``eager``): in the
+        all-in-one, Connect answers most requests without waiting."""
+        try:
+            task = eager.start(coroutine)
+        except Exception as error:
+            self._errors["task_errors"] += 1
+            log.error("edgeport task failed", exc_info=error)
+            return
+        if task is None:
+            return
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
 
