@@ -62,6 +62,7 @@ system-deps:
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
 	command -v rtpengine >/dev/null || missing="$$missing rtpengine-daemon"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v valgrind >/dev/null || missing="$$missing valgrind"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
@@ -73,6 +74,7 @@ system-deps:
 	@command -v svcrack >/dev/null || { echo "make: sipvicious is missing and could not be installed"; exit 1; }
 	@command -v docker-compose >/dev/null || { echo "make: docker-compose is missing and could not be installed"; exit 1; }
 	@command -v rtpengine >/dev/null || { echo "make: rtpengine is missing and could not be installed"; exit 1; }
+	@command -v valgrind >/dev/null || { echo "make: valgrind is missing and could not be installed"; exit 1; }
 	@command -v chromium >/dev/null || { echo "make: chromium is missing and could not be installed"; exit 1; }
 
 # From the npm registry, into tests/node: Routr's published Node SDK (the API compatibility

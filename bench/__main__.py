@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from bench import cold, memory, parser_bench, sip_load, versus
+from bench import cold, instructions, memory, parser_bench, sip_load, versus
 
 
 def main() -> None:
     parser_bench.main()
     cold.main()  # the same work hot and after idle gaps: why a quiet server costs more
+    instructions.main()  # the figure that does not swing: for comparing two versions
     memory.main()
     sip_load.main()
     versus.main()  # sipgrid beside Kamailio, one run: the ratios are what counts

@@ -227,8 +227,10 @@ def _all_in_one(
     host: str = "127.0.0.1",
     env: dict[str, str] | None = None,
     dispatcher: dict[str, Any] | None = None,
+    under: tuple[str, ...] = (),
     **config: object,
 ) -> Sipgrid:
+    """``under``: a command to run sipgrid under (bench.instructions runs valgrind)."""
     port = free_port(host)
     extra = {name: free_port() for name in transports}
     write_config(directory, port, transports=extra, host=host, **config)  # type: ignore[arg-type]
@@ -244,7 +246,7 @@ def _all_in_one(
         **(env or {}),
     }
     args = ["run", "--config-dir", str(directory)]
-    process, log = _start(directory, "sipgrid", args, env)
+    process, log = _start(directory, "sipgrid", args, env, under)
     server = Sipgrid(
         port,
         directory,
@@ -258,7 +260,7 @@ def _all_in_one(
         steps={"sipgrid": (args, env)},
     )
     try:
-        _wait_ready(process, log, "sipgrid: ready")
+        _wait_ready(process, log, "sipgrid: ready", 300.0 if under else 20.0)
     except BaseException:
         server.stop()
         raise
@@ -266,12 +268,16 @@ def _all_in_one(
 
 
 def _start(
-    directory: Path, name: str, args: list[str], env: dict[str, str] | None = None
+    directory: Path,
+    name: str,
+    args: list[str],
+    env: dict[str, str] | None = None,
+    under: tuple[str, ...] = (),
 ) -> tuple[subprocess.Popen[bytes], Path]:
     log = directory / f"{name}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "sipgrid.cli", *args, "--log-level", log_level()],
+            [*under, sys.executable, "-m", "sipgrid.cli", *args, "--log-level", log_level()],
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=ROOT,

@@ -1,0 +1,119 @@
+"""Instructions the live all-in-one executes per digest REGISTER exchange and per call.
+
+CPU time on these machines swings by 20 % from run to run, so a change that saves 5 %
+cannot be shown by timing the server (bench/README.md). The number of instructions it
+executes for the same work can: valgrind's callgrind counts them, and three runs of the
+same code agreed within 0.2 %. So this is the figure for comparing two versions of
+sipgrid's own code, before and after a change; it is not a figure of speed (one
+instruction that misses the caches costs as much as a hundred that do not; bench.cold
+shows how much that matters here), and it is not compared with Kamailio's (see below).
+
+What it does: the all-in-one (example config, SQLite, bindings in memory) runs under
+callgrind with counting off while it starts; 20 exchanges (or calls) warm it; counting
+is then turned on (``callgrind_control``) for ``BENCH_INSTR_REGISTERS`` exchanges at 20 a
+second, or ``BENCH_INSTR_CALLS`` calls at 10 a second (sipp, as in bench.versus), and
+off again. Every thread of the process is counted, the event loop's waiting included.
+The rates are low because the server runs many times slower under valgrind; the
+count per exchange does not depend on the rate except for what is done per second
+(the once-a-second save of changed bindings: about 2.5 million instructions a second).
+
+Kamailio is not counted here: callgrind_control does not reach the workers it forks,
+and in bench/kamailio.cfg its own memory allocator's search for a free block
+(``qm_malloc``) took 87 % of the busiest worker's instructions in a run of calls: its
+counts say little of its time. Figures go to bench/results/instructions.json; `make bench` runs this (2 minutes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from bench.sip_load import CALL, _sipp, callee
+from tests.e2e import scenarios
+from tests.e2e.harness import all_in_one
+
+RESULTS = Path(__file__).resolve().parent / "results" / "instructions.json"
+REGISTERS = int(os.environ.get("BENCH_INSTR_REGISTERS", "200"))
+CALLS = int(os.environ.get("BENCH_INSTR_CALLS", "100"))
+REGISTER_RATE, CALL_RATE, WARM = 20, 10, 20
+
+
+def _control(*args: str) -> None:
+    subprocess.run(["callgrind_control", *args], check=True, capture_output=True, timeout=60)
+
+
+def _count(directory: Path, kind: str) -> dict[str, float]:
+    """Instructions per exchange (``register``) or per call (``call``), one server."""
+    out = directory / f"callgrind-{kind}.out"
+    under = (
+        "valgrind",
+        "--tool=callgrind",
+        "--instr-atstart=no",
+        f"--callgrind-out-file={out}",
+    )
+    server_dir = directory / kind
+    server_dir.mkdir()
+    started = time.monotonic()
+    with all_in_one(server_dir, edgeport={"localnets": ["127.0.0.1/8"]}, under=under) as one:
+        pid = str(one.processes[0].pid)
+        if kind == "register":
+            flow, rate, total = scenarios.register(200), REGISTER_RATE, REGISTERS
+            _sipp(server_dir, "warm", flow, one.port, rate, WARM, "1001", {}, [])
+            _control("--zero", pid)
+            _control("--instr=on", pid)
+            ok, failed, _ = _sipp(server_dir, kind, flow, one.port, rate, total, "1001", {}, [])
+            _control("--instr=off", pid)
+        else:
+            flow, rate, total = CALL, CALL_RATE, CALLS
+            with callee(server_dir, one.port):
+                _sipp(server_dir, "warm", flow, one.port, rate, WARM, "1001", {}, [])
+                _control("--zero", pid)
+                _control("--instr=on", pid)
+                ok, failed, _ = _sipp(server_dir, kind, flow, one.port, rate, total, "1001", {}, [])
+                _control("--instr=off", pid)
+        _control("--dump", pid)
+    counted = _totals(out)
+    print(
+        f"  {kind}: {counted / max(ok, 1):,.0f} instructions each "
+        f"({ok} done, {failed} failed, {time.monotonic() - started:.0f} s)",
+        flush=True,
+    )
+    return {"done": ok, "failed": failed, "instructions_each": round(counted / max(ok, 1))}
+
+
+def _totals(out: Path) -> int:
+    """The instructions counted between --zero and the dump (callgrind numbers the dump
+    ``<out>.1``; what came after it, with counting off, is in ``<out>``)."""
+    total = 0
+    for path in out.parent.glob(out.name + "*"):
+        for line in path.read_text(errors="replace").splitlines():
+            if line.startswith("totals:"):
+                total += int(line.split()[1])
+    return total
+
+
+def main() -> None:
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        raise SystemExit("bench.instructions: valgrind is missing (make bench installs it)")
+    os.environ["SIPGRID_TEST_LOG_LEVEL"] = "warning"  # as a production server would log
+    print("instructions per exchange and per call (callgrind):", flush=True)
+    with tempfile.TemporaryDirectory(prefix="sipgrid-instructions-") as work:
+        report = {
+            "unit": "instructions executed by the all-in-one's process (every thread)",
+            "register_rate": REGISTER_RATE,
+            "call_rate": CALL_RATE,
+            "register_exchange": _count(Path(work), "register"),
+            "call": _count(Path(work), "call"),
+        }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"written to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
