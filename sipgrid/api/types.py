@@ -19,6 +19,10 @@ class Transport(enum.Enum):
     WS = "ws"
     WSS = "wss"
 
+    # Each member is the only one of its value, so its identity is its hash: a C slot
+    # rather than Enum's hash(self._name_) in Python, on every NetInterface hashed
+    __hash__ = object.__hash__
+
     @property
     def reliable(self) -> bool:
         return self is not Transport.UDP

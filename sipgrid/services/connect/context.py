@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 
 from sipgrid.api.types import MessageRequest, NetInterface, Transport
@@ -51,12 +50,12 @@ FLOW = "sg-flow"
 
 def flow_signature(key: bytes, call_id: str, flow: str) -> str:
     text = "\n".join(("flow", call_id, flow)).encode("utf-8", "surrogateescape")
-    return hmac.new(key, text, hashlib.sha256).hexdigest()[:24]
+    return hmac.digest(key, text, "sha256").hex()[:24]
 
 
 def route_signature(key: bytes, call_id: str, ftag: str, caller: str, callee: str) -> str:
     text = "\n".join((call_id, ftag, caller, callee)).encode("utf-8", "surrogateescape")
-    return hmac.new(key, text, hashlib.sha256).hexdigest()[:24]
+    return hmac.digest(key, text, "sha256").hex()[:24]
 
 
 def signed_flows(
