@@ -184,20 +184,34 @@ def _int_in_range(text: str, what: str, upper: int) -> int:
     return value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Via:
     """One Via value (RFC 3261 section 20.42, RFC 3581 rport)."""
 
     transport: str
     host: str
-    port: int | None = None
-    params: Params = ()
-    protocol: str = "SIP/2.0"
+    port: int | None
+    params: Params
+    protocol: str
     # read on every transaction lookup: found once, when the value is made
-    branch: str | None = field(default=None, init=False, compare=False, repr=False)
+    branch: str | None = field(init=False, compare=False, repr=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "branch", get_header_param(self.params, "branch"))
+    def __init__(
+        self,
+        transport: str,
+        host: str,
+        port: int | None = None,
+        params: Params = (),
+        protocol: str = "SIP/2.0",
+    ) -> None:
+        # written out: mypyc compiles this one, and leaves the one dataclass would
+        # generate to the interpreter, five times dearer (bench/README.md)
+        object.__setattr__(self, "transport", transport)
+        object.__setattr__(self, "host", host)
+        object.__setattr__(self, "port", port)
+        object.__setattr__(self, "params", params)
+        object.__setattr__(self, "protocol", protocol)
+        object.__setattr__(self, "branch", get_header_param(params, "branch"))
 
     @classmethod
     def parse(cls, text: str) -> Via:
@@ -280,7 +294,7 @@ class Via:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class NameAddr:
     """A name-addr or addr-spec with header parameters: From, To, Contact, Route, Record-Route.
 
@@ -288,9 +302,22 @@ class NameAddr:
     """
 
     uri: Uri | None
-    display_name: str | None = None
-    params: Params = ()
-    wildcard: bool = False
+    display_name: str | None
+    params: Params
+    wildcard: bool
+
+    def __init__(
+        self,
+        uri: Uri | None,
+        display_name: str | None = None,
+        params: Params = (),
+        wildcard: bool = False,
+    ) -> None:
+        # written out, as Via's is
+        object.__setattr__(self, "uri", uri)
+        object.__setattr__(self, "display_name", display_name)
+        object.__setattr__(self, "params", params)
+        object.__setattr__(self, "wildcard", wildcard)
 
     @classmethod
     def parse(cls, text: str, what: str = "name-addr") -> NameAddr:

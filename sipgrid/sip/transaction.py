@@ -49,18 +49,25 @@ class State(enum.Enum):
     TERMINATED = "terminated"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Send:
     """Send this message to the transport (a retransmission or a first send)."""
 
     message: Request | Response
 
+    def __init__(self, message: Request | Response) -> None:
+        # written out, as headers.Via's is: mypyc compiles this one
+        object.__setattr__(self, "message", message)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class Deliver:
     """Pass this message up to the transaction user."""
 
     message: Request | Response
+
+    def __init__(self, message: Request | Response) -> None:
+        object.__setattr__(self, "message", message)  # as Send's
 
 
 @dataclass(frozen=True, slots=True)

@@ -76,23 +76,44 @@ BUCKET_SWEEP = 60.0  # seconds a quiet source keeps its rate-limit bucket
 # -- actions
 
 
-@dataclass(frozen=True, slots=True)
+# The actions and contexts made for every message have their __init__ written out:
+# mypyc compiles these, and leaves the ones dataclass would generate to the
+# interpreter, five times dearer (bench/README.md).
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class Transmit:
     """Send bytes: on ``flow`` while it is open, else to ``destination`` (a datagram, or a
     connection opened for it). A failure is reported with ``transport_failed(token)``."""
 
     data: bytes
     destination: NetInterface
-    flow: NetInterface | None = None
-    token: Opaque = None
+    flow: NetInterface | None
+    token: Opaque
+
+    def __init__(
+        self,
+        data: bytes,
+        destination: NetInterface,
+        flow: NetInterface | None = None,
+        token: Opaque = None,
+    ) -> None:
+        object.__setattr__(self, "data", data)
+        object.__setattr__(self, "destination", destination)
+        object.__setattr__(self, "flow", flow)
+        object.__setattr__(self, "token", token)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Process:
     """Hand a message to the processor; answer with ``processor_answered(job, ...)``."""
 
     job: int
     request: MessageRequest
+
+    def __init__(self, job: int, request: MessageRequest) -> None:
+        object.__setattr__(self, "job", job)
+        object.__setattr__(self, "request", request)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +138,7 @@ class Answered:
     response: Response | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class CallEvent:
     """A call's life as the EdgePort sees it, for logs, metrics and events (Routr's
     names): ``call.started`` (a 2xx to a dialog's first INVITE), ``call.failed`` (a
@@ -130,9 +151,29 @@ class CallEvent:
     caller: str
     callee: str
     status: int
-    setup: float | None = None
-    duration: float | None = None
-    extra_headers: tuple[tuple[str, str], ...] = ()  # the request's X- headers
+    setup: float | None
+    duration: float | None
+    extra_headers: tuple[tuple[str, str], ...]  # the request's X- headers
+
+    def __init__(
+        self,
+        kind: str,
+        call_id: str,
+        caller: str,
+        callee: str,
+        status: int,
+        setup: float | None = None,
+        duration: float | None = None,
+        extra_headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "call_id", call_id)
+        object.__setattr__(self, "caller", caller)
+        object.__setattr__(self, "callee", callee)
+        object.__setattr__(self, "status", status)
+        object.__setattr__(self, "setup", setup)
+        object.__setattr__(self, "duration", duration)
+        object.__setattr__(self, "extra_headers", extra_headers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,43 +217,69 @@ class CoreSettings:
 # -- what hangs off the transactions
 
 
-@dataclass(slots=True, eq=False)
+@dataclass(slots=True, eq=False, init=False)
 class ServerContext:
     """An upstream server transaction and what hangs off it."""
 
     tx: ServerInviteTransaction | ServerNonInviteTransaction
     flow: NetInterface  # where the request came from (a connection, or a UDP source)
-    started: float = 0.0  # when the request came
-    client: ClientContext | None = None
-    cancelled: bool = False
-    grace_at: float | None = None
+    started: float  # when the request came
+    client: ClientContext | None
+    cancelled: bool
+    grace_at: float | None
     # responses going through the processor, answered in arrival order (made when the
     # first goes: most transactions never need these, and each is one more object
     # for the cycle collector to walk while the transaction lives)
-    relays: deque[int] | None = None
-    relayed: dict[int, Response | None] = field(default_factory=dict)
+    relays: deque[int] | None
+    relayed: dict[int, Response | None]
     # serial forking (RFC 3261 section 16.7): the Request-URIs left to try, and the
     # request as the processor gave it, to retarget
-    alternatives: list[str] | None = None
-    forwarded: Request | None = None
+    alternatives: list[str] | None
+    forwarded: Request | None
     # the next hop's challenge answered with these (username, password), once a target
-    credentials: tuple[str, str] | None = None
-    challenge_answered: bool = False
+    credentials: tuple[str, str] | None
+    challenge_answered: bool
     # what our CSeq differs by from the caller's in this dialog (a challenge answered)
-    cseq_offset: int = 0
+    cseq_offset: int
     # parallel forking (RFC 3261 section 16.7): every branch, and the best final answer
-    branches: tuple[ClientContext, ...] = ()
-    forking: bool = False
-    answered: bool = False  # a 2xx went upstream
-    best: Response | None = None
-    key: Opaque = None  # its key in the table of server transactions
+    branches: tuple[ClientContext, ...]
+    forking: bool
+    answered: bool  # a 2xx went upstream
+    best: Response | None
+    key: Opaque  # its key in the table of server transactions
+
+    def __init__(
+        self,
+        tx: ServerInviteTransaction | ServerNonInviteTransaction,
+        flow: NetInterface,
+        started: float = 0.0,
+        key: Opaque = None,
+    ) -> None:
+        self.tx = tx
+        self.flow = flow
+        self.started = started
+        self.key = key
+        self.client = None
+        self.cancelled = False
+        self.grace_at = None
+        self.relays = None
+        self.relayed = {}
+        self.alternatives = None
+        self.forwarded = None
+        self.credentials = None
+        self.challenge_answered = False
+        self.cseq_offset = 0
+        self.branches = ()
+        self.forking = False
+        self.answered = False
+        self.best = None
 
     def clients(self) -> tuple[ClientContext, ...]:
         """Its client transactions: every branch of a fork, else the one it has."""
         return self.branches or ((self.client,) if self.client is not None else ())
 
 
-@dataclass(slots=True, eq=False)
+@dataclass(slots=True, eq=False, init=False)
 class ClientContext:
     """A downstream client transaction, the server transaction it serves, and the
     targets left to try (RFC 3263 section 4.3)."""
@@ -221,13 +288,35 @@ class ClientContext:
     destination: NetInterface
     flow: NetInterface | None
     server: ServerContext | None
-    original: Request | None = None  # the request before our Via, to try the next target
-    remaining: list[NetInterface] = field(default_factory=list)
-    provisional: bool = False
-    cancel_pending: bool = False
-    timer_c_at: float | None = None
-    done: bool = False  # a branch of a fork that has its final answer
-    origin: int | None = None  # a request of our own: its answer is reported under this
+    original: Request | None  # the request before our Via, to try the next target
+    remaining: list[NetInterface]
+    provisional: bool
+    cancel_pending: bool
+    timer_c_at: float | None
+    done: bool  # a branch of a fork that has its final answer
+    origin: int | None  # a request of our own: its answer is reported under this
+
+    def __init__(
+        self,
+        tx: ClientInviteTransaction | ClientNonInviteTransaction,
+        destination: NetInterface,
+        flow: NetInterface | None,
+        server: ServerContext | None,
+        original: Request | None = None,
+        remaining: list[NetInterface] | None = None,
+        origin: int | None = None,
+    ) -> None:
+        self.tx = tx
+        self.destination = destination
+        self.flow = flow
+        self.server = server
+        self.original = original
+        self.remaining = [] if remaining is None else remaining
+        self.origin = origin
+        self.provisional = False
+        self.cancel_pending = False
+        self.timer_c_at = None
+        self.done = False
 
 
 @dataclass(slots=True)
