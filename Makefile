@@ -35,7 +35,8 @@ $(PB_STAMP): $(PROTOS) $(STAMP)
 # the MANIFEST matches the sources (SIPGRID_COMPILED=0 turns them off); without a C compiler
 # or Python's headers the pure Python modules run, slower.
 COMPILED_STAMP := sipgrid/_compiled/MANIFEST
-COMPILED_SOURCES := $(wildcard sipgrid/sip/*.py sipgrid/services/connect/*.py) sipgrid/services/edgeport/core.py
+COMPILED_SOURCES := $(wildcard sipgrid/sip/*.py sipgrid/services/connect/*.py) sipgrid/services/edgeport/core.py \
+	sipgrid/api/types.py
 HAS_HEADERS := import os, sysconfig; os.stat(os.path.join(sysconfig.get_paths()["include"], "Python.h"))
 compiled: $(COMPILED_STAMP)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from sipgrid.sip import Request, Response
@@ -36,14 +36,24 @@ class Transport(enum.Enum):
         return cls(text.lower())
 
 
-@dataclass(frozen=True, slots=True)
+# The classes made for every message have their __init__ written out: this module is
+# compiled with the SIP core (native/build.py), and mypyc compiles these, but leaves the
+# ones dataclass would generate to the interpreter, five times dearer (bench/README.md).
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class NetInterface:
     """A transport address: a listening point, a sender, a destination, or a flow (a
     connection is named by its transport and the remote address)."""
 
     host: str
     port: int
-    transport: Transport = Transport.UDP
+    transport: Transport
+
+    def __init__(self, host: str, port: int, transport: Transport = Transport.UDP) -> None:
+        object.__setattr__(self, "host", host)
+        object.__setattr__(self, "port", port)
+        object.__setattr__(self, "transport", transport)
 
     def __str__(self) -> str:
         return f"{self.transport.value}:{self.host}:{self.port}"
@@ -76,7 +86,7 @@ META_RESPONSES = "sipgrid.responses"
 META_CREDENTIALS = "sipgrid.credentials"  # "username\npassword" to answer the next hop's challenge
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class MessageRequest:
     """What an EdgePort hands to its processor (Routr's processor.MessageRequest).
 
@@ -90,9 +100,31 @@ class MessageRequest:
     sender: NetInterface
     listening_points: list[NetInterface]
     message: Request | Response
-    external_addrs: list[str] = field(default_factory=list)
-    localnets: list[str] = field(default_factory=list)
-    metadata: dict[str, str] = field(default_factory=dict)
+    external_addrs: list[str]
+    localnets: list[str]
+    metadata: dict[str, str]
+
+    def __init__(
+        self,
+        ref: str,
+        edge_port_ref: str,
+        method: str,
+        sender: NetInterface,
+        listening_points: list[NetInterface],
+        message: Request | Response,
+        external_addrs: list[str] | None = None,
+        localnets: list[str] | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        self.ref = ref
+        self.edge_port_ref = edge_port_ref
+        self.method = method
+        self.sender = sender
+        self.listening_points = listening_points
+        self.message = message
+        self.external_addrs = [] if external_addrs is None else external_addrs
+        self.localnets = [] if localnets is None else localnets
+        self.metadata = {} if metadata is None else metadata
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +138,7 @@ class Fork:
     record_route: tuple[str, ...] = ()
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class MessageResponse:
     """What a processor answers: a response to send back, or a request to send on.
 
@@ -122,13 +154,33 @@ class MessageResponse:
     """
 
     message: Request | Response
-    metadata: dict[str, str] = field(default_factory=dict)
-    destination: NetInterface | None = None
-    target_flow: NetInterface | None = None
-    drop: bool = False
-    alternatives: list[str] = field(default_factory=list)
-    credentials: tuple[str, str] | None = None
-    forks: list[Fork] = field(default_factory=list)
+    metadata: dict[str, str]
+    destination: NetInterface | None
+    target_flow: NetInterface | None
+    drop: bool
+    alternatives: list[str]
+    credentials: tuple[str, str] | None
+    forks: list[Fork]
+
+    def __init__(
+        self,
+        message: Request | Response,
+        metadata: dict[str, str] | None = None,
+        destination: NetInterface | None = None,
+        target_flow: NetInterface | None = None,
+        drop: bool = False,
+        alternatives: list[str] | None = None,
+        credentials: tuple[str, str] | None = None,
+        forks: list[Fork] | None = None,
+    ) -> None:
+        self.message = message
+        self.metadata = {} if metadata is None else metadata
+        self.destination = destination
+        self.target_flow = target_flow
+        self.drop = drop
+        self.alternatives = [] if alternatives is None else alternatives
+        self.credentials = credentials
+        self.forks = [] if forks is None else forks
 
 
 class Processor(Protocol):
@@ -148,27 +200,63 @@ class ProcessorUnavailable(Exception):
     """The processor could not be reached or failed; the EdgePort answers 503."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Route:
     """A binding of an AOR (Routr's location.Route, plus the Contact URI and flow)."""
 
     user: str
     host: str
     port: int
-    transport: Transport = Transport.UDP
-    advertised_host: str = ""
-    advertised_port: int = 0
-    registered_on: float = 0.0
-    expires: int = 3600
-    session_count: int = 0
-    edge_port_ref: str = ""
-    listening_points: list[NetInterface] = field(default_factory=list)
-    localnets: list[str] = field(default_factory=list)
-    external_addrs: list[str] = field(default_factory=list)
-    labels: dict[str, str] = field(default_factory=dict)
-    contact_uri: str = ""
+    transport: Transport
+    advertised_host: str
+    advertised_port: int
+    registered_on: float
+    expires: int
+    session_count: int
+    edge_port_ref: str
+    listening_points: list[NetInterface]
+    localnets: list[str]
+    external_addrs: list[str]
+    labels: dict[str, str]
+    contact_uri: str
     # the connection the binding was made on (stream transports): preferred while open
-    flow: str = ""
+    flow: str
+
+    def __init__(
+        self,
+        user: str,
+        host: str,
+        port: int,
+        transport: Transport = Transport.UDP,
+        advertised_host: str = "",
+        advertised_port: int = 0,
+        registered_on: float = 0.0,
+        expires: int = 3600,
+        session_count: int = 0,
+        edge_port_ref: str = "",
+        listening_points: list[NetInterface] | None = None,
+        localnets: list[str] | None = None,
+        external_addrs: list[str] | None = None,
+        labels: dict[str, str] | None = None,
+        contact_uri: str = "",
+        flow: str = "",
+    ) -> None:
+        self.user = user
+        self.host = host
+        self.port = port
+        self.transport = transport
+        self.advertised_host = advertised_host
+        self.advertised_port = advertised_port
+        self.registered_on = registered_on
+        self.expires = expires
+        self.session_count = session_count
+        self.edge_port_ref = edge_port_ref
+        self.listening_points = [] if listening_points is None else listening_points
+        self.localnets = [] if localnets is None else localnets
+        self.external_addrs = [] if external_addrs is None else external_addrs
+        self.labels = {} if labels is None else labels
+        self.contact_uri = contact_uri
+        self.flow = flow
 
     def expires_at(self) -> float:
         return self.registered_on + self.expires
