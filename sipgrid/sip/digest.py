@@ -170,18 +170,39 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Challenge:
     """A WWW-Authenticate or Proxy-Authenticate value."""
 
     realm: str
     nonce: str
-    algorithm: str = "MD5"
-    qop: tuple[str, ...] = ("auth",)
-    opaque: str | None = None
-    stale: bool = False
-    domain: str | None = None
-    scheme: str = "Digest"
+    algorithm: str
+    qop: tuple[str, ...]
+    opaque: str | None
+    stale: bool
+    domain: str | None
+    scheme: str
+
+    def __init__(
+        self,
+        realm: str,
+        nonce: str,
+        algorithm: str = "MD5",
+        qop: tuple[str, ...] = ("auth",),
+        opaque: str | None = None,
+        stale: bool = False,
+        domain: str | None = None,
+        scheme: str = "Digest",
+    ) -> None:
+        # written out, as Credentials's is
+        object.__setattr__(self, "realm", realm)
+        object.__setattr__(self, "nonce", nonce)
+        object.__setattr__(self, "algorithm", algorithm)
+        object.__setattr__(self, "qop", qop)
+        object.__setattr__(self, "opaque", opaque)
+        object.__setattr__(self, "stale", stale)
+        object.__setattr__(self, "domain", domain)
+        object.__setattr__(self, "scheme", scheme)
 
     @classmethod
     def parse(cls, text: str, what: str = "WWW-Authenticate") -> Challenge:

@@ -60,17 +60,36 @@ def get_param(params: Params, name: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class SipUri:
     """sip: or sips: URI. ``host`` keeps IPv6 brackets; ``headers`` is the raw text after '?'."""
 
     scheme: str
     host: str
-    user: str | None = None
-    password: str | None = None
-    port: int | None = None
-    params: Params = ()
-    headers: str | None = None
+    user: str | None
+    password: str | None
+    port: int | None
+    params: Params
+    headers: str | None
+
+    def __init__(
+        self,
+        scheme: str,
+        host: str,
+        user: str | None = None,
+        password: str | None = None,
+        port: int | None = None,
+        params: Params = (),
+        headers: str | None = None,
+    ) -> None:
+        # written out: mypyc compiles this one (headers.Via says why)
+        object.__setattr__(self, "scheme", scheme)
+        object.__setattr__(self, "host", host)
+        object.__setattr__(self, "user", user)
+        object.__setattr__(self, "password", password)
+        object.__setattr__(self, "port", port)
+        object.__setattr__(self, "params", params)
+        object.__setattr__(self, "headers", headers)
 
     @property
     def secure(self) -> bool:

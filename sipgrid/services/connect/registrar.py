@@ -229,7 +229,7 @@ def _result(response: Response) -> str:
     return "bound" if "Contact" in response else "removed"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Registrant:
     """Who may register an address: an agent of a domain, or a peer under its AOR."""
 
@@ -240,7 +240,28 @@ class Registrant:
     aor: str
     max_contacts: int
     expires: int
-    algorithms: tuple[str, ...] = ()  # what the challenge offers (empty: the default)
+    algorithms: tuple[str, ...]  # what the challenge offers (empty: the default)
+
+    def __init__(
+        self,
+        realm: str,
+        acl: AccessControlList | None,
+        password_for: Callable[[str], str | None],
+        username: str | None,
+        aor: str,
+        max_contacts: int,
+        expires: int,
+        algorithms: tuple[str, ...] = (),
+    ) -> None:
+        # written out, as mypyc compiles it (headers.Via says why)
+        object.__setattr__(self, "realm", realm)
+        object.__setattr__(self, "acl", acl)
+        object.__setattr__(self, "password_for", password_for)
+        object.__setattr__(self, "username", username)
+        object.__setattr__(self, "aor", aor)
+        object.__setattr__(self, "max_contacts", max_contacts)
+        object.__setattr__(self, "expires", expires)
+        object.__setattr__(self, "algorithms", algorithms)
 
 
 def _registrant(resources: Resources, host: str, user: str) -> Registrant | None:
