@@ -55,6 +55,19 @@ class NetInterface:
         object.__setattr__(self, "port", port)
         object.__setattr__(self, "transport", transport)
 
+    # written out too: flows are dict keys, and dataclass's are interpreted
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, NetInterface):
+            return NotImplemented
+        return (
+            self.port == other.port
+            and self.host == other.host
+            and self.transport is other.transport
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.host, self.port, self.transport))
+
     def __str__(self) -> str:
         return f"{self.transport.value}:{self.host}:{self.port}"
 

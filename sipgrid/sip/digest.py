@@ -13,13 +13,16 @@ nonce is fresh, stale or forged; the caller keeps the highest nc seen per nonce.
 from __future__ import annotations
 
 import base64
+import binascii
 import enum
 import hashlib
 import hmac
+import os
 import secrets
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import _abnf
 from .errors import LocalProtocolError, ParseError
@@ -28,20 +31,21 @@ if TYPE_CHECKING:
     from .message import Request, Response
 from .headers import read_quoted, split_commas
 
-_HASHES = {
-    "MD5": "md5",
-    "SHA-256": "sha256",
-    "SHA-512-256": "sha512_256",
+_HASHES: dict[str, Callable[[bytes], Any]] = {
+    "MD5": hashlib.md5,  # OpenSSL's constructors themselves: hashlib.new is Python
+    "SHA-256": hashlib.sha256,
+    "SHA-512-256": lambda data: hashlib.new("sha512_256", data),
 }
 
 
 def _hash(algorithm: str, text: str) -> str:
     base = algorithm.upper().removesuffix("-SESS")
     try:
-        name = _HASHES[base]
+        new = _HASHES[base]
     except KeyError:
         raise LocalProtocolError(f"unsupported digest algorithm {algorithm!r}") from None
-    return hashlib.new(name, text.encode("utf-8")).hexdigest()
+    hexdigest: str = new(text.encode("utf-8")).hexdigest()
+    return hexdigest
 
 
 def supported(algorithm: str) -> bool:
@@ -448,13 +452,17 @@ _NONCE_LAYOUT = struct.Struct(">d8s")
 
 def make_nonce(key: bytes, now: float, realm: str = "") -> str:
     """A nonce carrying its issue time, signed with ``key`` (RFC 7616 section 3.3 suggests this)."""
-    body = _NONCE_LAYOUT.pack(now, secrets.token_bytes(8))
+    body = _NONCE_LAYOUT.pack(now, os.urandom(8))  # secrets.token_bytes, without its call
     mac = hmac.digest(key, body + realm.encode(), "sha256")[:16]  # one call into OpenSSL
     return _encode_nonce(body + mac)
 
 
+_URL_SAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def _encode_nonce(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    # base64.urlsafe_b64encode, without its two Python calls
+    return binascii.b2a_base64(raw, newline=False).translate(_URL_SAFE).decode().rstrip("=")
 
 
 def check_nonce(key: bytes, nonce: str, now: float, ttl: float, realm: str = "") -> NonceState:

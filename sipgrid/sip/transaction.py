@@ -39,6 +39,10 @@ class Timer(enum.Enum):
     J = "J"
     K = "K"
 
+    # Each member is the only one of its value, so its identity is its hash: a C slot
+    # rather than Enum's hash(self._name_) in Python (timers are dict keys)
+    __hash__ = object.__hash__
+
 
 class State(enum.Enum):
     CALLING = "calling"

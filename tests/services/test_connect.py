@@ -24,6 +24,7 @@ from sipgrid.services.connect.processor import ConnectProcessor
 from sipgrid.services.connect.resources import load_resources
 from sipgrid.services.connect.tokens import TokenVerifier
 from sipgrid.services.location.service import MemoryLocation
+from sipgrid.services.metrics import exposition
 from sipgrid.sip import Challenge, Request, Response, parse
 from sipgrid.sip.digest import answer
 
@@ -151,6 +152,28 @@ def test_register_is_challenged_then_bound() -> None:
         "<sip:1001@127.0.0.1:7002>;expires=60",
         "<sip:1001@127.0.0.1:7001>;expires=60",
     ]
+
+
+def test_registrar_counts_what_it_answered_on_the_metrics_page() -> None:
+    """sipgrid_registrations_total{result}: counted in a plain dict by the compiled
+    registrar, read when /metrics is scraped."""
+
+    def counted() -> dict[str, float]:
+        found = {}
+        for line in exposition().decode().splitlines():
+            if line.startswith("sipgrid_registrations_total{"):
+                labels, value = line.rsplit(" ", 1)
+                found[labels.split('"')[1]] = float(value)
+        return found
+
+    before = counted()
+    switch = Switch()
+    challenged = switch.answer(register("1001", 7001))
+    auth = authorization(challenged, "1001", "REGISTER", "sip:sip.local")
+    assert switch.answer(register("1001", 7001, cseq=2, auth=auth)).status == 200
+    after = counted()
+    assert after["challenged"] == before.get("challenged", 0) + 1
+    assert after["bound"] == before.get("bound", 0) + 1
 
 
 def test_a_binding_s_200_is_dated_to_the_second() -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from email.utils import formatdate
 
 from sipgrid.api.types import LocationService, MessageRequest, Route, Transport
-from sipgrid.services.metrics import registrations
+from sipgrid.services.metrics import REGISTRATION_RESULTS
 from sipgrid.sip import ParseError, Request, Response, SipUri, default_port, locate
 
 from .auth import Authenticator, Verdict
@@ -47,7 +47,8 @@ class Registrar:
 
     async def register(self, request: MessageRequest) -> Response:
         response = await self._register(request)
-        registrations(_result(response)).inc()
+        result = _result(response)
+        REGISTRATION_RESULTS[result] = REGISTRATION_RESULTS.get(result, 0) + 1
         return response
 
     async def _register(self, request: MessageRequest) -> Response:
