@@ -26,10 +26,11 @@ TARGET = PACKAGE / "_compiled"
 # every module of the SIP core but its __init__ and locate (small, and off the hot path);
 # then what every message passes through: the domain types (sipgrid.api.types: compiled
 # alone they gained nothing measurable in session 12, as their dataclasses' __init__ stayed
-# interpreted; written out, they are compiled too, session 13), the EdgePort's sans-IO
-# core and Connect's request handling. The Location, Connect's routing and guard gained
-# nothing measurable compiled; the EdgePort's shell broke (mypyc checks types at run time,
-# and uvloop does not always give what typeshed says)
+# interpreted; written out, they are compiled too, session 13), the in-memory Location
+# (1.6 % of a REGISTER exchange's instructions, bench.instructions), the EdgePort's sans-IO
+# core and Connect's request handling. Connect's routing and guard gained nothing
+# measurable compiled (session 12, by time); the EdgePort's shell broke (mypyc checks types
+# at run time, and uvloop does not always give what typeshed says)
 MODULES = (
     *(
         f"sipgrid.sip.{name}"
@@ -48,6 +49,7 @@ MODULES = (
         )
     ),
     "sipgrid.api.types",
+    "sipgrid.services.location.service",
     "sipgrid.services.edgeport.core",
     "sipgrid.services.connect.context",
     "sipgrid.services.connect.auth",
