@@ -30,6 +30,10 @@ DOMAIN = "sip.local"
 # here), where no client socket of another test lands by chance; a server that still finds
 # its port taken fails at start (gRPC's SO_REUSEPORT is off) and is started again on others.
 PORTS = range(20000, 32000)
+# Ports for a peer that must not answer (sipgrid probes it, and nothing listens): outside
+# PORTS, so that no test server on the other worker is handed one of them while a test
+# probes it (a sipp server that got one aborted on the OPTIONS it did not expect).
+QUIET_PORTS = range(32000, 32700)
 ATTEMPTS = 6
 
 
@@ -39,11 +43,11 @@ def log_level() -> str:
     return os.environ.get("SIPGRID_TEST_LOG_LEVEL", "info")
 
 
-def free_port(host: str = "127.0.0.1") -> int:
+def free_port(host: str = "127.0.0.1", ports: range = PORTS) -> int:
     """A port free for both UDP and TCP on ``host`` at the time of asking."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for _ in range(200):
-        port = random.choice(PORTS)
+        port = random.choice(ports)
         try:
             with socket.socket(family, socket.SOCK_STREAM) as tcp:
                 tcp.bind((host, port))
@@ -53,6 +57,12 @@ def free_port(host: str = "127.0.0.1") -> int:
             continue
         return port
     raise RuntimeError("no free port on 127.0.0.1")
+
+
+def quiet_port() -> int:
+    """A free port on 127.0.0.1 that free_port never hands out: for a peer where nothing
+    listens, until the test itself starts one there."""
+    return free_port(ports=QUIET_PORTS)
 
 
 class PortClash(RuntimeError):

@@ -17,7 +17,7 @@ from .harness import (
     Sipgrid,
     all_in_one,
     distributed,
-    free_port,
+    quiet_port,
     register_agent,
     run_sipp,
     sipp_server,
@@ -213,7 +213,7 @@ def test_a_static_peer_is_taken_out_after_unanswered_probes_and_back_after_one_a
     A sipp UAS that answers OPTIONS by itself (-aa) comes up: back in, and it takes a call.
     The distributed Connect sends its probes from a UDP port of its own."""
     monkeypatch.setenv("SIPGRID_PEER_PROBE_INTERVAL", "0.5")
-    port = free_port()
+    port = quiet_port()  # nothing listens there, until the sipp below
 
     def conference_at(resources: list[dict[str, Any]]) -> None:
         for resource in resources:

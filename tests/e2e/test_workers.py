@@ -24,6 +24,7 @@ from .harness import (
     children,
     distributed,
     free_port,
+    quiet_port,
     redis_location,
     register_agent,
     run_sipp,
@@ -136,7 +137,7 @@ def test_a_send_that_fails_at_worker_0_is_told_back_to_the_worker_that_asked(
     env = {"SIPGRID_WORKERS": "2"}
     with all_in_one(tmp_path / "sipgrid", env=env) as sipgrid:
         wait_for(sipgrid, "worker 1 of 2 up")
-        register_agent(tmp_path, sipgrid, free_port(), "1002", "tcp", "register-dead")
+        register_agent(tmp_path, sipgrid, quiet_port(), "1002", "tcp", "register-dead")
         for n in range(6):  # each Call-ID is worker 1's with even odds
             started = time.monotonic()
             refused = run_sipp(
@@ -153,7 +154,7 @@ def test_every_worker_probes_the_static_peers(
     asked, by its Via branch): a peer that answers no probe is out of rotation in both,
     and a call to it gets 480 at once whichever worker owns it, not a timeout."""
     monkeypatch.setenv("SIPGRID_PEER_PROBE_INTERVAL", "0.5")
-    port = free_port()  # nothing listens there
+    port = quiet_port()  # nothing listens there
 
     def conference_at(resources: list[dict[str, Any]]) -> None:
         for resource in resources:
