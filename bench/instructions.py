@@ -2,8 +2,8 @@
 
 CPU time on these machines swings by 20 % from run to run, so a change that saves 5 %
 cannot be shown by timing the server (bench/README.md). The number of instructions it
-executes for the same work can: valgrind's callgrind counts them, and three runs of the
-same code agreed within 0.2 %. So this is the figure for comparing two versions of
+executes for the same work can: valgrind's callgrind counts them, and runs of the same
+code agreed within 1 % (0.2 % to 0.9 %, bench/README.md). So this is the figure for comparing two versions of
 sipgrid's own code, before and after a change; it is not a figure of speed (one
 instruction that misses the caches costs as much as a hundred that do not; bench.cold
 shows how much that matters here), and it is not compared with Kamailio's (see below).
@@ -25,6 +25,7 @@ counts say little of its time. Figures go to bench/results/instructions.json; `m
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -63,19 +64,16 @@ def _count(directory: Path, kind: str) -> dict[str, float]:
         pid = str(one.processes[0].pid)
         if kind == "register":
             flow, rate, total = scenarios.register(200), REGISTER_RATE, REGISTERS
+            peer: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
+        else:  # calls need a callee registered through the server
+            flow, rate, total = CALL, CALL_RATE, CALLS
+            peer = callee(server_dir, one.port)
+        with peer:
             _sipp(server_dir, "warm", flow, one.port, rate, WARM, "1001", {}, [])
             _control("--zero", pid)
             _control("--instr=on", pid)
             ok, failed, _ = _sipp(server_dir, kind, flow, one.port, rate, total, "1001", {}, [])
             _control("--instr=off", pid)
-        else:
-            flow, rate, total = CALL, CALL_RATE, CALLS
-            with callee(server_dir, one.port):
-                _sipp(server_dir, "warm", flow, one.port, rate, WARM, "1001", {}, [])
-                _control("--zero", pid)
-                _control("--instr=on", pid)
-                ok, failed, _ = _sipp(server_dir, kind, flow, one.port, rate, total, "1001", {}, [])
-                _control("--instr=off", pid)
         _control("--dump", pid)
     counted = _totals(out)
     print(
