@@ -29,11 +29,18 @@ class Transport(enum.Enum):
 
     @property
     def via_name(self) -> str:
-        return self.value.upper()
+        return self._value_.upper()
 
     @classmethod
     def parse(cls, text: str) -> Transport:
-        return cls(text.lower())
+        # a dict, not cls(...): Enum's lookup by value is three Python calls
+        found = _TRANSPORTS.get(text.lower())
+        if found is None:
+            raise ValueError(f"{text!r} is not a valid Transport")
+        return found
+
+
+_TRANSPORTS = {t.value: t for t in Transport}
 
 
 # The classes made for every message have their __init__ written out: this module is
@@ -69,7 +76,8 @@ class NetInterface:
         return hash((self.host, self.port, self.transport))
 
     def __str__(self) -> str:
-        return f"{self.transport.value}:{self.host}:{self.port}"
+        # _value_, not value: Enum's value is a property written in Python
+        return f"{self.transport._value_}:{self.host}:{self.port}"
 
     @classmethod
     def parse(cls, text: str) -> NetInterface:
@@ -78,7 +86,7 @@ class NetInterface:
         host, _, port = rest.rpartition(":")
         if not host or not port.isdigit():
             raise ValueError(f"not a transport address: {text!r}")
-        return cls(host.strip("[]"), int(port), Transport.parse(transport))
+        return NetInterface(host.strip("[]"), int(port), Transport.parse(transport))
 
     @property
     def address(self) -> tuple[str, int]:

@@ -14,6 +14,7 @@ from sipgrid.sip.digest import (
     check_nonce,
     compute_ha1,
     compute_response,
+    mac,
     make_nonce,
     verify,
 )
@@ -111,6 +112,17 @@ def test_signed_nonces_expire_and_resist_forgery() -> None:
     assert check_nonce(key, flipped, now=1010.0, ttl=30, realm="sip.local") is NonceState.INVALID
     assert check_nonce(key, "!!not base64!!", now=1010.0, ttl=30) is NonceState.INVALID
     assert make_nonce(key, now=1000.0) != make_nonce(key, now=1000.0)
+
+
+@pytest.mark.parametrize("length", [1, 32, 64, 65, 200])
+def test_nonces_take_keys_of_any_length(length: int) -> None:
+    """SIPGRID_NONCE_KEY is the operator's: BLAKE2b's 64-byte limit on keys is not theirs."""
+    key = bytes(range(256))[:length]
+    nonce = make_nonce(key, now=1000.0)
+    assert check_nonce(key, nonce, now=1010.0, ttl=30) is NonceState.VALID
+    other = key[:-1] + bytes([key[-1] ^ 1])
+    assert check_nonce(other, nonce, now=1010.0, ttl=30) is NonceState.INVALID
+    assert len(mac(key, b"text", 12)) == 12
 
 
 def test_a_nonce_is_accepted_only_in_its_own_spelling() -> None:

@@ -6,6 +6,7 @@ import hmac
 
 from sipgrid.api.types import MessageRequest, NetInterface, Transport
 from sipgrid.sip import Request, SipUri, host_of, make_response
+from sipgrid.sip.digest import mac
 from sipgrid.sip.message import Response
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, REGISTER, INFO, UPDATE, PRACK, REFER, NOTIFY"
@@ -38,7 +39,7 @@ def pop_own_routes(message: Request, request: MessageRequest) -> list[SipUri]:
 # INVITE, so that a party behind NAT is reached where it really is, not at its Contact:
 # the caller's From tag, where the caller sent from, and where the callee was reached.
 FTAG, CALLER, CALLEE = "sg-ftag", "sg-caller", "sg-callee"
-# An HMAC over the Call-ID and those parameters: a Route that claims to be ours but was not
+# A MAC over the Call-ID and those parameters: a Route that claims to be ours but was not
 # recorded by us (an invented dialog, an edited flow) is refused, so sipgrid is no open relay.
 SIG = "sg-sig"
 
@@ -50,12 +51,12 @@ FLOW = "sg-flow"
 
 def flow_signature(key: bytes, call_id: str, flow: str) -> str:
     text = "\n".join(("flow", call_id, flow)).encode("utf-8", "surrogateescape")
-    return hmac.digest(key, text, "sha256").hex()[:24]
+    return mac(key, text, 12).hex()
 
 
 def route_signature(key: bytes, call_id: str, ftag: str, caller: str, callee: str) -> str:
     text = "\n".join((call_id, ftag, caller, callee)).encode("utf-8", "surrogateescape")
-    return hmac.digest(key, text, "sha256").hex()[:24]
+    return mac(key, text, 12).hex()
 
 
 def signed_flows(

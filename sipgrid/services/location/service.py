@@ -23,7 +23,8 @@ def contact_key(route: Route) -> str:
     the Contact pointed."""
     if route.contact_uri:
         return route.contact_uri
-    return f"{route.transport.value}:{route.advertised_host}:{route.advertised_port}"
+    # _value_: Enum's value is a property written in Python
+    return f"{route.transport._value_}:{route.advertised_host}:{route.advertised_port}"
 
 
 class MemoryLocation:
