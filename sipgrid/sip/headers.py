@@ -87,9 +87,11 @@ def parse_header_params(text: str, what: str) -> Params:
     Values keep their quotes, so that ``str()`` gives them back as written.
     """
     if _simple_params_re.fullmatch(text):
-        return tuple(
-            (n, v if eq else None) for n, eq, v in (p.partition("=") for p in text[1:].split(";"))
-        )
+        simple: list[tuple[str, str | None]] = []
+        for item in text[1:].split(";"):  # a loop: mypyc makes a generator object of a genexpr
+            key, eq, given = item.partition("=")
+            simple.append((key, given if eq else None))
+        return tuple(simple)
     params: list[tuple[str, str | None]] = []
     i = 0
     n = len(text)
@@ -134,10 +136,9 @@ _VALUE_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~:\[\]]+")
 # Parameters without white space or quotes, the shape nearly every message has.
 _simple_params_re = re.compile(rf"(?:;{_abnf.TOKEN}(?:=[A-Za-z0-9\-.!%*_+`'~:\[\]]+)?)+")
 
-# Via in its usual shape: no white space around "/", one SP before sent-by.
-_simple_via_re = re.compile(
-    rf"SIP/2\.0/({_abnf.TOKEN}) ({_abnf.HOST})(?::(\d{{1,5}}))?((?:;[^;]+)*)"
-)
+# Via in its usual shape, up to its parameters: no white space around "/", one SP
+# before sent-by.
+_simple_via_head_re = re.compile(rf"SIP/2\.0/({_abnf.TOKEN}) ({_abnf.HOST})(?::(\d{{1,5}}))?")
 
 # name-addr in its usual shape: an optional display name, then <URI>, then parameters.
 _simple_name_addr_re = re.compile(
@@ -222,16 +223,28 @@ class Via:
 
     @classmethod
     def _parse(cls, text: str) -> Via:
-        m = _simple_via_re.fullmatch(text)
-        if m is not None:
-            transport, host, port, params = m.groups()
+        # Every message's branch is new, so the whole value is seldom met twice; what
+        # comes before the parameters (a client's sent-by) nearly always is.
+        semi = text.find(";")
+        head = text[:semi] if semi >= 0 else text
+        sent = _sent_bys.get(head)
+        if sent is None:
+            m = _simple_via_head_re.fullmatch(head)
+            if m is not None:
+                transport, host, port = m.groups()
+                sent = remembered(
+                    _sent_bys,
+                    head,
+                    (transport.upper(), host, _int_in_range(port, "Via", 65535) if port else None),
+                )
+        if sent is not None:
             # Via(...), not cls(...): mypyc calls its own class directly, with no
             # keywords to sort out (cls(...) is a Python call, 1 µs dearer)
             return Via(
-                transport.upper(),
-                host,
-                _int_in_range(port, "Via", 65535) if port else None,
-                parse_header_params(params, "Via") if params else (),
+                sent[0],
+                sent[1],
+                sent[2],
+                parse_header_params(text[semi:], "Via") if semi >= 0 else (),
             )
         m = _abnf.via_re.fullmatch(text)
         if not m:
@@ -330,7 +343,25 @@ class NameAddr:
 
     @classmethod
     def _parse(cls, text: str, what: str) -> NameAddr:
-        m = _simple_name_addr_re.fullmatch(text.strip(_WS))
+        stripped = text.strip(_WS)
+        if stripped.startswith("<"):  # no display name, the usual shape: no regex
+            gt = stripped.find(">")
+            uri_text = stripped[1:gt]
+            rest = stripped[gt + 1 :]
+            if (
+                gt > 1
+                and (not rest or rest.startswith(";"))
+                and "<" not in uri_text
+                and " " not in uri_text
+                and "\t" not in uri_text
+                and '"' not in uri_text
+            ):
+                return NameAddr(
+                    parse_uri(uri_text, what=what),
+                    None,
+                    parse_header_params(rest, what) if rest else (),
+                )
+        m = _simple_name_addr_re.fullmatch(stripped)
         if m is not None:
             quoted, words, uri_text, params = m.groups()
             if quoted is not None:
@@ -447,6 +478,7 @@ class CSeq:
 
 # what texts parsed to lately (uri.remembered): a value that failed is never kept
 _vias: dict[str, Via] = {}
+_sent_bys: dict[str, tuple[str, str, int | None]] = {}
 _name_addrs: dict[str, NameAddr] = {}
 _cseqs: dict[str, CSeq] = {}
 
