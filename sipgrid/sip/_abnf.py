@@ -11,6 +11,27 @@ import re
 TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
 token_re = re.compile(TOKEN)
 
+# Methods known to be tokens (RFC 3261 section 25.1, and the extensions'): a set lookup
+# instead of token_re for nearly every request
+KNOWN_METHODS = frozenset(
+    [
+        "INVITE",
+        "ACK",
+        "BYE",
+        "CANCEL",
+        "REGISTER",
+        "OPTIONS",
+        "MESSAGE",
+        "INFO",
+        "NOTIFY",
+        "SUBSCRIBE",
+        "PRACK",
+        "UPDATE",
+        "REFER",
+        "PUBLISH",
+    ]
+)
+
 # SIP-Version = "SIP" "/" 1*DIGIT "." 1*DIGIT
 sip_version_re = re.compile(r"[Ss][Ii][Pp]/(\d+)\.(\d+)")
 

@@ -522,7 +522,7 @@ class Request(Message):
     def __init__(
         self, method: str, uri: Uri, fields: Iterable[HeaderField] = (), body: bytes = b""
     ) -> None:
-        if not _abnf.token_re.fullmatch(method):
+        if method not in _abnf.KNOWN_METHODS and not _abnf.token_re.fullmatch(method):
             raise LocalProtocolError(f"not a SIP method: {method!r}")
         super().__init__(fields, body)
         self.method = method

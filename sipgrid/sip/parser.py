@@ -58,16 +58,15 @@ _KNOWN_NAMES_MAX = 4096
 def _parse_fields(lines: list[str], head: str) -> list[HeaderField]:
     if "\r\n " in head or "\r\n\t" in head:
         return _parse_fields_carefully(lines)
-    known = _known_names
+    # No local aliases for the dict, the list's append or the class: compiled, each
+    # would turn a native call into a Python one.
     fields: list[HeaderField] = []
-    append = fields.append
-    field = HeaderField
     for line in lines[1:]:
         name, colon, value = line.partition(":")
-        found = known.get(name)
+        found = _known_names.get(name)
         if found is None or not colon:
             return _parse_fields_carefully(lines)
-        append(field(found[0], found[1], value.strip(" \t"), line))
+        fields.append(HeaderField(found[0], found[1], value.strip(" \t"), line))
     return fields
 
 
@@ -112,7 +111,7 @@ def _start(line: str, fields: list[HeaderField]) -> Request | Response:
     if len(parts) != 3 or not all(parts):
         raise ParseError("malformed Request-Line: expected 'Method SP Request-URI SP SIP/2.0'")
     method, uri_text, version = parts
-    if not _token_fullmatch(method):
+    if method not in _abnf.KNOWN_METHODS and not _token_fullmatch(method):
         raise ParseError(f"malformed method {method[:40]!r}")
     _check_version(version)
     uri = parse_uri(uri_text, what="Request-URI")
@@ -133,6 +132,8 @@ def _status_line(line: str, fields: list[HeaderField]) -> Response:
 
 
 def _check_version(text: str) -> None:
+    if text == "SIP/2.0":  # nearly always: no regex
+        return
     m = _abnf.sip_version_re.fullmatch(text)
     if not m:
         raise ParseError(f"malformed SIP-Version {text[:20]!r}")
