@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Iterable
 
 from sipgrid.api.types import MessageRequest, NetInterface, Transport
 from sipgrid.sip import Request, SipUri, host_of, make_response
@@ -127,8 +128,15 @@ def decrement_max_forwards(message: Request) -> None:
     message.set("Max-Forwards", 69 if hops is None else hops - 1)
 
 
-def reply(message: Request, status: int, reason: str | None = None, **kwargs: object) -> Response:
-    return make_response(message, status, reason, to_tag=_tag(message), **kwargs)  # type: ignore[arg-type]
+def reply(
+    message: Request,
+    status: int,
+    reason: str | None = None,
+    *,
+    headers: Iterable[tuple[str, object]] = (),
+) -> Response:
+    # the arguments spelled out: with **kwargs mypyc makes this a Python call
+    return make_response(message, status, reason, to_tag=_tag(message), headers=headers)
 
 
 def _tag(message: Request) -> str:

@@ -33,6 +33,7 @@ from sipgrid.sip import (
     Response,
     SipUri,
     Target,
+    Via,
     build_cancel,
     error_response,
     host_of,
@@ -43,6 +44,7 @@ from sipgrid.sip import (
     parse_uri,
 )
 from sipgrid.sip.digest import answer
+from sipgrid.sip.headers import set_header_param
 from sipgrid.sip.transaction import (
     ClientInviteTransaction,
     ClientNonInviteTransaction,
@@ -685,13 +687,14 @@ class EdgePortCore:
         """received whenever the sent-by host is not the source (RFC 3261 section 18.2.1);
         rport filled in when asked for (RFC 3581)."""
         via = request.top_via
-        changed = via
-        if via.wants_rport:
-            changed = changed.with_param("rport", str(flow.port))
-        if via.host.strip("[]") != flow.host or via.wants_rport:
-            changed = changed.with_param("received", flow.host)
-        if changed is not via:
-            request.set_top_via(changed)
+        params = via.params
+        wants_rport = via.wants_rport
+        if wants_rport:
+            params = set_header_param(params, "rport", str(flow.port))
+        if wants_rport or via.host.strip("[]") != flow.host:
+            params = set_header_param(params, "received", flow.host)
+        if params is not via.params:  # one new Via for both parameters
+            request.set_top_via(Via(via.transport, via.host, via.port, params, via.protocol))
 
     def _looped(self, request: Request) -> bool:
         """RFC 3261 section 16.3 step 4: our own Via with this request's loop hash."""
