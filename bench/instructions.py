@@ -12,10 +12,12 @@ What it does: the all-in-one (example config, SQLite, bindings in memory) runs u
 callgrind with counting off while it starts; counting is turned on (``callgrind_control``),
 20 exchanges (or calls) warm it, the count is zeroed, then ``BENCH_INSTR_REGISTERS``
 exchanges at 20 a second, or ``BENCH_INSTR_CALLS`` calls at 10 a second (sipp, as in
-bench.versus, told not to retransmit), are counted. Every thread of the process is counted, the event loop's waiting included.
+bench.versus, told not to retransmit), are counted. Every thread of the process is
+counted, the event loop's waiting included. ``BENCH_INSTR_KEEP`` names a folder to keep
+callgrind's files in (for callgrind_annotate).
 The rates are low because the server runs many times slower under valgrind; the
 count per exchange does not depend on the rate except for what is done per second
-(the once-a-second save of changed bindings: about 2.5 million instructions a second).
+(the save of changed bindings, the reads of the store's revision and of the bans).
 
 Kamailio is not counted here: callgrind_control does not reach the workers it forks,
 and in bench/kamailio.cfg its own memory allocator's search for a free block
