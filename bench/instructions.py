@@ -3,8 +3,8 @@
 CPU time on these machines swings by 20 % from run to run, so a change that saves 5 %
 cannot be shown by timing the server (bench/README.md). The number of instructions it
 executes for the same work can: valgrind's callgrind counts them, and runs of the same
-code agreed within 1 % (0.2 % to 0.9 %, bench/README.md). So this is the figure for comparing two versions of
-sipgrid's own code, before and after a change; it is not a figure of speed (one
+code agreed within 1 % (bench/README.md). So this is the figure for comparing two
+versions of sipgrid's own code, before and after a change; it is not a figure of speed (one
 instruction that misses the caches costs as much as a hundred that do not; bench.cold
 shows how much that matters here), and it is not compared with Kamailio's (see below).
 
@@ -43,9 +43,8 @@ from tests.e2e.harness import all_in_one
 RESULTS = Path(__file__).resolve().parent / "results" / "instructions.json"
 REGISTERS = int(os.environ.get("BENCH_INSTR_REGISTERS", "200"))
 CALLS = int(os.environ.get("BENCH_INSTR_CALLS", "100"))
-KEEP = os.environ.get(
-    "BENCH_INSTR_KEEP"
-)  # a folder to keep callgrind's files in, for callgrind_annotate
+# a folder to keep callgrind's files in, for callgrind_annotate
+KEEP = os.environ.get("BENCH_INSTR_KEEP")
 REGISTER_RATE, CALL_RATE, WARM = 20, 10, 20
 
 

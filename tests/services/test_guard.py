@@ -7,6 +7,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 
 from sipgrid.services.apiserver.bans import Ban, DatabaseBans
 from sipgrid.services.apiserver.database import make_engine, migrate
@@ -56,23 +57,11 @@ def test_a_ban_made_while_the_database_is_down_holds_and_is_stored_later(
     asyncio.run(scenario())
 
 
-@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
-def test_the_list_of_bans_leaves_out_and_deletes_the_ended_ones(
-    tmp_path: Path, database: str, request: pytest.FixtureRequest
-) -> None:
-    if database == "sqlite":
-        url = f"sqlite:///{tmp_path / 'sipgrid.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    engine = make_engine(url)
-    migrate(engine)
-    bans = DatabaseBans(engine)
-    try:
-        bans.ban("192.0.2.1", 1000, "guessing")
-        bans.ban("192.0.2.2", 3000, "guessing")
-        assert [b.host for b in bans.list(now=500)] == ["192.0.2.1", "192.0.2.2"]
-        assert [(b.host, b.until) for b in bans.list(now=2000)] == [("192.0.2.2", 3000.0)]
-        # the ended ban is gone from the table, not only from the answer
-        assert [b.host for b in bans.list(now=500)] == ["192.0.2.2"]
-    finally:
-        engine.dispose()
+def test_the_list_of_bans_leaves_out_and_deletes_the_ended_ones(database: Engine) -> None:
+    bans = DatabaseBans(database)
+    bans.ban("192.0.2.1", 1000, "guessing")
+    bans.ban("192.0.2.2", 3000, "guessing")
+    assert [b.host for b in bans.list(now=500)] == ["192.0.2.1", "192.0.2.2"]
+    assert [(b.host, b.until) for b in bans.list(now=2000)] == [("192.0.2.2", 3000.0)]
+    # the ended ban is gone from the table, not only from the answer
+    assert [b.host for b in bans.list(now=500)] == ["192.0.2.2"]

@@ -28,7 +28,7 @@ class DatabaseBindings:
 
         SQL statements, not ORM objects: one DELETE per SAVE_CHUNK AORs and one INSERT of
         many rows. Through the ORM a second's 100 changed AORs cost 69 ms of CPU, this way
-        3 ms (SQLite; bench/README.md)."""
+        3.5 ms (SQLite; bench/README.md)."""
         aors = list(bindings)
         rows = [
             {"aor": aor, "contact": contact, "route": route, "expires_at": expires_at}
