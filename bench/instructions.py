@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 from bench.sip_load import CALL, _sipp, callee
+from bench.versus import interpreter
 from tests.e2e import scenarios
 from tests.e2e.harness import all_in_one
 
@@ -118,6 +119,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="sipgrid-instructions-") as work:
         report = {
             "unit": "instructions executed by the all-in-one's process (every thread)",
+            # counts on one interpreter are not comparable with another's
+            "python": interpreter(),
             "register_rate": REGISTER_RATE,
             "call_rate": CALL_RATE,
             "register_exchange": _count(Path(work), "register"),
