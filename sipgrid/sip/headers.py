@@ -147,18 +147,26 @@ _simple_name_addr_re = re.compile(
 
 
 def format_header_params(params: Params) -> str:
-    return "".join(f";{n}" if v is None else f";{n}={v}" for n, v in params)
+    parts: list[str] = []  # a loop: mypyc makes a generator object of a genexpr
+    for n, v in params:
+        parts.append(f";{n}" if v is None else f";{n}={v}")
+    return "".join(parts)
 
 
 def get_header_param(params: Params, name: str) -> str | None:
     """A parameter's value, unquoted; "" for a flag; None when absent. Names are case-insensitive."""
+    lname = ""
     for n, v in params:
-        if n == name or n.lower() == name.lower():
-            if v is None:
-                return ""
-            if v.startswith('"'):
-                return read_quoted(v, 0, name)[0]
-            return v
+        if n != name:
+            if not lname:
+                lname = name.lower()
+            if n.lower() != lname:
+                continue
+        if v is None:
+            return ""
+        if v.startswith('"'):
+            return read_quoted(v, 0, name)[0]
+        return v
     return None
 
 

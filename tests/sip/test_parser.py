@@ -19,7 +19,7 @@ from sipgrid.sip import (
     parse,
     parse_uri,
 )
-from sipgrid.sip.headers import CSeq, split_commas
+from sipgrid.sip.headers import CSeq, format_header_params, split_commas
 from sipgrid.sip.uri import MEMO_SIZE
 
 from .helpers import INVITE, msg, request, response
@@ -416,6 +416,34 @@ def test_set_top_via_and_copy() -> None:
     clone.add("X-Only-Clone", "1")
     assert "X-Only-Clone" not in m and isinstance(clone, Request) and clone.method == "INVITE"
     assert [v.host for v in m.vias] == ["pc33.atlanta.example.com", "second"]
+
+
+def test_push_via_goes_above_the_others_and_stays_parsed() -> None:
+    m = request(
+        INVITE.replace(b"Max-Forwards", b"X-Before: 1\r\nMax-Forwards").replace(
+            b"Via:", b"X-Top: 1\r\nVia:", 1
+        )
+    )
+    ours = Via("UDP", "192.0.2.1", 5062, (("branch", "z9hG4bK-ours"), ("rport", None)))
+    m.push_via(ours)
+    assert m.top_via is ours
+    names = [f.key for f in m.fields]
+    assert names.index("via") == names.index("x-top") + 1  # where the Via lines were
+    again = parse(m.serialize())
+    assert again.top_via == ours
+    assert str(again.top_via) == "SIP/2.0/UDP 192.0.2.1:5062;branch=z9hG4bK-ours;rport"
+    assert [v.host for v in again.vias] == ["192.0.2.1", "pc33.atlanta.example.com"]
+    bare = Request("OPTIONS", parse_uri("sip:a@b"))
+    bare.push_via(ours)
+    assert bare.top_via is ours and bare.fields[0].key == "via"
+
+
+def test_header_params_by_name_in_any_case() -> None:
+    via = Via.parse("SIP/2.0/UDP h;Branch=z9hG4bK1;RPORT;received=192.0.2.2")
+    assert via.branch == "z9hG4bK1" and via.param("BRANCH") == "z9hG4bK1"
+    assert via.param("rport") == "" and via.wants_rport and via.received == "192.0.2.2"
+    assert via.param("maddr") is None
+    assert format_header_params(via.params) == ";Branch=z9hG4bK1;RPORT;received=192.0.2.2"
 
 
 # -- texts parsed lately are not parsed again (uri.remembered)

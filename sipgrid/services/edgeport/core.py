@@ -44,7 +44,7 @@ from sipgrid.sip import (
     parse_uri,
 )
 from sipgrid.sip.digest import answer
-from sipgrid.sip.headers import set_header_param
+from sipgrid.sip.headers import Params, set_header_param
 from sipgrid.sip.transaction import (
     ClientInviteTransaction,
     ClientNonInviteTransaction,
@@ -829,7 +829,7 @@ class EdgePortCore:
         # the worker's number, for a response that reaches another worker (workers.py)
         worker = f"{self.settings.worker:02x}"
         branch = f"{LOOP_MARK}{worker}{os.urandom(5).hex()}{_branch_hash(request)}"
-        outgoing.add("Via", self._via(lp, destination, branch), first=True)
+        outgoing.push_via(self._via(lp, destination, branch))
         if destination.transport.reliable:
             _frame_for_stream(outgoing)
         if outgoing.method == "ACK":
@@ -870,14 +870,18 @@ class EdgePortCore:
             )
         return None
 
-    def _via(self, lp: NetInterface, destination: NetInterface, branch: str) -> str:
+    def _via(self, lp: NetInterface, destination: NetInterface, branch: str) -> Via:
         host = lp.host
         if self.settings.external_addrs and not self._is_local(destination.host):
             host = host_of(self.settings.external_addrs[0])
         if ":" in host:
             host = f"[{host}]"
-        rport = ";rport" if destination.transport is Transport.UDP else ""
-        return f"SIP/2.0/{destination.transport.via_name} {host}:{lp.port};branch={branch}{rport}"
+        params: Params = (
+            (("branch", branch), ("rport", None))
+            if destination.transport is Transport.UDP
+            else (("branch", branch),)
+        )
+        return Via(destination.transport.via_name, host, lp.port, params)
 
     def _is_local(self, host: str) -> bool:
         try:
