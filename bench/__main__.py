@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from bench import cold, instructions, memory, parser_bench, sip_load, versus
+from bench import cold, grpc_stream, instructions, memory, parser_bench, sip_load, versus
 
 
 def main() -> None:
     parser_bench.main()
     cold.main()  # the same work hot and after idle gaps: why a quiet server costs more
     instructions.main()  # the figure that does not swing: for comparing two versions
+    grpc_stream.main()  # a message's cost on a gRPC stream between two processes, and on a plain one
     memory.main()
     sip_load.main()
     versus.main()  # sipgrid beside Kamailio, one run: the ratios are what counts
