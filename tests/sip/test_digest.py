@@ -111,6 +111,19 @@ def test_signed_nonces_expire_and_resist_forgery() -> None:
     flipped = nonce[:10] + ("B" if nonce[10] != "B" else "C") + nonce[11:]
     assert check_nonce(key, flipped, now=1010.0, ttl=30, realm="sip.local") is NonceState.INVALID
     assert check_nonce(key, "!!not base64!!", now=1010.0, ttl=30) is NonceState.INVALID
+    for bad in (
+        nonce[:-1] + "é",  # not ASCII
+        nonce[:-2],  # cut short
+        "A",  # not a whole byte
+    ):
+        assert check_nonce(key, bad, now=1010.0, ttl=30, realm="sip.local") is NonceState.INVALID
+    # the standard alphabet's spelling of the same bytes is not the nonce
+    urlsafe = next(
+        n for n in (make_nonce(key, 1000.0, "sip.local") for _ in range(200)) if "-" in n
+    )
+    assert check_nonce(key, urlsafe, now=1010.0, ttl=30, realm="sip.local") is NonceState.VALID
+    standard = urlsafe.replace("-", "+").replace("_", "/")
+    assert check_nonce(key, standard, now=1010.0, ttl=30, realm="sip.local") is NonceState.INVALID
     assert make_nonce(key, now=1000.0) != make_nonce(key, now=1000.0)
 
 
