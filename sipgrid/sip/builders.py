@@ -7,7 +7,7 @@ import hashlib
 from collections.abc import Iterable
 
 from .errors import ParseError
-from .message import HeaderField, Request, Response, display_name
+from .message import HeaderField, Request, Response, canonical_name, display_name
 
 REASONS = {
     100: "Trying",
@@ -102,10 +102,15 @@ def make_response(
             else:
                 fields.append(HeaderField(f.key, f.name, f.value, f.raw))
     fields.sort(key=_order)
-    response = Response(status, reason if reason is not None else REASONS.get(status, ""), fields)
+    # the extra headers as Message.add writes them, before the response exists: added to
+    # it one by one, each would clear a cache that is still empty
+    has_length = False
     for name, value in headers:
-        response.add(name, value)
-    if any(f.key == "content-length" for f in response.fields):
+        key = canonical_name(name)
+        has_length = has_length or key == "content-length"
+        fields.append(HeaderField(key, display_name(key) if name.islower() else name, str(value)))
+    response = Response(status, reason if reason is not None else REASONS.get(status, ""), fields)
+    if has_length:
         response.set_body(body)
     else:
         response.body = body

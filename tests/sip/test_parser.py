@@ -320,6 +320,24 @@ def test_make_response_copies_headers_and_adds_to_tag() -> None:
     assert make_response(req, 100, to_tag="abc").to.tag is None
 
 
+def test_make_response_spells_extra_headers_and_counts_the_body_once() -> None:
+    res = make_response(
+        request(),
+        200,
+        headers=[
+            ("contact", "<sip:a@192.0.2.1>;expires=60"),
+            ("Content-Length", 0),
+            ("m", "<sip:b@c>"),
+        ],
+        body=b"hi",
+    )
+    # a name in lower case or compact form is spelled out, as Message.add does
+    assert [f.name for f in res.fields][-3:] == ["Contact", "Content-Length", "Contact"]
+    assert res.get_all("Content-Length") == ["2"] and res.body == b"hi"
+    assert [str(c.uri) for c in res.contacts] == ["sip:a@192.0.2.1", "sip:b@c"]
+    assert response(res.serialize()) == res
+
+
 @pytest.mark.parametrize(
     ("to", "tagged"),
     [

@@ -133,9 +133,11 @@ class Authenticator:
     ) -> tuple[Verdict, str | None]:
         """Check the credentials offered for ``realm``; return the verdict and the username.
         An answer with an algorithm that was not offered is challenged again (no downgrade)."""
-        creds = next(
-            (c for c in credentials if c.realm == realm and c.scheme.lower() == "digest"), None
-        )
+        creds = None
+        for answer in credentials:  # a loop: mypyc makes a generator object of a genexpr
+            if answer.realm == realm and answer.scheme.lower() == "digest":
+                creds = answer
+                break
         if creds is None:
             return Verdict.CHALLENGE, None
         offered = {a.upper() for a in algorithms or self.algorithms}
