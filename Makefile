@@ -1,9 +1,10 @@
 # sipgrid: the two commands a new user needs are `make run` and `make test`.
-# The virtualenv's interpreter: Debian's python3.11 where it is installed with venv, else the
-# first python3.11 on the PATH. Debian's is an optimised build, as the image's (python:3.11) is:
-# the same sipgrid spent 12 to 22 % less CPU on it than on a plain source build (bench/README.md).
+# The virtualenv's interpreter: Debian's python3.11 where it is installed with venv and its
+# headers (python3.11-venv, python3.11-dev: without headers nothing is compiled), else the first
+# python3.11 on the PATH. Debian's is an optimised build, as the image's (python:3.11) is: the
+# same sipgrid spent 12 to 22 % less CPU on it than on a plain source build (bench/README.md).
 DEBIAN_PYTHON := /usr/bin/python3.11
-PYTHON ?= $(shell $(DEBIAN_PYTHON) -c 'import ensurepip, venv' 2>/dev/null && echo $(DEBIAN_PYTHON) || echo python3.11)
+PYTHON ?= $(shell $(DEBIAN_PYTHON) -c 'import ensurepip, venv; $(HAS_HEADERS)' 2>/dev/null && echo $(DEBIAN_PYTHON) || echo python3.11)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
