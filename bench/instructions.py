@@ -10,10 +10,10 @@ shows how much that matters here), and it is not compared with Kamailio's (see b
 
 What it does: the all-in-one (example config, SQLite, bindings in memory) runs under
 callgrind with counting off while it starts; counting is turned on (``callgrind_control``),
-20 exchanges (or calls) warm it, their transactions end (35 s), the count is zeroed, then
-``BENCH_INSTR_REGISTERS``
-exchanges at 20 a second, or ``BENCH_INSTR_CALLS`` calls at 10 a second (sipp, as in
-bench.versus, told not to retransmit), are counted. Every thread of the process is
+20 exchanges (or calls) warm it, their transactions end (35 s, as bench.versus waits), the
+count is zeroed, then ``BENCH_INSTR_REGISTERS`` exchanges at 20 a second, or
+``BENCH_INSTR_CALLS`` calls at 10 a second (sipp, as in bench.versus, told not to
+retransmit), are counted. Every thread of the process is
 counted, the event loop's waiting included. ``BENCH_INSTR_KEEP`` names a folder to keep
 callgrind's files in (for callgrind_annotate).
 The rates are low because the server runs many times slower under valgrind; the
@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 from bench.sip_load import CALL, _sipp, callee
-from bench.versus import interpreter
+from bench.versus import interpreter, settle
 from tests.e2e import scenarios
 from tests.e2e.harness import all_in_one
 
@@ -48,7 +48,6 @@ CALLS = int(os.environ.get("BENCH_INSTR_CALLS", "100"))
 # a folder to keep callgrind's files in, for callgrind_annotate
 KEEP = os.environ.get("BENCH_INSTR_KEEP")
 REGISTER_RATE, CALL_RATE, WARM = 20, 10, 20
-SETTLE = 35  # seconds: Timer J (64 * T1 = 32 s) and some
 
 
 def _control(*args: str) -> None:
@@ -86,7 +85,7 @@ def _count(directory: Path, kind: str) -> dict[str, float]:
             # The warm-up's transactions end on their timers 32 s later (Timer J): counted,
             # they made a run 1 to 2 % dearer per call than one in which something had
             # delayed the count past them (session 15). Counted runs now start after them.
-            time.sleep(SETTLE)
+            settle()
             _control("--zero", pid)
             ok, failed, _ = _sipp(
                 server_dir, kind, flow, one.port, rate, total, "1001", {}, ["-nr"]
