@@ -23,11 +23,11 @@ from sipgrid.services.apiserver.server import start_apiserver
 from sipgrid.services.connect.api_resources import ApiResources
 
 
-@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_crud_errors_and_auth(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database: str
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str
 ) -> None:
-    if database == "postgresql":
+    if backend == "postgresql":
         monkeypatch.setenv("DATABASE_URL", request.getfixturevalue("postgres_url"))
     else:
         monkeypatch.delenv("DATABASE_URL", raising=False)

@@ -397,6 +397,12 @@ class Cipher:
             ) from None
 
 
+def _unavailable(error: OperationalError) -> Unavailable:
+    """A database that cannot be reached, counted, with the driver's first line."""
+    DATABASE_ERRORS.inc()
+    return Unavailable(f"the database is unavailable: {str(error.orig).splitlines()[0]}")
+
+
 class ResourceStore:
     def __init__(
         self, engine: Engine, cipher: Cipher | None = None, clock: Callable[[], float] = time.time
@@ -421,10 +427,7 @@ class ResourceStore:
                     select(RevisionRow.value).where(RevisionRow.id == 1)
                 ).scalar()
         except OperationalError as error:
-            DATABASE_ERRORS.inc()
-            raise Unavailable(
-                f"the database is unavailable: {str(error.orig).splitlines()[0]}"
-            ) from None
+            raise _unavailable(error) from None
         return value if value is not None else 0
 
     def _bump(self, session: Session) -> None:
@@ -442,10 +445,7 @@ class ResourceStore:
             with self._sessions.begin() as session:
                 yield session
         except OperationalError as error:
-            DATABASE_ERRORS.inc()
-            raise Unavailable(
-                f"the database is unavailable: {str(error.orig).splitlines()[0]}"
-            ) from None
+            raise _unavailable(error) from None
 
     # -- what resource files applied
 
