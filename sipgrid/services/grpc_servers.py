@@ -129,6 +129,8 @@ async def serve_calls(
     if handler is not None:
         _open_streams.add(handler)
     try:
+        # headers at once: the client writes nothing until they come (grpc_clients)
+        await context.send_initial_metadata(())
         async for call in calls:
             task = asyncio.ensure_future(one(call))
             pending.add(task)
