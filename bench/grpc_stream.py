@@ -7,11 +7,12 @@ The distributed wiring spends most of its CPU passing SIP messages between its s
 no SIP in it: a client writes a 900-byte message (about a SIP request's size) and waits for
 the server to send it back, ``BENCH_STREAM_MESSAGES`` times at each of
 ``BENCH_STREAM_RATES`` round trips a second (paced, as SIP traffic is, not back to back).
-The server runs in a process of its own, both on uvloop as sipgrid's services are; each
-side's CPU over the stream's life (user and system, from getrusage) is divided by the
-round trips. The client's
-figure includes its pacing (a timer per message), the same for both streams. Written to
-bench/results/grpc_stream.json.
+The server and the client run in processes of their own, both on uvloop as sipgrid's
+services are; each side's CPU over the stream's life (user and system, from getrusage) is
+divided by the round trips. The client's figure includes its pacing (a timer per message),
+the same for every stream. gRPC's stream is measured twice: on gRPC's default I/O layer
+(its EventEngine) and on the older one that the ``sipgrid`` command chooses
+(``sipgrid.cli.GRPC_EXPERIMENTS``). Written to bench/results/grpc_stream.json.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pathlib import Path
 import grpc
 import uvloop
 
+from sipgrid.cli import GRPC_EXPERIMENTS
 from tests.e2e.harness import free_port
 
 RESULTS = Path(__file__).resolve().parent / "results" / "grpc_stream.json"
@@ -136,6 +138,13 @@ async def _plain_client(port: int, rate: int) -> float:
 
 SERVERS = {"grpc": _grpc_server, "plain": _plain_server}
 CLIENTS = {"grpc": _grpc_client, "plain": _plain_client}
+# what is measured: name -> (the stream, GRPC_EXPERIMENTS in both processes; gRPC reads
+# it when it is first imported, so each side is a process spawned with it)
+KINDS = {
+    "grpc": ("grpc", ""),  # gRPC's defaults
+    "grpc_sipgrid": ("grpc", GRPC_EXPERIMENTS),  # as the sipgrid command runs it
+    "plain": ("plain", ""),
+}
 
 
 def _serve(kind: str, port: int, report: Queue[float]) -> None:
@@ -143,25 +152,44 @@ def _serve(kind: str, port: int, report: Queue[float]) -> None:
     asyncio.run(SERVERS[kind](port, report))
 
 
-def measure(kind: str, rate: int) -> dict[str, float]:
-    """µs of CPU per round trip on each side, one stream of ``kind`` at ``rate``."""
+def _call(kind: str, port: int, rate: int, report: Queue[float]) -> None:
+    uvloop.install()
+    report.put(asyncio.run(CLIENTS[kind](port, rate)))
+
+
+def measure(name: str, rate: int) -> dict[str, float]:
+    """µs of CPU per round trip on each side, one stream of ``name`` at ``rate``."""
+    kind, experiments = KINDS[name]
     port = free_port()
-    report: Queue[float] = multiprocessing.get_context("spawn").Queue()
+    spawn = multiprocessing.get_context("spawn")
+    served: Queue[float] = spawn.Queue()
+    called: Queue[float] = spawn.Queue()
     seconds = MESSAGES / rate + 30  # the client's run, and more
-    server = multiprocessing.get_context("spawn").Process(target=_serve, args=(kind, port, report))
-    server.start()
+    before = os.environ.get("GRPC_EXPERIMENTS")
+    os.environ["GRPC_EXPERIMENTS"] = experiments  # for the processes spawned here
     try:
-        report.get(timeout=30)  # up
-        uvloop.install()
-        client = asyncio.run(CLIENTS[kind](port, rate))
-        served = report.get(timeout=seconds)
+        server = spawn.Process(target=_serve, args=(kind, port, served))
+        client = spawn.Process(target=_call, args=(kind, port, rate, called))
+        server.start()
+        try:
+            served.get(timeout=30)  # up
+            client.start()
+            client_cpu = called.get(timeout=seconds)
+            server_cpu = served.get(timeout=seconds)
+        finally:
+            for process in (client, server):
+                if process.pid is not None:
+                    process.join(timeout=30)
+                    if process.is_alive():
+                        process.kill()
     finally:
-        server.join(timeout=30)
-        if server.is_alive():
-            server.kill()
+        if before is None:
+            del os.environ["GRPC_EXPERIMENTS"]
+        else:
+            os.environ["GRPC_EXPERIMENTS"] = before
     return {
-        "client_us": round(1e6 * client / MESSAGES, 1),
-        "server_us": round(1e6 * served / MESSAGES, 1),
+        "client_us": round(1e6 * client_cpu / MESSAGES, 1),
+        "server_us": round(1e6 * server_cpu / MESSAGES, 1),
     }
 
 
@@ -169,10 +197,10 @@ def main() -> None:
     print("one message and its answer on a stream, µs of CPU per round trip:", flush=True)
     report: dict[str, object] = {"messages": MESSAGES, "bytes": len(PAYLOAD)}
     for rate in RATES:
-        for kind in ("grpc", "plain"):
-            found = measure(kind, rate)
-            report[f"{kind}_{rate}"] = found
-            print(f"  {kind} at {rate}/s: {found}", flush=True)
+        for name in KINDS:
+            found = measure(name, rate)
+            report[f"{name}_{rate}"] = found
+            print(f"  {name} at {rate}/s: {found}", flush=True)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
     print(f"written to {RESULTS}")

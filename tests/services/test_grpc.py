@@ -1,14 +1,19 @@
-"""The gRPC servicers: health checks, a round trip through Processor and Location, bad input."""
+"""The gRPC servicers: health checks, a round trip through Processor and Location, bad input;
+gRPC's settings in a sipgrid process."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sipgrid.api import convert
 from sipgrid.api.types import MessageRequest, NetInterface, Route, Transport
+from sipgrid.cli import GRPC_EXPERIMENTS
 from sipgrid.pb import location_pb2, location_pb2_grpc, processor_pb2, processor_pb2_grpc
 from sipgrid.services.grpc_clients import GrpcLocation, GrpcProcessor
 from sipgrid.services.grpc_servers import start_server_bound
@@ -130,3 +135,41 @@ def test_a_request_keeps_its_method_and_listening_points_through_protobuf() -> N
         assert back.listening_points == points and back.method == method
     points.append(NetInterface("127.0.0.1", 5061, Transport.TLS))  # a transport started later
     assert len(convert.request_to_pb(request, typed=False).listening_points) == 3
+
+
+# Runs `sipgrid --version` as the `sipgrid` command does, noting GRPC_EXPERIMENTS at the
+# moment grpc is first imported (gRPC reads it then, and never again).
+AT_IMPORT = """
+import importlib.abc, os, sys
+seen = []
+class Watch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "grpc" and not seen:
+            seen.append(os.environ.get("GRPC_EXPERIMENTS"))
+        return None
+sys.meta_path.insert(0, Watch())
+from sipgrid import cli
+sys.argv = ["sipgrid", "--version"]
+try:
+    cli.main()
+except SystemExit:
+    pass
+print(repr(seen))
+"""
+
+
+def test_the_sipgrid_command_starts_grpc_on_its_older_io_layer_unless_told() -> None:
+    def seen(value: str | None) -> str:
+        env = {k: v for k, v in os.environ.items() if k != "GRPC_EXPERIMENTS"}
+        if value is not None:
+            env["GRPC_EXPERIMENTS"] = value
+        done = subprocess.run(
+            [sys.executable, "-c", AT_IMPORT], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip().splitlines()[-1]
+
+    assert seen(None) == repr([GRPC_EXPERIMENTS])
+    assert GRPC_EXPERIMENTS == "-event_engine_client,-event_engine_listener"
+    assert seen("") == repr([""])  # the operator's word, even empty
+    assert seen("-event_engine_dns") == repr(["-event_engine_dns"])
