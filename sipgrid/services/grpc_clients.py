@@ -31,6 +31,7 @@ from sipgrid.pb import (
 )
 from sipgrid.services.grpc_options import internal_channel, token_metadata
 from sipgrid.services.settings import Settings
+from sipgrid.sip import Request
 
 log = logging.getLogger("sipgrid.grpc")
 
@@ -41,7 +42,15 @@ class GrpcProcessor:
     """A Processor (Dispatcher, Connect, middleware) in another process: on sipgrid's
     stream when it serves one (proto/stream.proto), else one unary call per message."""
 
-    def __init__(self, addr: str, timeout: float = TIMEOUT, stream: bool | None = None) -> None:
+    def __init__(
+        self,
+        addr: str,
+        timeout: float = TIMEOUT,
+        stream: bool | None = None,
+        direct: bool = False,
+    ) -> None:
+        """``direct``: an EdgePort's processor, which may be a Dispatcher: watch its direct
+        routes (DirectRoutes) and send those requests straight to their processor."""
         # it may change responses: they all go through it, until it says it passes
         # them through unchanged (sipgrid's Dispatcher without middlewares, Connect)
         self.handles_responses = True
@@ -49,10 +58,16 @@ class GrpcProcessor:
         self._channel = internal_channel(addr)
         self._stub = processor_pb2_grpc.ProcessorStub(self._channel)
         self._timeout = timeout
-        on = Settings.load().streams if stream is None else stream
+        settings = Settings.load()
+        on = settings.streams if stream is None else stream
         self._stream: CallStream[stream_pb2.StreamRequest, stream_pb2.StreamResponse] | None = (
             CallStream(stream_pb2_grpc.ProcessorStreamStub(self._channel).ProcessMessages, addr)
             if on
+            else None
+        )
+        self._direct = (
+            DirectRoutes(self._channel, addr, timeout)
+            if direct and on and settings.direct_routes
             else None
         )
 
@@ -62,6 +77,13 @@ class GrpcProcessor:
         return self._stream is not None and self._stream.supported
 
     async def process_message(self, request: MessageRequest) -> MessageResponse:
+        if self._direct is not None and isinstance(request.message, Request):
+            processor = self._direct.route(request.method)
+            if processor is not None:
+                answer = await processor.process_message(request)
+                # a Dispatcher with direct routes runs no middleware: responses pass it
+                self.handles_responses = False
+                return answer
         typed = not self.streams
         reply = await self.process_pb(convert.request_to_pb(request, typed), typed)
         return convert.response_from_pb(reply, request.message)
@@ -99,9 +121,98 @@ class GrpcProcessor:
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
     async def close(self) -> None:
+        if self._direct is not None:
+            await self._direct.close()
         if self._stream is not None:
             self._stream.close()
         await self._channel.close()
+
+
+class DirectRoutes:
+    """A Dispatcher's direct routes, watched (proto/stream.proto, DispatcherRoutes): for a
+    request whose method is there, the processor to send it to without the Dispatcher,
+    which would only pass it on. Empty until the table comes, and again from the moment
+    the watch ends (the Dispatcher stopped, perhaps to come back with middlewares) until
+    it is open again. A processor is used only once its health check has answered from
+    here: one this process cannot reach keeps getting its requests through the
+    Dispatcher. A Dispatcher without the watch (Routr's, or none: Connect itself)
+    answers UNIMPLEMENTED, and it is not asked again."""
+
+    RETRY = 1.0  # seconds between a watch that ended and the next
+    RECHECK = 5.0  # seconds between health checks of a processor not reached yet
+
+    def __init__(self, channel: grpc.aio.Channel, addr: str, timeout: float) -> None:
+        self._stub = stream_pb2_grpc.DispatcherRoutesStub(channel)
+        self._addr = addr
+        self._timeout = timeout
+        self._routes: dict[str, GrpcProcessor] = {}
+        self._processors: dict[str, GrpcProcessor] = {}  # by address, across watches
+        self._watcher: asyncio.Task[None] | None = None
+        self._checks: set[asyncio.Task[None]] = set()
+
+    def route(self, method: str) -> GrpcProcessor | None:
+        """The processor for a request of ``method``, or None: through the Dispatcher.
+        The first call starts the watch."""
+        if self._watcher is None:
+            self._watcher = asyncio.ensure_future(self._watch())
+        return self._routes.get(method)
+
+    async def _watch(self) -> None:
+        while True:
+            try:
+                call = self._stub.Watch(
+                    stream_pb2.WatchRoutes(), metadata=token_metadata(), wait_for_ready=True
+                )
+                async for table in call:
+                    self._take(dict(table.processors))
+            except grpc.aio.AioRpcError as error:
+                if error.code() is grpc.StatusCode.UNIMPLEMENTED:
+                    log.info("%s has no direct routes: every message goes there", self._addr)
+                    return
+                log.info("%s: the watch of its direct routes ended: %s", self._addr, error.code())
+            self._drop()
+            await asyncio.sleep(self.RETRY)
+
+    def _take(self, table: dict[str, str]) -> None:
+        """A new table: its processors are used as each answers a health check."""
+        self._drop()
+        for addr in sorted(set(table.values())):
+            methods = [method for method, where in table.items() if where == addr]
+            processor = self._processors.get(addr)
+            if processor is None:
+                processor = self._processors[addr] = GrpcProcessor(addr, self._timeout)
+            check = asyncio.ensure_future(self._admit(processor, methods))
+            self._checks.add(check)
+            check.add_done_callback(self._checks.discard)
+
+    async def _admit(self, processor: GrpcProcessor, methods: list[str]) -> None:
+        warned = False
+        while not await processor.healthy():
+            if not warned:
+                log.warning(
+                    "%s, a direct route of %s, does not answer from here: its requests"
+                    " go through %s until it does",
+                    processor.addr,
+                    self._addr,
+                    self._addr,
+                )
+                warned = True
+            await asyncio.sleep(self.RECHECK)
+        for method in methods:
+            self._routes[method] = processor
+        log.info("direct to %s: %s", processor.addr, " ".join(methods))
+
+    def _drop(self) -> None:
+        self._routes = {}
+        for check in list(self._checks):
+            check.cancel()
+
+    async def close(self) -> None:
+        self._drop()
+        if self._watcher is not None:
+            self._watcher.cancel()
+        for processor in self._processors.values():
+            await processor.close()
 
 
 class StreamUnsupported(Exception):

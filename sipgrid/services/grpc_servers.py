@@ -42,6 +42,7 @@ log = logging.getLogger("sipgrid.grpc")
 
 STREAM_SERVICE = "sipgrid.stream.v1.ProcessorStream"
 LOCATION_STREAM_SERVICE = "sipgrid.stream.v1.LocationStream"
+ROUTES_SERVICE = "sipgrid.stream.v1.DispatcherRoutes"
 # as the metrics name a method (each call on the stream counts as one)
 STREAM_METHOD = "ProcessorStream/ProcessMessages"
 LOCATION_STREAM_METHOD = "LocationStream/Calls"
@@ -206,6 +207,32 @@ class DispatcherServicer(ProcessorServicer):
         return await super().answer(request, typed)
 
 
+class RoutesServicer(stream_pb2_grpc.DispatcherRoutesServicer):
+    """The Dispatcher's direct routes (proto/stream.proto), sent to each EdgePort that
+    watches them. The table is fixed for the Dispatcher's life (its config is read at
+    start); the watch stays open until the EdgePort goes or the Dispatcher stops, and its
+    end tells the EdgePort to send everything to the Dispatcher again."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self._table = stream_pb2.DirectRoutes(processors=dispatcher.direct_addresses())
+
+    async def Watch(
+        self, request: stream_pb2.WatchRoutes, context: grpc.aio.ServicerContext
+    ) -> None:  # type: ignore[override]
+        handler = asyncio.current_task()
+        if handler is not None:
+            _open_streams.add(handler)  # end_streams ends it at stop, as the others
+        try:
+            await context.write(self._table)
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            pass  # the Dispatcher stops or the EdgePort went: the watch ends, not an error
+        finally:
+            if handler is not None:
+                _open_streams.discard(handler)
+                _ended_streams.discard(handler)
+
+
 class LocationServicer(location_pb2_grpc.LocationServicer):
     def __init__(self, location: LocationService) -> None:
         self._location = location
@@ -341,6 +368,10 @@ async def start_server_bound(
         processor_pb2_grpc.add_ProcessorServicer_to_server(servicer, server)
         stream_pb2_grpc.add_ProcessorStreamServicer_to_server(StreamServicer(servicer), server)
         names += ["fonoster.routr.processor.v2beta1.Processor", STREAM_SERVICE]
+        if isinstance(processor, Dispatcher):
+            routes = RoutesServicer(processor)
+            stream_pb2_grpc.add_DispatcherRoutesServicer_to_server(routes, server)
+            names.append(ROUTES_SERVICE)
     if location is not None:
         location_servicer = LocationServicer(location)
         location_pb2_grpc.add_LocationServicer_to_server(location_servicer, server)

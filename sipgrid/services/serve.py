@@ -164,7 +164,9 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
         from .grpc_clients import GrpcProcessor
 
         config = load_edgeport(config_dir / "edgeport.yaml", settings)
-        edgeport = EdgePort(config, GrpcProcessor(config.spec.processor.addr), settings=settings)
+        edgeport = EdgePort(
+            config, GrpcProcessor(config.spec.processor.addr, direct=True), settings=settings
+        )
         await edgeport.start()
         points = ", ".join(str(lp) for lp in edgeport.listening_points)
         seconds = settings.drain_seconds

@@ -87,6 +87,10 @@ class Settings(BaseModel):
     # messages to a processor, and calls to Location, on sipgrid's streams
     # (proto/stream.proto) where the server has them; off: one unary call each, Routr's way
     streams: bool = Field(True, validation_alias="SIPGRID_STREAMS")
+    # an EdgePort sends a request straight to its processor when its Dispatcher says that
+    # it would pass it through untouched (proto/stream.proto, DispatcherRoutes); off, or
+    # SIPGRID_STREAMS off: every message through the Dispatcher, Routr's way
+    direct_routes: bool = Field(True, validation_alias="SIPGRID_DIRECT_ROUTES")
     database_url: str = Field("", validation_alias="DATABASE_URL")
     redis_url: str = Field("", validation_alias="REDIS_URL")
     nats_url: str = Field("", validation_alias="NATS_URL")

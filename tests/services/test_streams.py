@@ -29,7 +29,7 @@ from sipgrid.pb import (
 )
 from sipgrid.services import grpc_servers
 from sipgrid.services.dispatcher.dispatcher import Dispatcher, DispatcherConfig
-from sipgrid.services.grpc_clients import GrpcLocation, GrpcProcessor
+from sipgrid.services.grpc_clients import DirectRoutes, GrpcLocation, GrpcProcessor
 from sipgrid.services.grpc_options import SERVER_OPTIONS, TOKEN_HEADER
 from sipgrid.services.grpc_servers import (
     LocationServicer,
@@ -342,5 +342,167 @@ def test_a_location_without_the_stream_gets_unary_calls() -> None:
         finally:
             await location.close()
             await server.stop(None)
+
+    asyncio.run(scenario())
+
+
+class CountingProcessor(GrpcProcessor):
+    """The Dispatcher's client of a processor, counting what the Dispatcher passes on."""
+
+    passed_on = 0
+
+    async def process_pb(
+        self, request: processor_pb2.MessageRequest, typed: bool = True
+    ) -> processor_pb2.MessageResponse:
+        CountingProcessor.passed_on += 1
+        return await super().process_pb(request, typed)
+
+
+def dispatcher_config(connect: str, middleware: str | None = None) -> DispatcherConfig:
+    """MESSAGEs to sip:echo@ go to an echo (a match rule that reads the message), the rest
+    of MESSAGE, OPTIONS and REGISTER to Connect (a rule that is always true)."""
+    return DispatcherConfig.model_validate(
+        {
+            "kind": "MessageDispatcher",
+            "spec": {
+                "processors": [
+                    {
+                        "ref": "echo",
+                        "addr": connect,
+                        "methods": ["MESSAGE"],
+                        "matchFunc": "req => req.message.requestUri.user === 'echo'",
+                    },
+                    {
+                        "ref": "connect",
+                        "addr": connect,
+                        "methods": ["MESSAGE", "OPTIONS", "REGISTER"],
+                        "matchFunc": "req => true",
+                    },
+                ],
+                "middlewares": [{"ref": "gate", "addr": middleware}] if middleware else [],
+            },
+        }
+    )
+
+
+async def until(condition: Any, seconds: float = 5.0) -> None:
+    for _ in range(int(seconds / 0.02)):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("not within 5 s")
+
+
+def message(call_id: str) -> MessageRequest:
+    raw = request_bytes("MESSAGE", 5999, uri="sip:1002@sip.local", call_id=f"{call_id}-1")
+    request = options(call_id)
+    return MessageRequest(
+        "c2", "ep", "MESSAGE", request.sender, request.listening_points, parse(raw)
+    )
+
+
+def test_an_edgeport_sends_what_the_dispatcher_would_pass_on_straight_to_the_processor() -> None:
+    """The Dispatcher's direct routes (DispatcherRoutes/Watch): OPTIONS and REGISTER go
+    straight to Connect once the table has come and Connect has answered its health
+    check; MESSAGE, whose first route reads the message, still goes through the
+    Dispatcher; when the Dispatcher stops, everything goes its way again."""
+
+    async def scenario() -> None:
+        answering = Answering()
+        connect, connect_port = await start_server_bound("127.0.0.1:0", processor=answering)
+        address = f"127.0.0.1:{connect_port}"
+        config = dispatcher_config(address)
+        assert Dispatcher(config, lambda ref, addr: CountingProcessor(addr)).direct_addresses() == {
+            "OPTIONS": address,
+            "REGISTER": address,
+        }
+        server, port = await start_server_bound(
+            "127.0.0.1:0", processor=Dispatcher(config, lambda ref, addr: CountingProcessor(addr))
+        )
+        edgeport = GrpcProcessor(f"127.0.0.1:{port}", stream=True, direct=True)
+        try:
+            before = CountingProcessor.passed_on
+            await edgeport.process_message(options("first"))  # starts the watch
+            assert CountingProcessor.passed_on == before + 1
+            assert edgeport._direct is not None
+            direct = edgeport._direct
+            await until(lambda: direct.route("OPTIONS") is not None)
+            for name in ("a", "b", "c"):
+                reply = await edgeport.process_message(options(name))
+                assert isinstance(reply.message, Response) and reply.message.status == 200
+            assert CountingProcessor.passed_on == before + 1  # none through the Dispatcher
+            assert [c.split("-")[0] for c in answering.finished] == ["first", "a", "b", "c"]
+            assert not edgeport.handles_responses
+            await edgeport.process_message(message("m"))
+            assert CountingProcessor.passed_on == before + 2  # its first route reads it
+
+            end_streams()
+            await server.stop(None)
+            await until(lambda: direct.route("OPTIONS") is None)
+        finally:
+            await edgeport.close()
+            await server.stop(None)
+            await connect.stop(None)
+
+    asyncio.run(scenario())
+
+
+def test_no_direct_route_with_a_middleware_nor_to_a_processor_not_answering_from_here(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A middleware reads every message: no direct routes. A processor that does not
+    answer its health check from the EdgePort gets its requests through the Dispatcher
+    until it does. A processor served without the watch (Connect, or Routr's
+    Dispatcher): UNIMPLEMENTED, and the EdgePort does not ask again."""
+    monkeypatch.setattr(DirectRoutes, "RECHECK", 0.1)
+
+    async def scenario() -> None:
+        assert (
+            Dispatcher(
+                dispatcher_config("127.0.0.1:1", "127.0.0.1:2"),
+                lambda ref, addr: CountingProcessor(addr),
+            ).direct_addresses()
+            == {}
+        )
+
+        # the Dispatcher's table names a Connect that is not up yet
+        placeholder, connect_port = await start_server_bound("127.0.0.1:0", processor=Answering())
+        await placeholder.stop(None)
+        address = f"127.0.0.1:{connect_port}"
+        server, port = await start_server_bound(
+            "127.0.0.1:0",
+            processor=Dispatcher(
+                dispatcher_config(address), lambda ref, addr: CountingProcessor(addr)
+            ),
+        )
+        edgeport = GrpcProcessor(f"127.0.0.1:{port}", stream=True, direct=True)
+        connect = None
+        try:
+            assert edgeport._direct is not None
+            direct = edgeport._direct
+            direct.route("OPTIONS")  # starts the watch
+            await until(lambda: bool(direct._processors))  # the table came
+            await asyncio.sleep(0.5)
+            assert direct.route("OPTIONS") is None
+            connect, _ = await start_server_bound(address, processor=Answering())
+            await until(lambda: direct.route("OPTIONS") is not None)
+        finally:
+            await edgeport.close()
+            await server.stop(None)
+            if connect is not None:
+                await connect.stop(None)
+
+        plain, plain_port = await start_server_bound("127.0.0.1:0", processor=Answering())
+        edgeport = GrpcProcessor(f"127.0.0.1:{plain_port}", stream=True, direct=True)
+        try:
+            reply = await edgeport.process_message(options("plain"))
+            assert isinstance(reply.message, Response) and reply.message.status == 200
+            assert edgeport._direct is not None and edgeport._direct._watcher is not None
+            watcher = edgeport._direct._watcher
+            await until(watcher.done)
+            assert watcher.exception() is None and edgeport._direct.route("OPTIONS") is None
+        finally:
+            await edgeport.close()
+            await plain.stop(None)
 
     asyncio.run(scenario())

@@ -79,6 +79,7 @@ class _Route:
     methods: frozenset[str]
     match: MatchFunc
     processor: Processor
+    addr: str
 
 
 def request_view(request: MessageRequest) -> dict[str, Any]:
@@ -137,6 +138,7 @@ class Dispatcher:
                 frozenset(m.upper() for m in p.methods),
                 MatchFunc(p.match_func),
                 connect(p.ref, p.addr),
+                p.addr,
             )
             for p in spec.processors
         ]
@@ -157,11 +159,25 @@ class Dispatcher:
     def direct_route(self, method: str) -> Processor | None:
         """The processor for a method when no matchFunc needs the message and no middleware
         runs: the gRPC servicer then passes the protobuf through untouched."""
+        route = self._direct(method)
+        return route.processor if route is not None else None
+
+    def direct_addresses(self) -> dict[str, str]:
+        """Method -> the address of its direct route's processor, for every method a
+        processor takes (what an EdgePort may send there without coming here)."""
+        found = {}
+        for method in sorted({m for route in self._routes for m in route.methods}):
+            route = self._direct(method)
+            if route is not None:
+                found[method] = route.addr
+        return found
+
+    def _direct(self, method: str) -> _Route | None:
         if self.has_middlewares:
             return None
         for candidate in self._routes:
             if method in candidate.methods:
-                return candidate.processor if candidate.match.always else None
+                return candidate if candidate.match.always else None
         return None
 
     async def process_message(self, request: MessageRequest) -> MessageResponse:
