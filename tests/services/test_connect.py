@@ -7,6 +7,7 @@ import asyncio
 import shutil
 from email.utils import formatdate
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -15,6 +16,7 @@ from sipgrid.api.types import (
     MessageRequest,
     MessageResponse,
     NetInterface,
+    Route,
     Transport,
 )
 from sipgrid.services.connect.auth import Authenticator
@@ -45,8 +47,26 @@ class Clock:
         return self.now
 
 
+class Noted:
+    """A Location that notes each AOR looked up (find_routes) and does the rest as its own."""
+
+    def __init__(self, location: MemoryLocation) -> None:
+        self._location = location
+        self.finds: list[str] = []
+
+    async def find_routes(
+        self, aor: str, call_id: str = "", labels: dict[str, str] | None = None
+    ) -> list[Route]:
+        self.finds.append(aor)
+        return await self._location.find_routes(aor, call_id, labels)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._location, name)
+
+
 class Switch:
-    """A Connect processor over the example resources, an in-memory Location and a clock."""
+    """A Connect processor over the example resources, an in-memory Location and a clock;
+    ``finds`` lists the AORs the processor looked up."""
 
     def __init__(
         self,
@@ -55,9 +75,11 @@ class Switch:
     ) -> None:
         self.clock = Clock()
         self.location = MemoryLocation(self.clock)
+        noted = Noted(self.location)
+        self.finds = noted.finds
         self.processor = ConnectProcessor(
             load_resources(resources_dir),
-            self.location,
+            noted,
             Authenticator(KEY, clock=self.clock),
             clock=self.clock,
             tokens=tokens,

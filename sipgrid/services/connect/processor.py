@@ -191,8 +191,9 @@ class ConnectProcessor:
                 return await self._to_agent(request, message, callee)
             # a browser phone registered with a token has an AOR but no Agent resource
             aor = f"sip:{uri.user}@{callee_domain.domain_uri.lower()}"
-            if await self._location.find_routes(aor):
-                return await self._to_aor(request, message, aor)
+            routes = await self._location.find_routes(aor, message.call_id)
+            if routes:
+                return self._to_routes(request, message, routes)
         if isinstance(caller, Agent):
             peer = resources.peer(uri.user)
             if peer is not None and peer.enabled:
@@ -302,8 +303,9 @@ class ConnectProcessor:
             if agent is not None and agent.enabled:
                 return await self._to_agent(request, message, agent)
             aor = f"sip:{uri.user}@{domain.domain_uri.lower()}"
-            if await self._location.find_routes(aor):
-                return await self._to_aor(request, message, aor)
+            routes = await self._location.find_routes(aor, message.call_id)
+            if routes:
+                return self._to_routes(request, message, routes)
         if not claims.aor_link:
             return MessageResponse(reply(message, 404))
         return await self._to_link(request, message, claims.aor_link, resources)
@@ -419,6 +421,13 @@ class ConnectProcessor:
         routes = await self._location.find_routes(aor, message.call_id)
         if not routes:
             return MessageResponse(reply(message, 480))
+        return self._to_routes(request, message, routes)
+
+    def _to_routes(
+        self, request: MessageRequest, message: Request, routes: list[Route]
+    ) -> MessageResponse:
+        """To the AOR's bindings that Location found (one lookup a request: each may move
+        round-robin counters and session affinity)."""
         if len(routes) > 1 and message.method == "INVITE":
             return self._ring_all(request, message, routes)
         return self._towards(request, message, routes[0])
