@@ -158,6 +158,7 @@ class DirectRoutes:
         return self._routes.get(method)
 
     async def _watch(self) -> None:
+        told = False  # that the watch failed: said once until a table comes again
         while True:
             try:
                 call = self._stub.Watch(
@@ -165,11 +166,14 @@ class DirectRoutes:
                 )
                 async for table in call:
                     self._take(dict(table.processors))
+                    told = False
             except grpc.aio.AioRpcError as error:
                 if error.code() is grpc.StatusCode.UNIMPLEMENTED:
                     log.info("%s has no direct routes: every message goes there", self._addr)
                     return
-                log.info("%s: the watch of its direct routes ended: %s", self._addr, error.code())
+                if not told:
+                    log.info("%s: no direct routes for now: %s", self._addr, error.code().name)
+                    told = True
             self._drop()
             await asyncio.sleep(self.RETRY)
 
