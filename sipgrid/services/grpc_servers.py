@@ -7,9 +7,10 @@ back; a bad request gets INVALID_ARGUMENT naming what is wrong.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -126,30 +127,40 @@ async def serve_calls(
         async with sending:
             await context.write(reply)
 
+    with _kept_open() as handler:
+        try:
+            # headers at once: the client writes nothing until they come (grpc_clients)
+            await context.send_initial_metadata(())
+            async for call in calls:
+                task = asyncio.ensure_future(one(call))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+            if pending:  # the client is done sending: answer what is in flight
+                await asyncio.gather(*pending, return_exceptions=True)
+        except asyncio.CancelledError:
+            # the server stops or the client went: the stream ends here, not as an error
+            # that gRPC logs at every shutdown, since a stream is always open; ended by
+            # end_streams, it still answers what is in flight
+            if pending and handler in _ended_streams:
+                await asyncio.wait(pending, timeout=IN_FLIGHT_GRACE)
+        finally:
+            for task in pending:
+                task.cancel()
+
+
+@contextlib.contextmanager
+def _kept_open() -> Iterator[asyncio.Task[Any] | None]:
+    """The handler of a call that stays open (a stream, a watch), known to end_streams
+    for as long as it runs."""
     handler = asyncio.current_task()
     if handler is not None:
         _open_streams.add(handler)
     try:
-        # headers at once: the client writes nothing until they come (grpc_clients)
-        await context.send_initial_metadata(())
-        async for call in calls:
-            task = asyncio.ensure_future(one(call))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
-        if pending:  # the client is done sending: answer what is in flight
-            await asyncio.gather(*pending, return_exceptions=True)
-    except asyncio.CancelledError:
-        # the server stops or the client went: the stream ends here, not as an error
-        # that gRPC logs at every shutdown, since a stream is always open; ended by
-        # end_streams, it still answers what is in flight
-        if pending and handler in _ended_streams:
-            await asyncio.wait(pending, timeout=IN_FLIGHT_GRACE)
+        yield handler
     finally:
         if handler is not None:
             _open_streams.discard(handler)
             _ended_streams.discard(handler)
-        for task in pending:
-            task.cancel()
 
 
 class StreamServicer(stream_pb2_grpc.ProcessorStreamServicer):
@@ -219,18 +230,12 @@ class RoutesServicer(stream_pb2_grpc.DispatcherRoutesServicer):
     async def Watch(
         self, request: stream_pb2.WatchRoutes, context: grpc.aio.ServicerContext
     ) -> None:  # type: ignore[override]
-        handler = asyncio.current_task()
-        if handler is not None:
-            _open_streams.add(handler)  # end_streams ends it at stop, as the others
-        try:
-            await context.write(self._table)
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            pass  # the Dispatcher stops or the EdgePort went: the watch ends, not an error
-        finally:
-            if handler is not None:
-                _open_streams.discard(handler)
-                _ended_streams.discard(handler)
+        with _kept_open():  # end_streams ends it at stop, as the streams
+            try:
+                await context.write(self._table)
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                pass  # the Dispatcher stops or the EdgePort went: the watch ends, not an error
 
 
 class LocationServicer(location_pb2_grpc.LocationServicer):
