@@ -81,8 +81,7 @@ class GrpcProcessor:
             processor = self._direct.route(request.method)
             if processor is not None:
                 answer = await processor.process_message(request)
-                # a Dispatcher with direct routes runs no middleware: responses pass it
-                self.handles_responses = False
+                self.handles_responses = self._direct.responses  # as the Dispatcher says
                 return answer
         typed = not self.streams
         reply = await self.process_pb(convert.request_to_pb(request, typed), typed)
@@ -147,6 +146,7 @@ class DirectRoutes:
         self._timeout = timeout
         self._routes: dict[str, GrpcProcessor] = {}
         self._processors: dict[str, GrpcProcessor] = {}  # by address, across watches
+        self.responses = True  # whether responses go to the Dispatcher (a middleware's)
         self._watcher: asyncio.Task[None] | None = None
         self._checks: set[asyncio.Task[None]] = set()
 
@@ -165,6 +165,7 @@ class DirectRoutes:
                     stream_pb2.WatchRoutes(), metadata=token_metadata(), wait_for_ready=True
                 )
                 async for table in call:
+                    self.responses = table.responses
                     self._take(dict(table.processors))
                     told = False
             except grpc.aio.AioRpcError as error:

@@ -207,7 +207,7 @@ class DispatcherServicer(ProcessorServicer):
         self, request: processor_pb2.MessageRequest, typed: bool
     ) -> processor_pb2.MessageResponse:
         sip = request.message
-        if sip.status_code and not self._dispatcher.has_middlewares:
+        if sip.status_code and not self._dispatcher.middlewares_for(sip.cseq.method):
             return says_responses(processor_pb2.MessageResponse(message=sip), handles=False)
         target = self._dispatcher.direct_route(sip.method or sip.cseq.method)
         if isinstance(target, GrpcProcessor):
@@ -225,7 +225,9 @@ class RoutesServicer(stream_pb2_grpc.DispatcherRoutesServicer):
     end tells the EdgePort to send everything to the Dispatcher again."""
 
     def __init__(self, dispatcher: Dispatcher) -> None:
-        self._table = stream_pb2.DirectRoutes(processors=dispatcher.direct_addresses())
+        self._table = stream_pb2.DirectRoutes(
+            processors=dispatcher.direct_addresses(), responses=dispatcher.handles_responses
+        )
 
     async def Watch(
         self, request: stream_pb2.WatchRoutes, context: grpc.aio.ServicerContext

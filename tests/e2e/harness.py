@@ -412,7 +412,14 @@ def _distributed(directory: Path, config: dict[str, object]) -> Sipgrid:
 
 
 def _dispatcher(dispatcher_port: int, connect_port: int, relay_port: int = 0) -> dict[str, Any]:
-    middlewares = [{"ref": "rtprelay", "addr": f"127.0.0.1:{relay_port}", "postProcessor": True}]
+    middlewares = [
+        {
+            "ref": "rtprelay",
+            "addr": f"127.0.0.1:{relay_port}",
+            "postProcessor": True,
+            "methods": ["INVITE", "ACK", "BYE", "CANCEL"],  # as deploy/config's
+        }
+    ]
     return {
         "kind": "MessageDispatcher",
         "apiVersion": "v2beta1",

@@ -194,3 +194,60 @@ def test_middlewares_run_in_order_an_answer_ends_the_chain_a_failure_is_a_500(
 
     asyncio.run(scenario())
     assert "middleware broken-mw failed: out of order" in caplog.text
+
+
+class Noting:
+    """A post-processor middleware that notes what it sees and passes it on."""
+
+    handles_responses = True
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    async def process_message(self, request: MessageRequest) -> MessageResponse:
+        message = request.message
+        self.seen.append(message.method if isinstance(message, Request) else str(message.status))
+        return MessageResponse(message)
+
+
+def test_a_middleware_with_methods_runs_for_those_alone_and_the_rest_can_go_direct() -> None:
+    """sipgrid's extension (as the RTP relay in deploy/config wants: INVITE, ACK, BYE,
+    CANCEL and their answers): a middleware with ``methods`` sees requests and responses
+    of those methods only; the others have direct routes, and their responses pass."""
+    config = DispatcherConfig.model_validate(
+        {
+            "kind": "MessageDispatcher",
+            "spec": {
+                "processors": [
+                    {"ref": "connect", "addr": "c:1", "methods": ["INVITE", "REGISTER"]}
+                ],
+                "middlewares": [
+                    {"ref": "relay", "addr": "r:1", "postProcessor": True, "methods": ["invite"]}
+                ],
+            },
+        }
+    )
+    relay, connect = Noting(), Echo("connect")
+    parts: dict[str, Any] = {"relay": relay, "connect": connect}
+    dispatcher = Dispatcher(config, lambda ref, addr: parts[ref])
+    assert dispatcher.direct_addresses() == {"REGISTER": "c:1"}
+    assert dispatcher.handles_responses and dispatcher.middlewares_for("INVITE")
+    assert not dispatcher.middlewares_for("REGISTER")
+
+    def request(method: str) -> MessageRequest:
+        data = INVITE.replace(b"INVITE sip", f"{method} sip".encode()).replace(
+            b"314159 INVITE", f"314159 {method}".encode()
+        )
+        return MessageRequest("c", "ep", method, NetInterface("127.0.0.1", 1), [], parse(data))
+
+    async def scenario() -> None:
+        for method in ("INVITE", "REGISTER"):
+            result = await dispatcher.process_message(request(method))
+            assert result.metadata["by"] == "connect"
+            answer = request(method)
+            assert isinstance(answer.message, Request)
+            answer.message = make_response(answer.message, 200, to_tag="t")
+            await dispatcher.process_message(answer)
+        assert relay.seen == ["INVITE", "200"]
+
+    asyncio.run(scenario())

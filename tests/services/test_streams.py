@@ -358,7 +358,9 @@ class CountingProcessor(GrpcProcessor):
         return await super().process_pb(request, typed)
 
 
-def dispatcher_config(connect: str, middleware: str | None = None) -> DispatcherConfig:
+def dispatcher_config(
+    connect: str, middleware: str | None = None, methods: list[str] | None = None
+) -> DispatcherConfig:
     """MESSAGEs to sip:echo@ go to an echo (a match rule that reads the message), the rest
     of MESSAGE, OPTIONS and REGISTER to Connect (a rule that is always true)."""
     return DispatcherConfig.model_validate(
@@ -379,7 +381,9 @@ def dispatcher_config(connect: str, middleware: str | None = None) -> Dispatcher
                         "matchFunc": "req => true",
                     },
                 ],
-                "middlewares": [{"ref": "gate", "addr": middleware}] if middleware else [],
+                "middlewares": [{"ref": "gate", "addr": middleware, "methods": methods or []}]
+                if middleware
+                else [],
             },
         }
     )
@@ -450,7 +454,8 @@ def test_an_edgeport_sends_what_the_dispatcher_would_pass_on_straight_to_the_pro
 def test_no_direct_route_with_a_middleware_nor_to_a_processor_not_answering_from_here(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A middleware reads every message: no direct routes. A processor that does not
+    """A middleware reads every message of its methods (all by default): no direct routes
+    for those, and responses still go to the Dispatcher. A processor that does not
     answer its health check from the EdgePort gets its requests through the Dispatcher
     until it does. A processor served without the watch (Connect, or Routr's
     Dispatcher): UNIMPLEMENTED, and the EdgePort does not ask again."""
@@ -491,6 +496,28 @@ def test_no_direct_route_with_a_middleware_nor_to_a_processor_not_answering_from
             await server.stop(None)
             if connect is not None:
                 await connect.stop(None)
+
+        # a middleware for INVITE alone: OPTIONS goes direct, responses to the Dispatcher
+        connect, connect_port = await start_server_bound("127.0.0.1:0", processor=Answering())
+        address = f"127.0.0.1:{connect_port}"
+        config = dispatcher_config(address, "127.0.0.1:2", ["INVITE"])
+        server, port = await start_server_bound(
+            "127.0.0.1:0", processor=Dispatcher(config, lambda ref, addr: CountingProcessor(addr))
+        )
+        edgeport = GrpcProcessor(f"127.0.0.1:{port}", stream=True, direct=True)
+        try:
+            assert edgeport._direct is not None
+            direct = edgeport._direct
+            direct.route("OPTIONS")
+            await until(lambda: direct.route("OPTIONS") is not None)
+            before = CountingProcessor.passed_on
+            reply = await edgeport.process_message(options("relayed"))
+            assert isinstance(reply.message, Response) and reply.message.status == 200
+            assert CountingProcessor.passed_on == before and edgeport.handles_responses
+        finally:
+            await edgeport.close()
+            await server.stop(None)
+            await connect.stop(None)
 
         plain, plain_port = await start_server_bound("127.0.0.1:0", processor=Answering())
         edgeport = GrpcProcessor(f"127.0.0.1:{plain_port}", stream=True, direct=True)

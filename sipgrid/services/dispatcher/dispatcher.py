@@ -53,6 +53,9 @@ class MiddlewareSpec(_Model):
     ref: str = Field(min_length=1)
     addr: str = Field(min_length=1)
     post_processor: bool = Field(False, alias="postProcessor")
+    # a sipgrid extension: the methods it runs for (requests, and responses by their
+    # CSeq method); empty, as in Routr, every method
+    methods: list[str] = []
 
 
 class DispatcherSpec(_Model):
@@ -80,6 +83,17 @@ class _Route:
     match: MatchFunc
     processor: Processor
     addr: str
+
+
+@dataclass(slots=True)
+class _Middleware:
+    ref: str
+    processor: Processor
+    methods: frozenset[str] | None  # None: every method
+    post: bool
+
+    def runs_for(self, method: str) -> bool:
+        return self.methods is None or method in self.methods
 
 
 def request_view(request: MessageRequest) -> dict[str, Any]:
@@ -142,14 +156,26 @@ class Dispatcher:
             )
             for p in spec.processors
         ]
-        self._pre = [
-            (m.ref, connect(m.ref, m.addr)) for m in spec.middlewares if not m.post_processor
+        middlewares = [
+            _Middleware(
+                m.ref,
+                connect(m.ref, m.addr),
+                frozenset(x.upper() for x in m.methods) or None,
+                m.post_processor,
+            )
+            for m in spec.middlewares
         ]
-        self._post = [(m.ref, connect(m.ref, m.addr)) for m in spec.middlewares if m.post_processor]
+        self._pre = [m for m in middlewares if not m.post]
+        self._post = [m for m in middlewares if m.post]
 
     @property
     def has_middlewares(self) -> bool:
         return bool(self._pre or self._post)
+
+    def middlewares_for(self, method: str) -> bool:
+        """Whether a middleware runs for a message of ``method`` (a response's: its CSeq
+        method)."""
+        return any(m.runs_for(method) for m in (*self._pre, *self._post))
 
     @property
     def handles_responses(self) -> bool:
@@ -173,7 +199,7 @@ class Dispatcher:
         return found
 
     def _direct(self, method: str) -> _Route | None:
-        if self.has_middlewares:
+        if self.middlewares_for(method):
             return None
         for candidate in self._routes:
             if method in candidate.methods:
@@ -182,7 +208,7 @@ class Dispatcher:
 
     async def process_message(self, request: MessageRequest) -> MessageResponse:
         message = request.message
-        if isinstance(message, Response) and not self.has_middlewares:
+        if isinstance(message, Response) and not self.middlewares_for(request.method):
             return MessageResponse(message)  # nothing on this path changes responses
         view: Mapping[str, Any] | None = None
         route = None
@@ -205,8 +231,10 @@ class Dispatcher:
                     to_tag=None if message.to.tag else stable_tag(message),
                 )
             )
-        for ref, middleware in self._pre:  # in order; an answer ends the chain (Routr's way)
-            answered = await _run_middleware(ref, middleware, request)
+        for middleware in self._pre:  # in order; an answer ends the chain (Routr's way)
+            if not middleware.runs_for(request.method):
+                continue
+            answered = await _run_middleware(middleware.ref, middleware.processor, request)
             if isinstance(message, Request) and isinstance(answered.message, Response):
                 return answered
             request.message = answered.message
@@ -214,9 +242,11 @@ class Dispatcher:
         target = _target_transport(result)
         if target is not None:  # where the request goes, for media relays and such
             request.metadata = {**request.metadata, META_TARGET_TRANSPORT: target}
-        for ref, middleware in self._post:
+        for middleware in self._post:
+            if not middleware.runs_for(request.method):
+                continue
             request.message = result.message
-            answered = await _run_middleware(ref, middleware, request)
+            answered = await _run_middleware(middleware.ref, middleware.processor, request)
             result = dataclasses.replace(result, message=answered.message)
         return result
 
