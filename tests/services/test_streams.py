@@ -6,6 +6,8 @@ fails alone; a stream that breaks is opened again."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -451,15 +453,26 @@ def test_an_edgeport_sends_what_the_dispatcher_would_pass_on_straight_to_the_pro
     asyncio.run(scenario())
 
 
-def test_no_direct_route_with_a_middleware_nor_to_a_processor_not_answering_from_here(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@contextlib.asynccontextmanager
+async def watching(config: DispatcherConfig) -> AsyncIterator[tuple[GrpcProcessor, DirectRoutes]]:
+    """A Dispatcher served with ``config``, and an EdgePort's processor watching its
+    direct routes (the watch started)."""
+    server, port = await start_server_bound(
+        "127.0.0.1:0", processor=Dispatcher(config, lambda ref, addr: CountingProcessor(addr))
+    )
+    edgeport = GrpcProcessor(f"127.0.0.1:{port}", stream=True, direct=True)
+    try:
+        assert edgeport._direct is not None
+        edgeport._direct.route("OPTIONS")  # starts the watch
+        yield edgeport, edgeport._direct
+    finally:
+        await edgeport.close()
+        await server.stop(None)
+
+
+def test_a_middleware_takes_the_direct_routes_of_its_methods_and_keeps_the_responses() -> None:
     """A middleware reads every message of its methods (all by default): no direct routes
-    for those, and responses still go to the Dispatcher. A processor that does not
-    answer its health check from the EdgePort gets its requests through the Dispatcher
-    until it does. A processor served without the watch (Connect, or Routr's
-    Dispatcher): UNIMPLEMENTED, and the EdgePort does not ask again."""
-    monkeypatch.setattr(DirectRoutes, "RECHECK", 0.1)
+    for those, and responses still go to the Dispatcher."""
 
     async def scenario() -> None:
         assert (
@@ -469,56 +482,54 @@ def test_no_direct_route_with_a_middleware_nor_to_a_processor_not_answering_from
             ).direct_addresses()
             == {}
         )
+        # a middleware for INVITE alone: OPTIONS goes direct, responses to the Dispatcher
+        connect, connect_port = await start_server_bound("127.0.0.1:0", processor=Answering())
+        config = dispatcher_config(f"127.0.0.1:{connect_port}", "127.0.0.1:2", ["INVITE"])
+        try:
+            async with watching(config) as (edgeport, direct):
+                await until(lambda: direct.route("OPTIONS") is not None)
+                before = CountingProcessor.passed_on
+                reply = await edgeport.process_message(options("relayed"))
+                assert isinstance(reply.message, Response) and reply.message.status == 200
+                assert CountingProcessor.passed_on == before and edgeport.handles_responses
+        finally:
+            await connect.stop(None)
 
+    asyncio.run(scenario())
+
+
+def test_a_processor_not_answering_from_the_edgeport_gets_no_direct_route_until_it_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A processor that does not answer its health check from the EdgePort gets its
+    requests through the Dispatcher until it does."""
+    monkeypatch.setattr(DirectRoutes, "RECHECK", 0.1)
+
+    async def scenario() -> None:
         # the Dispatcher's table names a Connect that is not up yet
         placeholder, connect_port = await start_server_bound("127.0.0.1:0", processor=Answering())
         await placeholder.stop(None)
         address = f"127.0.0.1:{connect_port}"
-        server, port = await start_server_bound(
-            "127.0.0.1:0",
-            processor=Dispatcher(
-                dispatcher_config(address), lambda ref, addr: CountingProcessor(addr)
-            ),
-        )
-        edgeport = GrpcProcessor(f"127.0.0.1:{port}", stream=True, direct=True)
         connect = None
         try:
-            assert edgeport._direct is not None
-            direct = edgeport._direct
-            direct.route("OPTIONS")  # starts the watch
-            await until(lambda: bool(direct._processors))  # the table came
-            await asyncio.sleep(0.5)
-            assert direct.route("OPTIONS") is None
-            connect, _ = await start_server_bound(address, processor=Answering())
-            await until(lambda: direct.route("OPTIONS") is not None)
+            async with watching(dispatcher_config(address)) as (_, direct):
+                await until(lambda: bool(direct._processors))  # the table came
+                await asyncio.sleep(0.5)
+                assert direct.route("OPTIONS") is None
+                connect, _ = await start_server_bound(address, processor=Answering())
+                await until(lambda: direct.route("OPTIONS") is not None)
         finally:
-            await edgeport.close()
-            await server.stop(None)
             if connect is not None:
                 await connect.stop(None)
 
-        # a middleware for INVITE alone: OPTIONS goes direct, responses to the Dispatcher
-        connect, connect_port = await start_server_bound("127.0.0.1:0", processor=Answering())
-        address = f"127.0.0.1:{connect_port}"
-        config = dispatcher_config(address, "127.0.0.1:2", ["INVITE"])
-        server, port = await start_server_bound(
-            "127.0.0.1:0", processor=Dispatcher(config, lambda ref, addr: CountingProcessor(addr))
-        )
-        edgeport = GrpcProcessor(f"127.0.0.1:{port}", stream=True, direct=True)
-        try:
-            assert edgeport._direct is not None
-            direct = edgeport._direct
-            direct.route("OPTIONS")
-            await until(lambda: direct.route("OPTIONS") is not None)
-            before = CountingProcessor.passed_on
-            reply = await edgeport.process_message(options("relayed"))
-            assert isinstance(reply.message, Response) and reply.message.status == 200
-            assert CountingProcessor.passed_on == before and edgeport.handles_responses
-        finally:
-            await edgeport.close()
-            await server.stop(None)
-            await connect.stop(None)
+    asyncio.run(scenario())
 
+
+def test_a_server_without_the_watch_is_not_asked_again() -> None:
+    """A processor served without the watch (Connect, or Routr's Dispatcher) answers
+    UNIMPLEMENTED: the messages go to it, and the EdgePort does not ask again."""
+
+    async def scenario() -> None:
         plain, plain_port = await start_server_bound("127.0.0.1:0", processor=Answering())
         edgeport = GrpcProcessor(f"127.0.0.1:{plain_port}", stream=True, direct=True)
         try:

@@ -90,7 +90,6 @@ class _Middleware:
     ref: str
     processor: Processor
     methods: frozenset[str] | None  # None: every method
-    post: bool
 
     def runs_for(self, method: str) -> bool:
         return self.methods is None or method in self.methods
@@ -156,17 +155,13 @@ class Dispatcher:
             )
             for p in spec.processors
         ]
-        middlewares = [
-            _Middleware(
-                m.ref,
-                connect(m.ref, m.addr),
-                frozenset(x.upper() for x in m.methods) or None,
-                m.post_processor,
-            )
-            for m in spec.middlewares
-        ]
-        self._pre = [m for m in middlewares if not m.post]
-        self._post = [m for m in middlewares if m.post]
+
+        def middleware(m: MiddlewareSpec) -> _Middleware:
+            methods = frozenset(x.upper() for x in m.methods) or None
+            return _Middleware(m.ref, connect(m.ref, m.addr), methods)
+
+        self._pre = [middleware(m) for m in spec.middlewares if not m.post_processor]
+        self._post = [middleware(m) for m in spec.middlewares if m.post_processor]
 
     @property
     def has_middlewares(self) -> bool:
