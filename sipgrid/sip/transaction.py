@@ -118,6 +118,27 @@ class Transaction:
             self._request = request
         return self._request
 
+    def request_bytes(self) -> bytes:
+        """The request as it goes on the wire: serialized once, then kept (a client
+        transaction's retransmission is the same request again)."""
+        if not self._request_bytes:
+            self._request_bytes = self.request.serialize()
+        return self._request_bytes
+
+    def wire(self, message: Request | Response) -> bytes:
+        """``message`` as it goes out: this transaction's request from its kept bytes."""
+        return self.request_bytes() if message is self._request else message.serialize()
+
+    def pack(self) -> None:
+        """Keep the request as its bytes alone, parsed again when asked for: for a
+        transaction that has its final answer and stays only for its wait timer. Messages
+        are many small objects, which the cycle collector walks again and again while they
+        live, and which scatter the heap (bench/README.md, "Memory of finished
+        transactions")."""
+        if self._request is not None:
+            self.request_bytes()
+            self._request = None
+
     def next_deadline(self) -> float | None:
         return min(self._deadlines.values()) if self._deadlines else None
 
@@ -256,12 +277,10 @@ class _ServerTransaction(Transaction):
         return self._last_response
 
     def pack(self, response_bytes: bytes | None = None) -> None:
-        """Keep the request and the last response as their bytes alone, parsed again when
-        asked for: for a transaction that answered and stays only to answer
-        retransmissions (Timer J, 32 s over UDP). Messages are many small objects, which
-        the cycle collector walks again and again while they live. ``response_bytes``:
-        the last response as it was just sent, when the caller has it (else it is
-        serialized; a message parsed from bytes serializes to them at no cost)."""
+        """Keep the request and the last response as their bytes alone: for a transaction
+        that answered and stays only to answer retransmissions (Timer J, 32 s over UDP).
+        ``response_bytes``: the last response as it was just sent, when the caller has it
+        (else it is serialized; a message parsed from bytes serializes to them at no cost)."""
         if self._request is not None:  # parsed again since: its bytes, unless it changed
             self._request_bytes = self._request.serialize()
             self._request = None

@@ -143,6 +143,30 @@ def test_an_answered_request_is_kept_as_bytes_alone() -> None:
     assert wire.core.transactions == (0, 0)
 
 
+def test_a_relayed_request_that_got_its_answer_keeps_no_parsed_message() -> None:
+    """A relayed BYE's two transactions outlive its answer (Timer J upstream, 32 s over
+    UDP; Timer K downstream): meanwhile neither keeps a parsed message, only bytes. The
+    request goes out and is retransmitted byte for byte, a retransmitted answer is still
+    absorbed, and both transactions end on their timers."""
+    wire = Wire()
+    wire.feed(request_bytes("BYE", CALLER.port, branch="z9hG4bKb1"))
+    (sent,) = downstream(wire)
+    wire.advance(0.5)  # Timer E: the same bytes again
+    assert [t.data for t in downstream(wire)] == [sent.data]
+    wire.feed(reply_to(sent, 200), CALLEE)
+    (answer,) = wire.take()
+    assert answer.destination == CALLER and parse(answer.data).status == 200  # type: ignore[union-attr]
+    del answer
+    wire.processed.clear()
+    gc.collect()
+    parsed = [o for o in gc.get_objects() if isinstance(o, Request | Response)]
+    assert parsed == [], parsed
+    wire.feed(reply_to(sent, 200), CALLEE)  # a retransmission: absorbed
+    assert wire.take() == []
+    wire.advance(33)  # Timers J and K: gone
+    assert wire.core.transactions == (0, 0)
+
+
 def test_a_retransmitted_invite_reaches_the_processor_once() -> None:
     wire = Wire(lambda r: MessageResponse(make_response(r.message, 486, to_tag="b")))  # type: ignore[arg-type]
     wire.feed(invite())

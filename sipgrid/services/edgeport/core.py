@@ -297,6 +297,7 @@ class ClientContext:
     timer_c_at: float | None
     done: bool  # a branch of a fork that has its final answer
     origin: int | None  # a request of our own: its answer is reported under this
+    key: tuple[str | None, str]  # its key in the table of client transactions
 
     def __init__(
         self,
@@ -315,6 +316,7 @@ class ClientContext:
         self.original = original
         self.remaining = [] if remaining is None else remaining
         self.origin = origin
+        self.key = client_key(tx.request)
         self.provisional = False
         self.cancel_pending = False
         self.timer_c_at = None
@@ -370,6 +372,8 @@ def _release(server: ServerContext | None) -> None:
     if server is None or server.tx.state is not State.TERMINATED:
         return
     if all(client.tx.state is State.TERMINATED for client in server.clients()):
+        for client in server.clients():
+            client.server = None  # a stale timer entry may hold the client a while
         server.client = None
         server.branches = ()
 
@@ -842,7 +846,7 @@ class EdgePortCore:
         else:
             tx = ClientNonInviteTransaction(outgoing, reliable=reliable)
         cctx = ClientContext(tx, destination, flow, ctx, request, candidates, origin=origin)
-        self._client_txs[client_key(outgoing)] = cctx
+        self._client_txs[cctx.key] = cctx
         if ctx is not None:
             ctx.client = cctx
             if ctx.forking:
@@ -933,7 +937,7 @@ class EdgePortCore:
             _frame_for_stream(cancel)
         tx = ClientNonInviteTransaction(cancel, reliable=reliable)
         cctx = ClientContext(tx, client.destination, client.flow, None)
-        self._client_txs[client_key(cancel)] = cctx
+        self._client_txs[cctx.key] = cctx
         self._apply_client(cctx, tx.start(now), now, out)
         server = client.server
         if server is not None:
@@ -1371,7 +1375,9 @@ class EdgePortCore:
     ) -> None:
         for effect in effects:
             if isinstance(effect, Send):
-                out.append(Transmit(effect.message.serialize(), cctx.destination, cctx.flow, cctx))
+                out.append(
+                    Transmit(cctx.tx.wire(effect.message), cctx.destination, cctx.flow, cctx)
+                )
             elif isinstance(effect, Deliver):
                 assert isinstance(effect.message, Response)
                 self._on_client_response(cctx, effect.message, now, out)
@@ -1394,11 +1400,16 @@ class EdgePortCore:
                             server, 503, "Service Unavailable (Next Hop Unreachable)", out=out
                         )
             elif isinstance(effect, Terminated):
-                key = client_key(cctx.tx.request)
-                if self._client_txs.get(key) is cctx:
-                    del self._client_txs[key]
+                if self._client_txs.get(cctx.key) is cctx:
+                    del self._client_txs[cctx.key]
                 _release(cctx.server)
-        deadline = cctx.tx.next_deadline()
+        tx = cctx.tx
+        if tx.state is State.COMPLETED or tx.state is State.TERMINATED:
+            # its final answer came: it stays only to absorb retransmissions (Timer K, D),
+            # or in a stale timer entry; nothing reads its request but as bytes
+            cctx.original = None
+            tx.pack()
+        deadline = tx.next_deadline()
         if deadline is not None:
             self._push(deadline, "tx", cctx)
 
