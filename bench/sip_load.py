@@ -25,6 +25,7 @@ from tests.e2e.harness import (
     DOMAIN,
     PASSWORDS,
     Sipgrid,
+    SippResult,
     all_in_one,
     distributed,
     free_port,
@@ -147,20 +148,31 @@ def callee(directory: Path, server_port: int, users: tuple[str, ...] = ("1002",)
     )
     try:
         for user in users:
-            reg = run_sipp(
-                directory,
-                f"register-uas-{user}",
-                scenarios.register(200),
-                server_port=server_port,
-                user=user,
-                keys={"contact_port": str(uas_port), "expires": "3600"},
-            )
+            reg = _register_uas(directory, server_port, user, uas_port, 3600)
             if not reg.ok:
                 raise RuntimeError(f"could not register the UAS as {user}:\n" + reg.output[-2000:])
         yield
     finally:
+        # unregistered, so that the next callee of the same users is their only contact:
+        # else every call forks to the dead one too, and Timer A sends the INVITE to it
+        # again and again for 32 s (bench/README.md, "A callee left registered")
+        for user in users:
+            _register_uas(directory, server_port, user, uas_port, 0)
         uas.terminate()
         uas.wait(timeout=5)
+
+
+def _register_uas(
+    directory: Path, server_port: int, user: str, uas_port: int, expires: int
+) -> SippResult:
+    return run_sipp(
+        directory,
+        f"register-uas-{user}-{expires}",
+        scenarios.register(200),
+        server_port=server_port,
+        user=user,
+        keys={"contact_port": str(uas_port), "expires": str(expires)},
+    )
 
 
 # an authenticated call held one second: INVITE, 407, ACK, INVITE, 100, 180, 200, ACK, BYE, 200
