@@ -25,7 +25,7 @@ def parse(data: bytes) -> Request | Response:
         raise ParseError("no empty line after the header fields")
     head = data[:end].decode("utf-8", "surrogateescape")
     lines = head.split("\r\n")
-    fields = _parse_fields(lines, head)
+    fields = _parse_fields(lines)
     try:
         message = _start(lines[0], fields)
         message.validate()
@@ -55,9 +55,10 @@ _known_names: dict[str, tuple[str, str]] = {}
 _KNOWN_NAMES_MAX = 4096
 
 
-def _parse_fields(lines: list[str], head: str) -> list[HeaderField]:
-    if "\r\n " in head or "\r\n\t" in head:
-        return _parse_fields_carefully(lines)
+def _parse_fields(lines: list[str]) -> list[HeaderField]:
+    # A continuation line (folding) starts with SP or HTAB: its text before ":" is never
+    # a known name (the careful pass stores only names it read at a line's start), so it
+    # sends the whole message to the careful pass, as any line of an unknown name does.
     # No local aliases for the dict, the list's append or the class: compiled, each
     # would turn a native call into a Python one.
     fields: list[HeaderField] = []

@@ -500,3 +500,20 @@ def test_the_memo_of_parsed_texts_stays_bounded() -> None:
         NameAddr.parse(f"<sip:user{n}@example.com>;tag={n}")
     assert 0 < len(headers._name_addrs) <= MEMO_SIZE
     assert NameAddr.parse("<sip:user1@example.com>;tag=1").params == (("tag", "1"),)
+
+
+def test_a_continuation_line_is_never_read_as_a_header_of_its_own() -> None:
+    """The fast pass reads names it has met before; a continuation line (SP or HTAB first,
+    RFC 3261 section 7.3.1) is never one of them, even when its text after the white space
+    is, so the message goes to the careful pass, which unfolds it."""
+    request(
+        INVITE.replace(b"Max-Forwards: 70", b"Subject: first\r\nX-Color: red\r\nMax-Forwards: 70")
+    )
+    data = INVITE.replace(
+        b"Max-Forwards: 70", b"Subject: pick up\r\n\tX-Color: blue\r\nMax-Forwards: 70"
+    )
+    m = request(data)
+    assert m.get("Subject") == "pick up X-Color: blue"
+    assert m.get("X-Color") is None
+    assert m.max_forwards == 70
+    assert m.serialize() == data
