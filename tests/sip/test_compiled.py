@@ -20,6 +20,7 @@ from sipgrid import native
 HOT_PATH = [
     "sipgrid.sip.parser",
     "sipgrid.services.edgeport.core",
+    "sipgrid.services.edgeport.carrier",
     "sipgrid.services.connect.processor",
 ]
 

@@ -12,7 +12,6 @@ import asyncio
 import errno
 import itertools
 import logging
-import math
 import resource
 import socket
 import ssl
@@ -21,16 +20,16 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sipgrid.api.types import MessageResponse, NetInterface, Processor, Transport
+from sipgrid.api.types import NetInterface, Processor, Transport
 from sipgrid.config import ConfigError
-from sipgrid.sip import ParseError, Request, Response, Target, host_of, is_ip
+from sipgrid.sip import ParseError, Request, Response, Target, host_of
 
-from .. import eager
 from ..events import HANGUP_CAUSES, NatsEvents, events_from, iso_now
 from ..grpc_clients import GrpcProcessor
 from ..settings import Settings
+from .carrier import Carrier, UdpShell
 from .config import EdgePortConfig
 from .core import (
     CANCEL_GRACE,
@@ -41,7 +40,6 @@ from .core import (
     CloseFlow,
     CoreSettings,
     EdgePortCore,
-    Process,
     Registered,
     Resolve,
     Transmit,
@@ -50,7 +48,7 @@ from .dns import Resolver
 from .http import HttpEndpoint
 from .pages import WEB_DIR
 from .tls import client_context, server_context
-from .transports import Connection, StreamShell, UdpShell
+from .transports import Connection, StreamShell
 from .websocket import WebSocketShell
 from .workers import FAILED, RECEIVED, TRANSMIT, Handoffs, owner
 
@@ -60,7 +58,6 @@ UDP_BUFFER = 4 * 1024 * 1024
 REGISTERED_IDLE = 3900.0  # seconds: the longest registration (3600 s) and some
 CONNECT_TIMEOUT = 5.0
 HANDED_SEND_KEPT = CONNECT_TIMEOUT + 5.0  # seconds a failure of a handed send may take
-TICK = 0.01  # seconds: the core's timers are served on this grid (RFC 3261's are 0.5 s and up)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,21 +101,19 @@ class EdgePort:
         self._data_dir = data_dir or env.data_dir
         self._tls_names = tls_names or []
         self._dns_servers = env.dns_servers if dns_servers is None else dns_servers
-        self._udp: list[tuple[NetInterface, UdpShell]] = []
         self._udp_sockets: list[asyncio.DatagramTransport] = []
         self._servers: list[asyncio.AbstractServer] = []
         self._websockets: list[WebSocketShell] = []
         self._connections: dict[NetInterface, Connection] = {}
+        self._errors: Counter[str] = Counter()
+        # the per-message path, compiled (carrier.py): it shares the connections and counters
+        self._carrier = Carrier(self, processor, clock, self._connections, self._errors)
         self._connecting: dict[NetInterface, asyncio.Future[Connection | None]] = {}
         self._client_tls: ssl.SSLContext | None = None
         self._server_tls: ssl.SSLContext | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
         self._origins: dict[int, asyncio.Future[Response | None]] = {}
-        self._wakeup: asyncio.TimerHandle | None = None
-        self._wakeup_at = float("inf")
         self.core: EdgePortCore | None = None
         self.resolver: Resolver | None = None
-        self._errors: Counter[str] = Counter()
         # connections: when each last brought a whole SIP message, and which registered
         self._activity: dict[NetInterface, float] = {}
         self._registered: set[NetInterface] = set()
@@ -198,6 +193,8 @@ class EdgePort:
                 connections_elsewhere=self.worker is not None and self.worker.index != 0,
             )
         )
+        self._carrier.core = self.core
+        self._carrier.worker_0 = self.worker is None or self.worker.index == 0
         for flow in self._connections:
             self.core.flow_opened(flow)
         watch_descriptors(asyncio.get_running_loop(), self._errors)
@@ -209,11 +206,13 @@ class EdgePort:
                 self, http_host.strip("[]") or "0.0.0.0", int(http_port), self.ready
             )
             await self.http.start()
+            self._carrier.http = self.http
         if self.events is not None:
             await self.events.start()
         if self.worker is not None:  # last: the supervisor takes it for "up"
             self._handoffs = Handoffs(self.worker, self._handed)
             self._handoffs.open()
+            self._carrier.handing_off = True
 
     async def request(self, request: Request, destination: NetInterface) -> Response | None:
         """Send a request of our own (an OPTIONS probe) and wait for its final answer:
@@ -256,9 +255,9 @@ class EdgePort:
     async def _listen(self, host: str, port: int, transport: Transport) -> int:
         loop = asyncio.get_running_loop()
         if transport is Transport.UDP:
-            shell = UdpShell(self)
+            shell = UdpShell(self._carrier)
             sock, _ = await loop.create_datagram_endpoint(
-                lambda: shell,
+                lambda: cast(asyncio.DatagramProtocol, shell),  # one by duck typing
                 local_addr=(host, port),
                 reuse_port=self.worker is not None,  # the workers share the port
             )
@@ -266,7 +265,7 @@ class EdgePort:
             self._udp_sockets.append(sock)
             bound = int(sock.get_extra_info("sockname")[1])
             lp = NetInterface(_advertised(host), bound, transport)
-            self._udp.append((lp, shell))
+            self._carrier.udp.append((":" in lp.host, shell))
         elif transport in (Transport.TCP, Transport.TLS):
             context = self._tls() if transport is Transport.TLS else None
             server = await loop.create_server(
@@ -330,16 +329,13 @@ class EdgePort:
         await self._close_listeners()
         for connection in list(self._connections.values()):
             connection.close()
-        for task in list(self._tasks):
-            task.cancel()
+        self._carrier.stop()
         if self._sweeper is not None:
             self._sweeper.cancel()
         if self.http is not None:
             await self.http.stop()
         if self.events is not None:
             await self.events.stop()
-        if self._wakeup is not None:
-            self._wakeup.cancel()
 
     async def _close_listeners(self) -> None:
         for server in self._servers:
@@ -350,23 +346,20 @@ class EdgePort:
             await ws.stop()
         self._servers.clear()
         self._udp_sockets.clear()
-        self._udp.clear()
+        self._carrier.udp.clear()
         self._websockets.clear()
         self.listening_points.clear()
 
     # -- from the shells
 
     def datagram_received(self, data: bytes, flow: NetInterface) -> None:
+        """A WebSocket message (a UDP shell reports to the carrier)."""
         if self.core is None:
             return
-        now = self._clock()
-        if flow.transport is not Transport.UDP:  # a WebSocket message
-            self._activity[flow] = now
-            if data[:9] == b"REGISTER ":
-                self._registered.add(flow)
-        if self._handoffs is not None and self._elsewhere(data, flow):
-            return
-        self._run(self.core.receive_datagram(data, flow, now))
+        self._activity[flow] = self._clock()
+        if data[:9] == b"REGISTER ":
+            self._registered.add(flow)
+        self._carrier.received(data, flow)
 
     def message_received(self, message: Request | Response, flow: NetInterface) -> None:
         if self.core is None:
@@ -468,26 +461,22 @@ class EdgePort:
     # -- carrying out the core's actions
 
     def _run(self, actions: list[Action]) -> None:
-        for action in actions:
-            if isinstance(action, Transmit):
-                self._transmit(action)
-            elif isinstance(action, Process):
-                self._spawn(self._process(action))
-            elif isinstance(action, Resolve):
-                self._spawn(self._resolve(action.job, action.target))
-            elif isinstance(action, CloseFlow):
-                connection = self._connections.get(action.flow)
-                if connection is not None:
-                    connection.close()
-            elif isinstance(action, Answered):
-                waiting = self._origins.pop(action.origin, None)
-                if waiting is not None and not waiting.done():
-                    waiting.set_result(action.response)
-            elif isinstance(action, CallEvent):
-                self._on_call(action)
-            elif isinstance(action, Registered):
-                self._on_registered(action)
-        self._arm()
+        self._carrier.run(actions)
+
+    def _act(self, action: Action) -> None:
+        """The actions the carrier leaves to the EdgePort."""
+        if isinstance(action, Resolve):
+            self._spawn(self._resolve(action.job, action.target))
+        elif isinstance(action, CloseFlow):
+            connection = self._connections.get(action.flow)
+            if connection is not None:
+                connection.close()
+        elif isinstance(action, Answered):
+            waiting = self._origins.pop(action.origin, None)
+            if waiting is not None and not waiting.done():
+                waiting.set_result(action.response)
+        elif isinstance(action, Registered):
+            self._on_registered(action)
 
     def _on_call(self, event: CallEvent) -> None:
         """One log line per call attempt and per call's end; metrics; NATS events."""
@@ -549,37 +538,7 @@ class EdgePort:
             )
 
     def _transmit(self, action: Transmit) -> None:
-        if self._hand_to_worker_0(action):
-            return
-        if action.flow is not None:
-            connection = self._connections.get(action.flow)
-            if connection is not None and connection.send(action.data):
-                return
-            if action.flow.transport is Transport.UDP:
-                if self._sendto(action.data, action.flow):
-                    return
-                self._failed(action.token)
-                return
-            if action.flow != action.destination:
-                log.info("flow %s is gone: sending to %s", action.flow, action.destination)
-        destination = action.destination
-        if destination.transport is Transport.UDP:
-            if not self._sendto(action.data, destination):
-                self._failed(action.token)
-            return
-        connection = self._connections.get(destination)
-        if connection is not None and connection.send(action.data):
-            return
-        self._spawn(self._connect_and_send(destination, action.data, action.token))
-
-    def _sendto(self, data: bytes, destination: NetInterface) -> bool:
-        if not is_ip(destination.host):
-            return False
-        v6 = ":" in destination.host
-        for lp, shell in self._udp:
-            if (":" in lp.host) == v6:
-                return shell.sendto(data, destination)
-        return False
+        self._carrier.transmit(action)
 
     async def _connect_and_send(
         self, destination: NetInterface, data: bytes, token: object
@@ -631,21 +590,6 @@ class EdgePort:
         if self.core is not None:
             self._run(self.core.transport_failed(token, self._clock()))
 
-    async def _process(self, action: Process) -> None:
-        result: MessageResponse | None
-        started = time.perf_counter()
-        try:
-            result = await self.processor.process_message(action.request)
-        except Exception as error:  # the processor is down or failed: 503 upstream
-            log.warning("processor failed: %s", error)
-            result = None
-        if self.http is not None:
-            self.http.processor_latency.observe(time.perf_counter() - started)
-        if self.core is not None:
-            # a processor may say, answer by answer, whether it reads responses at all
-            self.core.settings.handles_responses = self.processor.handles_responses
-            self._run(self.core.processor_answered(action.job, result, self._clock()))
-
     async def _resolve(self, job: int, target: Target) -> None:
         assert self.resolver is not None
         try:
@@ -658,55 +602,13 @@ class EdgePort:
 
     # -- the one timer
 
-    def _arm(self) -> None:
-        """Wake at the end of the TICK in which the core's next deadline falls: one wake-up
-        serves every deadline of that tick (a busy server has thousands a second)."""
-        deadline = self.core.next_deadline() if self.core is not None else None
-        if deadline is None:
-            return
-        wake_at = math.ceil(deadline / TICK) * TICK
-        if wake_at >= self._wakeup_at:
-            return
-        if self._wakeup is not None:
-            self._wakeup.cancel()
-        self._wakeup_at = wake_at
-        delay = max(0.0, wake_at - self._clock())
-        self._wakeup = asyncio.get_running_loop().call_later(delay, self._on_timer)
-
     def _on_timer(self) -> None:
-        """The loop's timers may fire a little early (uvloop rounds a delay to the nearest
-        millisecond, on a millisecond clock): what was due by the time asked for is
-        served now, else the same wake-up would be asked for again and again."""
-        self._wakeup = None
-        due, self._wakeup_at = self._wakeup_at, float("inf")
-        if self.core is not None:
-            self._run(self.core.handle_timers(max(self._clock(), due)))
+        self._carrier.on_timer()
 
     # -- tasks
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        """Run the job now, and as a task only once it has to wait (``eager``): in the
-        all-in-one, Connect answers most requests without waiting."""
-        try:
-            task = eager.start(coroutine)
-        except Exception as error:
-            self._errors["task_errors"] += 1
-            log.error("edgeport task failed", exc_info=error)
-            return
-        if task is None:
-            return
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        """Every task's exception is retrieved: a bug is logged and counted, never left behind."""
-        self._tasks.discard(task)
-        if task.cancelled():
-            return
-        error = task.exception()
-        if error is not None:
-            self._errors["task_errors"] += 1
-            log.error("edgeport task failed", exc_info=error)
+        self._carrier.spawn(coroutine)
 
 
 FD_WARNING_INTERVAL = 60.0  # seconds between two "out of file descriptors" lines

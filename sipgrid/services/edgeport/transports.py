@@ -1,5 +1,5 @@
-"""The transport shells for UDP, TCP and TLS: they move bytes between sockets and the
-EdgePort, nothing more (WebSocket is in websocket.py).
+"""The transport shells for TCP and TLS: they move bytes between sockets and the
+EdgePort, nothing more (UDP's is in carrier.py, compiled; WebSocket's in websocket.py).
 
 A flow is named by its transport and remote address (a NetInterface): a UDP source, or
 one connection. Shells report what arrives and when a connection opens or closes; the
@@ -40,33 +40,6 @@ class Connection(Protocol):
     def send(self, data: bytes) -> bool: ...
 
     def close(self) -> None: ...
-
-
-class UdpShell(asyncio.DatagramProtocol):
-    """One UDP listening point."""
-
-    def __init__(self, sink: Sink) -> None:
-        self.sink = sink
-        self.socket: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.socket = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.sink.datagram_received(data, NetInterface(addr[0], addr[1], Transport.UDP))
-
-    def error_received(self, exc: Exception) -> None:
-        log.debug("UDP error: %s", exc)
-
-    def sendto(self, data: bytes, destination: NetInterface) -> bool:
-        if self.socket is None or self.socket.is_closing():
-            return False
-        try:
-            self.socket.sendto(data, destination.address)
-        except (OSError, ValueError) as error:
-            log.info("cannot send to %s: %s", destination, error)
-            return False
-        return True
 
 
 class StreamShell(asyncio.Protocol):
