@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 from sipgrid.sip import Request, Response
 
@@ -40,7 +40,7 @@ class Transport(enum.Enum):
         return found
 
 
-_TRANSPORTS = {t.value: t for t in Transport}
+_TRANSPORTS: Final = {t.value: t for t in Transport}
 
 
 # The classes made for every message have their __init__ written out: this module is
@@ -95,16 +95,20 @@ class NetInterface:
 
 # Routr's metadata keys for what sipgrid passes as typed fields in process; the strings are
 # made and read only at the gRPC boundary (sipgrid.api.convert).
-META_DESTINATION = "sipgrid.destination"  # where to send a forwarded request: "udp:host:port"
-META_TARGET_FLOW = "sipgrid.target-flow"  # a connection to prefer while open: "tcp:host:port"
-META_DROP = "sipgrid.drop"  # "1": send nothing (an ACK with nowhere to go)
-META_ALTERNATIVES = "sipgrid.alternatives"  # Request-URIs to try next, one per line
-META_FORKS = "sipgrid.forks"  # one branch a line: JSON [uri, destination, flow, [record-route]]
-META_TARGET_TRANSPORT = "sipgrid.target-transport"  # post-processors: "WS", "UDP", ...
+# where to send a forwarded request: "udp:host:port"
+META_DESTINATION: Final = "sipgrid.destination"
+# a connection to prefer while open: "tcp:host:port"
+META_TARGET_FLOW: Final = "sipgrid.target-flow"
+META_DROP: Final = "sipgrid.drop"  # "1": send nothing (an ACK with nowhere to go)
+META_ALTERNATIVES: Final = "sipgrid.alternatives"  # Request-URIs to try next, one per line
+# one branch a line: JSON [uri, destination, flow, [record-route]]
+META_FORKS: Final = "sipgrid.forks"
+META_TARGET_TRANSPORT: Final = "sipgrid.target-transport"  # post-processors: "WS", "UDP", ...
 # "pass": this processor passes every response through unchanged, so the EdgePort may
 # stop sending it responses (it asks again when an answer comes without it)
-META_RESPONSES = "sipgrid.responses"
-META_CREDENTIALS = "sipgrid.credentials"  # "username\npassword" to answer the next hop's challenge
+META_RESPONSES: Final = "sipgrid.responses"
+# "username\npassword" to answer the next hop's challenge
+META_CREDENTIALS: Final = "sipgrid.credentials"
 
 
 @dataclass(slots=True, init=False)

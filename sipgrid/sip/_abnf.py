@@ -6,14 +6,15 @@ Each regex quotes the ABNF it implements. They are compiled once, at import.
 from __future__ import annotations
 
 import re
+from typing import Final
 
 # token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~" )
-TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
-token_re = re.compile(TOKEN)
+TOKEN: Final = r"[A-Za-z0-9\-.!%*_+`'~]+"
+token_re: Final = re.compile(TOKEN)
 
 # Methods known to be tokens (RFC 3261 section 25.1, and the extensions'): a set lookup
 # instead of token_re for nearly every request
-KNOWN_METHODS = frozenset(
+KNOWN_METHODS: Final = frozenset(
     [
         "INVITE",
         "ACK",
@@ -33,45 +34,45 @@ KNOWN_METHODS = frozenset(
 )
 
 # SIP-Version = "SIP" "/" 1*DIGIT "." 1*DIGIT
-sip_version_re = re.compile(r"[Ss][Ii][Pp]/(\d+)\.(\d+)")
+sip_version_re: Final = re.compile(r"[Ss][Ii][Pp]/(\d+)\.(\d+)")
 
 # Status-Code = 3DIGIT
-status_code_re = re.compile(r"[1-6]\d\d")
+status_code_re: Final = re.compile(r"[1-6]\d\d")
 
 # LWS = [*WSP CRLF] 1*WSP ; after unfolding, runs of SP and HTAB
-LWS = r"[ \t]+"
-SWS = r"[ \t]*"
+LWS: Final = r"[ \t]+"
+SWS: Final = r"[ \t]*"
 
 # Via = sent-protocol LWS sent-by *( SEMI via-params )
 # sent-protocol = protocol-name SLASH protocol-version SLASH transport
 # SLASH = SWS "/" SWS
 # sent-by = host [ COLON port ]
 # host = hostname / IPv4address / IPv6reference
-via_re = re.compile(
+via_re: Final = re.compile(
     rf"{SWS}({TOKEN}){SWS}/{SWS}({TOKEN}){SWS}/{SWS}({TOKEN}){LWS}"
     r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-_.]+)"
     rf"(?:{SWS}:{SWS}(\d{{1,5}}))?{SWS}(;.*)?"
 )
 
 # host = hostname / IPv4address / IPv6reference (hostname leniently allows "_")
-HOST = r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-_.]+)"
-host_re = re.compile(HOST)
+HOST: Final = r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-_.]+)"
+host_re: Final = re.compile(HOST)
 
 # user = 1*( unreserved / escaped / user-unreserved )
 # user-unreserved = "&" / "=" / "+" / "$" / "," / ";" / "?" / "/"
 # unreserved = alphanum / mark ; mark = "-" / "_" / "." / "!" / "~" / "*" / "'" / "(" / ")"
 # ("#" is accepted too: some phones send it unescaped for feature codes)
-user_re = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,;?/%#]+")
+user_re: Final = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,;?/%#]+")
 
 # password = *( unreserved / escaped / "&" / "=" / "+" / "$" / "," )
-password_re = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,%]*")
+password_re: Final = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,%]*")
 
 # scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
-scheme_re = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
+scheme_re: Final = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
 
 # uri-parameter: pname [ "=" pvalue ] ; paramchar = param-unreserved / unreserved / escaped
 # param-unreserved = "[" / "]" / "/" / ":" / "&" / "+" / "$"
-uri_param_re = re.compile(r"[A-Za-z0-9\-_.!~*'()\[\]/:&+$%]+")
+uri_param_re: Final = re.compile(r"[A-Za-z0-9\-_.!~*'()\[\]/:&+$%]+")
 
 # header = hname "=" hvalue ; hnv-unreserved = "[" / "]" / "/" / "?" / ":" / "+" / "$"
-uri_headers_re = re.compile(r"[A-Za-z0-9\-_.!~*'()\[\]/?:+$%=&]*")
+uri_headers_re: Final = re.compile(r"[A-Za-z0-9\-_.!~*'()\[\]/?:+$%=&]*")

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from typing import Final
 
 from .errors import ParseError
 from .message import HeaderField, Request, Response, canonical_name, display_name
 
-REASONS = {
+REASONS: Final = {
     100: "Trying",
     180: "Ringing",
     181: "Call Is Being Forwarded",
@@ -72,8 +73,8 @@ def stable_tag(request: Request) -> str:
 
 
 # Copied from request to response, in this order (RFC 3261 section 8.2.6.2).
-_COPIED = ("via", "from", "to", "call-id", "cseq")
-_ORDER = {key: place for place, key in enumerate(_COPIED)}
+_COPIED: Final = ("via", "from", "to", "call-id", "cseq")
+_ORDER: Final = {key: place for place, key in enumerate(_COPIED)}
 
 
 def _order(field: HeaderField) -> int:

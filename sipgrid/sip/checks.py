@@ -4,12 +4,13 @@ UAS's (section 8.2). Each returns the error response to send, or None to go on."
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import Final
 
 from .builders import make_response
 from .message import Request, Response
 from .uri import SipUri, TelUri
 
-ROUTABLE_SCHEMES = (SipUri, TelUri)
+ROUTABLE_SCHEMES: Final = (SipUri, TelUri)
 
 
 def check_proxy_request(request: Request, supported: Collection[str] = ()) -> Response | None:

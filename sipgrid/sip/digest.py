@@ -21,7 +21,7 @@ import secrets
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from . import _abnf
 from .errors import LocalProtocolError, ParseError
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .message import Request, Response
 from .headers import read_quoted, split_commas
 
-_HASHES: dict[str, Callable[[bytes], Any]] = {
+_HASHES: Final[dict[str, Callable[[bytes], Any]]] = {
     "MD5": hashlib.md5,  # OpenSSL's constructors themselves: hashlib.new is Python
     "SHA-256": hashlib.sha256,
     "SHA-512-256": lambda data: hashlib.new("sha512_256", data),
@@ -115,7 +115,7 @@ def _read_params(rest: str) -> dict[str, str] | None:
     return params
 
 
-_PARAM_NAMES = frozenset(
+_PARAM_NAMES: Final = frozenset(
     {
         "username",
         "realm",
@@ -446,10 +446,10 @@ class NonceState(enum.Enum):
     INVALID = "invalid"  # not ours, or tampered with
 
 
-_NONCE_LAYOUT = struct.Struct(">d8s")
+_NONCE_LAYOUT: Final = struct.Struct(">d8s")
 
 
-MAX_MAC_KEY = 64  # BLAKE2b takes keys of up to 64 bytes
+MAX_MAC_KEY: Final = 64  # BLAKE2b takes keys of up to 64 bytes
 
 
 def mac(key: bytes, data: bytes, size: int = 16) -> bytes:
@@ -468,8 +468,8 @@ def make_nonce(key: bytes, now: float, realm: str = "") -> str:
     return _encode_nonce(body + mac(key, body + realm.encode()))
 
 
-_URL_SAFE = bytes.maketrans(b"+/", b"-_")
-_FROM_URL_SAFE = bytes.maketrans(b"-_", b"+/")
+_URL_SAFE: Final = bytes.maketrans(b"+/", b"-_")
+_FROM_URL_SAFE: Final = bytes.maketrans(b"-_", b"+/")
 
 
 def _encode_nonce(raw: bytes) -> str:

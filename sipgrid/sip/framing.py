@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Final
 
 from .errors import ParseError
 from .message import Request, Response
 from .parser import parse
 
 # message-header "Content-Length" / "l" HCOLON 1*DIGIT, anywhere in the head
-_content_length_re = re.compile(
+_content_length_re: Final = re.compile(
     rb"\r\n(?:content-length|l)[ \t]*:[ \t]*(\d+)[ \t]*(?=\r\n)", re.IGNORECASE
 )
 
-PONG = b"\r\n"
+PONG: Final = b"\r\n"
 
 
 def _readable_fields(head: bytes) -> list[tuple[str, str]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Final
 
 from . import _abnf
 from .errors import ParseError
@@ -16,7 +17,7 @@ from .uri import SipUri, Uri, parse_uri, remembered
 
 Params = tuple[tuple[str, str | None], ...]
 
-_WS = " \t"
+_WS: Final = " \t"
 
 
 def split_commas(text: str) -> list[str]:
@@ -43,10 +44,10 @@ def split_commas(text: str) -> list[str]:
 
 
 # quoted strings (escapes kept), <...>, other text, and the separating commas
-_comma_pieces = re.compile(r'"(?:[^"\\]|\\.)*"?|<[^>]*>?|[^,"<]+|,', re.DOTALL)
+_comma_pieces: Final = re.compile(r'"(?:[^"\\]|\\.)*"?|<[^>]*>?|[^,"<]+|,', re.DOTALL)
 
 # a comma not inside <...> (no quotes in the text, so no ">" hides in a display name)
-_comma_outside_angles = re.compile(r",(?![^<]*>)")
+_comma_outside_angles: Final = re.compile(r",(?![^<]*>)")
 
 
 def read_quoted(text: str, start: int, what: str) -> tuple[str, int]:
@@ -130,18 +131,20 @@ def parse_header_params(text: str, what: str) -> Params:
 
 
 # gen-value = token / host / quoted-string (host adds ":" "[" "]" for IPv6)
-_VALUE_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~:\[\]]+")
+_VALUE_RE: Final = re.compile(r"[A-Za-z0-9\-.!%*_+`'~:\[\]]+")
 
 
 # Parameters without white space or quotes, the shape nearly every message has.
-_simple_params_re = re.compile(rf"(?:;{_abnf.TOKEN}(?:=[A-Za-z0-9\-.!%*_+`'~:\[\]]+)?)+")
+_simple_params_re: Final = re.compile(rf"(?:;{_abnf.TOKEN}(?:=[A-Za-z0-9\-.!%*_+`'~:\[\]]+)?)+")
 
 # Via in its usual shape, up to its parameters: no white space around "/", one SP
 # before sent-by.
-_simple_via_head_re = re.compile(rf"SIP/2\.0/({_abnf.TOKEN}) ({_abnf.HOST})(?::(\d{{1,5}}))?")
+_simple_via_head_re: Final = re.compile(
+    rf"SIP/2\.0/({_abnf.TOKEN}) ({_abnf.HOST})(?::(\d{{1,5}}))?"
+)
 
 # name-addr in its usual shape: an optional display name, then <URI>, then parameters.
-_simple_name_addr_re = re.compile(
+_simple_name_addr_re: Final = re.compile(
     rf"(?:\"((?:[^\"\\]|\\.)*)\"[ \t]*|((?:{_abnf.TOKEN}[ \t]+)*))<([^<> \t\"]+)>((?:;.*)?)"
 )
 
@@ -485,10 +488,10 @@ class CSeq:
 
 
 # what texts parsed to lately (uri.remembered): a value that failed is never kept
-_vias: dict[str, Via] = {}
-_sent_bys: dict[str, tuple[str, str, int | None]] = {}
-_name_addrs: dict[str, NameAddr] = {}
-_cseqs: dict[str, CSeq] = {}
+_vias: Final[dict[str, Via]] = {}
+_sent_bys: Final[dict[str, tuple[str, str, int | None]]] = {}
+_name_addrs: Final[dict[str, NameAddr]] = {}
+_cseqs: Final[dict[str, CSeq]] = {}
 
 
 def parse_max_forwards(text: str) -> int:

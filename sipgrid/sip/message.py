@@ -9,7 +9,7 @@ From, CSeq...) are parsed on first read and cached until a header changes.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Self, TypeVar, cast
+from typing import Any, Final, Self, TypeVar, cast
 
 from . import _abnf
 from .digest import Challenge, Credentials
@@ -27,7 +27,7 @@ from .headers import (
 from .uri import Uri
 
 # RFC 3261 section 7.3.3 and the IANA registry: compact forms.
-COMPACT_FORMS = {
+COMPACT_FORMS: Final = {
     "a": "accept-contact",
     "b": "referred-by",
     "c": "content-type",
@@ -50,7 +50,7 @@ COMPACT_FORMS = {
 }
 
 # How sipgrid spells a header it writes; other names are title-cased.
-_SPELLING = {
+_SPELLING: Final = {
     "call-id": "Call-ID",
     "cseq": "CSeq",
     "www-authenticate": "WWW-Authenticate",
@@ -62,7 +62,7 @@ _SPELLING = {
 }
 
 # The cached typed values a change of a header invalidates (others are cached by header name).
-_CACHE_KEYS = {
+_CACHE_KEYS: Final = {
     "via": ("vias", "top_via"),
     "call-id": ("call_id",),
     "max-forwards": ("max_forwards",),
@@ -70,7 +70,7 @@ _CACHE_KEYS = {
 }
 
 # Header fields that may appear once only (RFC 3261 section 7.3.1); a proxy routes on them.
-_SINGLE = frozenset({"call-id", "cseq", "from", "to", "max-forwards", "content-length"})
+_SINGLE: Final = frozenset({"call-id", "cseq", "from", "to", "max-forwards", "content-length"})
 
 
 def canonical_name(name: str) -> str:
@@ -84,7 +84,7 @@ def canonical_name(name: str) -> str:
     return key
 
 
-_canonical: dict[str, str] = {}
+_canonical: Final[dict[str, str]] = {}
 
 
 def display_name(key: str) -> str:
@@ -111,7 +111,7 @@ class HeaderField:
 
 
 T = TypeVar("T")
-_MISSING = object()
+_MISSING: Final = object()
 
 
 def _first_via(value: str) -> Via:

@@ -8,12 +8,14 @@ header is kept as received.
 
 from __future__ import annotations
 
+from typing import Final
+
 from . import _abnf
 from .errors import ParseError
 from .message import COMPACT_FORMS, HeaderField, Request, Response
 from .uri import SipUri, parse_uri
 
-_token_fullmatch = _abnf.token_re.fullmatch
+_token_fullmatch: Final = _abnf.token_re.fullmatch
 
 
 def parse(data: bytes) -> Request | Response:
@@ -51,8 +53,8 @@ def parse(data: bytes) -> Request | Response:
 # message-header = header-name HCOLON header-value ; HCOLON = *( SP / HTAB ) ":" SWS
 # The text before ":" of names already seen, with its canonical key: most messages
 # repeat a few dozen names, so a dict lookup replaces the token check.
-_known_names: dict[str, tuple[str, str]] = {}
-_KNOWN_NAMES_MAX = 4096
+_known_names: Final[dict[str, tuple[str, str]]] = {}
+_KNOWN_NAMES_MAX: Final = 4096
 
 
 def _parse_fields(lines: list[str]) -> list[HeaderField]:

@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from .builders import build_ack, make_response
 from .errors import LocalProtocolError
 from .message import Request, Response
 from .parser import parse
 
-T1 = 0.5  # RTT estimate
-T2 = 4.0  # maximum retransmit interval for non-INVITE requests and INVITE responses
-T4 = 5.0  # maximum duration a message will remain in the network
+T1: Final = 0.5  # RTT estimate
+T2: Final = 4.0  # maximum retransmit interval for non-INVITE requests and INVITE responses
+T4: Final = 5.0  # maximum duration a message will remain in the network
 
 
 class Timer(enum.Enum):

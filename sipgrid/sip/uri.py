@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from . import _abnf
 from .errors import ParseError
@@ -20,7 +20,7 @@ V = TypeVar("V")
 # Texts parsed lately, with what they gave, for values that cannot change (frozen, with
 # tuples for parameters): the messages of one call repeat their From, To, CSeq, Contact
 # and Request-URI, and a transaction's responses its Via. Emptied when full.
-MEMO_SIZE = 2048
+MEMO_SIZE: Final = 2048
 
 
 def remembered(memo: dict[str, V], text: str, value: V) -> V:
@@ -31,7 +31,7 @@ def remembered(memo: dict[str, V], text: str, value: V) -> V:
     return value
 
 
-DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "sctp": 5060, "ws": 80, "tls": 5061, "wss": 443}
+DEFAULT_PORTS: Final = {"udp": 5060, "tcp": 5060, "sctp": 5060, "ws": 80, "tls": 5061, "wss": 443}
 
 
 def parse_params(text: str, *, what: str) -> Params:
@@ -191,7 +191,7 @@ def parse_uri(text: str, *, what: str = "URI") -> Uri:
     return remembered(_uris, text, _parse_uri(text, what))
 
 
-_uris: dict[str, Uri] = {}
+_uris: Final[dict[str, Uri]] = {}
 
 
 def _parse_uri(text: str, what: str) -> Uri:
@@ -211,8 +211,8 @@ def _parse_uri(text: str, what: str) -> Uri:
 
 # The common shape of a SIP URI in one regex (the rules are those of _parse_sip_uri):
 # [ user [ ":" password ] "@" ] host [ ":" port ] *( ";" param ) [ "?" headers ]
-_PARAM = r"[A-Za-z0-9\-_.!~*'()\[\]/:&+$%]+"
-_sip_uri_re = re.compile(
+_PARAM: Final = r"[A-Za-z0-9\-_.!~*'()\[\]/:&+$%]+"
+_sip_uri_re: Final = re.compile(
     r"(?:([A-Za-z0-9\-_.!~*'()&=+$,;?/%#]+)(?::([A-Za-z0-9\-_.!~*'()&=+$,%]*))?@)?"
     r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-_.]+)(?::(\d{1,5}))?"
     rf"((?:;{_PARAM}(?:={_PARAM})?)*)"

@@ -13,14 +13,14 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from sipgrid.services.settings import DEFAULT_DIGEST_ALGORITHMS, DIGEST_ALGORITHMS, Settings
 from sipgrid.sip import Challenge, Credentials
 from sipgrid.sip.digest import NonceState, check_nonce, make_nonce, verify
 
-NONCE_TTL = 300.0
-_SEEN_MAX = 200_000
+NONCE_TTL: Final = 300.0
+_SEEN_MAX: Final = 200_000
 
 
 class Verdict(enum.Enum):
@@ -55,7 +55,7 @@ class MemoryNonceCounts:
 
 
 # KEYS[1]: the nonce's key; ARGV: the count, the key's lifetime in seconds
-_FRESH = """
+_FRESH: Final = """
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tonumber(ARGV[1]) <= last then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])

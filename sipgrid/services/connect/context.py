@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Iterable
+from typing import Final
 
 from sipgrid.api.types import MessageRequest, NetInterface, Transport
 from sipgrid.sip import Request, SipUri, host_of, make_response
 from sipgrid.sip.digest import mac
 from sipgrid.sip.message import Response
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, REGISTER, INFO, UPDATE, PRACK, REFER, NOTIFY"
+ALLOW: Final = (
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, REGISTER, INFO, UPDATE, PRACK, REFER, NOTIFY"
+)
 
 
 def is_ours(uri: SipUri, request: MessageRequest) -> bool:
@@ -39,15 +42,17 @@ def pop_own_routes(message: Request, request: MessageRequest) -> list[SipUri]:
 # Record-Route parameters that let in-dialog requests follow the flows of the dialog's
 # INVITE, so that a party behind NAT is reached where it really is, not at its Contact:
 # the caller's From tag, where the caller sent from, and where the callee was reached.
-FTAG, CALLER, CALLEE = "sg-ftag", "sg-caller", "sg-callee"
+FTAG: Final = "sg-ftag"
+CALLER: Final = "sg-caller"
+CALLEE: Final = "sg-callee"
 # A MAC over the Call-ID and those parameters: a Route that claims to be ours but was not
 # recorded by us (an invented dialog, an edited flow) is refused, so sipgrid is no open relay.
-SIG = "sg-sig"
+SIG: Final = "sg-sig"
 
 
 # A Route to another EdgePort that holds the callee's connection (Routr's bug #287): the
 # flow to use there, signed, so that only our own Connects can ask for it.
-FLOW = "sg-flow"
+FLOW: Final = "sg-flow"
 
 
 def flow_signature(key: bytes, call_id: str, flow: str) -> str:

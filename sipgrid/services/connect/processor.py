@@ -8,6 +8,7 @@ import hmac
 import logging
 import time
 from collections.abc import Callable
+from typing import Final
 
 from sipgrid.api.types import (
     Fork,
@@ -53,10 +54,10 @@ from .routing import (
 from .tokens import HEADER as TOKEN_HEADER
 from .tokens import Claims, TokenError, TokenVerifier
 
-log = logging.getLogger("sipgrid.connect")
+log: Final = logging.getLogger("sipgrid.connect")
 
 # Methods that start a dialog or stand alone, routed from agent to agent.
-ROUTED = frozenset(
+ROUTED: Final = frozenset(
     {"INVITE", "MESSAGE", "OPTIONS", "SUBSCRIBE", "REFER", "NOTIFY", "PUBLISH", "INFO", "UPDATE"}
 )
 
@@ -592,7 +593,7 @@ class ConnectProcessor:
         return values
 
 
-BAD_CREDENTIALS = "Forbidden (Bad Credentials)"
+BAD_CREDENTIALS: Final = "Forbidden (Bad Credentials)"
 
 
 def _is_our_realm(resources: Resources, realm: str) -> bool:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import formatdate
+from typing import Final
 
 from sipgrid.api.types import LocationService, MessageRequest, Route, Transport
 from sipgrid.services.metrics import REGISTRATION_RESULTS
@@ -21,11 +22,11 @@ from .routing import SESSION_COUNT
 from .tokens import HEADER as TOKEN_HEADER
 from .tokens import TokenError, TokenVerifier
 
-log = logging.getLogger("sipgrid.connect")
+log: Final = logging.getLogger("sipgrid.connect")
 
-MIN_EXPIRES = 60
-MAX_EXPIRES = 3600
-DEFAULT_EXPIRES = 3600
+MIN_EXPIRES: Final = 60
+MAX_EXPIRES: Final = 3600
+DEFAULT_EXPIRES: Final = 3600
 
 
 class Registrar:

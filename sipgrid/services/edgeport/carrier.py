@@ -21,7 +21,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from sipgrid.api.types import MessageResponse, NetInterface, Processor, Transport
 from sipgrid.sip import is_ip
@@ -29,9 +29,10 @@ from sipgrid.sip import is_ip
 from .. import eager
 from .core import Action, CallEvent, EdgePortCore, Process, Transmit
 
-log = logging.getLogger("sipgrid.edgeport")
+log: Final = logging.getLogger("sipgrid.edgeport")
 
-TICK = 0.01  # seconds: the core's timers are served on this grid (RFC 3261's are 0.5 s and up)
+# seconds: the core's timers are served on this grid (RFC 3261's are 0.5 s and up)
+TICK: Final = 0.01
 
 
 class Owner(Protocol):

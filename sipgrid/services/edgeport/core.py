@@ -23,6 +23,7 @@ import os
 from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Final
 
 from sipgrid.api.types import Fork, MessageRequest, MessageResponse, NetInterface, Transport
 from sipgrid.sip import (
@@ -64,15 +65,15 @@ from sipgrid.sip.transaction import (
 # a token or key the core hands back as it was given (a name of the module's own: mypyc
 # looks a dataclass field's type up among the module's names, where `object` is not)
 Opaque = object
-TIMER_C = 180.0  # RFC 3261 section 16.6 step 11: more than 3 minutes
-CANCEL_GRACE = 32.0  # 64*T1: how long a cancelled INVITE may wait for the callee's 487
-LOOP_MARK = "z9hG4bKsg"  # our branches: the magic cookie, "sg", worker, random, loop hash
-RETRY_AFTER = 5  # seconds, in the 503s of the limits
-BEHIND_QUEUE = 10  # requests waiting for the processor before it can be found behind
-DIALOG_OFFSET_TTL = 12 * 3600.0  # how long a dialog's CSeq offset is kept
-DIALOG_OFFSET_MAX = 100_000
-CALLS_MAX = 200_000  # calls in progress remembered for their duration (oldest forgotten)
-BUCKET_SWEEP = 60.0  # seconds a quiet source keeps its rate-limit bucket
+TIMER_C: Final = 180.0  # RFC 3261 section 16.6 step 11: more than 3 minutes
+CANCEL_GRACE: Final = 32.0  # 64*T1: how long a cancelled INVITE may wait for the callee's 487
+LOOP_MARK: Final = "z9hG4bKsg"  # our branches: the magic cookie, "sg", worker, random, loop hash
+RETRY_AFTER: Final = 5  # seconds, in the 503s of the limits
+BEHIND_QUEUE: Final = 10  # requests waiting for the processor before it can be found behind
+DIALOG_OFFSET_TTL: Final = 12 * 3600.0  # how long a dialog's CSeq offset is kept
+DIALOG_OFFSET_MAX: Final = 100_000
+CALLS_MAX: Final = 200_000  # calls in progress remembered for their duration (oldest forgotten)
+BUCKET_SWEEP: Final = 60.0  # seconds a quiet source keeps its rate-limit bucket
 
 
 # -- actions
@@ -347,8 +348,8 @@ class _Relay:
 Job = ServerContext | _Forward | _Relay | NetInterface  # NetInterface: the flow of an ACK
 
 
-COMPACT_FIRST = 1024  # timer entries before the first sweep of stale ones
-SWEEP_EVERY = 10.0  # seconds: stale timer entries are swept at least this often
+COMPACT_FIRST: Final = 1024  # timer entries before the first sweep of stale ones
+SWEEP_EVERY: Final = 10.0  # seconds: stale timer entries are swept at least this often
 
 
 def _due(deadline: float, kind: str, ctx: ServerContext | ClientContext) -> bool:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Final
 
 from sipgrid.api.types import Binding, Route
 
-AFFINITY_TTL = 3600.0
-AFFINITY_MAX = 100_000
+AFFINITY_TTL: Final = 3600.0
+AFFINITY_MAX: Final = 100_000
 
 
 def contact_key(route: Route) -> str:
