@@ -68,6 +68,18 @@ _CACHE_KEYS: Final = {
     "max-forwards": ("max_forwards",),
     "content-length": ("content_length",),
 }
+# by header key: its _CACHE_KEYS entries and its "tokens:" entry, made once per key
+_stale: Final[dict[str, tuple[str, ...]]] = {}
+
+
+def _stale_on_change(key: str) -> tuple[str, ...]:
+    found = _stale.get(key)
+    if found is None:
+        found = (*_CACHE_KEYS.get(key, (key,)), "tokens:" + key)
+        if len(_stale) < 1024:
+            _stale[key] = found
+    return found
+
 
 # Header fields that may appear once only (RFC 3261 section 7.3.1); a proxy routes on them.
 _SINGLE: Final = frozenset({"call-id", "cseq", "from", "to", "max-forwards", "content-length"})
@@ -184,9 +196,11 @@ class Message:
         if key is None:
             cache.clear()
             return
-        for name in _CACHE_KEYS.get(key, (key,)):
-            cache.pop(name, None)
-        cache.pop("tokens:" + key, None)
+        # `in` and `del`, not pop(name, None): compiled, those two are C calls, pop a
+        # Python method call
+        for name in _stale_on_change(key):
+            if name in cache:
+                del cache[name]
 
     def add(self, name: str, value: object, *, first: bool = False) -> None:
         """Add a header line; ``first`` puts it before the other lines of the same name
