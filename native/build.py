@@ -28,7 +28,7 @@ TARGET = PACKAGE / "_compiled"
 # alone they gained nothing measurable in session 12, as their dataclasses' __init__ stayed
 # interpreted; written out, they are compiled too, session 13), the in-memory Location
 # (1.6 % of a REGISTER exchange's instructions, bench.instructions), the EdgePort's sans-IO
-# core, the part of its shell every datagram passes through (carrier.py: 9 % of a call's
+# core, the part of its shell every datagram passes through (carrier.py: 7 % of a call's
 # instructions, session 18; the rest of the shell broke compiled, as mypyc checks types at
 # run time and uvloop does not always give what typeshed says) and Connect's request
 # handling. Connect's routing and guard gained nothing measurable compiled (session 12, by time)

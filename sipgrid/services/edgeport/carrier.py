@@ -7,8 +7,8 @@ target to resolve, a hand-off between workers, a call event to log and publish),
 back to its :class:`Owner`, the EdgePort (server.py), which owns the listeners, the
 connections and everything else about the sockets.
 
-This module is compiled with the SIP core (native/build.py): interpreted, these few
-functions took some 11 % of a call's instructions (bench/README.md, session 18). Values
+This module is compiled with the SIP core (native/build.py): compiling these few
+functions took 7 % off a call's instructions (bench/README.md, session 18). Values
 that come from the event loop are typed ``Any``: compiled code checks a declared type at
 run time, and uvloop does not always give what typeshed says.
 """

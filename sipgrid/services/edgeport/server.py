@@ -1,8 +1,10 @@
 """The EdgePort: the proxy core (core.py) run over real sockets.
 
 This module opens the listening points (UDP, TCP, TLS, WS, WSS; IPv4 and IPv6), keeps
-the table of open connections, and carries out what the core asks: transmit bytes,
-call the processor, resolve a target, close a flow, wake it at its next deadline. Every
+the table of open connections, and carries out what the core asks. What every message
+asks (transmit bytes, call the processor, wake the core at its next deadline) is done by
+the compiled carrier (carrier.py); the rest (resolve a target, open or close a
+connection, hand a message to another worker, log and publish call events) here. Every
 decision about SIP is the core's.
 """
 
