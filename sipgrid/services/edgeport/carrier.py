@@ -105,8 +105,10 @@ class Carrier:
         self.errors = errors  # the EdgePort's counters
         self.core: EdgePortCore | None = None  # set when the EdgePort has started
         self.udp: list[tuple[bool, UdpShell]] = []  # (IPv6?, shell) per listening point
-        self.handing_off = False  # one of several workers: messages may be another's
-        self.worker_0 = True  # connections are worker 0's
+        # set when the hand-offs between workers open (server.py): a message may be
+        # another worker's, and a worker other than 0 hands worker 0 what goes on a connection
+        self.handing_off = False
+        self.worker_0 = True
         self.http: Any = None  # the EdgePort's metrics, when it serves them
         self.tasks: set[Any] = set()
         self.wakeup: Any = None  # the loop's timer handle

@@ -196,7 +196,6 @@ class EdgePort:
             )
         )
         self._carrier.core = self.core
-        self._carrier.worker_0 = self.worker is None or self.worker.index == 0
         for flow in self._connections:
             self.core.flow_opened(flow)
         watch_descriptors(asyncio.get_running_loop(), self._errors)
@@ -215,6 +214,7 @@ class EdgePort:
             self._handoffs = Handoffs(self.worker, self._handed)
             self._handoffs.open()
             self._carrier.handing_off = True
+            self._carrier.worker_0 = self.worker.index == 0
 
     async def request(self, request: Request, destination: NetInterface) -> Response | None:
         """Send a request of our own (an OPTIONS probe) and wait for its final answer:
