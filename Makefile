@@ -41,7 +41,8 @@ $(PB_STAMP): $(PROTOS) $(STAMP)
 # or Python's headers the pure Python modules run, slower.
 COMPILED_STAMP := sipgrid/_compiled/MANIFEST
 COMPILED_SOURCES := $(wildcard sipgrid/sip/*.py sipgrid/services/connect/*.py) sipgrid/services/edgeport/core.py \
-	sipgrid/services/edgeport/carrier.py sipgrid/api/types.py sipgrid/services/location/service.py
+	sipgrid/services/edgeport/carrier.py sipgrid/api/types.py sipgrid/services/location/service.py \
+	sipgrid/services/location/persistent.py
 HAS_HEADERS := import os, sysconfig; os.stat(os.path.join(sysconfig.get_paths()["include"], "Python.h"))
 compiled: $(COMPILED_STAMP)
 

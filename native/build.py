@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "sipgrid"
 TARGET = PACKAGE / "_compiled"
-# every module of the SIP core but its __init__ and locate (small, and off the hot path);
+# every module of the SIP core but its __init__;
 # then what every message passes through: the domain types (sipgrid.api.types: compiled
 # alone they gained nothing measurable in session 12, as their dataclasses' __init__ stayed
 # interpreted; written out, they are compiled too, session 13), the in-memory Location
@@ -31,7 +31,11 @@ TARGET = PACKAGE / "_compiled"
 # core, the part of its shell every datagram passes through (carrier.py: 7 % of a call's
 # instructions, session 18; the rest of the shell broke compiled, as mypyc checks types at
 # run time and uvloop does not always give what typeshed says) and Connect's request
-# handling. Connect's routing and guard gained nothing measurable compiled (session 12, by time)
+# handling. Connect's routing gained nothing measurable compiled (session 12, by time).
+# Session 19 added what a REGISTER still ran interpreted, each call from compiled code
+# into the interpreter: Connect's index of resources (split from the pydantic models of
+# resources.py), the guard's ban check, the persistent Location's wrapper and locate();
+# together 4.4 % of a REGISTER exchange's instructions and 2.0 % of a call's.
 MODULES = (
     *(
         f"sipgrid.sip.{name}"
@@ -44,6 +48,7 @@ MODULES = (
             "message",
             "parser",
             "framing",
+            "locate",
             "builders",
             "checks",
             "transaction",
@@ -51,10 +56,13 @@ MODULES = (
     ),
     "sipgrid.api.types",
     "sipgrid.services.location.service",
+    "sipgrid.services.location.persistent",
     "sipgrid.services.edgeport.core",
     "sipgrid.services.edgeport.carrier",
     "sipgrid.services.connect.context",
+    "sipgrid.services.connect.index",
     "sipgrid.services.connect.auth",
+    "sipgrid.services.connect.guard",
     "sipgrid.services.connect.registrar",
     "sipgrid.services.connect.processor",
 )

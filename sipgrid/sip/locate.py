@@ -11,13 +11,15 @@ from __future__ import annotations
 import functools
 import ipaddress
 from dataclasses import dataclass
+from typing import Final
 
 from .uri import SipUri
 
-TRANSPORTS = frozenset({"udp", "tcp", "tls", "sctp", "ws", "wss"})
+TRANSPORTS: Final = frozenset({"udp", "tcp", "tls", "sctp", "ws", "wss"})
+_DEFAULT_PORTS: Final = {"tls": 5061, "ws": 80, "wss": 443}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Target:
     """A URI's next-hop target before DNS."""
 
@@ -25,6 +27,13 @@ class Target:
     port: int | None  # None: SRV may say, else the transport's default
     transport: str | None  # None: NAPTR may say, else udp (sip:) or tls (sips:)
     secure: bool  # sips: only TLS (or WSS) will do
+
+    def __init__(self, host: str, port: int | None, transport: str | None, secure: bool) -> None:
+        # written out, as mypyc compiles it (headers.Via says why)
+        object.__setattr__(self, "host", host)
+        object.__setattr__(self, "port", port)
+        object.__setattr__(self, "transport", transport)
+        object.__setattr__(self, "secure", secure)
 
     @property
     def numeric(self) -> bool:
@@ -42,7 +51,7 @@ class Target:
 def default_port(transport: str) -> int:
     """RFC 3261 section 19.1.2 (5060, 5061 for TLS); RFC 7118 section 5 leaves WebSocket
     ports to the URI, so the HTTP defaults stand."""
-    return {"tls": 5061, "ws": 80, "wss": 443}.get(transport, 5060)
+    return _DEFAULT_PORTS.get(transport, 5060)
 
 
 @functools.lru_cache(maxsize=8192)

@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from sipgrid.config import ConfigError
-from sipgrid.services.connect.resources import AccessControlList, load_resources
+from sipgrid.services.connect.index import AccessControlList
+from sipgrid.services.connect.resources import load_resources
 from sipgrid.services.edgeport.config import load_edgeport
 from sipgrid.services.settings import Settings
 from sipgrid.sip.uri import MEMO_SIZE

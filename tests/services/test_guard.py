@@ -6,12 +6,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine
 
 from sipgrid.services.apiserver.bans import Ban, DatabaseBans
 from sipgrid.services.apiserver.database import make_engine, migrate
-from sipgrid.services.connect import guard as guard_module
 from sipgrid.services.connect.guard import Guard, GuardSettings
 
 
@@ -31,15 +29,12 @@ class Flaky(DatabaseBans):
         return super().list(now)
 
 
-def test_a_ban_made_while_the_database_is_down_holds_and_is_stored_later(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_ban_made_while_the_database_is_down_holds_and_is_stored_later(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'sipgrid.db'}")
     migrate(engine)
     store = Flaky(engine)
     store.down = True
-    guard = Guard(GuardSettings(failures=2, window=60, ban_for=600), store=store)
-    monkeypatch.setattr(guard_module, "RELOAD_EVERY", 0.01)
+    guard = Guard(GuardSettings(failures=2, window=60, ban_for=600), store=store, reload_every=0.01)
 
     async def scenario() -> None:
         await guard.failed("192.0.2.7", "1001")

@@ -10,7 +10,8 @@ from typing import Any
 import yaml
 
 from sipgrid.api.types import NetInterface, Transport
-from sipgrid.services.connect.resources import Resources, load_resources
+from sipgrid.services.connect.index import Resources
+from sipgrid.services.connect.resources import load_resources
 from sipgrid.services.registry.registry import Registry
 from sipgrid.sip import Request, Response, make_response
 from sipgrid.sip.digest import verify

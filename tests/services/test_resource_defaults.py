@@ -13,7 +13,8 @@ from sipgrid.services.apiserver.files import apply
 from sipgrid.services.apiserver.server import start_apiserver
 from sipgrid.services.apiserver.store import column_defaults
 from sipgrid.services.connect.api_resources import ApiResources
-from sipgrid.services.connect.resources import Resources, load_resources
+from sipgrid.services.connect.index import Resources
+from sipgrid.services.connect.resources import load_resources
 from sipgrid.services.connect.store_resources import snapshot
 
 SPARSE = [

@@ -16,7 +16,8 @@ from sipgrid.pb import store_pb2, store_pb2_grpc
 from sipgrid.sdk import ConnectClient, Resource, SdkError
 from sipgrid.services.grpc_options import token_metadata
 
-from .resources import Resources, keep_fresh, snapshot_from
+from .index import Resources
+from .resources import keep_fresh, snapshot_from
 
 
 def snapshot(client: ConnectClient) -> Resources:

@@ -15,14 +15,14 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 from sipgrid.services.settings import DEFAULTS, Settings
 
-log = logging.getLogger("sipgrid.connect")
+log: Final = logging.getLogger("sipgrid.connect")
 
-RELOAD_EVERY = 2.0
-TRACKED_MAX = 100_000
+RELOAD_EVERY: Final = 2.0
+TRACKED_MAX: Final = 100_000
 
 
 class BanRecord(Protocol):
@@ -57,10 +57,13 @@ class Guard:
         settings: GuardSettings | None = None,
         store: BanStore | None = None,
         clock: Callable[[], float] = time.time,
+        reload_every: float = RELOAD_EVERY,
     ) -> None:
+        """``reload_every``: seconds between two reads of the store's bans."""
         self.settings = settings or GuardSettings()
         self._store = store
         self._clock = clock
+        self._reload_every = reload_every
         self._bans: dict[str, float] = {}  # host -> until
         self._failures: dict[str, list[float]] = {}  # host -> times of recent failures
         self._unsaved: dict[str, tuple[float, str]] = {}  # bans the store has not got yet
@@ -113,7 +116,7 @@ class Guard:
         if self._store is None:
             return
         while True:
-            await asyncio.sleep(RELOAD_EVERY)
+            await asyncio.sleep(self._reload_every)
             if self._unsaved:
                 await self._save()
             try:

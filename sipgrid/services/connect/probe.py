@@ -14,7 +14,7 @@ from sipgrid.api.types import MessageRequest, MessageResponse, NetInterface, Tra
 from sipgrid.services.settings import DEFAULTS
 from sipgrid.sip import Request, Response, make_response, parse_uri
 
-from .resources import Peer, Resources
+from .index import Peer, Resources
 
 if TYPE_CHECKING:
     from sipgrid.services.edgeport.server import EdgePort

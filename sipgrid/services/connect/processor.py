@@ -40,9 +40,9 @@ from .context import (
     signed_flows,
 )
 from .guard import Guard
+from .index import Agent, Credentials, Number, Peer, Resources, Trunk, aor_key
 from .probe import PeerProber, contact_of
 from .registrar import Registrar
-from .resources import Agent, Credentials, Number, Peer, Resources, Trunk, aor_key
 from .routing import (
     DOD_NUMBER,
     DOD_PRIVACY,

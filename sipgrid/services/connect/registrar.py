@@ -17,7 +17,7 @@ from sipgrid.sip import ParseError, Request, Response, SipUri, default_port, loc
 from .auth import Authenticator, Verdict
 from .context import reply
 from .guard import Guard
-from .resources import AccessControlList, Resources, aor_key
+from .index import AccessControlList, Resources, aor_key
 from .routing import SESSION_COUNT
 from .tokens import HEADER as TOKEN_HEADER
 from .tokens import TokenError, TokenVerifier

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from sipgrid.api.types import Route
 
-from .resources import Number, Peer, Trunk, TrunkUri, number_key
+from .index import Number, Peer, Trunk, TrunkUri, number_key
 
 # The headers a peer uses to ask for a number and for privacy on a call to the PSTN.
 DOD_NUMBER = "X-DOD-Number"

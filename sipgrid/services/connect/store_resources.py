@@ -12,7 +12,8 @@ from typing import Any
 
 from sipgrid.services.apiserver.store import KINDS, ResourceStore, StoreError
 
-from .resources import Resources, keep_fresh, snapshot_from
+from .index import Resources
+from .resources import keep_fresh, snapshot_from
 
 
 def snapshot(store: ResourceStore) -> Resources:

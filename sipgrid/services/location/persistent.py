@@ -14,16 +14,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Final, Protocol
 
 from sipgrid.api.convert import route_from_bytes, route_to_bytes
 from sipgrid.api.types import Binding, Route
 
 from .service import MemoryLocation, contact_key
 
-log = logging.getLogger("sipgrid.location")
+log: Final = logging.getLogger("sipgrid.location")
 
-FLUSH_EVERY = 1.0
+FLUSH_EVERY: Final = 1.0
 
 
 class BindingStore(Protocol):

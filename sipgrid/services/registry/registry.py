@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sipgrid.api.types import NetInterface, Transport
-from sipgrid.services.connect.resources import TRUNK_CONTACT_PREFIX, Resources, Trunk
+from sipgrid.services.connect.index import TRUNK_CONTACT_PREFIX, Resources, Trunk
 from sipgrid.services.connect.routing import trunk_targets
 from sipgrid.services.settings import DEFAULTS
 from sipgrid.sip import (
