@@ -116,13 +116,15 @@ run-distributed: install
 	$(PY) -m sipgrid.services.topology
 
 # Everything on the compiled modules, then the tests of the modules compiled (the SIP core,
-# the sans-IO EdgePort core and its UDP path, Connect, the in-memory Location; the domain
-# types under all of them) again on the pure Python ones (the fuzz test runs those too).
+# the sans-IO EdgePort core and its UDP path, Connect with its index of resources and its
+# guard, Location in memory and persistent; the domain types under all of them) again on
+# the pure Python ones (the fuzz test runs those too).
 # TEST_WORKERS pytest processes share the tests (pytest-xdist): most tests wait on
 # servers and timers, so two halve the time on two cores.
 TEST_WORKERS ?= 2
 PURE_TESTS := tests/sip tests/services/test_edgeport_core.py tests/services/test_edgeport.py \
-	tests/services/test_connect.py tests/services/test_pstn.py tests/services/test_location.py
+	tests/services/test_connect.py tests/services/test_pstn.py tests/services/test_location.py \
+	tests/services/test_guard.py tests/services/test_config.py
 test: install system-deps node-deps web-deps lint
 	$(PY) -m pytest -q -n $(TEST_WORKERS)
 	SIPGRID_COMPILED=0 $(PY) -m pytest -q $(PURE_TESTS)
