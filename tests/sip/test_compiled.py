@@ -24,6 +24,7 @@ HOT_PATH = [
     "sipgrid.services.edgeport.core",
     "sipgrid.services.edgeport.carrier",
     "sipgrid.services.connect.processor",
+    "sipgrid.services.connect.index",
 ]
 
 
