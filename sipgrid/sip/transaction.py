@@ -365,7 +365,10 @@ class ServerNonInviteTransaction(_ServerTransaction):
             return [Send(self.last_response)]
         return []
 
-    def send_response(self, response: Response, now: float) -> list[Effect]:
+    def send_response(self, response: Response, now: float, keep: bool = True) -> list[Effect]:
+        """``keep=False``: a final answer sent as a stateless UAS sends it (RFC 3261 section
+        8.2.7), with no Timer J to absorb retransmissions: the transaction ends at once,
+        and a retransmission is a new request, answered anew."""
         if self.state not in (State.TRYING, State.PROCEEDING):
             raise self._illegal(f"sending {response.status}")
         self._answered(response)
@@ -373,6 +376,8 @@ class ServerNonInviteTransaction(_ServerTransaction):
             self.state = State.PROCEEDING
             return [Send(response)]
         self.state = State.COMPLETED
+        if not keep:
+            return [Send(response), *self._terminate()]
         return [Send(response), *self._wait_or_end(Timer.J, now, 64 * self.t1)]
 
     def _fire(self, timer: Timer, now: float) -> list[Effect]:

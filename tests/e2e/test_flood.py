@@ -6,13 +6,22 @@ from __future__ import annotations
 
 import re
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from . import scenarios
-from .harness import DOMAIN, Sipgrid, all_in_one, free_port, require_sipp, write_scenario
+from .harness import (
+    DOMAIN,
+    Sipgrid,
+    all_in_one,
+    free_port,
+    require_sipp,
+    run_sipp,
+    write_scenario,
+)
 
 FLOOD_RATE = 3000  # REGISTERs per second asked of sipp
 FLOOD_TOTAL = 15000
@@ -69,3 +78,33 @@ def test_a_good_client_keeps_every_registration_under_a_flood(
     # the flood heard back little: 50 answers a second and one 503 a second, not 15,000 401s
     answered = sum(int(n) for n in re.findall(r"(\d+) (?:dead call|out-of-call) msg", flood_out))
     assert 0 < answered < FLOOD_TOTAL / 10, flood_out[-2000:]
+
+
+def test_unauthenticated_registers_leave_no_transactions_behind(tmp_path: Path) -> None:
+    """A 401 goes out as a stateless UAS sends it (RFC 3261 section 8.2.7): sipp's 200
+    unauthenticated REGISTERs leave no server transaction waiting out Timer J (32 s), where
+    each would otherwise have stayed (section 26.1.5), while the REGISTER that binds keeps
+    its own, as every other answer does."""
+    metrics = free_port()
+    spec = {"http": {"bindAddr": f"127.0.0.1:{metrics}"}}
+    with all_in_one(tmp_path / "sipgrid", edgeport=spec) as server:
+        challenged = run_sipp(
+            tmp_path,
+            "challenged",
+            scenarios.register_unauthenticated(401),
+            server_port=server.port,
+            extra=["-m", "200", "-r", "100"],
+        )
+        assert challenged.ok, challenged.output
+        assert server_transactions(metrics) == 0
+        registered = run_sipp(tmp_path, "bound", scenarios.register(200), server_port=server.port)
+        assert registered.ok, registered.output
+        assert server_transactions(metrics) == 1  # the 200's, for 32 s; the 401's is gone
+
+
+def server_transactions(port: int) -> int:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    found = re.search(r'^sipgrid_transactions_active\{side="server"\} (\S+)$', text, re.M)
+    assert found, text
+    return int(float(found.group(1)))

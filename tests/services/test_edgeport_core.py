@@ -143,6 +143,37 @@ def test_an_answered_request_is_kept_as_bytes_alone() -> None:
     assert wire.core.transactions == (0, 0)
 
 
+def test_a_challenge_to_a_register_keeps_no_transaction_and_an_invites_407_does() -> None:
+    """The processor's 401 or 407 to a non-INVITE request goes out as a stateless UAS
+    sends it (RFC 3261 section 8.2.7): its transaction ends at once instead of staying
+    32 s for Timer J, so a flood of unauthenticated requests leaves nothing behind
+    (section 26.1.5), and a retransmission is challenged again by the processor. Any
+    other answer keeps its transaction (the test above), and so does an INVITE's 407,
+    which waits for its ACK."""
+
+    def challenge(request: MessageRequest) -> MessageResponse:
+        message = request.message
+        assert isinstance(message, Request)
+        status = 407 if message.method == "INVITE" else 401
+        return MessageResponse(make_response(message, status, to_tag="c"))
+
+    wire = Wire(challenge)
+    register = request_bytes("REGISTER", CALLER.port, branch="z9hG4bKr2", uri="sip:sip.local")
+    wire.feed(register)
+    assert statuses(wire.messages(CALLER)) == [401]
+    assert wire.core.transactions == (0, 0)
+    wire.feed(register)  # a retransmission: a new request, challenged again
+    assert statuses(wire.messages(CALLER)) == [401]
+    assert len(wire.processed) == 2 and wire.core.stats["retransmissions"] == 0
+    assert wire.core.transactions == (0, 0)
+
+    wire.feed(invite(branch="z9hG4bKi2"))
+    assert statuses(wire.messages(CALLER)) == [100, 407]
+    assert wire.core.transactions == (1, 0)
+    wire.feed(invite(branch="z9hG4bKi2"))  # absorbed: the 407 again, not the processor
+    assert statuses(wire.messages(CALLER)) == [407] and len(wire.processed) == 3
+
+
 def test_a_relayed_request_that_got_its_answer_keeps_no_parsed_message() -> None:
     """A relayed BYE's two transactions outlive its answer (Timer J upstream, 32 s over
     UDP; Timer K downstream): meanwhile neither keeps a parsed message, only bytes. The

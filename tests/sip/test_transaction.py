@@ -70,7 +70,7 @@ class TestClientInvite:
         # retransmits at 0.5, 1.5, 3.5, 7.5, 15.5, 31.5; B fires at 64*T1 = 32
         assert sends(effects) == [0.5, 1.5, 3.5, 7.5, 15.5, 31.5]
         assert effects[-2:] == [(32.0, Timeout(Timer.B)), (32.0, Terminated())]
-        assert tx.state is State.TERMINATED and tx.next_deadline() is None
+        assert (tx.state, tx.next_deadline()) == (State.TERMINATED, None)
 
     def test_reliable_transport_has_no_timer_a(self) -> None:
         tx = ClientInviteTransaction(request(), reliable=True)
@@ -209,6 +209,19 @@ class TestServerNonInvite:
         tx.send_response(ok, 0.4)
         assert tx.receive_request(tx.request, 0.5) == [Send(ok)]
         assert run_until(tx, 100.0) == [(0.4 + 64 * T1, Terminated())]
+
+    def test_a_final_answer_not_kept_ends_it_at_once(self) -> None:
+        """A stateless UAS's answer (RFC 3261 section 8.2.7): sent once, no Timer J, and
+        nothing kept to answer a retransmission with; a provisional answer still keeps it."""
+        tx = ServerNonInviteTransaction(request(OPTIONS), reliable=False)
+        tx.start(0.0)
+        trying = reply(tx.request, 100, None)
+        assert tx.send_response(trying, 0.1, keep=False) == [Send(trying)]
+        assert tx.state is State.PROCEEDING
+        challenge = reply(tx.request, 401)
+        assert tx.send_response(challenge, 0.2, keep=False) == [Send(challenge), Terminated()]
+        assert (tx.state, tx.next_deadline()) == (State.TERMINATED, None)
+        assert run_until(tx, 100.0) == []
 
     def test_packed_it_answers_as_before_and_reads_its_messages_back(self) -> None:
         """Packed (bytes alone, while it waits for Timer J), a transaction still matches

@@ -745,7 +745,11 @@ class EdgePortCore:
             return
         message = result.message
         if isinstance(message, Response):
-            self._send_response(ctx, message, out)
+            # a challenge to a non-INVITE request is sent as a stateless UAS sends it (RFC
+            # 3261 section 8.2.7): a flood of unauthenticated requests leaves no 32 s of
+            # transaction state behind (section 26.1.5), and a retransmission is simply
+            # challenged again (an INVITE's 407 keeps its transaction, for the ACK)
+            self._send_response(ctx, message, out, keep=message.status not in (401, 407))
         elif result.drop:
             self._respond(ctx, 500, "Server Internal Error (Nothing To Do)", out=out)
         elif ctx.cancelled:
@@ -1263,14 +1267,22 @@ class EdgePortCore:
         )
         self._send_response(ctx, response, out)
 
-    def _send_response(self, ctx: ServerContext, response: Response, out: list[Action]) -> None:
-        if ctx.tx.state not in (State.TRYING, State.PROCEEDING):
+    def _send_response(
+        self, ctx: ServerContext, response: Response, out: list[Action], keep: bool = True
+    ) -> None:
+        """``keep=False``: a non-INVITE transaction ends with this final answer (no Timer J);
+        an INVITE transaction is always kept (it waits for the ACK of a non-2xx answer)."""
+        tx = ctx.tx
+        if tx.state not in (State.TRYING, State.PROCEEDING):
             return
-        if response.status == 100 and isinstance(ctx.tx, ServerInviteTransaction):
+        if response.status == 100 and isinstance(tx, ServerInviteTransaction):
             return  # we sent our own 100 Trying already
         if response.status >= 200:
             self._call_event(ctx, response, out)
-        self._apply_server(ctx, ctx.tx.send_response(response, self._now), out)
+        if isinstance(tx, ServerInviteTransaction):
+            self._apply_server(ctx, tx.send_response(response, self._now), out)
+        else:
+            self._apply_server(ctx, tx.send_response(response, self._now, keep), out)
 
     def _call_event(self, ctx: ServerContext, response: Response, out: list[Action]) -> None:
         """The final answer to a dialog's first INVITE, a 2xx to a BYE, a 2xx to a
