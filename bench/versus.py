@@ -5,7 +5,10 @@ INVITE with digest, 100, 180, 200, ACK, BYE, 200) at BENCH_CALL_RATE calls/s, pe
 a trunk to a number (INVITE without credentials, 100, 180, 200, ACK, BYE, 200), per digest
 REGISTER (REGISTER, 401, REGISTER, 200) at each of BENCH_VERSUS_REG_RATES, and the highest call
 rate held for BENCH_SECONDS with no failed call. The distributed wiring's calls on sipgrid's
-streams and, for comparison, with one unary call per message or lookup (Routr's way). Then
+streams at BENCH_CALL_RATE and at BENCH_DISTRIBUTED_CALL_RATE and, for comparison, with one
+unary call per message or lookup (Routr's way) at the latter; Kamailio's calls are run at that
+rate too, so that each ratio compares the two at one rate (a call's CPU depends on the rate: at
+100 calls/s Kamailio spent 2.15 to 2.27 ms a call where it spent 1.76 to 1.91 at 200/s). Then
 the all-in-one as 1 and as 2 worker
 processes on one port (BENCH_WORKERS, SIPGRID_WORKERS), both with bindings in Redis (which
 more than one worker needs), for the same call figures. CPU comes from /proc (utime + stime of
@@ -21,6 +24,7 @@ Record-Route and bindings in memory, what the all-in-one does on these flows.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -49,6 +53,8 @@ RESULTS = Path(__file__).resolve().parent / "results" / "versus.json"
 KAMAILIO_CFG = Path(__file__).resolve().parent / "kamailio.cfg"
 CALL_RATE = int(os.environ.get("BENCH_CALL_RATE", "200"))
 DISTRIBUTED_CALL_RATE = int(os.environ.get("BENCH_DISTRIBUTED_CALL_RATE", "100"))
+# Kamailio and the distributed wiring (on streams) run calls at both
+CALL_RATES = tuple(dict.fromkeys((CALL_RATE, DISTRIBUTED_CALL_RATE)))
 REG_RATES = [int(r) for r in os.environ.get("BENCH_VERSUS_REG_RATES", "300,2000").split(",")]
 REG_SECONDS = int(os.environ.get("BENCH_REG_SECONDS", "10"))
 STEP_RATES = [int(r) for r in os.environ.get("BENCH_STEP_RATES", "200,300,400,500,600").split(",")]
@@ -172,31 +178,40 @@ def held_calls(server: Server, directory: Path) -> dict[str, float]:
     }
 
 
+def calls_key(rate: int) -> str:
+    """The report's key of authenticated calls at ``rate`` calls/s."""
+    return "calls" if rate == CALL_RATE else f"calls_{rate}"
+
+
 def workloads(
     server: Server,
     directory: Path,
-    call_rate: int = CALL_RATE,
+    call_rates: tuple[int, ...] = (CALL_RATE,),
     steps: bool = True,
     registers: bool = True,
 ) -> dict[str, object]:
+    """Authenticated calls at each of ``call_rates``, trunk calls at the first of them,
+    then the REGISTERs and the steps."""
     found: dict[str, object] = {}
     with callee(directory, server.port, ("1002", "1001")):  # 1001: the trunk's calls
         if steps:  # on the fresh server; then 32 s for what the calls leave to run out
             found["held_calls"] = held_calls(server, directory)
             print(f"  {server.name}: calls held: {found['held_calls']}", flush=True)
             settle()
-        total = call_rate * SECONDS
-        found["calls"] = measured(
-            server,
-            lambda: _sipp(directory, "calls", CALL, server.port, call_rate, total, "1001", {}, []),
-        )
-        print(f"  {server.name}: calls at {call_rate}/s: {found['calls']}", flush=True)
-        settle()
+        for rate in call_rates:
+            key, total = calls_key(rate), rate * SECONDS
+            found[key] = measured(
+                server,
+                functools.partial(
+                    _sipp, directory, key, CALL, server.port, rate, total, "1001", {}, []
+                ),
+            )
+            print(f"  {server.name}: calls at {rate}/s: {found[key]}", flush=True)
+            settle()
+        rate, total = call_rates[0], call_rates[0] * SECONDS
         found["trunk_calls"] = measured(
             server,
-            lambda: _sipp(
-                directory, "trunk", TRUNK_CALL, server.port, call_rate, total, "1001", {}, []
-            ),
+            lambda: _sipp(directory, "trunk", TRUNK_CALL, server.port, rate, total, "1001", {}, []),
         )
         print(f"  {server.name}: calls from a trunk: {found['trunk_calls']}", flush=True)
     # before the steps: the last step overloads the server, and what it leaves behind
@@ -302,7 +317,7 @@ def main() -> None:
     try:
         print("kamailio:", flush=True)
         with kamailio_server(work / "kamailio") as server:
-            report["kamailio"] = workloads(server, work / "kamailio")
+            report["kamailio"] = workloads(server, work / "kamailio", CALL_RATES)
         print("sipgrid all-in-one:", flush=True)
         with all_in_one(work / "one", **spec) as one:
             processes = list(one.processes)
@@ -312,16 +327,14 @@ def main() -> None:
         with distributed(work / "distributed", **spec) as grid:
             processes = list(grid.processes)  # EdgePort, Dispatcher, Connect, Location, APIServer
             server = Server("distributed", grid.port, lambda: [p.pid for p in processes])
-            report["distributed"] = workloads(
-                server, work / "distributed", DISTRIBUTED_CALL_RATE, steps=False
-            )
+            report["distributed"] = workloads(server, work / "distributed", CALL_RATES, steps=False)
         print("sipgrid distributed, unary calls (SIPGRID_STREAMS=0):", flush=True)
         unary = {name: {"SIPGRID_STREAMS": "0"} for name in ("edgeport", "dispatcher", "connect")}
         with distributed(work / "unary", service_env=unary, **spec) as grid:
             processes = list(grid.processes)
             server = Server("unary", grid.port, lambda: [p.pid for p in processes])
             report["distributed_unary"] = workloads(
-                server, work / "unary", DISTRIBUTED_CALL_RATE, steps=False, registers=False
+                server, work / "unary", (DISTRIBUTED_CALL_RATE,), steps=False, registers=False
             )
         for count in WORKER_COUNTS:
             print(f"sipgrid all-in-one, {count} worker(s), bindings in Redis:", flush=True)
@@ -359,11 +372,20 @@ def ratios(report: dict[str, object]) -> dict[str, float]:
         )
         for key in keys
     }
-    for wiring in ("distributed", "distributed_unary"):
-        found[f"calls_{wiring}_over_kamailio"] = round(
-            _cpu(report, wiring, "calls") / _cpu(report, "kamailio", "calls"), 2
+    for wiring, rate in _distributed_runs():
+        key, name = calls_key(rate), f"{wiring}_{rate}" if rate != CALL_RATE else wiring
+        found[f"calls_{name}_over_kamailio"] = round(
+            _cpu(report, wiring, key) / _cpu(report, "kamailio", key), 2
         )
     return found
+
+
+def _distributed_runs() -> list[tuple[str, int]]:
+    """The distributed wiring's runs of calls, and their rates (Kamailio's at each)."""
+    return [
+        *(("distributed", rate) for rate in CALL_RATES),
+        ("distributed_unary", DISTRIBUTED_CALL_RATE),
+    ]
 
 
 def _not_held(report: dict[str, object], key: str) -> str:
@@ -406,17 +428,18 @@ def table(report: dict[str, object]) -> str:
         rows.append(
             (label, _figure(report, "kamailio", run, key), _figure(report, "sipgrid", run, key), "")
         )
-    k = _cpu(report, "kamailio", "calls")
-    for wiring, how in (("distributed", ""), ("distributed_unary", ", unary calls")):
-        d = _cpu(report, wiring, "calls")
+    for wiring, rate in _distributed_runs():
+        how = ", unary calls" if wiring == "distributed_unary" else ""
+        k, d = _cpu(report, "kamailio", calls_key(rate)), _cpu(report, wiring, calls_key(rate))
         rows.append(
             (
-                f"distributed{how} CPU ms per call at {DISTRIBUTED_CALL_RATE}/s",
-                "",
+                f"distributed{how} CPU ms per call at {rate}/s",
+                f"{k:.3f}",
                 f"{d:.3f}",
                 f"{d / k:.2f}",
             )
         )
+    k = _cpu(report, "kamailio", "calls")
     for count in WORKER_COUNTS:
         found = report.get(f"workers_{count}")
         if not isinstance(found, dict):
