@@ -2,14 +2,17 @@
 calls served by method and code, their latency, registrations, database and Redis errors,
 the process's own CPU and memory. ``sipgrid serve X`` serves them on METRICS_BIND_ADDR
 (host:port, off when unset); the EdgePort adds them to its own /metrics, so
-``sipgrid run`` shows everything on one page."""
+``sipgrid run`` shows everything on one page. With several worker processes, worker 0's
+page adds up every worker's figures (``merged``)."""
 
 from __future__ import annotations
 
 import functools
+import json
 import time
-from collections.abc import Callable
-from typing import Any
+import zlib
+from collections.abc import Callable, Iterable
+from typing import Any, Final
 
 import grpc
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
@@ -120,6 +123,88 @@ REGISTRY.register(Registrations())
 
 def exposition() -> bytes:
     return generate_latest(REGISTRY)
+
+
+# -- several worker processes on one port (SIPGRID_WORKERS): worker 0's page sums them all
+
+# Gauges of what each worker holds, which add up over the workers. Any other gauge (a
+# start time, a descriptor limit, the bindings of the one shared Location) is worker 0's.
+SUMMED_GAUGES: Final = frozenset(
+    {
+        "sipgrid_calls_in_progress",
+        "sipgrid_transactions_active",
+        "sipgrid_connections_open",
+        "process_resident_memory_bytes",
+        "process_virtual_memory_bytes",
+        "process_open_fds",
+    }
+)
+_ADDED: Final = frozenset({"counter", "histogram", "summary"})
+
+
+class Families(Collector):
+    """Metric families already collected, as ``generate_latest`` takes a registry."""
+
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self._families = list(families)
+
+    def collect(self) -> list[Metric]:
+        return self._families
+
+
+def to_wire(families: Iterable[Metric]) -> bytes:
+    """A worker's metric families as it hands them to worker 0: JSON, compressed (a
+    hand-off is one datagram)."""
+    listed = [
+        [f.name, f.documentation, f.type, f.unit, [[s.name, s.labels, s.value] for s in f.samples]]
+        for f in families
+    ]
+    return zlib.compress(json.dumps(listed, separators=(",", ":")).encode(), 6)
+
+
+def from_wire(data: bytes) -> list[Metric]:
+    """What ``to_wire`` wrote; ValueError when it is not that."""
+    try:
+        listed = json.loads(zlib.decompress(data))
+        families = []
+        for name, documentation, kind, unit, samples in listed:
+            family = Metric(name, documentation, kind, unit)
+            for sample, labels, value in samples:
+                family.add_sample(sample, labels, float(value))
+            families.append(family)
+    except (zlib.error, TypeError, ValueError) as error:
+        raise ValueError(f"not a worker's metrics: {error}") from None
+    return families
+
+
+def merged(workers: list[list[Metric]]) -> list[Metric]:
+    """One page of several workers' families (worker 0's first): counters, histograms
+    and the gauges in SUMMED_GAUGES are added up, a ``_created`` time is the earliest,
+    and any other gauge is the first worker's that has it."""
+    families: dict[str, Metric] = {}
+    values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], list[Any]]] = {}
+    for found in workers:
+        for family in found:
+            if family.name not in families:
+                families[family.name] = Metric(
+                    family.name, family.documentation, family.type, family.unit
+                )
+                values[family.name] = {}
+            table = values[family.name]
+            added = family.type in _ADDED or family.name in SUMMED_GAUGES
+            for sample in family.samples:
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                have = table.get(key)
+                if have is None:
+                    table[key] = [sample.name, sample.labels, sample.value]
+                elif sample.name.endswith("_created"):
+                    have[2] = min(have[2], sample.value)
+                elif added:
+                    have[2] += sample.value
+    for name, family in families.items():
+        for sample_name, labels, value in values[name].values():
+            family.add_sample(sample_name, labels, value)
+    return list(families.values())
 
 
 async def serve_metrics(bind_addr: str) -> Any:

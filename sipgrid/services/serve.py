@@ -170,7 +170,7 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
         await edgeport.start()
         points = ", ".join(str(lp) for lp in edgeport.listening_points)
         seconds = settings.drain_seconds
-        # the metrics page is worker 0's (the others' figures are not on it)
+        # METRICS_BIND_ADDR's page is worker 0's own (its EdgePort page sums every worker)
         page = None if edgeport.worker and edgeport.worker.index else await _metrics(settings)
 
         async def stop_edgeport() -> None:

@@ -77,6 +77,15 @@ def calls_through(
         assert wait_exit(uas) == 0
 
 
+def sample(http: int, name: str) -> float | None:
+    """One sample on worker 0's metrics page: ``name`` with its labels, as written there."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{http}/metrics", timeout=5) as reply:
+        for line in reply.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.rsplit(" ", 1)[1])
+    return None
+
+
 def handed(http: int) -> float:
     """Hand-offs that worker 0 made or took (it serves the metrics)."""
     counted = events(f"http://127.0.0.1:{http}/metrics")
@@ -97,6 +106,10 @@ def test_two_workers_share_the_port_and_hand_each_other_responses(
         assert len(children(sipgrid.processes[0].pid)) == 2
         calls_through(sipgrid, tmp_path, CALLS, "first")
         assert handed(http) > 0
+        # worker 0's page sums both workers' figures: every call that was answered,
+        # whichever worker owned it (with worker 0's alone, about half of them)
+        assert sample(http, 'sipgrid_calls_total{method="INVITE",status_class="2xx"}') == CALLS
+        assert sample(http, "sipgrid_workers_reporting") == 2
 
         # a worker that dies is started again, and the port serves on
         time.sleep(max(0.0, STEADY - (time.monotonic() - up)))

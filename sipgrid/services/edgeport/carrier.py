@@ -109,7 +109,7 @@ class Carrier:
         # another worker's, and a worker other than 0 hands worker 0 what goes on a connection
         self.handing_off = False
         self.worker_0 = True
-        self.http: Any = None  # the EdgePort's metrics, when it serves them
+        self.http: Any = None  # the EdgePort's metrics, when it keeps them
         self.tasks: set[Any] = set()
         self.wakeup: Any = None  # the loop's timer handle
         self.wakeup_at = math.inf

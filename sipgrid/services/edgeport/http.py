@@ -2,7 +2,9 @@
 (able to serve: listening, and the processor reachable) and ``/metrics`` (Prometheus).
 
 The metrics are read from the core's counters when scraped: the SIP path pays nothing
-per message beyond the counters it keeps anyway.
+per message beyond the counters it keeps anyway. With several worker processes on one port,
+worker 0 serves the page, and asks the other workers for their figures when scraped: the
+page sums them all (``metrics.merged``).
 """
 
 from __future__ import annotations
@@ -11,11 +13,17 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..metrics import exposition
+from ..metrics import Families, merged
 
 if TYPE_CHECKING:
     from .server import EdgePort
@@ -108,6 +116,13 @@ class HttpEndpoint:
         )
         self._ready = ready
         self._runner: web.AppRunner | None = None
+        # worker 0 of several: the other workers' families, as many as answered
+        self.others: Callable[[], Awaitable[list[list[Metric]]]] | None = None
+        self.workers = 1
+
+    def families(self) -> list[Metric]:
+        """This process's metric families: the EdgePort's and the process registry's."""
+        return [*self.registry.collect(), *REGISTRY.collect()]
 
     async def start(self) -> int:
         app = web.Application()
@@ -136,5 +151,16 @@ class HttpEndpoint:
         return web.Response(status=503, text="not ready: the processor cannot be reached\n")
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        body = generate_latest(self.registry) + exposition()  # and the process's own
+        families = self.families()
+        if self.others is not None:
+            found = [families, *await self.others()]
+            families = merged(found)
+            families.append(
+                GaugeMetricFamily(
+                    "sipgrid_workers_reporting",
+                    f"Worker processes whose figures this page sums, of {self.workers}",
+                    value=len(found),
+                )
+            )
+        body = generate_latest(Families(families))
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

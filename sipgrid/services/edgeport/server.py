@@ -24,12 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+from prometheus_client.core import Metric
+
 from sipgrid.api.types import NetInterface, Processor, Transport
 from sipgrid.config import ConfigError
 from sipgrid.sip import ParseError, Request, Response, Target, host_of
 
 from ..events import HANGUP_CAUSES, NatsEvents, events_from, iso_now
 from ..grpc_clients import GrpcProcessor
+from ..metrics import from_wire, to_wire
 from ..settings import Settings
 from .carrier import Carrier, UdpShell
 from .config import EdgePortConfig
@@ -52,7 +55,7 @@ from .pages import WEB_DIR
 from .tls import client_context, server_context
 from .transports import Connection, StreamShell
 from .websocket import WebSocketShell
-from .workers import FAILED, RECEIVED, TRANSMIT, Handoffs, owner
+from .workers import FAILED, METRICS, METRICS_ASK, RECEIVED, TRANSMIT, Handoffs, owner
 
 log = logging.getLogger("sipgrid.edgeport")
 
@@ -60,6 +63,7 @@ UDP_BUFFER = 4 * 1024 * 1024
 REGISTERED_IDLE = 3900.0  # seconds: the longest registration (3600 s) and some
 CONNECT_TIMEOUT = 5.0
 HANDED_SEND_KEPT = CONNECT_TIMEOUT + 5.0  # seconds a failure of a handed send may take
+METRICS_WAIT = 1.0  # seconds worker 0 waits for the other workers' metrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +132,8 @@ class EdgePort:
         # back or HANDED_SEND_KEPT seconds pass: (when, the Transmit's token)
         self._sent_away: OrderedDict[bytes, tuple[float, object]] = OrderedDict()
         self._handoff_numbers = itertools.count(1)
+        # worker 0: the other workers' metrics it asked for, by worker and number
+        self._metrics_asked: dict[tuple[int, bytes], asyncio.Future[bytes]] = {}
 
     @property
     def stats(self) -> Counter[str]:
@@ -201,13 +207,18 @@ class EdgePort:
         watch_descriptors(asyncio.get_running_loop(), self._errors)
         if spec.limits.idle_timeout:
             self._sweeper = asyncio.ensure_future(self._sweep(spec.limits.idle_timeout))
-        if spec.http.bind_addr and (self.worker is None or self.worker.index == 0):
+        if spec.http.bind_addr:
+            # every worker keeps the figures (histograms included); worker 0 serves them
             http_host, _, http_port = spec.http.bind_addr.rpartition(":")
             self.http = HttpEndpoint(
                 self, http_host.strip("[]") or "0.0.0.0", int(http_port), self.ready
             )
-            await self.http.start()
             self._carrier.http = self.http
+            if self.worker is None or self.worker.index == 0:
+                await self.http.start()
+            if self.worker is not None and self.worker.index == 0:
+                self.http.others = self._workers_metrics
+                self.http.workers = self.worker.count
         if self.events is not None:
             await self.events.start()
         if self.worker is not None:  # last: the supervisor takes it for "up"
@@ -423,6 +434,9 @@ class EdgePort:
         return True
 
     def _handed(self, kind: bytes, where: list[NetInterface], data: bytes, sender: int) -> None:
+        if kind in (METRICS_ASK, METRICS):
+            self._metrics_handed(kind, data, sender)
+            return
         self._errors["handed_in"] += 1
         if kind == RECEIVED and self.core is not None and where:
             self._run(self.core.receive_datagram(data, where[0], self._clock()))
@@ -434,6 +448,48 @@ class EdgePort:
             sent = self._sent_away.pop(data, None)
             if sent is not None:
                 self._failed(sent[1])
+
+    async def _workers_metrics(self) -> list[list[Metric]]:
+        """Worker 0, as its metrics page is read: the other workers' metric families, of
+        those that answer within METRICS_WAIT seconds."""
+        handoffs = self._handoffs
+        if handoffs is None:
+            return []
+        loop = asyncio.get_running_loop()
+        number = str(next(self._handoff_numbers)).encode()
+        asked: dict[tuple[int, bytes], asyncio.Future[bytes]] = {}
+        for index in range(1, handoffs.place.count):
+            asked[index, number] = self._metrics_asked[index, number] = loop.create_future()
+            handoffs.send(index, METRICS_ASK, [], number)
+        try:
+            await asyncio.wait(asked.values(), timeout=METRICS_WAIT)
+        finally:
+            for key in asked:
+                self._metrics_asked.pop(key, None)
+        found = []
+        for (index, _), answer in asked.items():
+            if not answer.done():
+                log.warning(
+                    "worker %d gave no metrics in %s s: left off the page", index, METRICS_WAIT
+                )
+                continue
+            try:
+                found.append(from_wire(answer.result()))
+            except ValueError as error:
+                log.warning("worker %d's metrics: %s", index, error)
+        return found
+
+    def _metrics_handed(self, kind: bytes, data: bytes, sender: int) -> None:
+        """A worker asked by worker 0 for its figures answers; worker 0 takes the answer."""
+        if kind == METRICS_ASK:
+            if self._handoffs is not None:
+                figures = to_wire(self.http.families() if self.http is not None else [])
+                self._handoffs.send(sender, METRICS, [], data + b"\n" + figures)
+            return
+        number, _, figures = data.partition(b"\n")
+        answer = self._metrics_asked.pop((sender, number), None)
+        if answer is not None and not answer.done():
+            answer.set_result(figures)
 
     def _hand_to_worker_0(self, action: Transmit) -> bool:
         """Connections are worker 0's: what another worker would send on one (on a flow

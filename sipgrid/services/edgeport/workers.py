@@ -47,6 +47,11 @@ TRANSMIT = b"T"
 # worker 0 to the worker that handed it a message to send: it could not be sent; [], the
 # data is the hand-off's number
 FAILED = b"F"
+# worker 0 to another, when its metrics page is read: [], the data is the request's number
+METRICS_ASK = b"M"
+# the answer: [], the data is the request's number, a newline, and the worker's metric
+# families (metrics.to_wire)
+METRICS = b"m"
 MAX_HANDOFF = 65_535
 LOOPBACK = "127.0.0.1"
 BUFFER = 4 * 1024 * 1024  # bytes queued for a busy worker (capped by net.core.rmem_max)
