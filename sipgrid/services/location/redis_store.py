@@ -115,13 +115,18 @@ class RedisLocation:
     async def find_routes(
         self, aor: str, call_id: str = "", labels: dict[str, str] | None = None
     ) -> list[Route]:
-        routes = self._live(await self._redis.hgetall(self._key(aor)))
-        if call_id:
-            pinned = await self._redis.get(f"{self._prefix}aff:{call_id}")
-            if pinned is not None:
-                hit = [r for r in routes if contact_key(r) == _bytes(pinned).decode()]
-                if hit:
-                    return hit[:1]
+        if not call_id:
+            stored, pinned = await self._redis.hgetall(self._key(aor)), None
+        else:  # the routes and the call's pinned contact in one round trip
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hgetall(self._key(aor))
+                pipe.get(f"{self._prefix}aff:{call_id}")
+                stored, pinned = await pipe.execute()
+        routes = self._live(stored)
+        if pinned is not None:
+            hit = [r for r in routes if contact_key(r) == _bytes(pinned).decode()]
+            if hit:
+                return hit[:1]
         if labels:
             routes = [r for r in routes if all(r.labels.get(k) == v for k, v in labels.items())]
         if call_id and routes:
