@@ -181,16 +181,14 @@ def merged(workers: list[list[Metric]]) -> list[Metric]:
     """One page of several workers' families (worker 0's first): counters, histograms
     and the gauges in SUMMED_GAUGES are added up, a ``_created`` time is the earliest,
     and any other gauge is the first worker's that has it."""
-    families: dict[str, Metric] = {}
-    values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], list[Any]]] = {}
+    # each family's samples by name and labels: [name, labels, value], in first-seen order
+    pages: dict[str, tuple[Metric, dict[tuple[str, tuple[tuple[str, str], ...]], list[Any]]]] = {}
     for found in workers:
         for family in found:
-            if family.name not in families:
-                families[family.name] = Metric(
-                    family.name, family.documentation, family.type, family.unit
-                )
-                values[family.name] = {}
-            table = values[family.name]
+            if family.name not in pages:
+                first = Metric(family.name, family.documentation, family.type, family.unit)
+                pages[family.name] = (first, {})
+            table = pages[family.name][1]
             added = family.type in _ADDED or family.name in SUMMED_GAUGES
             for sample in family.samples:
                 key = (sample.name, tuple(sorted(sample.labels.items())))
@@ -201,10 +199,10 @@ def merged(workers: list[list[Metric]]) -> list[Metric]:
                     have[2] = min(have[2], sample.value)
                 elif added:
                     have[2] += sample.value
-    for name, family in families.items():
-        for sample_name, labels, value in values[name].values():
+    for family, table in pages.values():
+        for sample_name, labels, value in table.values():
             family.add_sample(sample_name, labels, value)
-    return list(families.values())
+    return [family for family, _ in pages.values()]
 
 
 async def serve_metrics(bind_addr: str) -> Any:
