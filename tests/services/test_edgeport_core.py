@@ -466,6 +466,63 @@ def test_a_processor_that_is_behind_gets_no_new_requests_but_dialogs_go_on() -> 
     assert wire.processed[-1].message.call_id == "after"
 
 
+def behind(wire: Wire) -> None:
+    """A queue whose oldest has waited 2.5 s, over ``max_processor_wait`` (2 s)."""
+    wire.hold = True
+    for n in range(BEHIND_QUEUE):
+        wire.feed(invite(f"z9hG4bKq{n}", f"q{n}"))
+    wire.advance(2.5)
+    wire.take()
+
+
+def test_a_processor_that_is_behind_still_gets_the_answers_to_its_challenges() -> None:
+    """An avalanche of REGISTERs (all phones back after an outage): a request that
+    carries credentials answers a challenge the processor already sent, and refusing it
+    would waste that work and fail the exchange; so it goes on, where a new request gets
+    503 at once, without a transaction (a stateless UAS, RFC 3261 section 26.1.5)."""
+    wire = Wire()
+    behind(wire)
+    asked = len(wire.processed)
+    tables = len(wire.core._server_txs)
+    register = request_bytes("REGISTER", CALLER.port, branch="z9hG4bKr0", uri="sip:sip.local")
+    wire.feed(register)
+    (busy,) = wire.messages(CALLER)
+    assert isinstance(busy, Response) and busy.status == 503 and busy.get("Retry-After") == "5"
+    assert len(wire.core._server_txs) == tables  # nothing kept for it
+    assert len(wire.processed) == asked
+    for n, name in enumerate(("Authorization", "Proxy-Authorization")):
+        credentials = f'{name}: Digest username="1001", realm="sip.local", nonce="n", uri="sip:sip.local", response="r"\r\n'
+        wire.feed(
+            request_bytes(
+                "REGISTER",
+                CALLER.port,
+                branch=f"z9hG4bKa{n}",
+                uri="sip:sip.local",
+                extra=credentials,
+            )
+        )
+        assert len(wire.processed) == asked + n + 1, name
+    assert wire.core.stats["processor_behind"] == 1
+    # twice the limit: credentials or not, no more (a flood could carry made-up ones)
+    wire.advance(2.0)
+    wire.feed(
+        request_bytes(
+            "REGISTER", CALLER.port, branch="z9hG4bKa9", uri="sip:sip.local", extra=credentials
+        )
+    )
+    assert statuses(wire.messages(CALLER)) == [503]
+    assert len(wire.processed) == asked + 2
+
+
+def test_an_invite_refused_when_behind_keeps_its_transaction_for_the_ack() -> None:
+    wire = Wire()
+    behind(wire)
+    tables = len(wire.core._server_txs)
+    wire.feed(invite("z9hG4bKlate", "late"))
+    assert [s for s in statuses(wire.messages(CALLER)) if s >= 200] == [503]
+    assert len(wire.core._server_txs) == tables + 1
+
+
 def test_no_wait_limit_with_max_processor_wait_0() -> None:
     wire = Wire(max_processor_wait=0)
     wire.hold = True

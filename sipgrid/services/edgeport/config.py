@@ -76,8 +76,9 @@ class Limits(_Model):
     max_transactions: int = Field(50_000, alias="maxTransactions", ge=0)
     # seconds: when a queue waits for the processor (ten requests or more) and its oldest
     # has waited this long, the processor is behind, and new requests (not those of a
-    # dialog, which may end a call) get 503 with Retry-After at once, instead of waiting
-    # in a queue their senders will have given up on
+    # dialog, which may end a call, nor those with credentials, which answer a challenge,
+    # until twice this long) get 503 with Retry-After at once, instead of waiting in a
+    # queue their senders will have given up on
     max_processor_wait: float = Field(2.0, alias="maxProcessorWait", ge=0)
     # TCP, TLS and WebSocket connections per source address
     max_connections_per_source: int = Field(0, alias="maxConnectionsPerSource", ge=0)

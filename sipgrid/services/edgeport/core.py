@@ -636,25 +636,34 @@ class EdgePortCore:
             self._respond(ctx, 483, out=out)
         elif self._looped(request):
             self._respond(ctx, 482, out=out)
-        elif request.to.tag is None and self._processor_behind(now):
+        elif request.to.tag is None and self._processor_behind(request, now):
             self.stats["processor_behind"] += 1
             retry = [("Retry-After", RETRY_AFTER)]
-            self._respond(ctx, 503, "Service Unavailable (Busy)", retry, out=out)
+            # stateless but for an INVITE, whose transaction takes the ACK (section 26.1.5)
+            self._respond(ctx, 503, "Service Unavailable (Busy)", retry, out=out, keep=False)
         else:
             self.stats["to_processor"] += 1
             job = self._job(ctx)
             self._asked[job] = now
             out.append(Process(job, self._message_request(request.copy(), flow)))
 
-    def _processor_behind(self, now: float) -> bool:
+    def _processor_behind(self, request: Request, now: float) -> bool:
         """A queue is waiting for the processor (BEHIND_QUEUE requests or more), and its
         oldest has waited longer than ``max_processor_wait``: the processor cannot keep
         up, and a queue of what callers will have given up on by the time it is answered
-        only makes that worse. (One slow answer alone is not a queue.)"""
+        only makes that worse. (One slow answer alone is not a queue.)
+
+        A request with credentials most likely answers a challenge the processor sent:
+        refusing it would throw that work away and fail the exchange, and under an
+        avalanche of REGISTERs almost no exchange would get both steps through. It goes
+        on until the oldest has waited twice the limit (credentials can be made up)."""
         limit = self.settings.max_processor_wait
         if not limit or len(self._asked) < BEHIND_QUEUE:
             return False
-        return now - next(iter(self._asked.values())) > limit
+        waited = now - next(iter(self._asked.values()))
+        if waited <= limit:
+            return False
+        return waited > 2 * limit or not _has_credentials(request)
 
     def _admitted(
         self, request: Request, flow: NetInterface, now: float, out: list[Action]
@@ -1261,11 +1270,12 @@ class EdgePortCore:
         headers: list[tuple[str, object]] | None = None,
         *,
         out: list[Action],
+        keep: bool = True,
     ) -> None:
         response = make_response(
             ctx.tx.request, status, reason, to_tag=_tag(), headers=headers or []
         )
-        self._send_response(ctx, response, out)
+        self._send_response(ctx, response, out, keep)
 
     def _send_response(
         self, ctx: ServerContext, response: Response, out: list[Action], keep: bool = True
@@ -1446,6 +1456,13 @@ class EdgePortCore:
         job = next(self._job_ids)
         self._jobs[job] = what
         return job
+
+
+def _has_credentials(request: Request) -> bool:
+    """Whether the request carries digest credentials (RFC 3261 section 22)."""
+    return (
+        request.get("Authorization") is not None or request.get("Proxy-Authorization") is not None
+    )
 
 
 def _preference(response: Response) -> tuple[int, bool, int]:
