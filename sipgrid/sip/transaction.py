@@ -172,6 +172,10 @@ class Transaction:
         self._arm(timer, now, interval)
         return []
 
+    def end(self) -> list[Effect]:
+        """End now, whatever timers are pending (the transaction user drops it)."""
+        return [] if self.state is State.TERMINATED else self._terminate()
+
     def _terminate(self) -> list[Effect]:
         self.state = State.TERMINATED
         self._deadlines.clear()

@@ -108,3 +108,32 @@ def server_transactions(port: int) -> int:
     found = re.search(r'^sipgrid_transactions_active\{side="server"\} (\S+)$', text, re.M)
     assert found, text
     return int(float(found.group(1)))
+
+
+def test_a_registrar_is_not_capped_by_the_transactions_that_linger(tmp_path: Path) -> None:
+    """Each REGISTER's 200 leaves its transaction for Timer J (32 s) to answer
+    retransmissions. Those used to count against maxTransactions, which capped a registrar
+    at maxTransactions / 32 exchanges a second however idle its CPU (with the default
+    50,000, a sustained 2000/s got 503s after 25 s). They count apart now: 600 exchanges
+    in 3 s through a table of 100 all succeed, and the oldest lingering ones end early."""
+    metrics = free_port()
+    spec = {"http": {"bindAddr": f"127.0.0.1:{metrics}"}, "limits": {"maxTransactions": 100}}
+    with all_in_one(tmp_path / "sipgrid", edgeport=spec) as server:
+        registered = run_sipp(
+            tmp_path,
+            "many",
+            scenarios.register(200),
+            server_port=server.port,
+            extra=["-m", "600", "-r", "200"],
+        )
+        assert registered.ok, registered.output[-2000:]
+        assert server_transactions(metrics) <= 100
+        assert events(metrics, "lingering_ended_early") >= 450
+        assert events(metrics, "transactions_full") == 0
+
+
+def events(port: int, event: str) -> int:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    found = re.search(rf'^sipgrid_edgeport_events_total\{{event="{event}"\}} (\S+)$', text, re.M)
+    return int(float(found.group(1))) if found else 0

@@ -443,6 +443,44 @@ def test_a_full_transaction_table_answers_503_with_retry_after() -> None:
     assert len(wire.processed) == 3
 
 
+def test_answered_transactions_that_linger_do_not_fill_the_table() -> None:
+    """A non-INVITE transaction that answered lingers 32 s (Timer J) only to answer
+    retransmissions. Counted against maxTransactions, they capped a registrar at
+    maxTransactions / 32 exchanges a second (50,000: 1,560 REGISTERs/s) whatever its CPU:
+    a sustained 2000/s got 503s after 25 s. They count apart, and over the same limit the
+    oldest of them end early: memory stays bounded, and only a retransmission more than
+    that many transactions late is answered anew instead of from the table."""
+    answer: Answer = lambda r: MessageResponse(make_response(r.message, 200, to_tag="t"))  # type: ignore[arg-type]  # noqa: E731
+    wire = Wire(answer, max_transactions=3)
+
+    def register(n: int) -> bytes:
+        return request_bytes("REGISTER", CALLER.port, branch=f"z9hG4bKl{n}", uri="sip:sip.local")
+
+    for n in range(10):
+        wire.feed(register(n))
+        wire.advance(1.0)
+    assert statuses(wire.messages(CALLER)) == [200] * 10
+    assert len(wire.processed) == 10
+    assert len(wire.core._server_txs) == 3  # the three newest linger, the rest ended early
+    assert wire.core.stats["lingering_ended_early"] == 7
+    wire.feed(register(9))  # the newest, again: answered from its transaction
+    assert statuses(wire.messages(CALLER)) == [200] and len(wire.processed) == 10
+    wire.feed(register(0))  # the oldest, again: a new request now
+    assert statuses(wire.messages(CALLER)) == [200] and len(wire.processed) == 11
+    # requests in progress still count against the limit
+    wire.hold = True
+    for n in range(3):
+        wire.feed(request_bytes("OPTIONS", CALLER.port, branch=f"z9hG4bKo{n}"))
+    wire.take()
+    wire.feed(request_bytes("OPTIONS", CALLER.port, branch="z9hG4bKo9"))
+    assert statuses(wire.messages(CALLER)) == [503]
+    wire.hold = False
+    for held in wire.held:
+        wire.release(held)
+    wire.advance(40.0)  # Timer J: all gone, nothing left behind
+    assert not wire.core._server_txs and not wire.core._lingering
+
+
 def test_a_processor_that_is_behind_gets_no_new_requests_but_dialogs_go_on() -> None:
     wire = Wire()
     wire.hold = True

@@ -72,7 +72,9 @@ class Limits(_Model):
     # per source address: requests per second (a token bucket of that size); above it the
     # source gets one 503 with Retry-After per second, and everything else is dropped
     requests_per_second: int = Field(0, alias="requestsPerSecond", ge=0)
-    # live server transactions at once; above it new requests get 503 with Retry-After
+    # server transactions waiting for their answer; above it new requests get 503 with
+    # Retry-After. Answered non-INVITE ones lingering for retransmissions (Timer J) count
+    # apart, as many at most: over it the oldest end early
     max_transactions: int = Field(50_000, alias="maxTransactions", ge=0)
     # seconds: when a queue waits for the processor (ten requests or more) and its oldest
     # has waited this long, the processor is behind, and new requests (not those of a

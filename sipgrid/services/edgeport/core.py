@@ -205,7 +205,7 @@ class CoreSettings:
     timer_c: float = TIMER_C
     cancel_grace: float = CANCEL_GRACE
     requests_per_second: int = 0  # per source address; 0: no limit
-    max_transactions: int = 50_000  # live server transactions; 0: no limit
+    max_transactions: int = 50_000  # server transactions waiting for an answer; 0: no limit
     # seconds the oldest unanswered request may wait for the processor before new
     # requests are refused (503): the processor is behind; 0: no limit
     max_processor_wait: float = 2.0
@@ -250,6 +250,7 @@ class ServerContext:
     answered: bool  # a 2xx went upstream
     best: Response | None
     key: Opaque  # its key in the table of server transactions
+    lingering: bool  # answered, a non-INVITE kept only for retransmissions (Timer J)
 
     def __init__(
         self,
@@ -276,6 +277,7 @@ class ServerContext:
         self.forking = False
         self.answered = False
         self.best = None
+        self.lingering = False
 
     def clients(self) -> tuple[ClientContext, ...]:
         """Its client transactions: every branch of a fork, else the one it has."""
@@ -386,6 +388,10 @@ class EdgePortCore:
         self.methods = settings.methods | {"ACK", "CANCEL"}
         self._localnets = [ipaddress.ip_network(n, strict=False) for n in settings.localnets]
         self._server_txs: dict[object, ServerContext] = {}
+        # the answered non-INVITE transactions that linger for Timer J, oldest first (some
+        # may have ended since: those are dropped from the front), and how many linger
+        self._lingering: deque[ServerContext] = deque()
+        self._lingering_count = 0
         self._client_txs: dict[tuple[str | None, str], ClientContext] = {}
         self._timers: list[tuple[float, int, str, ServerContext | ClientContext]] = []
         self._compact_at = COMPACT_FIRST  # heap size at which stale entries are swept out
@@ -610,7 +616,7 @@ class EdgePortCore:
             self._apply_server(ctx, ctx.tx.receive_request(request, now), out)
             return
         limit = self.settings.max_transactions
-        if limit and len(self._server_txs) >= limit:
+        if limit and len(self._server_txs) - self._lingering_count >= limit:
             self.stats["transactions_full"] += 1
             busy = make_response(request, 503, "Service Unavailable (Busy)", to_tag=_tag())
             busy.set("Retry-After", RETRY_AFTER)
@@ -1382,6 +1388,12 @@ class EdgePortCore:
                 key = ctx.key if ctx.key is not None else server_key(ctx.tx.request)
                 if self._server_txs.get(key) is ctx:
                     del self._server_txs[key]
+                if ctx.lingering:
+                    ctx.lingering = False
+                    self._lingering_count -= 1
+                    lingering = self._lingering
+                    while lingering and not lingering[0].lingering:  # ended, oldest first
+                        lingering.popleft()
                 _release(ctx)
         tx = ctx.tx
         if tx.state is State.COMPLETED and isinstance(tx, ServerNonInviteTransaction):
@@ -1389,9 +1401,27 @@ class EdgePortCore:
             # it keeps its request and answer as bytes (bench/README.md, "Memory of
             # finished transactions"), parsed again if ever asked for
             tx.pack(sent)
+            if not ctx.lingering:
+                self._linger(ctx, out)
         deadline = tx.next_deadline()
         if deadline is not None:
             self._push(deadline, "tx", ctx)
+
+    def _linger(self, ctx: ServerContext, out: list[Action]) -> None:
+        """Count a transaction that lingers for Timer J. They do not count against
+        ``max_transactions`` (they would cap a server at that many non-INVITE requests
+        in 32 s, whatever its CPU), but no more than as many of them linger: over it,
+        the oldest end now, and only a retransmission that late is answered anew."""
+        ctx.lingering = True
+        self._lingering_count += 1
+        lingering = self._lingering
+        lingering.append(ctx)
+        limit = self.settings.max_transactions
+        while limit and self._lingering_count > limit:
+            oldest = lingering.popleft()
+            if oldest.lingering:
+                self.stats["lingering_ended_early"] += 1
+                self._apply_server(oldest, oldest.tx.end(), out)
 
     def _apply_client(
         self, cctx: ClientContext, effects: Iterable[Effect], now: float, out: list[Action]
