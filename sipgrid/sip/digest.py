@@ -498,6 +498,13 @@ def check_nonce(key: bytes, nonce: str, now: float, ttl: float, realm: str = "")
     return NonceState.VALID
 
 
+def issued_at(nonce: str) -> float:
+    """When a nonce that :func:`check_nonce` found ours was issued."""
+    raw = binascii.a2b_base64((nonce + "=" * (-len(nonce) % 4)).encode().translate(_FROM_URL_SAFE))
+    issued: float = _NONCE_LAYOUT.unpack(raw[: _NONCE_LAYOUT.size])[0]
+    return issued
+
+
 def authorization_for(
     request: Request, challenged: Response, username: str, password: str
 ) -> tuple[str, str] | None:

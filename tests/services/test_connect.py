@@ -19,7 +19,7 @@ from sipgrid.api.types import (
     Route,
     Transport,
 )
-from sipgrid.services.connect.auth import Authenticator
+from sipgrid.services.connect.auth import Authenticator, MemoryNonceCounts, NonceCounts
 from sipgrid.services.connect.context import CALLEE, signed_flows
 from sipgrid.services.connect.guard import GuardSettings
 from sipgrid.services.connect.processor import ConnectProcessor
@@ -72,6 +72,7 @@ class Switch:
         self,
         resources_dir: Path = ROOT / "config" / "resources",
         tokens: TokenVerifier | None = None,
+        counts: NonceCounts | None = None,
     ) -> None:
         self.clock = Clock()
         self.location = MemoryLocation(self.clock)
@@ -80,7 +81,7 @@ class Switch:
         self.processor = ConnectProcessor(
             load_resources(resources_dir),
             noted,
-            Authenticator(KEY, clock=self.clock),
+            Authenticator(KEY, clock=self.clock, counts=counts),
             clock=self.clock,
             tokens=tokens,
         )
@@ -226,6 +227,29 @@ def test_a_replayed_nonce_count_is_challenged_again() -> None:
     assert not Challenge.parse(replayed.get("WWW-Authenticate") or "").stale
     following = authorization(challenged, "1001", "REGISTER", "sip:sip.local", nc=2)
     assert switch.answer(register("1001", 7001, cseq=4, auth=following)).status == 200
+
+
+def test_a_nonce_whose_count_was_forgotten_cannot_be_replayed() -> None:
+    """The counts kept in memory are bounded (200,000 nonces, the least recently used
+    forgotten first). At some 700 new nonces a second, a REGISTER avalanche or one
+    account asking for challenge after challenge, a count was forgotten within the
+    nonce's 300 s, and a captured answer was then taken again as a first use. A nonce
+    that is not known and was issued no later than the newest one forgotten is refused."""
+    switch = Switch(counts=MemoryNonceCounts(size=2))
+
+    def exchange(port: int, cseq: int) -> str:
+        switch.clock.now += 1
+        challenged = switch.answer(register("1001", port, cseq=cseq))
+        auth = authorization(challenged, "1001", "REGISTER", "sip:sip.local")
+        assert switch.answer(register("1001", port, cseq=cseq + 1, auth=auth)).status == 200
+        return auth
+
+    captured = exchange(7001, 1)
+    exchange(7002, 3)
+    exchange(7003, 5)  # the first nonce's count is forgotten now
+    replayed = switch.answer(register("1001", 7001, cseq=10, auth=captured))
+    assert replayed.status == 401
+    exchange(7004, 11)  # a nonce issued since is taken as ever
 
 
 def test_a_replayed_proxy_authorization_is_challenged_again() -> None:

@@ -9,6 +9,7 @@ reused count is refused.
 from __future__ import annotations
 
 import enum
+import math
 import secrets
 import time
 from collections import OrderedDict
@@ -17,7 +18,7 @@ from typing import Any, Final, Protocol
 
 from sipgrid.services.settings import DEFAULT_DIGEST_ALGORITHMS, DIGEST_ALGORITHMS, Settings
 from sipgrid.sip import Challenge, Credentials
-from sipgrid.sip.digest import NonceState, check_nonce, make_nonce, verify
+from sipgrid.sip.digest import NonceState, check_nonce, issued_at, make_nonce, verify
 
 NONCE_TTL: Final = 300.0
 _SEEN_MAX: Final = 200_000
@@ -37,20 +38,30 @@ class NonceCounts(Protocol):
 
 
 class MemoryNonceCounts:
-    """One process's memory (the all-in-one default): a bounded LRU."""
+    """One process's memory (the all-in-one default): the counts of the ``size`` nonces
+    used last. A count forgotten to keep within that must not make its nonce new again
+    (a captured answer would be taken as a first use): a nonce not known, and issued no
+    later than the newest of those forgotten, is refused, and its sender challenged
+    anew. (The nonces given ours by ``check_nonce``: their issue time can be read.)"""
 
     def __init__(self, size: int = _SEEN_MAX) -> None:
         self._seen: OrderedDict[str, int] = OrderedDict()
         self._size = size
+        self._forgotten = -math.inf  # the latest issue time of a nonce forgotten
 
     async def fresh(self, nonce: str, count: int) -> bool:
-        last = self._seen.get(nonce, 0)
+        last = self._seen.get(nonce)
+        if last is None:
+            if self._forgotten > -math.inf and issued_at(nonce) <= self._forgotten:
+                return False
+            last = 0
         if count <= last:
             return False
         self._seen[nonce] = count
         self._seen.move_to_end(nonce)
         while len(self._seen) > self._size:
-            self._seen.popitem(last=False)
+            forgotten, _ = self._seen.popitem(last=False)
+            self._forgotten = max(self._forgotten, issued_at(forgotten))
         return True
 
 
