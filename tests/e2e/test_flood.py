@@ -102,12 +102,18 @@ def test_unauthenticated_registers_leave_no_transactions_behind(tmp_path: Path) 
         assert server_transactions(metrics) == 1  # the 200's, for 32 s; the 401's is gone
 
 
-def server_transactions(port: int) -> int:
+def scraped(port: int, sample: str) -> int | None:
+    """The value of one sample (name and labels) of the metrics page, None without it."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
         text = answer.read().decode()
-    found = re.search(r'^sipgrid_transactions_active\{side="server"\} (\S+)$', text, re.M)
-    assert found, text
-    return int(float(found.group(1)))
+    found = re.search(rf"^{re.escape(sample)} (\S+)$", text, re.M)
+    return None if found is None else int(float(found.group(1)))
+
+
+def server_transactions(port: int) -> int:
+    found = scraped(port, 'sipgrid_transactions_active{side="server"}')
+    assert found is not None
+    return found
 
 
 def test_a_registrar_is_not_capped_by_the_transactions_that_linger(tmp_path: Path) -> None:
@@ -133,7 +139,4 @@ def test_a_registrar_is_not_capped_by_the_transactions_that_linger(tmp_path: Pat
 
 
 def events(port: int, event: str) -> int:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
-        text = answer.read().decode()
-    found = re.search(rf'^sipgrid_edgeport_events_total\{{event="{event}"\}} (\S+)$', text, re.M)
-    return int(float(found.group(1))) if found else 0
+    return scraped(port, f'sipgrid_edgeport_events_total{{event="{event}"}}') or 0

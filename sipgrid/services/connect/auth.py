@@ -42,7 +42,8 @@ class MemoryNonceCounts:
     used last. A count forgotten to keep within that must not make its nonce new again
     (a captured answer would be taken as a first use): a nonce not known, and issued no
     later than the newest of those forgotten, is refused, and its sender challenged
-    anew. (The nonces given ours by ``check_nonce``: their issue time can be read.)"""
+    anew. (Only nonces that ``check_nonce`` found ours come here: their issue time can
+    be read.)"""
 
     def __init__(self, size: int = _SEEN_MAX) -> None:
         self._seen: OrderedDict[str, int] = OrderedDict()
