@@ -477,12 +477,17 @@ def _encode_nonce(raw: bytes) -> str:
     return binascii.b2a_base64(raw, newline=False).translate(_URL_SAFE).decode().rstrip("=")
 
 
+def _decode_nonce(nonce: str) -> bytes:
+    """base64.urlsafe_b64decode, without its four Python calls; ValueError (not ASCII, or
+    binascii.Error) or TypeError when it is not base64."""
+    padded = (nonce + "=" * (-len(nonce) % 4)).encode("ascii")
+    return binascii.a2b_base64(padded.translate(_FROM_URL_SAFE))
+
+
 def check_nonce(key: bytes, nonce: str, now: float, ttl: float, realm: str = "") -> NonceState:
     """Whether a nonce is ours and fresh. Replay (nonce-count) is checked by the caller."""
     try:
-        # base64.urlsafe_b64decode, without its four Python calls
-        padded = (nonce + "=" * (-len(nonce) % 4)).encode("ascii")
-        raw = binascii.a2b_base64(padded.translate(_FROM_URL_SAFE))
+        raw = _decode_nonce(nonce)
     except (ValueError, TypeError):  # not ASCII (UnicodeEncodeError), or binascii.Error
         return NonceState.INVALID
     if len(raw) != _NONCE_LAYOUT.size + 16 or _encode_nonce(raw) != nonce:
@@ -500,8 +505,7 @@ def check_nonce(key: bytes, nonce: str, now: float, ttl: float, realm: str = "")
 
 def issued_at(nonce: str) -> float:
     """When a nonce that :func:`check_nonce` found ours was issued."""
-    raw = binascii.a2b_base64((nonce + "=" * (-len(nonce) % 4)).encode().translate(_FROM_URL_SAFE))
-    issued: float = _NONCE_LAYOUT.unpack(raw[: _NONCE_LAYOUT.size])[0]
+    issued: float = _NONCE_LAYOUT.unpack(_decode_nonce(nonce)[: _NONCE_LAYOUT.size])[0]
     return issued
 
 
