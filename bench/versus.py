@@ -18,7 +18,11 @@ the figure that counts. Each measured run after the first waits until what the o
 left has ended (settle). Written to bench/results/versus.json, and a table is printed.
 
 Kamailio runs bench/kamailio.cfg: a stateful proxy with digest on REGISTER and INVITE,
-Record-Route and bindings in memory, what the all-in-one does on these flows.
+Record-Route and bindings in memory, what the all-in-one does on these flows, but for one
+thing: its registrar answers statelessly, as Kamailio's own example config does, where
+sipgrid's keeps the transaction (RFC 3261 section 8.2.7 rules out stateless registrars). So
+the REGISTERs are run again through a second Kamailio whose registrar keeps it
+(t_newtran), and the table gives both ratios.
 """
 
 from __future__ import annotations
@@ -121,13 +125,25 @@ def pss_mb(pids: list[int]) -> float:
     return round(total / 1024, 1)
 
 
-def measured(server: Server, run: Callable[[], tuple[int, int, float]]) -> dict[str, float]:
+def service(pid: int) -> str | None:
+    """The sipgrid service a process serves (``sipgrid serve <service>``), else None."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    return args[args.index(b"serve") + 1].decode() if b"serve" in args[:-1] else None
+
+
+def measured(server: Server, run: Callable[[], tuple[int, int, float]]) -> dict[str, object]:
+    """CPU and memory of one run; in the distributed wiring, also each service's CPU."""
     pids = server.pids()
+    services = {pid: name for pid in pids if (name := service(pid)) is not None}
     before = cpu_seconds(pids)
+    each_before = {pid: cpu_seconds([pid]) for pid in services}
     memory = pss_mb(pids)
     ok, failed, elapsed = run()
     spent = cpu_seconds(pids) - before
-    return {
+    found: dict[str, object] = {
         "successful": ok,
         "failed": failed,
         "seconds": round(elapsed, 1),
@@ -138,6 +154,12 @@ def measured(server: Server, run: Callable[[], tuple[int, int, float]]) -> dict[
         "pss_mb_before": memory,
         "pss_mb_after": pss_mb(pids),
     }
+    if len(services) > 1 and ok:
+        found["cpu_ms_each_by_service"] = {
+            name: round(1000 * (cpu_seconds([pid]) - each_before[pid]) / ok, 3)
+            for pid, name in services.items()
+        }
+    return found
 
 
 # a provider's call to a number (no credentials; the trunk is known by the Request-URI's
@@ -218,8 +240,7 @@ def workloads(
     # (transactions and their timers, for 32 s and more) would be counted here
     for rate in REG_RATES if registers else []:
         settle()
-        found[f"registers_{rate}"] = measured(server, registering(directory, server, rate))
-        print(f"  {server.name}: REGISTERs at {rate}/s: {found[f'registers_{rate}']}", flush=True)
+        found[f"registers_{rate}"] = registered(server, directory, rate)
     if steps:
         with callee(directory, server.port):
             best = 0
@@ -250,24 +271,46 @@ def settle() -> None:
     time.sleep(TIMER_J + 3)
 
 
+def registered(server: Server, directory: Path, rate: int) -> dict[str, object]:
+    """Digest REGISTERs at ``rate`` for REG_SECONDS, measured and printed."""
+    found = measured(server, registering(directory, server, rate))
+    print(f"  {server.name}: REGISTERs at {rate}/s: {found}", flush=True)
+    return found
+
+
 def registering(directory: Path, server: Server, rate: int) -> Callable[[], tuple[int, int, float]]:
     xml = scenarios.register(200)
     total = rate * REG_SECONDS
     return lambda: _sipp(directory, f"reg-{rate}", xml, server.port, rate, total, "1001", {}, [])
 
 
+# kamailio.cfg's {register_state}: t_newtran() before save() keeps the REGISTER's
+# transaction, as sipgrid's registrar keeps it (for Timer J, 32 s over UDP; Kamailio's tm
+# keeps it for its wait timer, 5 s)
+STATEFUL_REGISTER = "if (!t_newtran()) { sl_reply_error(); exit; }"
+
+
 @contextlib.contextmanager
-def kamailio_server(directory: Path) -> Iterator[Server]:
+def kamailio_server(directory: Path, stateful_register: bool = False) -> Iterator[Server]:
+    """Kamailio with bench/kamailio.cfg. Its registrar answers statelessly, unless
+    ``stateful_register``; then it gets 512 MB of shared memory, where the transactions
+    live (with 64, at 2000 REGISTERs/s it ran out and refused half of them)."""
     template = KAMAILIO_CFG.read_text()
+    state = STATEFUL_REGISTER if stateful_register else ""
 
     def write(cfg: Path) -> int:
         port = free_port()
         cfg.write_text(
-            template.format(port=port, modules=KAMAILIO_MODULES, children=os.cpu_count() or 2)
+            template.format(
+                port=port,
+                modules=KAMAILIO_MODULES,
+                children=os.cpu_count() or 2,
+                register_state=state,
+            )
         )
         return port
 
-    with kamailio(directory, write) as port:
+    with kamailio(directory, write, shared_mb=512 if stateful_register else 64) as port:
         leader = _kamailio_leader(directory)
         yield Server("kamailio", port, lambda: group(leader))
 
@@ -318,6 +361,12 @@ def main() -> None:
         print("kamailio:", flush=True)
         with kamailio_server(work / "kamailio") as server:
             report["kamailio"] = workloads(server, work / "kamailio", CALL_RATES)
+        print("kamailio, its registrar stateful (t_newtran), as sipgrid's is:", flush=True)
+        where = work / "kamailio-stateful"
+        with kamailio_server(where, stateful_register=True) as server:
+            report["kamailio_stateful_register"] = {
+                f"registers_{rate}": registered(server, where, rate) for rate in REG_RATES
+            }
         print("sipgrid all-in-one:", flush=True)
         with all_in_one(work / "one", **spec) as one:
             processes = list(one.processes)
@@ -372,11 +421,20 @@ def ratios(report: dict[str, object]) -> dict[str, float]:
         )
         for key in keys
     }
+    for rate in REG_RATES:
+        key = f"registers_{rate}"
+        found[f"{key}_sipgrid_over_kamailio_stateful_register"] = round(
+            _cpu(report, "sipgrid", key) / _cpu(report, "kamailio_stateful_register", key), 2
+        )
     for wiring, rate in _distributed_runs():
         key, name = calls_key(rate), f"{wiring}_{rate}" if rate != CALL_RATE else wiring
         found[f"calls_{name}_over_kamailio"] = round(
             _cpu(report, wiring, key) / _cpu(report, "kamailio", key), 2
         )
+    # what the split into processes costs, whatever the day's machine does to Kamailio
+    found["calls_distributed_over_all_in_one"] = round(
+        _cpu(report, "distributed", "calls") / _cpu(report, "sipgrid", "calls"), 2
+    )
     return found
 
 
@@ -412,6 +470,12 @@ def table(report: dict[str, object]) -> str:
     ):
         k, s = _cpu(report, "kamailio", key), _cpu(report, "sipgrid", key)
         rows.append((label + _not_held(report, key), f"{k:.3f}", f"{s:.3f}", f"{s / k:.2f}"))
+    for rate in REG_RATES:
+        key = f"registers_{rate}"
+        k = _cpu(report, "kamailio_stateful_register", key)
+        s = _cpu(report, "sipgrid", key)
+        label = f"CPU ms per REGISTER at {rate}/s, Kamailio's registrar stateful"
+        rows.append((label, f"{k:.3f}", f"{s:.3f}", f"{s / k:.2f}"))
     best = {
         name: found.get("highest_clean_call_rate", 0) if isinstance(found, dict) else 0
         for name, found in ((n, report.get(n)) for n in ("kamailio", "sipgrid"))
@@ -439,6 +503,15 @@ def table(report: dict[str, object]) -> str:
                 f"{d / k:.2f}",
             )
         )
+    d, s = _cpu(report, "distributed", "calls"), _cpu(report, "sipgrid", "calls")
+    rows.append(
+        (
+            f"distributed over the all-in-one, CPU per call at {report['call_rate']}/s",
+            "",
+            "",
+            f"{d / s:.2f}",
+        )
+    )
     k = _cpu(report, "kamailio", "calls")
     for count in WORKER_COUNTS:
         found = report.get(f"workers_{count}")
@@ -463,7 +536,22 @@ def table(report: dict[str, object]) -> str:
         )
     width = max(len(r[0]) for r in rows)
     lines = [f"{r[0]:<{width}}  {r[1]:>9}  {r[2]:>9}  {r[3]:>6}" for r in rows]
-    return "\n".join([f"sipgrid on {report.get('python', 'an unrecorded Python')}", *lines])
+    return "\n".join(
+        [f"sipgrid on {report.get('python', 'an unrecorded Python')}", *lines, *_by_service(report)]
+    )
+
+
+def _by_service(report: dict[str, object]) -> list[str]:
+    """Where the distributed wiring's CPU per call goes, service by service."""
+    lines = []
+    for wiring, rate in _distributed_runs():
+        found = report.get(wiring)
+        run = found.get(calls_key(rate)) if isinstance(found, dict) else None
+        split = run.get("cpu_ms_each_by_service") if isinstance(run, dict) else None
+        if isinstance(split, dict):
+            parts = ", ".join(f"{name} {ms:.3f}" for name, ms in split.items())
+            lines.append(f"{wiring.replace('_', ', ')} at {rate}/s, CPU ms per call: {parts}")
+    return lines
 
 
 if __name__ == "__main__":

@@ -666,10 +666,13 @@ KAMAILIO_MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
 
 
 @contextlib.contextmanager
-def kamailio(directory: Path, write_config: Callable[[Path], Any]) -> Iterator[Any]:
+def kamailio(
+    directory: Path, write_config: Callable[[Path], Any], shared_mb: int = 64
+) -> Iterator[Any]:
     """Debian's Kamailio on loopback, with the config ``write_config(path)`` writes (it
     picks its free ports and returns what the test needs, e.g. them); started again with
-    a new config when a port was taken meanwhile; stopped on exit."""
+    a new config when a port was taken meanwhile; stopped on exit. ``shared_mb``: its
+    shared memory, where its transactions live."""
     binary = shutil.which("kamailio")
     if binary is None:
         import pytest
@@ -681,7 +684,10 @@ def kamailio(directory: Path, write_config: Callable[[Path], Any]) -> Iterator[A
         found = write_config(cfg)
         with log.open("wb") as out:
             process = subprocess.Popen(
-                [binary, "-f", str(cfg), "-DD", "-E", "-Y", str(directory), "-m", "64", "-M", "8"],
+                [
+                    *(binary, "-f", str(cfg), "-DD", "-E", "-Y", str(directory)),
+                    *("-m", str(shared_mb), "-M", "8"),
+                ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
