@@ -11,6 +11,7 @@ from sipgrid.services.edgeport.config import DEFAULT_METHODS
 from sipgrid.services.edgeport.core import (
     BEHIND_QUEUE,
     COMPACT_FIRST,
+    MAX_PROCESSOR_WAIT,
     CallEvent,
     CloseFlow,
     CoreSettings,
@@ -29,6 +30,7 @@ from .helpers import request_bytes
 US_UDP = NetInterface("127.0.0.1", 5060, Transport.UDP)
 US_TCP = NetInterface("127.0.0.1", 5060, Transport.TCP)
 CALLER = NetInterface("127.0.0.1", 7001, Transport.UDP)
+LIMIT = MAX_PROCESSOR_WAIT  # the default max_processor_wait
 CALLEE = NetInterface("127.0.0.1", 7002, Transport.UDP)
 TCP_CALLER = NetInterface("127.0.0.1", 40123, Transport.TCP)
 
@@ -485,31 +487,31 @@ def test_a_processor_that_is_behind_gets_no_new_requests_but_dialogs_go_on() -> 
     wire = Wire()
     wire.hold = True
     wire.feed(invite("z9hG4bKold", "old"))
-    wire.advance(2.5)
+    wire.advance(1.25 * LIMIT)
     wire.feed(invite("z9hG4bKone", "one"))  # one slow answer is not a queue: asked
-    wire.advance(1.0)
+    wire.advance(0.5 * LIMIT)
     for n in range(BEHIND_QUEUE - 2):
-        wire.feed(invite(f"z9hG4bKq{n}", f"q{n}"))  # the oldest waited 3.5 s: still asked
+        wire.feed(invite(f"z9hG4bKq{n}", f"q{n}"))  # the oldest waited 1.75 limits: asked
     assert len(wire.processed) == BEHIND_QUEUE
     wire.take()
-    wire.feed(invite("z9hG4bKnew", "new"))  # a queue, the oldest 3.5 s old (over 2)
+    wire.feed(invite("z9hG4bKnew", "new"))  # a queue, the oldest over the limit
     (busy,) = [m for m in wire.messages(CALLER) if isinstance(m, Response) and m.status >= 200]
     assert busy.status == 503 and busy.get("Retry-After") == "5"
     bye = request_bytes("BYE", CALLER.port, branch="z9hG4bKbye", call_id="up")
     wire.feed(bye.replace(b"To: <sip:1002@sip.local>", b"To: <sip:1002@sip.local>;tag=b"))
     assert wire.processed[-1].method == "BYE"  # a dialog's request goes on
     assert wire.core.stats["processor_behind"] == 1
-    wire.release(wire.held.pop(0))  # the oldest answered: the next is 1 s old
+    wire.release(wire.held.pop(0))  # the oldest answered: the next is half a limit old
     wire.feed(invite("z9hG4bKafter", "after"))
     assert wire.processed[-1].message.call_id == "after"
 
 
 def behind(wire: Wire) -> None:
-    """A queue whose oldest has waited 2.5 s, over ``max_processor_wait`` (2 s)."""
+    """A queue whose oldest has waited 1.25 times ``max_processor_wait``."""
     wire.hold = True
     for n in range(BEHIND_QUEUE):
         wire.feed(invite(f"z9hG4bKq{n}", f"q{n}"))
-    wire.advance(2.5)
+    wire.advance(1.25 * LIMIT)
     wire.take()
 
 
@@ -542,7 +544,7 @@ def test_a_processor_that_is_behind_still_gets_the_answers_to_its_challenges() -
         assert len(wire.processed) == asked + n + 1, name
     assert wire.core.stats["processor_behind"] == 1
     # twice the limit: credentials or not, no more (a flood could carry made-up ones)
-    wire.advance(2.0)
+    wire.advance(LIMIT)
     wire.feed(
         request_bytes(
             "REGISTER", CALLER.port, branch="z9hG4bKa9", uri="sip:sip.local", extra=credentials

@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sipgrid.config import check_networks, load
 from sipgrid.services.settings import Settings
 
+from .core import MAX_PROCESSOR_WAIT
+
 DEFAULT_METHODS = ["REGISTER", "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "MESSAGE", "INFO", "UPDATE", "PRACK", "REFER", "NOTIFY", "SUBSCRIBE"]  # fmt: skip
 
 
@@ -80,8 +82,8 @@ class Limits(_Model):
     # has waited this long, the processor is behind, and new requests (not those of a
     # dialog, which may end a call, nor those with credentials, which answer a challenge,
     # until twice this long) get 503 with Retry-After at once, instead of waiting in a
-    # queue their senders will have given up on
-    max_processor_wait: float = Field(2.0, alias="maxProcessorWait", ge=0)
+    # queue their senders retransmit into (core.MAX_PROCESSOR_WAIT: T1, 0.5 s)
+    max_processor_wait: float = Field(MAX_PROCESSOR_WAIT, alias="maxProcessorWait", ge=0)
     # TCP, TLS and WebSocket connections per source address
     max_connections_per_source: int = Field(0, alias="maxConnectionsPerSource", ge=0)
     # seconds a connection may stay open without bringing a complete SIP message

@@ -47,6 +47,7 @@ from sipgrid.sip import (
 from sipgrid.sip.digest import answer
 from sipgrid.sip.headers import Params, set_header_param
 from sipgrid.sip.transaction import (
+    T1,
     ClientInviteTransaction,
     ClientNonInviteTransaction,
     Deliver,
@@ -70,6 +71,14 @@ CANCEL_GRACE: Final = 32.0  # 64*T1: how long a cancelled INVITE may wait for th
 LOOP_MARK: Final = "z9hG4bKsg"  # our branches: the magic cookie, "sg", worker, random, loop hash
 RETRY_AFTER: Final = 5  # seconds, in the 503s of the limits
 BEHIND_QUEUE: Final = 10  # requests waiting for the processor before it can be found behind
+# seconds the oldest of those may wait before the processor is behind: T1, after which a
+# UDP client sends a non-INVITE request again (RFC 3261 section 17.1.2.2), and again at
+# every doubling. A processor serves what it was given together, so past its capacity
+# every answer slows at once; with 2 s, a distributed wiring offered 2000 REGISTERs/s
+# admitted several seconds' worth before refusing any, answered them after 1 to 5 s,
+# parsed 19,000 retransmissions, and completed 600 to 900 exchanges of 20,000; with
+# 0.5 s, 2,500 to 3,200 (bench/README.md, session 23)
+MAX_PROCESSOR_WAIT: Final = T1
 DIALOG_OFFSET_TTL: Final = 12 * 3600.0  # how long a dialog's CSeq offset is kept
 DIALOG_OFFSET_MAX: Final = 100_000
 CALLS_MAX: Final = 200_000  # calls in progress remembered for their duration (oldest forgotten)
@@ -208,7 +217,7 @@ class CoreSettings:
     max_transactions: int = 50_000  # server transactions waiting for an answer; 0: no limit
     # seconds the oldest unanswered request may wait for the processor before new
     # requests are refused (503): the processor is behind; 0: no limit
-    max_processor_wait: float = 2.0
+    max_processor_wait: float = MAX_PROCESSOR_WAIT
     draining: bool = False  # stopping: no new dialogs (503), the rest goes on
     events: bool = False  # someone takes events (NATS): tell registrations, X- headers
     worker: int = 0  # which worker process of those sharing the port (workers.py)
