@@ -59,6 +59,21 @@ def free_port(host: str = "127.0.0.1", ports: range = PORTS) -> int:
     raise RuntimeError("no free port on 127.0.0.1")
 
 
+def free_media_port(host: str = "127.0.0.1") -> int:
+    """A port for sipp's -mp: sipp binds it for audio and the port two above it for video
+    (RTP, UDP), so both must be free."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(200):
+        port = free_port(host, range(PORTS.start, PORTS.stop - 2))
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as udp:
+                udp.bind((host, port + 2))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError(f"no free media ports on {host}")
+
+
 def quiet_port() -> int:
     """A free port on 127.0.0.1 that free_port never hands out: for a peer where nothing
     listens, until the test itself starts one there."""
@@ -622,8 +637,10 @@ def sipp_server(
     extra: list[str] | None = None,
     host: str = "127.0.0.1",
     port: int | None = None,
+    media: bool = False,
 ) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    """A sipp in server mode on ``port`` or a free one; yields (port, process). Stopped on exit."""
+    """A sipp in server mode on ``port`` or a free one; yields (port, process). Stopped on exit.
+    ``media``: sipp's media ports (-mp) too, chosen afresh on each attempt, as the SIP port is."""
     scenario = write_scenario(directory, name, xml)
     all_keys = {"user": "1001", "callee": "1002", "domain": DOMAIN}
     all_keys.update(keys or {})
@@ -632,14 +649,16 @@ def sipp_server(
     bound = 0
     for attempt in range(ATTEMPTS):
         bound = wanted or free_port(host)
-        args = _sipp_args(scenario, None, bound, transport, all_keys, extra or [], host)
+        more = [*(extra or []), *(["-mp", str(free_media_port(host))] if media else [])]
+        args = _sipp_args(scenario, None, bound, transport, all_keys, more, host)
         with log.open("wb") as out:
             process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=directory)
         time.sleep(0.3)
         if process.poll() is None:
             break
         text = log.read_text(errors="replace")
-        if not clashed(text) or wanted or attempt == ATTEMPTS - 1:
+        # a port of ours was taken meanwhile: try others (the media ports, if not the SIP one)
+        if not clashed(text) or (wanted and not media) or attempt == ATTEMPTS - 1:
             raise RuntimeError(f"sipp server exited at once:\n{text}")
     try:
         yield bound, process

@@ -32,7 +32,6 @@ from .harness import (
     Sipgrid,
     all_in_one,
     distributed,
-    free_port,
     register_agent,
     rtpengine,
     sipp_server,
@@ -90,13 +89,13 @@ def test_a_browser_calls_a_phone_through_rtpengine_and_media_flows(
     node: str, media: tuple[Sipgrid, Rtpengine], tmp_path: Path
 ) -> None:
     sipgrid, engine = media
-    phone_rtp = free_port()
     expect = {"body": r"m=audio [0-9]+ RTP/AVP ", "Content-Type": "application/sdp"}
     with sipp_server(
         tmp_path,
         "phone",
         scenarios.uas("answer", expect=expect),
-        extra=["-rtp_echo", "-mp", str(phone_rtp), "-timeout", "90"],
+        extra=["-rtp_echo", "-timeout", "90"],
+        media=True,  # the media ports chosen with the SIP port, again if either was taken
     ) as (port, phone):
         register_agent(tmp_path, sipgrid, port, "1002")
         url = f"https://127.0.0.1:{sipgrid.ports['wss']}/phone/"
