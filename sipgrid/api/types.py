@@ -304,6 +304,13 @@ class LocationService(Protocol):
 
     async def add_route(self, aor: str, route: Route, max_contacts: int = 0) -> None: ...
 
+    async def add_route_and_find(
+        self, aor: str, route: Route, max_contacts: int = 0
+    ) -> list[Route]:
+        """``add_route``, then ``find_routes(aor)``: the routes a registrar's 200 lists,
+        in one round trip to a Location in another process (sipgrid's stream)."""
+        ...
+
     async def find_routes(
         self, aor: str, call_id: str = "", labels: dict[str, str] | None = None
     ) -> list[Route]: ...

@@ -402,11 +402,23 @@ class GrpcLocation:
         return None if self._stream is None else await self._stream.call(call, self._timeout)
 
     async def add_route(self, aor: str, route: Route, max_contacts: int = 0) -> None:
-        request = location_pb2.AddRouteRequest(
-            aor=aor, route=convert.route_to_pb(route), max_contacts=max_contacts
-        )
+        request = _add_route_request(aor, route, max_contacts)
         if await self._on_stream(stream_pb2.LocationCall(add_route=request)) is None:
             await self._unary(self._stub.AddRoute, request)
+
+    async def add_route_and_find(
+        self, aor: str, route: Route, max_contacts: int = 0
+    ) -> list[Route]:
+        """One call on the stream; two where there is none, or the server is from before
+        ``find_after_add`` (proto/stream.proto)."""
+        request = _add_route_request(aor, route, max_contacts)
+        call = stream_pb2.LocationCall(add_route=request, find_after_add=True)
+        answer = await self._on_stream(call)
+        if answer is None:
+            await self._unary(self._stub.AddRoute, request)
+        elif answer.found_after_add:
+            return [convert.route_from_pb(r) for r in answer.routes.routes]
+        return await self.find_routes(aor)
 
     async def find_routes(
         self, aor: str, call_id: str = "", labels: dict[str, str] | None = None
@@ -438,3 +450,9 @@ class GrpcLocation:
         if self._stream is not None:
             self._stream.close()
         await self._channel.close()
+
+
+def _add_route_request(aor: str, route: Route, max_contacts: int) -> location_pb2.AddRouteRequest:
+    return location_pb2.AddRouteRequest(
+        aor=aor, route=convert.route_to_pb(route), max_contacts=max_contacts
+    )

@@ -325,6 +325,10 @@ class LocationStreamServicer(stream_pb2_grpc.LocationStreamServicer):
             return stream_pb2.LocationAnswer(id=item.id, routes=found)
         if which == "add_route":
             await self._servicer.add_route(item.add_route)
+            if item.find_after_add:
+                asked = location_pb2.FindRoutesRequest(aor=item.add_route.aor)
+                found = await self._servicer.find_routes(asked)
+                return stream_pb2.LocationAnswer(id=item.id, routes=found, found_after_add=True)
         elif which == "remove_routes":
             await self._servicer.remove_routes(item.remove_routes)
         else:

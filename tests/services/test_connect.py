@@ -48,17 +48,29 @@ class Clock:
 
 
 class Noted:
-    """A Location that notes each AOR looked up (find_routes) and does the rest as its own."""
+    """A Location that notes each AOR looked up (find_routes), and which of its calls
+    that change bindings were made (``changes``), and does the rest as its own."""
 
     def __init__(self, location: MemoryLocation) -> None:
         self._location = location
         self.finds: list[str] = []
+        self.changes: list[str] = []
 
     async def find_routes(
         self, aor: str, call_id: str = "", labels: dict[str, str] | None = None
     ) -> list[Route]:
         self.finds.append(aor)
         return await self._location.find_routes(aor, call_id, labels)
+
+    async def add_route(self, aor: str, route: Route, max_contacts: int = 0) -> None:
+        self.changes.append("add_route")
+        await self._location.add_route(aor, route, max_contacts)
+
+    async def add_route_and_find(
+        self, aor: str, route: Route, max_contacts: int = 0
+    ) -> list[Route]:
+        self.changes.append("add_route_and_find")
+        return await self._location.add_route_and_find(aor, route, max_contacts)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._location, name)
@@ -78,6 +90,7 @@ class Switch:
         self.location = MemoryLocation(self.clock)
         noted = Noted(self.location)
         self.finds = noted.finds
+        self.changes = noted.changes
         self.processor = ConnectProcessor(
             load_resources(resources_dir),
             noted,
@@ -175,6 +188,41 @@ def test_register_is_challenged_then_bound() -> None:
         "<sip:1001@127.0.0.1:7002>;expires=60",
         "<sip:1001@127.0.0.1:7001>;expires=60",
     ]
+
+
+def test_the_last_binding_brings_the_routes_the_200_lists() -> None:
+    """Location in another process answers a binding and the routes after it in one
+    round trip (add_route_and_find): the registrar asks so for the last Contact of a
+    REGISTER, and looks the routes up apart only when it bound none."""
+    switch = Switch()
+    two = "Contact: <sip:1001@127.0.0.1:7001>, <sip:1001@127.0.0.1:7002>\n"
+    text = register("1001", 7001, cseq=1).replace("Contact: <sip:1001@127.0.0.1:7001>\n", two)
+    challenged = switch.answer(text)
+    auth = authorization(challenged, "1001", "REGISTER", "sip:sip.local")
+    finds = len(switch.finds)
+    ok = switch.answer(
+        register("1001", 7001, cseq=2, auth=auth).replace(
+            "Contact: <sip:1001@127.0.0.1:7001>\n", two
+        )
+    )
+    assert ok.status == 200 and sorted(ok.get_all("Contact")) == [
+        "<sip:1001@127.0.0.1:7001>;expires=60",
+        "<sip:1001@127.0.0.1:7002>;expires=60",
+    ]
+    assert switch.changes == ["add_route", "add_route_and_find"]
+    assert len(switch.finds) == finds  # no look-up apart
+    # a REGISTER without Contact asks what is bound: the one look-up
+    query = "\n".join(
+        line
+        for line in register("1001", 7001, cseq=3).split("\n")
+        if not line.startswith("Contact")
+    )
+    challenged = switch.answer(query)
+    auth = authorization(challenged, "1001", "REGISTER", "sip:sip.local")
+    listed = switch.answer(query.replace("Content-Length", auth + "Content-Length"))
+    assert listed.status == 200 and len(listed.get_all("Contact")) == 2
+    assert switch.changes == ["add_route", "add_route_and_find"]
+    assert switch.finds[finds:] == ["sip:1001@sip.local"]
 
 
 def test_registrar_counts_what_it_answered_on_the_metrics_page() -> None:

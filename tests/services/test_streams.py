@@ -35,6 +35,7 @@ from sipgrid.services.grpc_clients import DirectRoutes, GrpcLocation, GrpcProces
 from sipgrid.services.grpc_options import SERVER_OPTIONS, TOKEN_HEADER
 from sipgrid.services.grpc_servers import (
     LocationServicer,
+    LocationStreamServicer,
     ProcessorServicer,
     end_streams,
     start_server_bound,
@@ -346,6 +347,48 @@ def test_a_location_without_the_stream_gets_unary_calls() -> None:
             await server.stop(None)
 
     asyncio.run(scenario())
+
+
+class OlderLocationStream(LocationStreamServicer):
+    """The Location stream of a sipgrid from before ``find_after_add``: it reads no such
+    field, so its answer to an add_route carries no routes."""
+
+    async def _answer(self, item: stream_pb2.LocationCall) -> stream_pb2.LocationAnswer:
+        item.find_after_add = False
+        return await super()._answer(item)
+
+
+def test_a_binding_and_the_routes_after_it_come_in_one_call() -> None:
+    """A registrar's 200 lists the AOR's routes after its binding: on the stream, the
+    add_route brings them back (one round trip, not two); from a Location that predates
+    that, or without the stream, a find_routes follows, and the routes are the same."""
+
+    async def scenario(kind: str) -> None:
+        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[MetricsInterceptor()])
+        servicer = LocationServicer(MemoryLocation())
+        location_pb2_grpc.add_LocationServicer_to_server(servicer, server)
+        if kind != "unary":
+            stream = (OlderLocationStream if kind == "older" else LocationStreamServicer)(servicer)
+            stream_pb2_grpc.add_LocationStreamServicer_to_server(stream, server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        location = GrpcLocation(f"127.0.0.1:{port}", stream=True)
+        aor = "sip:1001@sip.local"
+        methods = ("LocationStream/Calls", "Location/AddRoute", "Location/FindRoutes")
+        before = [served(m) for m in methods]
+        try:
+            await location.add_route(aor, route(5070))
+            found = await location.add_route_and_find(aor, route(5071))
+            assert [r.port for r in found] == [5071, 5070], kind  # newest first
+            calls = [served(m) - b for m, b in zip(methods, before, strict=True)]
+            expected = {"stream": [2, 0, 0], "older": [3, 0, 0], "unary": [0, 2, 1]}
+            assert calls == expected[kind]
+        finally:
+            await location.close()
+            await server.stop(None)
+
+    for kind in ("stream", "older", "unary"):
+        asyncio.run(scenario(kind))
 
 
 class CountingProcessor(GrpcProcessor):

@@ -128,18 +128,23 @@ class Registrar:
             sessions = max(0, int(message.get(SESSION_COUNT) or 0))
         except ValueError:
             return reply(message, 400, f"{SESSION_COUNT} Must Be A Number")
-        for contact in contacts:
-            if contact.sip_uri is None:
-                continue
+        routes = None  # the AOR's routes after the last binding, when there is one
+        bindable = [c for c in contacts if c.sip_uri is not None]
+        for n, contact in enumerate(bindable):
+            uri = contact.sip_uri
+            assert uri is not None
             expires = contact.expires if contact.expires is not None else header_expires
             expires = DEFAULT_EXPIRES if expires is None else expires
             if limit:
                 expires = min(expires, limit) if expires else 0
             if 0 < expires < MIN_EXPIRES and expires != limit:
                 return reply(message, 423, headers=[("Min-Expires", MIN_EXPIRES)])
-            route = self._route(request, contact.sip_uri, min(expires, MAX_EXPIRES))
+            route = self._route(request, uri, min(expires, MAX_EXPIRES))
             route.session_count = sessions
-            await self._location.add_route(aor, route, max_contacts)
+            if n == len(bindable) - 1:  # the last: with the routes the 200 lists
+                routes = await self._location.add_route_and_find(aor, route, max_contacts)
+            else:
+                await self._location.add_route(aor, route, max_contacts)
             if log.isEnabledFor(logging.INFO):
                 log.info(
                     "registration %s %s expires %d",
@@ -154,7 +159,7 @@ class Registrar:
                         "source": str(request.sender),
                     },
                 )
-        return await self._ok(message, aor)
+        return await self._ok(message, aor, routes)
 
     def _route(self, request: MessageRequest, contact: SipUri, expires: int) -> Route:
         """The binding: where to reach the contact, behind NAT or not.
@@ -197,9 +202,12 @@ class Registrar:
             flow=str(sender) if sender.transport.reliable else "",
         )
 
-    async def _ok(self, message: Request, aor: str) -> Response:
+    async def _ok(self, message: Request, aor: str, routes: list[Route] | None = None) -> Response:
+        """The 200, listing the AOR's routes: ``routes`` when the last binding brought
+        them, else those Location finds now."""
         now = self._clock()
-        routes = await self._location.find_routes(aor)
+        if routes is None:
+            routes = await self._location.find_routes(aor)
         headers: list[tuple[str, object]] = [
             # the time left, rounded up: a binding just made shows what was granted
             ("Contact", f"<{r.contact_uri}>;expires={max(0, math.ceil(r.expires_at() - now))}")

@@ -51,6 +51,13 @@ class ExpiryEvents:
         await self.location.add_route(aor, route, max_contacts)
         self._saw(aor, route, max_contacts)
 
+    async def add_route_and_find(
+        self, aor: str, route: Route, max_contacts: int = 0
+    ) -> list[Route]:
+        routes = await self.location.add_route_and_find(aor, route, max_contacts)
+        self._saw(aor, route, max_contacts)
+        return routes
+
     def _saw(self, aor: str, route: Route, max_contacts: int = 0) -> None:
         key = contact_key(route)
         known = {k: v for k, v in self._known.get(aor, {}).items() if k != key}

@@ -112,6 +112,12 @@ class RedisLocation:
                     continue  # another instance wrote this AOR meanwhile: read again
         raise RuntimeError(f"location: too much contention on {aor}")
 
+    async def add_route_and_find(
+        self, aor: str, route: Route, max_contacts: int = 0
+    ) -> list[Route]:
+        await self.add_route(aor, route, max_contacts)
+        return await self.find_routes(aor)
+
     async def find_routes(
         self, aor: str, call_id: str = "", labels: dict[str, str] | None = None
     ) -> list[Route]:
