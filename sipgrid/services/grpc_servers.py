@@ -18,7 +18,13 @@ from google.protobuf import empty_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from sipgrid.api import convert
-from sipgrid.api.types import META_RESPONSES, LocationService, Processor, ProcessorUnavailable
+from sipgrid.api.types import (
+    META_RESPONSES,
+    LocationService,
+    Processor,
+    ProcessorUnavailable,
+    Route,
+)
 from sipgrid.pb import (
     location_pb2,
     location_pb2_grpc,
@@ -278,13 +284,17 @@ class LocationServicer(location_pb2_grpc.LocationServicer):
     # what a unary call and a call on the stream share
 
     async def add_route(self, request: location_pb2.AddRouteRequest) -> None:
-        if not request.aor:
-            raise BadMessage("aor: must not be empty")
-        try:
-            route = convert.route_from_pb(request.route)
-        except ValueError as error:
-            raise BadMessage(f"route: {error}") from None
-        await self._location.add_route(request.aor, route, request.max_contacts)
+        await self._location.add_route(request.aor, _route(request), request.max_contacts)
+
+    async def add_route_and_find(
+        self, request: location_pb2.AddRouteRequest
+    ) -> location_pb2.FindRoutesResponse:
+        """The add, then the AOR's routes as find_routes (the AOR alone) would give them:
+        one call to the store where it can answer both at once (Redis)."""
+        routes = await self._location.add_route_and_find(
+            request.aor, _route(request), request.max_contacts
+        )
+        return location_pb2.FindRoutesResponse(routes=[convert.route_to_pb(r) for r in routes])
 
     async def remove_routes(self, request: location_pb2.RemoveRoutesRequest) -> None:
         await self._location.remove_routes(request.aor)
@@ -296,6 +306,16 @@ class LocationServicer(location_pb2_grpc.LocationServicer):
             request.aor, request.call_id, dict(request.labels)
         )
         return location_pb2.FindRoutesResponse(routes=[convert.route_to_pb(r) for r in routes])
+
+
+def _route(request: location_pb2.AddRouteRequest) -> Route:
+    """The route an AddRoute asks for; BadMessage naming the field that is wrong."""
+    if not request.aor:
+        raise BadMessage("aor: must not be empty")
+    try:
+        return convert.route_from_pb(request.route)
+    except ValueError as error:
+        raise BadMessage(f"route: {error}") from None
 
 
 class LocationStreamServicer(stream_pb2_grpc.LocationStreamServicer):
@@ -324,11 +344,10 @@ class LocationStreamServicer(stream_pb2_grpc.LocationStreamServicer):
             found = await self._servicer.find_routes(item.find_routes)
             return stream_pb2.LocationAnswer(id=item.id, routes=found)
         if which == "add_route":
-            await self._servicer.add_route(item.add_route)
             if item.find_after_add:
-                asked = location_pb2.FindRoutesRequest(aor=item.add_route.aor)
-                found = await self._servicer.find_routes(asked)
+                found = await self._servicer.add_route_and_find(item.add_route)
                 return stream_pb2.LocationAnswer(id=item.id, routes=found, found_after_add=True)
+            await self._servicer.add_route(item.add_route)
         elif which == "remove_routes":
             await self._servicer.remove_routes(item.remove_routes)
         else:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -94,6 +95,104 @@ def test_call_id_affinity_and_labels(store: Store) -> None:
         assert [r.port for r in await location.find_routes(aor, labels={"priority": "low"})] == [
             6001
         ]
+
+    asyncio.run(scenario())
+
+
+def test_add_route_and_find_answers_what_find_routes_would(store: Store) -> None:
+    """The registrar's last binding of a REGISTER: the add, then the AOR's routes for its
+    200, as a find_routes right after would give them (newest first, the expired and
+    the removed left out, at most max_contacts)."""
+
+    async def scenario() -> None:
+        clock = Clock()
+        location = store(clock)
+        aor = "sip:1003@sip.local"
+
+        def ports(routes: list[Route]) -> list[tuple[int, int]]:
+            return [(r.port, r.expires) for r in routes]
+
+        steps: list[tuple[Route, int]] = [
+            (route(8001), 0),
+            (route(8002, expires=10), 0),
+            (route(8003), 0),
+            (route(8001, expires=120), 0),  # a refresh: newest now, not twice
+            (route(8002, expires=0), 0),  # removed
+            (route(8004), 2),  # the oldest beyond two dropped
+        ]
+        for added, max_contacts in steps:
+            clock.now += 1
+            found = await location.add_route_and_find(aor, added, max_contacts)
+            assert ports(found) == ports(await location.find_routes(aor))
+        assert ports(found) == [(8004, 60), (8001, 120)]
+        clock.now += 200  # all expired: adding one that has expired too finds nothing
+        assert await location.add_route_and_find(aor, route(8005, expires=0)) == []
+
+    asyncio.run(scenario())
+
+
+class _Counted(aioredis.Connection):
+    """A connection to the real Redis that counts what it sends: one write per command,
+    or per pipeline that is executed, each waiting for its answer (a round trip)."""
+
+    sent = 0
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        _Counted.sent += 1
+        await super().send_packed_command(command, check_health)
+
+
+def test_add_route_and_find_on_redis_asks_nothing_more_than_the_add(redis_url: str) -> None:
+    """The add reads the AOR's routes and writes them back with the new one; its answer
+    is those routes, with no read of its own after (a REGISTER's binding: three round
+    trips to Redis, not four)."""
+
+    async def scenario() -> None:
+        pool = aioredis.ConnectionPool.from_url(redis_url, connection_class=_Counted)
+        location = RedisLocation(aioredis.Redis(connection_pool=pool), clock=Clock())
+        await location.client.ping()  # the connection's own handshake, not counted
+        aor = "sip:1004@sip.local"
+
+        async def round_trips(call: Awaitable[object]) -> int:
+            before = _Counted.sent
+            await call
+            return _Counted.sent - before
+
+        adding = await round_trips(location.add_route(aor, route(8101)))
+        finding = await round_trips(location.find_routes(aor))
+        both = await round_trips(location.add_route_and_find(aor, route(8102)))
+        assert (adding, finding) == (3, 1)  # WATCH, HGETALL, MULTI..EXEC; HGETALL
+        assert both == adding
+        await location.close()
+
+    asyncio.run(scenario())
+
+
+def test_many_writers_of_one_aor_at_once_on_redis(redis_url: str) -> None:
+    """Fifty bindings of one AOR written at once through one instance, and ten more
+    through each of two others: every one is kept. The instance's own writers take
+    turns, so none of its writes reads again (three round trips each); writes of
+    different instances race, and the loser reads again."""
+
+    async def scenario() -> None:
+        pool = aioredis.ConnectionPool.from_url(redis_url, connection_class=_Counted)
+        one = RedisLocation(aioredis.Redis(connection_pool=pool))
+        await one.client.ping()
+        aor = "sip:1005@sip.local"
+        before = _Counted.sent
+        await asyncio.gather(*(one.add_route(aor, route(9000 + i)) for i in range(50)))
+        assert _Counted.sent - before == 3 * 50
+        others = [RedisLocation.from_url(redis_url) for _ in range(2)]
+        await asyncio.gather(
+            *(
+                other.add_route(aor, route(9100 + 10 * n + i))
+                for n, other in enumerate(others)
+                for i in range(10)
+            )
+        )
+        assert len(await one.find_routes(aor)) == 70
+        for location in (one, *others):
+            await location.close()
 
     asyncio.run(scenario())
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import pytest
 
 from sipgrid.api import convert
 from sipgrid.api.types import (
+    LocationService,
     MessageRequest,
     MessageResponse,
     NetInterface,
@@ -358,14 +359,45 @@ class OlderLocationStream(LocationStreamServicer):
         return await super()._answer(item)
 
 
+class NotedLocation:
+    """The Location service's store (in memory), noting which of its methods the
+    servicer calls."""
+
+    def __init__(self) -> None:
+        self._store = MemoryLocation()
+        self.asked: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def add_route(self, aor: str, route: Route, max_contacts: int = 0) -> None:
+        self.asked.append("add_route")
+        await self._store.add_route(aor, route, max_contacts)
+
+    async def add_route_and_find(
+        self, aor: str, route: Route, max_contacts: int = 0
+    ) -> list[Route]:
+        self.asked.append("add_route_and_find")
+        return await self._store.add_route_and_find(aor, route, max_contacts)
+
+    async def find_routes(
+        self, aor: str, call_id: str = "", labels: dict[str, str] | None = None
+    ) -> list[Route]:
+        self.asked.append("find_routes")
+        return await self._store.find_routes(aor, call_id, labels)
+
+
 def test_a_binding_and_the_routes_after_it_come_in_one_call() -> None:
     """A registrar's 200 lists the AOR's routes after its binding: on the stream, the
-    add_route brings them back (one round trip, not two); from a Location that predates
-    that, or without the stream, a find_routes follows, and the routes are the same."""
+    add_route brings them back (one round trip, not two), and the Location service asks
+    its store for both at once (on Redis, one round trip fewer there too); from a
+    Location that predates that, or without the stream, a find_routes follows, and the
+    routes are the same."""
 
     async def scenario(kind: str) -> None:
         server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[MetricsInterceptor()])
-        servicer = LocationServicer(MemoryLocation())
+        store = NotedLocation()
+        servicer = LocationServicer(cast(LocationService, store))
         location_pb2_grpc.add_LocationServicer_to_server(servicer, server)
         if kind != "unary":
             stream = (OlderLocationStream if kind == "older" else LocationStreamServicer)(servicer)
@@ -383,6 +415,12 @@ def test_a_binding_and_the_routes_after_it_come_in_one_call() -> None:
             calls = [served(m) - b for m, b in zip(methods, before, strict=True)]
             expected = {"stream": [2, 0, 0], "older": [3, 0, 0], "unary": [0, 2, 1]}
             assert calls == expected[kind]
+            asked = {
+                "stream": ["add_route", "add_route_and_find"],
+                "older": ["add_route", "add_route", "find_routes"],
+                "unary": ["add_route", "add_route", "find_routes"],
+            }
+            assert store.asked == asked[kind]
         finally:
             await location.close()
             await server.stop(None)

@@ -9,6 +9,7 @@ expires after an hour. Nothing grows for ever.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -53,6 +54,16 @@ def redis_client(url: str) -> aioredis.Redis:
     )
 
 
+class _Turn:
+    """The writers of one AOR in this instance, one at a time."""
+
+    __slots__ = ("lock", "writers")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.writers = 0
+
+
 class RedisLocation:
     def __init__(
         self,
@@ -64,6 +75,7 @@ class RedisLocation:
         self._redis = client
         self._prefix = prefix
         self._clock = clock
+        self._turns: dict[str, _Turn] = {}  # AOR keys being written here, and by how many
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisLocation:
@@ -80,9 +92,45 @@ class RedisLocation:
         return f"{self._prefix}loc:{aor}"
 
     async def add_route(self, aor: str, route: Route, max_contacts: int = 0) -> None:
+        await self._add(aor, route, max_contacts)
+
+    async def add_route_and_find(
+        self, aor: str, route: Route, max_contacts: int = 0
+    ) -> list[Route]:
+        """What find_routes would answer right after the add, without asking Redis again:
+        the add has just read the AOR's live routes and written them back with this one
+        (one round trip of the four a REGISTER's binding made)."""
+        routes = await self._add(aor, route, max_contacts)
+        now = self._clock()
+        return [r for r in routes if r.expires_at() > now]
+
+    async def _add(self, aor: str, route: Route, max_contacts: int) -> list[Route]:
+        """Add, refresh or (expires 0) remove one contact; the AOR's routes as written,
+        newest first.
+
+        The write is an optimistic transaction: when another writer changed the AOR
+        between its read and its write, it reads again. Writers of one AOR in this
+        instance take turns instead: racing each other, they made each other read again
+        until the tries ran out, and the REGISTER failed (up to 451 of 3000 digest
+        exchanges on one AOR at 300 a second through the distributed wiring,
+        bench/README.md). Only other instances' writes can still make a write read again.
+        """
         if route.expires > 0 and not route.registered_on:
             route.registered_on = self._clock()
         key = self._key(aor)
+        turn = self._turns.get(key)
+        if turn is None:
+            turn = self._turns[key] = _Turn()
+        turn.writers += 1
+        try:
+            async with turn.lock:
+                return await self._write(key, aor, route, max_contacts)
+        finally:
+            turn.writers -= 1
+            if not turn.writers:
+                del self._turns[key]
+
+    async def _write(self, key: str, aor: str, route: Route, max_contacts: int) -> list[Route]:
         for _ in range(RETRIES):
             async with self._redis.pipeline(transaction=True) as pipe:
                 try:
@@ -107,16 +155,10 @@ class RedisLocation:
                         last = max(r.expires_at() for r in routes) - self._clock()
                         pipe.pexpire(key, max(1, int(last * 1000)))
                     await pipe.execute()
-                    return
+                    return routes
                 except WatchError:
                     continue  # another instance wrote this AOR meanwhile: read again
         raise RuntimeError(f"location: too much contention on {aor}")
-
-    async def add_route_and_find(
-        self, aor: str, route: Route, max_contacts: int = 0
-    ) -> list[Route]:
-        await self.add_route(aor, route, max_contacts)
-        return await self.find_routes(aor)
 
     async def find_routes(
         self, aor: str, call_id: str = "", labels: dict[str, str] | None = None
