@@ -11,7 +11,7 @@ rate too, so that each ratio compares the two at one rate (a call's CPU depends 
 100 calls/s Kamailio spent 2.15 to 2.27 ms a call where it spent 1.76 to 1.91 at 200/s). Then
 the all-in-one as 1 and as 2 worker
 processes on one port (BENCH_WORKERS, SIPGRID_WORKERS), both with bindings in Redis (which
-more than one worker needs), for the same call figures. CPU comes from /proc (utime + stime of
+more than one worker needs), for the same call and REGISTER figures. CPU comes from /proc (utime + stime of
 every process of the server, threads included); sipp's own CPU is not counted. Absolute
 figures on a shared machine swing by 20 %: the ratio sipgrid / Kamailio in one run is
 the figure that counts. Each measured run after the first waits until what the one before it
@@ -389,7 +389,7 @@ def main() -> None:
             print(f"sipgrid all-in-one, {count} worker(s), bindings in Redis:", flush=True)
             where = work / f"workers-{count}"
             with sipgrid_workers(where, count) as server:
-                report[f"workers_{count}"] = workloads(server, where, registers=False)
+                report[f"workers_{count}"] = workloads(server, where)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report["ratios"] = ratios(report)
@@ -549,6 +549,17 @@ def table(report: dict[str, object]) -> str:
                 "",
             )
         )
+        # one AOR's REGISTERs: the workers' writes of it race in Redis (bench/README.md)
+        for rate in REG_RATES:
+            key, name = f"registers_{rate}", f"workers_{count}"
+            if key not in found:  # a report from before these runs
+                continue
+            completed = _figure(report, name, key, "successful")
+            label = f"{count} worker(s), Redis: REGISTERs at {rate}/s completed of"
+            rows.append((f"{label} {rate * REG_SECONDS}", "", completed, ""))
+            k, w = _cpu(report, "kamailio", key), _cpu(report, name, key)
+            label = f"{count} worker(s), Redis: CPU ms per REGISTER at {rate}/s"
+            rows.append((label, f"{k:.3f}", f"{w:.3f}", f"{w / k:.2f}"))
     width = max(len(r[0]) for r in rows)
     lines = [f"{r[0]:<{width}}  {r[1]:>9}  {r[2]:>9}  {r[3]:>6}" for r in rows]
     return "\n".join(

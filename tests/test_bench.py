@@ -80,3 +80,19 @@ def test_a_report_from_before_a_run_was_added_still_prints() -> None:
     assert not any(line.startswith("distributed at 200/s, CPU") for line in text.splitlines())
     assert row(text, "CPU ms per call at 200/s") == row(table(REPORT), "CPU ms per call at 200/s")
     assert math.isnan(ratios(older)["registers_300_sipgrid_over_kamailio_stateful_register"])
+
+
+def test_the_workers_registers_have_rows_when_the_report_has_them() -> None:
+    """Since session 24 the workers on Redis also take the REGISTERs (of one AOR): how many
+    exchanges completed, and the CPU of each beside Kamailio's. The stored report is from
+    before, so the figures here are set on a copy of it."""
+    newer = copy.deepcopy(REPORT)
+    newer["workers_2"]["registers_2000"] = {"successful": 16408, "cpu_ms_each": 0.922}
+    text = table(newer)
+    assert row(text, "2 worker(s), Redis: REGISTERs at 2000/s completed of 20000") == ["16408"]
+    k = cpu(REPORT, "kamailio", "registers_2000")
+    label = "2 worker(s), Redis: CPU ms per REGISTER at 2000/s"
+    assert row(text, label) == [f"{k:.3f}", "0.922", f"{0.922 / k:.2f}"]
+    # no such run, no such row
+    assert not any("Redis: CPU ms per REGISTER at 300/s" in line for line in text.splitlines())
+    assert not any("REGISTER" in line and "worker" in line for line in table(REPORT).splitlines())
