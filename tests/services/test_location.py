@@ -143,14 +143,15 @@ class _Counted(aioredis.Connection):
 
 
 def test_add_route_and_find_on_redis_asks_nothing_more_than_the_add(redis_url: str) -> None:
-    """The add reads the AOR's routes and writes them back with the new one; its answer
-    is those routes, with no read of its own after (a REGISTER's binding: three round
-    trips to Redis, not four)."""
+    """The add reads the AOR's routes and writes them back with the new one if nothing
+    changed them meanwhile; its answer is those routes, with no read of its own after (a
+    REGISTER's binding: two round trips to Redis)."""
 
     async def scenario() -> None:
         pool = aioredis.ConnectionPool.from_url(redis_url, connection_class=_Counted)
         location = RedisLocation(aioredis.Redis(connection_pool=pool), clock=Clock())
-        await location.client.ping()  # the connection's own handshake, not counted
+        # the connection's own handshake, and the script loaded: not counted
+        await location.add_route("sip:warm@sip.local", route(8100))
         aor = "sip:1004@sip.local"
 
         async def round_trips(call: Awaitable[object]) -> int:
@@ -161,7 +162,7 @@ def test_add_route_and_find_on_redis_asks_nothing_more_than_the_add(redis_url: s
         adding = await round_trips(location.add_route(aor, route(8101)))
         finding = await round_trips(location.find_routes(aor))
         both = await round_trips(location.add_route_and_find(aor, route(8102)))
-        assert (adding, finding) == (3, 1)  # WATCH, HGETALL, MULTI..EXEC; HGETALL
+        assert (adding, finding) == (2, 1)  # HGETALL, the script's write; HGETALL
         assert both == adding
         await location.close()
 
@@ -171,17 +172,17 @@ def test_add_route_and_find_on_redis_asks_nothing_more_than_the_add(redis_url: s
 def test_many_writers_of_one_aor_at_once_on_redis(redis_url: str) -> None:
     """Fifty bindings of one AOR written at once through one instance, and ten more
     through each of two others: every one is kept. The instance's own writers take
-    turns, so none of its writes reads again (three round trips each); writes of
+    turns, so none of its writes reads again (two round trips each); writes of
     different instances race, and the loser reads again."""
 
     async def scenario() -> None:
         pool = aioredis.ConnectionPool.from_url(redis_url, connection_class=_Counted)
         one = RedisLocation(aioredis.Redis(connection_pool=pool))
-        await one.client.ping()
+        await one.add_route("sip:warm@sip.local", route(8100))
         aor = "sip:1005@sip.local"
         before = _Counted.sent
         await asyncio.gather(*(one.add_route(aor, route(9000 + i)) for i in range(50)))
-        assert _Counted.sent - before == 3 * 50
+        assert _Counted.sent - before == 2 * 50
         others = [RedisLocation.from_url(redis_url) for _ in range(2)]
         await asyncio.gather(
             *(
@@ -193,6 +194,47 @@ def test_many_writers_of_one_aor_at_once_on_redis(redis_url: str) -> None:
         assert len(await one.find_routes(aor)) == 70
         for location in (one, *others):
             await location.close()
+
+    asyncio.run(scenario())
+
+
+class _Interrupted(aioredis.Redis):
+    """A client to the real Redis that runs ``meanwhile`` (once) between reading an AOR
+    and writing it: another instance's write, landing at the worst moment."""
+
+    meanwhile: Callable[[], Awaitable[None]] | None = None
+
+    async def hgetall(self, name: Any) -> Any:
+        found = await super().hgetall(name)
+        if self.meanwhile is not None:
+            hook, self.meanwhile = self.meanwhile, None
+            await hook()
+        return found
+
+
+def test_a_write_from_a_stale_read_is_not_made(redis_url: str) -> None:
+    """Between one instance's read of an AOR and its write, another instance binds a
+    contact: the first write is refused (what it read is no longer there), it reads
+    again, and both bindings are kept."""
+
+    async def scenario() -> None:
+        pool = aioredis.ConnectionPool.from_url(redis_url, connection_class=_Counted)
+        client = _Interrupted(connection_pool=pool)
+        one, other = RedisLocation(client), RedisLocation.from_url(redis_url)
+        aor = "sip:1006@sip.local"
+        await one.add_route(aor, route(9201))
+
+        async def meanwhile() -> None:
+            await other.add_route(aor, route(9202))
+
+        client.meanwhile = meanwhile
+        before = _Counted.sent
+        found = await one.add_route_and_find(aor, route(9203))
+        assert _Counted.sent - before == 4  # read, refused write, read again, write
+        assert sorted(r.port for r in found) == [9201, 9202, 9203]
+        assert sorted(r.port for r in await other.find_routes(aor)) == [9201, 9202, 9203]
+        await one.close()
+        await other.close()
 
     asyncio.run(scenario())
 
