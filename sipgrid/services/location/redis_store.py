@@ -4,8 +4,8 @@ restarted Location forgets nothing.
 The same semantics as MemoryLocation. Each AOR is one hash (``<prefix>loc:<aor>``: a
 field per contact, the route as Routr's protobuf), read, then rewritten by a script that
 writes only if the hash still holds what was read (else read again), expiring with its last
-binding. Call-ID affinity is a key per Call-ID that
-expires after an hour. Nothing grows for ever.
+binding. Call-ID affinity is a key per Call-ID that expires after an hour. Nothing grows
+for ever.
 """
 
 from __future__ import annotations
@@ -135,12 +135,13 @@ class RedisLocation:
         newest first.
 
         The write is optimistic: a script writes only if the hash still holds what was
-        read (one round trip less than WATCH, read, MULTI ... EXEC, and no connection held
-        in between); when another writer changed the AOR meanwhile, it reads again. Writers of one AOR in this
-        instance take turns instead: racing each other, they made each other read again
-        until the tries ran out, and the REGISTER failed (up to 451 of 3000 digest
-        exchanges on one AOR at 300 a second through the distributed wiring,
-        bench/README.md). Only other instances' writes can still make a write read again.
+        read (one round trip less than WATCH, read, MULTI ... EXEC, and no connection
+        held in between); when another writer changed the AOR meanwhile, it reads again.
+        Writers of one AOR in this instance take turns instead: racing each other, they
+        made each other read again until the tries ran out, and the REGISTER failed (up
+        to 451 of 3000 digest exchanges on one AOR at 300 a second through the
+        distributed wiring, bench/README.md). Only other instances' writes can still make
+        a write read again.
         """
         if route.expires > 0 and not route.registered_on:
             route.registered_on = self._clock()
