@@ -557,9 +557,9 @@ def table(report: dict[str, object]) -> str:
             completed = _figure(report, name, key, "successful")
             label = f"{count} worker(s), Redis: REGISTERs at {rate}/s completed of"
             rows.append((f"{label} {rate * REG_SECONDS}", "", completed, ""))
-            k, w = _cpu(report, "kamailio", key), _cpu(report, name, key)
+            kr, wr = _cpu(report, "kamailio", key), _cpu(report, name, key)
             label = f"{count} worker(s), Redis: CPU ms per REGISTER at {rate}/s"
-            rows.append((label, f"{k:.3f}", f"{w:.3f}", f"{w / k:.2f}"))
+            rows.append((label, f"{kr:.3f}", f"{wr:.3f}", f"{wr / kr:.2f}"))
     width = max(len(r[0]) for r in rows)
     lines = [f"{r[0]:<{width}}  {r[1]:>9}  {r[2]:>9}  {r[3]:>6}" for r in rows]
     return "\n".join(

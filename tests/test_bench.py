@@ -1,5 +1,5 @@
 """`make bench`'s side-by-side table (bench/versus.py), from a report of a real run
-(tests/versus_report.json: `python -m bench.versus` on 2026-12-02). The benchmark itself
+(tests/versus_report.json: `python -m bench.versus` in session 24). The benchmark itself
 takes half an hour and is not part of `make test`; this keeps what it prints at the end
 working as the report grows."""
 
@@ -82,17 +82,27 @@ def test_a_report_from_before_a_run_was_added_still_prints() -> None:
     assert math.isnan(ratios(older)["registers_300_sipgrid_over_kamailio_stateful_register"])
 
 
-def test_the_workers_registers_have_rows_when_the_report_has_them() -> None:
-    """Since session 24 the workers on Redis also take the REGISTERs (of one AOR): how many
-    exchanges completed, and the CPU of each beside Kamailio's. The stored report is from
-    before, so the figures here are set on a copy of it."""
-    newer = copy.deepcopy(REPORT)
-    newer["workers_2"]["registers_2000"] = {"successful": 16408, "cpu_ms_each": 0.922}
-    text = table(newer)
-    assert row(text, "2 worker(s), Redis: REGISTERs at 2000/s completed of 20000") == ["16408"]
-    k = cpu(REPORT, "kamailio", "registers_2000")
-    label = "2 worker(s), Redis: CPU ms per REGISTER at 2000/s"
-    assert row(text, label) == [f"{k:.3f}", "0.922", f"{0.922 / k:.2f}"]
-    # no such run, no such row
-    assert not any("Redis: CPU ms per REGISTER at 300/s" in line for line in text.splitlines())
-    assert not any("REGISTER" in line and "worker" in line for line in table(REPORT).splitlines())
+def test_the_workers_rows() -> None:
+    """The workers on Redis: CPU per call beside Kamailio's, the highest clean rate, and
+    (since session 24) the REGISTERs of one AOR: how many exchanges completed, and the
+    CPU of each beside Kamailio's."""
+    text = table(REPORT)
+    k = cpu(REPORT, "kamailio", "calls")
+    for count in (1, 2):
+        w = cpu(REPORT, f"workers_{count}", "calls")
+        label = f"{count} worker(s), Redis: CPU ms per call at 200/s"
+        assert row(text, label) == [f"{w:.3f}", f"{w / k:.2f}"]  # no Kamailio cell
+        for rate in (300, 2000):
+            run = REPORT[f"workers_{count}"][f"registers_{rate}"]
+            label = f"{count} worker(s), Redis: REGISTERs at {rate}/s completed of {rate * 10}"
+            assert row(text, label) == [str(run["successful"])]
+            kr = cpu(REPORT, "kamailio", f"registers_{rate}")
+            label = f"{count} worker(s), Redis: CPU ms per REGISTER at {rate}/s"
+            wr = float(run["cpu_ms_each"])
+            assert row(text, label) == [f"{kr:.3f}", f"{wr:.3f}", f"{wr / kr:.2f}"]
+    # a report from before the workers took REGISTERs: no such rows
+    older = copy.deepcopy(REPORT)
+    for count in (1, 2):
+        for rate in (300, 2000):
+            del older[f"workers_{count}"][f"registers_{rate}"]
+    assert not any("REGISTER" in line and "worker" in line for line in table(older).splitlines())
