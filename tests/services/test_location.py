@@ -125,7 +125,7 @@ def test_add_route_and_find_answers_what_find_routes_would(store: Store) -> None
             found = await location.add_route_and_find(aor, added, max_contacts)
             assert ports(found) == ports(await location.find_routes(aor))
         assert ports(found) == [(8004, 60), (8001, 120)]
-        clock.now += 200  # all expired: adding one that has expired too finds nothing
+        clock.now += 200  # all expired: removing one more then finds nothing
         assert await location.add_route_and_find(aor, route(8005, expires=0)) == []
 
     asyncio.run(scenario())
