@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from sipgrid.api.types import MessageRequest, MessageResponse, Processor
+from sipgrid.api.types import MessageRequest, MessageResponse, Processor, Route
 from sipgrid.services.connect.processor import ConnectProcessor
 from sipgrid.services.connect.resources import load_resources
 from sipgrid.services.edgeport.config import EdgePortConfig
@@ -140,3 +140,32 @@ async def serving(processor: Processor, **spec: Any) -> tuple[EdgePort, int]:
     edgeport = EdgePort(edgeport_config(0, **spec), processor)
     await edgeport.start()
     return edgeport, edgeport.listening_points[0].port
+
+
+class Noted:
+    """A Location that notes each AOR looked up (find_routes), and which of its calls
+    that change bindings were made (``changes``), and does the rest as its own."""
+
+    def __init__(self, location: MemoryLocation) -> None:
+        self._location = location
+        self.finds: list[str] = []
+        self.changes: list[str] = []
+
+    async def find_routes(
+        self, aor: str, call_id: str = "", labels: dict[str, str] | None = None
+    ) -> list[Route]:
+        self.finds.append(aor)
+        return await self._location.find_routes(aor, call_id, labels)
+
+    async def add_route(self, aor: str, route: Route, max_contacts: int = 0) -> None:
+        self.changes.append("add_route")
+        await self._location.add_route(aor, route, max_contacts)
+
+    async def add_route_and_find(
+        self, aor: str, route: Route, max_contacts: int = 0
+    ) -> list[Route]:
+        self.changes.append("add_route_and_find")
+        return await self._location.add_route_and_find(aor, route, max_contacts)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._location, name)

@@ -7,7 +7,6 @@ import asyncio
 import shutil
 from email.utils import formatdate
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -16,7 +15,6 @@ from sipgrid.api.types import (
     MessageRequest,
     MessageResponse,
     NetInterface,
-    Route,
     Transport,
 )
 from sipgrid.services.connect.auth import Authenticator, MemoryNonceCounts, NonceCounts
@@ -30,7 +28,7 @@ from sipgrid.services.metrics import exposition
 from sipgrid.sip import Challenge, Request, Response, parse
 from sipgrid.sip.digest import answer
 
-from .helpers import ROOT
+from .helpers import ROOT, Noted
 
 KEY = b"k" * 32
 US = NetInterface("127.0.0.1", 5060, Transport.UDP)
@@ -45,35 +43,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-class Noted:
-    """A Location that notes each AOR looked up (find_routes), and which of its calls
-    that change bindings were made (``changes``), and does the rest as its own."""
-
-    def __init__(self, location: MemoryLocation) -> None:
-        self._location = location
-        self.finds: list[str] = []
-        self.changes: list[str] = []
-
-    async def find_routes(
-        self, aor: str, call_id: str = "", labels: dict[str, str] | None = None
-    ) -> list[Route]:
-        self.finds.append(aor)
-        return await self._location.find_routes(aor, call_id, labels)
-
-    async def add_route(self, aor: str, route: Route, max_contacts: int = 0) -> None:
-        self.changes.append("add_route")
-        await self._location.add_route(aor, route, max_contacts)
-
-    async def add_route_and_find(
-        self, aor: str, route: Route, max_contacts: int = 0
-    ) -> list[Route]:
-        self.changes.append("add_route_and_find")
-        return await self._location.add_route_and_find(aor, route, max_contacts)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._location, name)
 
 
 class Switch:
