@@ -129,10 +129,8 @@ class Registrar:
         except ValueError:
             return reply(message, 400, f"{SESSION_COUNT} Must Be A Number")
         routes = None  # the AOR's routes after the last binding, when there is one
-        bindable = [c for c in contacts if c.sip_uri is not None]
-        for n, contact in enumerate(bindable):
-            uri = contact.sip_uri
-            assert uri is not None
+        bindable = [(c, uri) for c in contacts if (uri := c.sip_uri) is not None]
+        for n, (contact, uri) in enumerate(bindable):
             expires = contact.expires if contact.expires is not None else header_expires
             expires = DEFAULT_EXPIRES if expires is None else expires
             if limit:
