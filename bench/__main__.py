@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from bench import cold, grpc_stream, instructions, memory, parser_bench, sip_load, versus
+from bench import (
+    alternated,
+    cold,
+    grpc_stream,
+    instructions,
+    memory,
+    parser_bench,
+    sip_load,
+    versus,
+)
 
 
 def main() -> None:
@@ -13,6 +22,7 @@ def main() -> None:
     memory.main()
     sip_load.main()
     versus.main()  # sipgrid beside Kamailio, one run: the ratios are what counts
+    alternated.main()  # the all-in-one's aims, on the median of several alternated rounds
 
 
 if __name__ == "__main__":

@@ -346,14 +346,19 @@ def _kamailio_leader(directory: Path) -> int:
     raise RuntimeError("kamailio is not running")
 
 
-def main() -> None:
-    report: dict[str, object] = {
+def heading() -> dict[str, object]:
+    """What a report says of the machine and the load, before its figures."""
+    return {
         "cpus": os.cpu_count(),
         "python": interpreter(),
         "seconds": SECONDS,
         "call_rate": CALL_RATE,
         "register_rates": REG_RATES,
     }
+
+
+def main() -> None:
+    report = heading()
     os.environ["SIPGRID_TEST_LOG_LEVEL"] = "warning"  # as a production server would log
     spec = {"edgeport": {"localnets": ["127.0.0.1/8"]}}
     work = Path(tempfile.mkdtemp(prefix="sipgrid-versus-"))
