@@ -13,12 +13,15 @@ callgrind with counting off while it starts; counting is turned on (``callgrind_
 20 exchanges (or calls) warm it, their transactions end (35 s, as bench.versus waits), the
 count is zeroed, then ``BENCH_INSTR_REGISTERS`` exchanges at 20 a second, or
 ``BENCH_INSTR_CALLS`` calls at 10 a second (sipp, as in bench.versus, told not to
-retransmit), are counted. Every thread of the process is
-counted, the event loop's waiting included. ``BENCH_INSTR_KEEP`` names a folder to keep
+retransmit), are counted; then the server is counted as long again with no traffic, and
+the report gives each figure with and without that idle count (what the server does each
+second whatever its load). Every thread of the process is counted, the event loop's waiting
+included. ``BENCH_INSTR_KEEP`` names a folder to keep
 callgrind's files in (for callgrind_annotate).
 The rates are low because the server runs many times slower under valgrind; the
 count per exchange does not depend on the rate except for what is done per second
-(the save of changed bindings, the reads of the store's revision and of the bans).
+(the save of changed bindings, the reads of the store's revision and of the bans),
+which the figure less the idle count leaves out.
 
 Kamailio is not counted here: callgrind_control does not reach the workers it forks,
 and in bench/kamailio.cfg its own memory allocator's search for a free block
@@ -87,33 +90,44 @@ def _count(directory: Path, kind: str) -> dict[str, float]:
             # delayed the count past them (session 15). Counted runs now start after them.
             settle()
             _control("--zero", pid)
-            ok, failed, _ = _sipp(
+            ok, failed, elapsed = _sipp(
                 server_dir, kind, flow, one.port, rate, total, "1001", {}, ["-nr"]
             )
+            _control("--dump", pid)  # <out>.1: the run (a dump zeroes the count)
+            # What the server does each second whatever its load, counted as long again
+            # with no traffic (its transactions end 32 s on, after this): at 20
+            # exchanges a second it was a fifth of the count (session 25), where at
+            # 2000/s it is a hundredth.
+            time.sleep(elapsed)
+            _control("--dump", pid)  # <out>.2: idle
             _control("--instr=off", pid)
-        _control("--dump", pid)
-    counted = _totals(out)
+    counted, idle = _totals(out, 1), _totals(out, 2)
     if KEEP:
         Path(KEEP).mkdir(parents=True, exist_ok=True)
         for path in out.parent.glob(out.name + "*"):
             shutil.copy(path, Path(KEEP) / path.name)
     print(
-        f"  {kind}: {counted / max(ok, 1):,.0f} instructions each "
+        f"  {kind}: {counted / max(ok, 1):,.0f} instructions each, "
+        f"{(counted - idle) / max(ok, 1):,.0f} less what an idle server does as long "
         f"({ok} done, {failed} failed, {time.monotonic() - started:.0f} s)",
         flush=True,
     )
-    return {"done": ok, "failed": failed, "instructions_each": round(counted / max(ok, 1))}
+    return {
+        "done": ok,
+        "failed": failed,
+        "instructions_each": round(counted / max(ok, 1)),
+        "idle_instructions_per_second": round(idle / elapsed),
+        "instructions_each_less_idle": round((counted - idle) / max(ok, 1)),
+    }
 
 
-def _totals(out: Path) -> int:
-    """The instructions counted between --zero and the dump (callgrind numbers the dump
-    ``<out>.1``; what came after it, with counting off, is in ``<out>``)."""
-    total = 0
-    for path in out.parent.glob(out.name + "*"):
-        for line in path.read_text(errors="replace").splitlines():
-            if line.startswith("totals:"):
-                total += int(line.split()[1])
-    return total
+def _totals(out: Path, dump: int) -> int:
+    """The instructions of callgrind's ``dump``-th dump (``<out>.<dump>``: what was
+    counted since the one before, or since --zero)."""
+    for line in out.with_name(f"{out.name}.{dump}").read_text(errors="replace").splitlines():
+        if line.startswith("totals:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"callgrind's dump {dump} of {out} has no totals")
 
 
 def main() -> None:
