@@ -131,7 +131,8 @@ def _cpu(run: object) -> float:
 
 def summary(report: dict[str, object]) -> dict[str, dict[str, Any]]:
     """For each aim and Kamailio it is held against: each round's ratio, their median
-    (over the rounds whose runs all completed) and whether the median is within the aim."""
+    (over the rounds in which no run lost more than one exchange in a hundred) and whether
+    the median is within the aim."""
     runs = report["rounds"]
     assert isinstance(runs, list)
     found: dict[str, dict[str, Any]] = {}
@@ -142,7 +143,7 @@ def summary(report: dict[str, object]) -> dict[str, dict[str, Any]]:
                 for one in runs
                 if aim.key in one
             ]
-            whole = [r for r in ratios if r == r]  # NaN: a run with a failed exchange
+            whole = [r for r in ratios if r == r]  # NaN: a run that lost too many
             middle = statistics.median(whole) if whole else float("nan")
             found[f"{aim.key}_over_{peer}"] = {
                 "ratios": [round(r, 2) for r in ratios],

@@ -96,8 +96,8 @@ def _count(directory: Path, kind: str) -> dict[str, float]:
             _control("--dump", pid)  # <out>.1: the run (a dump zeroes the count)
             # What the server does each second whatever its load, counted as long again
             # with no traffic (its transactions end 32 s on, after this): at 20
-            # exchanges a second it was a fifth of the count (session 25), where at
-            # 2000/s it is a hundredth.
+            # exchanges a second it was a sixth of the count (session 25), where at
+            # 2000/s it is under 1 %.
             time.sleep(elapsed)
             _control("--dump", pid)  # <out>.2: idle
             _control("--instr=off", pid)
