@@ -272,6 +272,30 @@ def test_received_is_stamped_without_rport_when_the_sent_by_differs() -> None:
     asyncio.run(scenario())
 
 
+def test_a_stale_received_is_replaced_where_it_stands_and_rport_filled_once() -> None:
+    """A Via that already carries received (say, stamped by a proxy before a retry) gets
+    the true source in its place; each parameter keeps its place and rport is filled in
+    (RFC 3581 section 4)."""
+
+    async def scenario() -> None:
+        edgeport, port = await serving(connect_processor())
+        peer = await udp_peer()
+        try:
+            data = request_bytes("OPTIONS", peer.port, uri="sip:127.0.0.1").replace(
+                f"127.0.0.1:{peer.port};branch=z9hG4bKt1;rport".encode(),
+                b"10.9.9.9:5060;Received=192.0.2.1;branch=z9hG4bKt3;RPORT;x",
+            )
+            peer.send(data, port)
+            via = (await peer.response()).top_via
+            assert [name for name, _ in via.params] == ["received", "branch", "rport", "x"]
+            assert via.received == "127.0.0.1" and via.rport == peer.port
+        finally:
+            peer.close()
+            await edgeport.stop()
+
+    asyncio.run(scenario())
+
+
 def test_a_request_without_call_id_gets_400_naming_it() -> None:
     async def scenario() -> None:
         edgeport, port = await serving(connect_processor())

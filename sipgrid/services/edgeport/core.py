@@ -45,7 +45,7 @@ from sipgrid.sip import (
     parse_uri,
 )
 from sipgrid.sip.digest import answer
-from sipgrid.sip.headers import Params, set_header_param
+from sipgrid.sip.headers import Params
 from sipgrid.sip.transaction import (
     T1,
     ClientInviteTransaction,
@@ -716,14 +716,32 @@ class EdgePortCore:
         """received whenever the sent-by host is not the source (RFC 3261 section 18.2.1);
         rport filled in when asked for (RFC 3581)."""
         via = request.top_via
-        params = via.params
-        wants_rport = via.wants_rport
-        if wants_rport:
-            params = set_header_param(params, "rport", str(flow.port))
-        if wants_rport or via.host.strip("[]") != flow.host:
-            params = set_header_param(params, "received", flow.host)
-        if params is not via.params:  # one new Via for both parameters
-            request.set_top_via(Via(via.transport, via.host, via.port, params, via.protocol))
+        stamp = via.host.strip("[]") != flow.host
+        if not stamp:  # rport asked for: then received is set too
+            for name, _ in via.params:
+                if name == "rport" or name.lower() == "rport":
+                    stamp = True
+                    break
+            if not stamp:
+                return
+        # one pass, one new Via for both: each keeps its place, received goes last if new
+        params: list[tuple[str, str | None]] = []
+        ported = stamped = False
+        for name, value in via.params:
+            lname = name if name == "rport" or name == "received" else name.lower()
+            if lname == "rport":
+                if not ported:
+                    params.append(("rport", str(flow.port)))
+                ported = True
+            elif lname == "received":
+                if not stamped:
+                    params.append(("received", flow.host))
+                stamped = True
+            else:
+                params.append((name, value))
+        if not stamped:
+            params.append(("received", flow.host))
+        request.set_top_via(Via(via.transport, via.host, via.port, tuple(params), via.protocol))
 
     def _looped(self, request: Request) -> bool:
         """RFC 3261 section 16.3 step 4: our own Via with this request's loop hash."""
