@@ -28,6 +28,12 @@ def start(coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T] | None:
         waiting = coroutine.send(None)
     except StopIteration:
         return None
+    return resume(coroutine, waiting)
+
+
+def resume(coroutine: Coroutine[Any, Any, T], waiting: Any) -> asyncio.Task[T]:
+    """The task in which a started ``coroutine`` goes on: ``waiting`` is what its first
+    step yielded (what it waits on)."""
     return asyncio.ensure_future(_Started(coroutine, waiting))
 
 

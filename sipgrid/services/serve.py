@@ -261,7 +261,7 @@ async def serve(service: str, config_dir: Path, bind_addr: str | None = None) ->
             await api_resources.refresh()
             refresher = asyncio.create_task(api_resources.run())
             connect = ConnectProcessor(
-                api_resources, location, auth, guard=guard, balancer=balancer, tokens=tokens
+                api_resources.current, location, auth, guard=guard, balancer=balancer, tokens=tokens
             )
         else:  # resources from files
             connect = ConnectProcessor(

@@ -16,7 +16,7 @@ from sipgrid.pb import store_pb2, store_pb2_grpc
 from sipgrid.sdk import ConnectClient, Resource, SdkError
 from sipgrid.services.grpc_options import token_metadata
 
-from .index import Resources
+from .index import Current, Resources
 from .resources import keep_fresh, snapshot_from
 
 
@@ -47,19 +47,20 @@ BLIND_RELOAD = 5.0  # seconds between whole reloads from an APIServer that has n
 
 
 class ApiResources:
-    """Callable returning the current snapshot; ``run()`` keeps it fresh."""
+    """Callable returning the current snapshot; ``run()`` keeps it fresh. ``current``
+    returns the same, compiled: what Connect is given."""
 
     def __init__(self, internal_addr: str) -> None:
         self._client = ConnectClient(internal_addr)
         self._client.metadata.extend(token_metadata())  # the internal port may want it
         self._store = store_pb2_grpc.StoreStub(self._client.channel)  # type: ignore[no-untyped-call]
-        self._snapshot = Resources()
+        self.current = Current(Resources())
         self._revision: int | None = None
         self._loaded_at = 0.0
         self.reloads = 0  # whole snapshots read (for the tests)
 
     def __call__(self) -> Resources:
-        return self._snapshot
+        return self.current.resources
 
     async def refresh(self) -> None:
         revision = await asyncio.to_thread(self._revision_now)
@@ -67,7 +68,7 @@ class ApiResources:
             return
         if revision is None and time.monotonic() - self._loaded_at < BLIND_RELOAD:
             return
-        self._snapshot = await asyncio.to_thread(snapshot, self._client)
+        self.current.resources = await asyncio.to_thread(snapshot, self._client)
         self._revision, self._loaded_at = revision, time.monotonic()
         self.reloads += 1
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from sipgrid.services.apiserver.store import KINDS, ResourceStore, StoreError
 
-from .index import Resources
+from .index import Current, Resources
 from .resources import keep_fresh, snapshot_from
 
 
@@ -34,22 +34,23 @@ def _all(store: ResourceStore, kind: str) -> list[dict[str, Any]]:
 
 
 class StoreResources:
-    """Callable that returns the current snapshot; ``run()`` keeps it fresh."""
+    """Callable that returns the current snapshot; ``run()`` keeps it fresh. ``current``
+    returns the same, compiled: what Connect is given."""
 
     def __init__(self, store: ResourceStore) -> None:
         self._store = store
         self._revision = store.revision()
-        self._snapshot = snapshot(store)
+        self.current = Current(snapshot(store))
 
     def __call__(self) -> Resources:
-        return self._snapshot
+        return self.current.resources
 
     async def refresh(self) -> bool:
         """Reload when the store changed; True when it did."""
         revision = await asyncio.to_thread(self._store.revision)
         if revision == self._revision:
             return False
-        self._snapshot = await asyncio.to_thread(snapshot, self._store)
+        self.current.resources = await asyncio.to_thread(snapshot, self._store)
         self._revision = revision
         return True
 

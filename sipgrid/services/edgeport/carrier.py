@@ -20,8 +20,9 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine
-from typing import Any, Final, Protocol
+from collections.abc import Callable, Coroutine, Iterator
+from types import CoroutineType
+from typing import Any, Final, Protocol, cast
 
 from sipgrid.api.types import MessageResponse, NetInterface, Processor, Transport
 from sipgrid.sip import is_ip
@@ -30,6 +31,7 @@ from .. import eager
 from .core import Action, CallEvent, EdgePortCore, Process, Transmit
 
 log: Final = logging.getLogger("sipgrid.edgeport")
+_FINISHED: Final = object()  # what next() gives for a job that has finished
 
 # seconds: the core's timers are served on this grid (RFC 3261's are 0.5 s and up)
 TICK: Final = 0.01
@@ -190,14 +192,25 @@ class Carrier:
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         """Run the job now, and as a task only once it has to wait (``eager``): in the
         all-in-one, Connect answers most requests without waiting."""
+        # eager.start written out: a call into it was an interpreted frame for every job
         try:
-            task = eager.start(coroutine)
+            if type(coroutine) is CoroutineType:  # interpreted (an EdgePort job, or no compiler)
+                waiting = coroutine.send(None)
+            else:
+                # compiled, and so an iterator too: its first step by next(), whose
+                # default takes the end without a StopIteration raised and caught
+                # (mypyc adds a traceback entry to each: 8,000 instructions a REGISTER
+                # exchange's two jobs, callgrind)
+                waiting = next(cast("Iterator[Any]", coroutine), _FINISHED)
+                if waiting is _FINISHED:
+                    return
+        except StopIteration:
+            return
         except Exception as error:
             self.errors["task_errors"] += 1
             log.error("edgeport task failed", exc_info=error)
             return
-        if task is None:
-            return
+        task = eager.resume(coroutine, waiting)
         self.tasks.add(task)
         task.add_done_callback(self.task_done)
 

@@ -180,7 +180,7 @@ async def build(
     # `sipgrid bans` sees and lifts bans
     guard = Guard(GuardSettings.of(env), store=DatabaseBans(api.store.engine))
     connect = ConnectProcessor(
-        resources,
+        resources.current,
         location,
         Authenticator.from_settings(env, counts=counts),
         guard=guard,
