@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import string
 
 import pytest
@@ -8,6 +9,8 @@ from hypothesis import strategies as st
 
 from sipgrid.sip import Challenge, Credentials, NonceState, ParseError
 from sipgrid.sip.digest import (
+    _MEMO,
+    MEMO_SIZE,
     _read_params,
     _read_params_carefully,
     answer,
@@ -136,6 +139,32 @@ def test_nonces_take_keys_of_any_length(length: int) -> None:
     other = key[:-1] + bytes([key[-1] ^ 1])
     assert check_nonce(other, nonce, now=1010.0, ttl=30) is NonceState.INVALID
     assert len(mac(key, b"text", 12)) == 12
+
+
+@pytest.mark.parametrize("length", [1, 64, 65])
+def test_a_mac_is_keyed_blake2b_whatever_came_before(length: int) -> None:
+    """The keyed state is made once and copied: no MAC may leave anything in it."""
+    key = bytes(range(length))
+    short = key if length <= 64 else hashlib.blake2b(key).digest()
+    for data in (b"first", b"second", b"first"):
+        expected = hashlib.blake2b(data, key=short, digest_size=16).digest()
+        assert mac(key, data) == expected
+        assert mac(key, data, 12) == hashlib.blake2b(data, key=short, digest_size=12).digest()
+
+
+def test_remembered_hashes_stay_right_and_bounded() -> None:
+    """H(A1) and H(A2) are remembered by their text: another password is another text,
+    and the memo never holds more than MEMO_SIZE texts."""
+    first = compute_ha1("alice", "sip.local", "one")
+    assert first == hashlib.md5(b"alice:sip.local:one").hexdigest()
+    assert (
+        compute_ha1("alice", "sip.local", "two") == hashlib.md5(b"alice:sip.local:two").hexdigest()
+    )
+    assert compute_ha1("alice", "sip.local", "one", "SHA-256") != first
+    for n in range(MEMO_SIZE + 10):
+        compute_ha1(f"user{n}", "sip.local", "secret")
+        assert len(_MEMO) <= MEMO_SIZE
+    assert compute_ha1("alice", "sip.local", "one") == first
 
 
 def test_a_nonce_is_accepted_only_in_its_own_spelling() -> None:
