@@ -13,13 +13,14 @@ import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import Engine
 
+from sipgrid.api import convert
 from sipgrid.api.types import LocationService, Route, Transport
 from sipgrid.services.apiserver.bindings import DatabaseBindings
 from sipgrid.services.apiserver.database import make_engine, migrate
 from sipgrid.services.connect.auth import RedisNonceCounts
 from sipgrid.services.location.persistent import PersistentLocation
-from sipgrid.services.location.redis_store import RedisLocation
-from sipgrid.services.location.service import MemoryLocation
+from sipgrid.services.location.redis_store import TIMES_TAG, RedisLocation
+from sipgrid.services.location.service import MemoryLocation, contact_key
 
 Store = Callable[["Clock"], LocationService]
 
@@ -143,9 +144,9 @@ class _Counted(aioredis.Connection):
 
 
 def test_add_route_and_find_on_redis_asks_nothing_more_than_the_add(redis_url: str) -> None:
-    """The add reads the AOR's routes and writes them back with the new one if nothing
-    changed them meanwhile; its answer is those routes, with no read of its own after (a
-    REGISTER's binding: two round trips to Redis)."""
+    """The add's script changes the AOR's routes in Redis and answers them as it left
+    them, with no read of its own before or after (a REGISTER's binding: one round trip
+    to Redis)."""
 
     async def scenario() -> None:
         pool = aioredis.ConnectionPool.from_url(redis_url, connection_class=_Counted)
@@ -162,8 +163,11 @@ def test_add_route_and_find_on_redis_asks_nothing_more_than_the_add(redis_url: s
         adding = await round_trips(location.add_route(aor, route(8101)))
         finding = await round_trips(location.find_routes(aor))
         both = await round_trips(location.add_route_and_find(aor, route(8102)))
-        assert (adding, finding) == (2, 1)  # HGETALL, the script's write; HGETALL
+        assert (adding, finding) == (1, 1)  # the script; HGETALL
         assert both == adding
+        # a call's: the routes, the Call-ID's pin read and (the first time) written
+        assert await round_trips(location.find_routes(aor, call_id="call-p")) == 1
+        assert await round_trips(location.find_routes(aor, call_id="call-p")) == 1
         await location.close()
 
     asyncio.run(scenario())
@@ -171,18 +175,20 @@ def test_add_route_and_find_on_redis_asks_nothing_more_than_the_add(redis_url: s
 
 def test_many_writers_of_one_aor_at_once_on_redis(redis_url: str) -> None:
     """Fifty bindings of one AOR written at once through one instance, and ten more
-    through each of two others: every one is kept. The instance's own writers take
-    turns, so none of its writes reads again (two round trips each); writes of
-    different instances race, and the loser reads again."""
+    through each of two others: every one is kept, and each write is one round trip
+    (Redis runs one script at a time, so none reads again or waits for another here)."""
 
     async def scenario() -> None:
         pool = aioredis.ConnectionPool.from_url(redis_url, connection_class=_Counted)
         one = RedisLocation(aioredis.Redis(connection_pool=pool))
-        await one.add_route("sip:warm@sip.local", route(8100))
+        # as many connections as writers, each with its handshake done: not counted
+        await asyncio.gather(
+            *(one.add_route("sip:warm@sip.local", route(8100 + i)) for i in range(50))
+        )
         aor = "sip:1005@sip.local"
         before = _Counted.sent
         await asyncio.gather(*(one.add_route(aor, route(9000 + i)) for i in range(50)))
-        assert _Counted.sent - before == 2 * 50
+        assert _Counted.sent - before == 50
         others = [RedisLocation.from_url(redis_url) for _ in range(2)]
         await asyncio.gather(
             *(
@@ -212,27 +218,57 @@ class _Interrupted(aioredis.Redis):
         return found
 
 
-def test_a_write_from_a_stale_read_is_not_made(redis_url: str) -> None:
-    """Between one instance's read of an AOR and its write, another instance binds a
-    contact: the first write is refused (what it read is no longer there), it reads
-    again, and both bindings are kept."""
+def test_routes_stored_by_an_older_sipgrid_are_kept_and_stay_readable(redis_url: str) -> None:
+    """An AOR whose routes an older sipgrid stored (Routr's protobuf alone, before session
+    27): the add stores them again with their times, keeps every one, and what it stores
+    an older instance still reads (its protobuf reader skips the times). Another instance
+    writes the AOR between this one's read and write: that write is refused, and the add
+    tries again."""
 
     async def scenario() -> None:
         pool = aioredis.ConnectionPool.from_url(redis_url, connection_class=_Counted)
         client = _Interrupted(connection_pool=pool)
-        one, other = RedisLocation(client), RedisLocation.from_url(redis_url)
+        clock = Clock()
+        one, other = (
+            RedisLocation(client, clock=clock),
+            RedisLocation.from_url(redis_url, clock=clock),
+        )
+        await one.add_route("sip:warm@sip.local", route(8100))
         aor = "sip:1006@sip.local"
-        await one.add_route(aor, route(9201))
+        key = f"sipgrid:loc:{aor}"
+        older = route(9201)
+        older.registered_on = clock.now
+        await client.hset(key, contact_key(older), convert.route_to_bytes(older))
+        await client.pexpire(key, 60_000)
+        assert [r.port for r in await one.find_routes(aor)] == [9201]
+        assert [r.port for r in await one.find_routes(aor, call_id="call-o")] == [9201]
 
         async def meanwhile() -> None:
+            clock.now += 1
             await other.add_route(aor, route(9202))
 
         client.meanwhile = meanwhile
         before = _Counted.sent
+        clock.now += 2
         found = await one.add_route_and_find(aor, route(9203))
-        assert _Counted.sent - before == 4  # read, refused write, read again, write
-        assert sorted(r.port for r in found) == [9201, 9202, 9203]
-        assert sorted(r.port for r in await other.find_routes(aor)) == [9201, 9202, 9203]
+        # the script (routes without times), the read, the refused write, the script
+        assert _Counted.sent - before == 4
+        assert [r.port for r in found] == [9203, 9202, 9201]
+        stored = await client.hgetall(key)
+        assert all(value.startswith(TIMES_TAG) for value in stored.values())
+        read_as_before = [convert.route_from_bytes(value) for value in stored.values()]
+        assert sorted(r.port for r in read_as_before) == [9201, 9202, 9203]
+        # 9203 registered at 1002, after 9202's read: the script makes it newest (by a
+        # millisecond, in its times; what an older reader sees is its writer's time)
+        assert [r.registered_on for r in found] == [1003.001, 1003.0, 1000.0]
+        # the call pinned while the routes had no times keeps its route
+        assert [r.port for r in await other.find_routes(aor, call_id="call-o")] == [9201]
+        assert [r.port for r in await other.find_routes(aor, call_id="call-n")] == [
+            9203,
+            9202,
+            9201,
+        ]
+        assert [r.port for r in await one.find_routes(aor, call_id="call-n")] == [9203]
         await one.close()
         await other.close()
 

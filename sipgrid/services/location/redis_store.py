@@ -2,15 +2,13 @@
 restarted Location forgets nothing.
 
 The same semantics as MemoryLocation. Each AOR is one hash (``<prefix>loc:<aor>``: a
-field per contact, the route as Routr's protobuf), read, then rewritten by a script that
-writes only if the hash still holds what was read (else read again), expiring with its last
-binding. Call-ID affinity is a key per Call-ID that expires after an hour. Nothing grows
-for ever.
+field per contact, the route as Routr's protobuf led by the binding's times), changed by
+one script in one round trip, and expiring with its last binding. Call-ID affinity is a
+key per Call-ID that expires after an hour. Nothing grows for ever.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -54,10 +52,114 @@ def redis_client(url: str) -> aioredis.Redis:
     )
 
 
+# A stored route leads with the binding's times, so that a script can read them: a
+# protobuf field no Route message has (1000, reserved in proto/location.proto;
+# length-delimited), holding "<registered on, ms>:<expires, s>". A protobuf reader skips
+# it (an older sipgrid, or a rolling upgrade's other instances, read the route as before).
+TIMES_TAG = bytes([0xC2, 0x3E])  # the field's tag: (1000 << 3) | 2, as a varint
+
+# The Lua both scripts begin with: a stored value's registration and end (ms), or nothing
+# when the value has no times (stored by sipgrid before session 27).
+_TIMES = """
+local TAG = string.char(0xC2, 0x3E)
+local function times(value)
+  if #value < 3 or string.sub(value, 1, 2) ~= TAG then return nil end
+  local text = string.sub(value, 4, 3 + string.byte(value, 3))
+  local registered, lasts = string.match(text, '^(%d+):(%d+)$')
+  if not registered then return nil end
+  registered = tonumber(registered)
+  return registered, registered + 1000 * tonumber(lasts)
+end
+local function newest_first(a, b)
+  if a[2] ~= b[2] then return a[2] > b[2] end
+  return a[1] < b[1]
+end
+"""
+
+# KEYS[1]: an AOR's hash. ARGV: now (ms), the route's field (its contact key), when it was
+# registered (ms), its expires (s; 0 removes it), the most contacts the AOR keeps (0: no
+# limit), and the route (protobuf). Drops the expired routes and the route's older self,
+# sets the route newest of all (a millisecond after the newest stored one, if need be:
+# a hash keeps no order), keeps the newest max_contacts and sets the hash to expire with
+# its last route. Answers the AOR's stored routes, newest first; or nothing, writing
+# nothing, when a route there is stored without its times (by sipgrid before session 27).
+_ADD = (
+    _TIMES
+    + """
+local now, field = tonumber(ARGV[1]), ARGV[2]
+local expires, most = tonumber(ARGV[4]), tonumber(ARGV[5])
+local stored = redis.call('HGETALL', KEYS[1])
+local kept, gone = {}, {}
+for i = 1, #stored, 2 do
+  local value = stored[i + 1]
+  local registered, ends = times(value)
+  if not registered then return false end
+  if stored[i] == field or ends <= now then
+    gone[#gone + 1] = stored[i]
+  else
+    kept[#kept + 1] = {stored[i], registered, ends, value}
+  end
+end
+table.sort(kept, newest_first)
+if expires > 0 then
+  local registered = tonumber(ARGV[3])
+  if kept[1] and registered <= kept[1][2] then registered = kept[1][2] + 1 end
+  local text = string.format('%d:%d', registered, expires)
+  local value = TAG .. string.char(#text) .. text .. ARGV[6]
+  table.insert(kept, 1, {field, registered, registered + 1000 * expires, value})
+  if most > 0 then
+    for i = #kept, most + 1, -1 do
+      gone[#gone + 1] = kept[i][1]
+      kept[i] = nil
+    end
+  end
+end
+for i = 1, #gone, 200 do
+  redis.call('HDEL', KEYS[1], unpack(gone, i, math.min(i + 199, #gone)))
+end
+if expires > 0 then redis.call('HSET', KEYS[1], field, kept[1][4]) end
+local last, answer = 0, {}
+for i, route in ipairs(kept) do
+  if route[3] > last then last = route[3] end
+  answer[i] = route[4]
+end
+if last > 0 then redis.call('PEXPIRE', KEYS[1], math.max(1, last - now)) end
+return answer
+"""
+)
+
+# KEYS[1]: an AOR's hash, KEYS[2]: a Call-ID's pinned contact. ARGV: now (ms), how long a
+# pin lasts (s). Answers the route the Call-ID is pinned to while it lives; else the AOR's
+# live routes, newest first, pinning the Call-ID to the first. Nothing when a route there
+# is stored without its times.
+_FIND = (
+    _TIMES
+    + """
+local now = tonumber(ARGV[1])
+local stored = redis.call('HGETALL', KEYS[1])
+local live = {}
+for i = 1, #stored, 2 do
+  local registered, ends = times(stored[i + 1])
+  if not registered then return false end
+  if ends > now then live[#live + 1] = {stored[i], registered, stored[i + 1]} end
+end
+local pinned = redis.call('GET', KEYS[2])
+for _, route in ipairs(live) do
+  if route[1] == pinned then return {route[3]} end
+end
+table.sort(live, newest_first)
+local answer = {}
+for i, route in ipairs(live) do answer[i] = route[3] end
+if live[1] then redis.call('SET', KEYS[2], live[1][1], 'EX', ARGV[2]) end
+return answer
+"""
+)
+
 # KEYS[1]: an AOR's hash. ARGV: n, then the n fields and values the writer read (n = 0:
 # none, the hash missing), then the milliseconds until its last binding expires and the
 # fields and values to write (nothing: none left). Writes only when the hash holds just
-# what was read; 0 when another writer changed it meanwhile.
+# what was read; 0 when another writer changed it meanwhile. Used to store an AOR's
+# routes again with their times (``_upgrade``).
 _WRITE_IF_UNCHANGED = """
 local n = tonumber(ARGV[1])
 local stored = redis.call('HGETALL', KEYS[1])
@@ -79,16 +181,6 @@ return 1
 """
 
 
-class _Turn:
-    """The writers of one AOR in this instance, one at a time."""
-
-    __slots__ = ("lock", "writers")
-
-    def __init__(self) -> None:
-        self.lock = asyncio.Lock()
-        self.writers = 0
-
-
 class RedisLocation:
     def __init__(
         self,
@@ -100,7 +192,8 @@ class RedisLocation:
         self._redis = client
         self._prefix = prefix
         self._clock = clock
-        self._turns: dict[str, _Turn] = {}  # AOR keys being written here, and by how many
+        self._add_script = client.register_script(_ADD)
+        self._find_script = client.register_script(_FIND)
         self._write_if_unchanged = client.register_script(_WRITE_IF_UNCHANGED)
 
     @classmethod
@@ -117,6 +210,9 @@ class RedisLocation:
     def _key(self, aor: str) -> str:
         return f"{self._prefix}loc:{aor}"
 
+    def _pin_key(self, call_id: str) -> str:
+        return f"{self._prefix}aff:{call_id}"
+
     async def add_route(self, aor: str, route: Route, max_contacts: int = 0) -> None:
         await self._add(aor, route, max_contacts)
 
@@ -124,8 +220,8 @@ class RedisLocation:
         self, aor: str, route: Route, max_contacts: int = 0
     ) -> list[Route]:
         """What find_routes would answer right after the add, without asking Redis again:
-        the add has just read the AOR's live routes and written them back with this one
-        (a REGISTER's binding: two round trips, where it made four until session 24)."""
+        the add's script answers the AOR's routes as it left them (a REGISTER's binding:
+        one round trip, where it made four until session 24 and two until session 27)."""
         routes = await self._add(aor, route, max_contacts)
         now = self._clock()
         return [r for r in routes if r.expires_at() > now]
@@ -134,66 +230,68 @@ class RedisLocation:
         """Add, refresh or (expires 0) remove one contact; the AOR's routes as written,
         newest first.
 
-        The write is optimistic: a script writes only if the hash still holds what was
-        read (one round trip less than WATCH, read, MULTI ... EXEC, and no connection
-        held in between); when another writer changed the AOR meanwhile, it reads again.
-        Writers of one AOR in this instance take turns instead: racing each other, they
-        made each other read again until the tries ran out, and the REGISTER failed (up
-        to 451 of 3000 digest exchanges on one AOR at 300 a second through the
-        distributed wiring, bench/README.md). Only other instances' writes can still make
-        a write read again.
+        One script reads and writes the AOR in Redis, so writers of one AOR, in this
+        instance or another, cannot overwrite each other's routes; and none waits for
+        another (until session 27 a write read first and wrote only if nothing had
+        changed meanwhile, two round trips, and writers of one AOR here took turns). An
+        AOR stored without the routes' times (before session 27) is stored again with
+        them first.
         """
         if route.expires > 0 and not route.registered_on:
             route.registered_on = self._clock()
         key = self._key(aor)
-        turn = self._turns.get(key)
-        if turn is None:
-            turn = self._turns[key] = _Turn()
-        turn.writers += 1
-        try:
-            async with turn.lock:
-                return await self._write(key, aor, route, max_contacts)
-        finally:
-            turn.writers -= 1
-            if not turn.writers:
-                del self._turns[key]
-
-    async def _write(self, key: str, aor: str, route: Route, max_contacts: int) -> list[Route]:
+        args = (
+            int(self._clock() * 1000),
+            contact_key(route),
+            int(route.registered_on * 1000),
+            route.expires,
+            max_contacts,
+            convert.route_to_bytes(route),
+        )
         for _ in range(RETRIES):
-            stored = await self._redis.hgetall(key)
-            routes = [r for r in self._live(stored) if contact_key(r) != contact_key(route)]
+            stored = await self._add_script(keys=[key], args=args)
+            if stored is None:  # stored without the times: store it again with them
+                await self._upgrade(key)
+                continue
+            routes = [_route(_bytes(value)) for value in stored]
             if route.expires > 0:
-                # newest first even within one tick of the clock: a Redis hash
-                # keeps no order, so ties would come back in any order
-                newest = max((r.registered_on for r in routes), default=0.0)
-                if route.registered_on <= newest:
-                    route.registered_on = newest + 0.001  # stored in ms
-                routes.insert(0, route)
-                if max_contacts > 0:
-                    del routes[max_contacts:]
-            read: list[bytes | str | int] = [len(stored)]
-            for field_, value in stored.items():
-                read += (field_, value)
-            written: list[bytes | str | int] = []
-            if routes:
-                last = max(r.expires_at() for r in routes) - self._clock()
-                written.append(max(1, int(last * 1000)))
-                for r in routes:
-                    written += (contact_key(r), convert.route_to_bytes(r))
-            if await self._write_if_unchanged(keys=[key], args=[*read, *written]):
-                return routes
-            # another instance wrote this AOR meanwhile: read again
+                route.registered_on = routes[0].registered_on  # as the script set it
+            return routes
         raise RuntimeError(f"location: too much contention on {aor}")
+
+    async def _upgrade(self, key: str) -> None:
+        """Store an AOR's routes again with their times, unless another writer changed
+        them meanwhile (the add then finds out what is there again)."""
+        stored = await self._redis.hgetall(key)
+        routes = self._live(stored)
+        read: list[bytes | str | int] = [len(stored)]
+        for field_, value in stored.items():
+            read += (field_, value)
+        written: list[bytes | str | int] = []
+        if routes:
+            last = max(r.expires_at() for r in routes) - self._clock()
+            written.append(max(1, int(last * 1000)))
+            for r in routes:
+                written += (contact_key(r), _stored(r))
+        await self._write_if_unchanged(keys=[key], args=[*read, *written])
 
     async def find_routes(
         self, aor: str, call_id: str = "", labels: dict[str, str] | None = None
     ) -> list[Route]:
+        if call_id and not labels:  # a call's: the routes and the pin in one round trip
+            found = await self._find_script(
+                keys=[self._key(aor), self._pin_key(call_id)],
+                args=[int(self._clock() * 1000), int(AFFINITY_TTL)],
+            )
+            if found is not None:
+                return [_route(_bytes(value)) for value in found]
+            # routes stored without their times (before session 27): read as below
         if not call_id:
             stored, pinned = await self._redis.hgetall(self._key(aor)), None
         else:  # the routes and the call's pinned contact in one round trip
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.hgetall(self._key(aor))
-                pipe.get(f"{self._prefix}aff:{call_id}")
+                pipe.get(self._pin_key(call_id))
                 stored, pinned = await pipe.execute()
         routes = self._live(stored)
         if pinned is not None:
@@ -204,7 +302,7 @@ class RedisLocation:
             routes = [r for r in routes if all(r.labels.get(k) == v for k, v in labels.items())]
         if call_id and routes:
             await self._redis.set(
-                f"{self._prefix}aff:{call_id}", contact_key(routes[0]), ex=int(AFFINITY_TTL)
+                self._pin_key(call_id), contact_key(routes[0]), ex=int(AFFINITY_TTL)
             )
         return routes
 
@@ -221,7 +319,7 @@ class RedisLocation:
 
     def _live(self, stored: Mapping[Any, Any]) -> list[Route]:
         now = self._clock()
-        routes = [convert.route_from_bytes(_bytes(value)) for value in stored.values()]
+        routes = [_route(_bytes(value)) for value in stored.values()]
         live = [r for r in routes if r.expires_at() > now]
         live.sort(key=lambda r: r.registered_on, reverse=True)
         return live
@@ -229,3 +327,20 @@ class RedisLocation:
 
 def _bytes(value: bytes | str) -> bytes:
     return value if isinstance(value, bytes) else value.encode()
+
+
+def _stored(route: Route) -> bytes:
+    """A route as the hash keeps it: its times, then its protobuf."""
+    times = b"%d:%d" % (int(route.registered_on * 1000), route.expires)
+    return TIMES_TAG + bytes([len(times)]) + times + convert.route_to_bytes(route)
+
+
+def _route(value: bytes) -> Route:
+    """A stored route, with or without its times (the protobuf reader skips them); when
+    they are there, they say when it was registered (the script may have moved that a
+    millisecond on)."""
+    route = convert.route_from_bytes(value)
+    if value[:2] == TIMES_TAG:
+        registered, _, _ = value[3 : 3 + value[2]].partition(b":")
+        route.registered_on = int(registered) / 1000
+    return route
