@@ -6,6 +6,7 @@ append-only file so that it keeps what it had."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -19,7 +20,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from sipgrid.api.types import Route, Transport
+from sipgrid.services.location.redis_store import RedisLocation, redis_client
 from sipgrid.sip import Response, parse
 
 from . import scenarios
@@ -338,3 +342,50 @@ def test_connect_killed_in_the_middle_of_a_call_load(
         )
         assert finals and set(finals) == {"503"}, errors[-3000:]  # nothing else went wrong
         assert "timed out" not in errors, errors[-3000:]
+
+
+REDIS_PAUSE = 6.0  # how long Redis stops answering (s)
+
+
+def test_a_redis_that_stops_answering_fails_commands_instead_of_hanging_them(
+    tmp_path: Path,
+) -> None:
+    """A Location on a Redis that stops answering (CLIENT PAUSE on a private redis-server):
+    a write and a read each fail within their tries' read timeouts (``socket_timeout``,
+    set short here) instead of waiting as long as the pause; once Redis answers again, so
+    does the Location, on the same client."""
+    redis = PrivateRedis(tmp_path / "redis")
+    redis.start()
+    route = Route(
+        user="1001",
+        host="127.0.0.1",
+        port=5070,
+        transport=Transport.UDP,
+        advertised_host="127.0.0.1",
+        advertised_port=5070,
+        expires=60,
+        contact_uri="sip:1001@127.0.0.1:5070",
+    )
+    aor = "sip:1001@sip.local"
+
+    async def scenario() -> None:
+        location = RedisLocation(redis_client(f"{redis.url}?socket_timeout=0.3"))
+        pauser = redis_client(redis.url)
+        await location.add_route(aor, route)
+        paused = time.monotonic()
+        await pauser.client_pause(int(REDIS_PAUSE * 1000), all=True)
+        for attempt in (location.add_route(aor, route), location.find_routes(aor, "c1")):
+            started = time.monotonic()
+            with pytest.raises(RedisTimeoutError):
+                # the bound a lost timeout would hit: well before the pause ends
+                await asyncio.wait_for(attempt, REDIS_PAUSE - 1)
+            assert time.monotonic() - started < 3  # three tries of 0.3 s, and backoff
+        await asyncio.sleep(paused + REDIS_PAUSE + 0.2 - time.monotonic())  # Redis answers again
+        assert [r.port for r in await location.find_routes(aor, "c1")] == [5070]
+        await location.close()
+        await pauser.aclose()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        redis.kill()

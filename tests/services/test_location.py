@@ -19,7 +19,7 @@ from sipgrid.services.apiserver.bindings import DatabaseBindings
 from sipgrid.services.apiserver.database import make_engine, migrate
 from sipgrid.services.connect.auth import RedisNonceCounts
 from sipgrid.services.location.persistent import PersistentLocation
-from sipgrid.services.location.redis_store import TIMES_TAG, RedisLocation
+from sipgrid.services.location.redis_store import TIMES_TAG, RedisLocation, redis_client
 from sipgrid.services.location.service import MemoryLocation, contact_key
 
 Store = Callable[["Clock"], LocationService]
@@ -200,6 +200,24 @@ def test_many_writers_of_one_aor_at_once_on_redis(redis_url: str) -> None:
         assert len(await one.find_routes(aor)) == 70
         for location in (one, *others):
             await location.close()
+
+    asyncio.run(scenario())
+
+
+def test_commands_beyond_the_pool_wait_for_a_connection(redis_url: str) -> None:
+    """Thirty bindings and thirty finds at once through a client of two connections: each
+    waits for a connection to come back, where redis-py's own pool fails all but two
+    ("Too many connections"), as it did past its 100 connections under bursts of
+    REGISTERs."""
+
+    async def scenario() -> None:
+        location = RedisLocation(redis_client(f"{redis_url}?max_connections=2"))
+        aors = [f"sip:pool{i}@sip.local" for i in range(30)]
+        await asyncio.gather(*(location.add_route(aor, route(8200)) for aor in aors))
+        found = await asyncio.gather(*(location.find_routes(aor, "c") for aor in aors))
+        assert [[r.port for r in routes] for routes in found] == [[8200]] * 30
+        assert location.client.connection_pool.max_connections == 2
+        await location.close()
 
     asyncio.run(scenario())
 

@@ -9,6 +9,8 @@ key per Call-ID that expires after an hour. Nothing grows for ever.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -17,6 +19,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import MaxConnectionsError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from sipgrid.api import convert
@@ -39,16 +42,55 @@ class _CountedRetry(Retry):
         return await super().call_with_retry(do, counted, *args, **kwargs)
 
 
+POOL_WAIT = 2.0  # how long a command waits for a connection of a full pool (s)
+
+
+class _WaitingPool(aioredis.ConnectionPool):
+    """A pool whose command waits, when all its ``max_connections`` are in use (100 by
+    default; ``?max_connections=`` in the URL), for one to come back, up to POOL_WAIT s.
+    redis-py's own pool fails it at once ("Too many connections"): one worker on Redis
+    failed 49 of 10,000 digest REGISTER exchanges so at 1000/s (bench/README.md, session
+    27). Not redis-py's BlockingConnectionPool: it enters a timeout scope, which needs a
+    task, for every command, and a job of Connect sends its first command before it is
+    one (sipgrid/services/eager.py)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._released = asyncio.Event()
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        deadline = None
+        while True:
+            try:
+                return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+            except MaxConnectionsError:
+                now = asyncio.get_running_loop().time()
+                deadline = now + POOL_WAIT if deadline is None else deadline
+                if now >= deadline:
+                    raise
+                self._released.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._released.wait(), deadline - now)
+
+    async def release(self, connection: Any) -> None:
+        await super().release(connection)
+        self._released.set()
+
+
 def redis_client(url: str) -> aioredis.Redis:
     """A client that survives a restart of Redis: a command that finds its pooled
     connection dead is sent again on a new one (three tries, a short backoff), so the
-    first request after Redis is back does not fail."""
-    return aioredis.Redis.from_url(
-        url,
-        retry=_CountedRetry(ExponentialBackoff(cap=0.5, base=0.05), 3),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
-        socket_connect_timeout=2,
-        health_check_interval=30,
+    first request after Redis is back does not fail. A command whose answer does not
+    come within ``socket_timeout`` (5 s, redis-py's default; ``?socket_timeout=`` in the
+    URL) fails the same way; one that finds every connection in use waits for one."""
+    return aioredis.Redis.from_pool(
+        _WaitingPool.from_url(
+            url,
+            retry=_CountedRetry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+            socket_connect_timeout=2,
+            health_check_interval=30,
+        )
     )
 
 
