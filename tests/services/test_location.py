@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from sipgrid.api import convert
 from sipgrid.api.types import LocationService, Route, Transport
+from sipgrid.services import eager
 from sipgrid.services.apiserver.bindings import DatabaseBindings
 from sipgrid.services.apiserver.database import make_engine, migrate
 from sipgrid.services.connect.auth import RedisNonceCounts
@@ -217,6 +218,37 @@ def test_commands_beyond_the_pool_wait_for_a_connection(redis_url: str) -> None:
         found = await asyncio.gather(*(location.find_routes(aor, "c") for aor in aors))
         assert [[r.port for r in routes] for routes in found] == [[8200]] * 30
         assert location.client.connection_pool.max_connections == 2
+        await location.close()
+
+    asyncio.run(scenario())
+
+
+def test_jobs_started_outside_a_task_use_redis_as_tasks_do(redis_url: str) -> None:
+    """Connect's jobs run their first step outside any task (sipgrid/services/eager.py),
+    and a job's first Redis command comes in that step: it must not open a timeout scope
+    before its first wait (that needs a task). Five jobs started so at once on a client of
+    one connection: each waits for the connection and gets its answer."""
+
+    async def scenario() -> None:
+        client = redis_client(f"{redis_url}?max_connections=1")
+        location = RedisLocation(client)
+        await location.add_route("sip:eager@sip.local", route(8300))
+        loop = asyncio.get_running_loop()
+        started: asyncio.Future[list[asyncio.Task[list[Route]] | None]] = loop.create_future()
+
+        def from_the_loop() -> None:  # a callback of the loop: no task is running
+            try:
+                assert asyncio.current_task() is None
+                jobs = [location.find_routes("sip:eager@sip.local", f"c{i}") for i in range(5)]
+                started.set_result([eager.start(job) for job in jobs])
+            except Exception as error:  # raised in a first step: the test's to report
+                started.set_exception(error)
+
+        loop.call_soon(from_the_loop)
+        tasks = await started
+        assert all(task is not None for task in tasks)  # each waited: it went on as a task
+        found = [await task for task in tasks if task is not None]
+        assert [[r.port for r in routes] for routes in found] == [[8300]] * 5
         await location.close()
 
     asyncio.run(scenario())
