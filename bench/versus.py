@@ -5,8 +5,9 @@ INVITE with digest, 100, 180, 200, ACK, BYE, 200) at BENCH_CALL_RATE calls/s, pe
 a trunk to a number (INVITE without credentials, 100, 180, 200, ACK, BYE, 200), per digest
 REGISTER (REGISTER, 401, REGISTER, 200) at each of BENCH_VERSUS_REG_RATES, and the highest call
 rate held for BENCH_SECONDS with no failed call. The distributed wiring's calls on sipgrid's
-streams at BENCH_CALL_RATE and at BENCH_DISTRIBUTED_CALL_RATE and, for comparison, with one
-unary call per message or lookup (Routr's way) at the latter; Kamailio's calls are run at that
+streams (their calls on the servers' frames) at BENCH_CALL_RATE and at BENCH_DISTRIBUTED_CALL_RATE
+and, for comparison, at the latter on the gRPC streams alone (SIPGRID_FRAMES=0) and with one
+unary call per message or lookup (Routr's way); Kamailio's calls are run at that
 rate too, so that each ratio compares the two at one rate (a call's CPU depends on the rate: at
 100 calls/s Kamailio spent 2.15 to 2.27 ms a call where it spent 1.76 to 1.91 at 200/s). Then
 the all-in-one as 1 and as 2 worker
@@ -382,6 +383,15 @@ def main() -> None:
             processes = list(grid.processes)  # EdgePort, Dispatcher, Connect, Location, APIServer
             server = Server("distributed", grid.port, lambda: [p.pid for p in processes])
             report["distributed"] = workloads(server, work / "distributed", CALL_RATES, steps=False)
+        print("sipgrid distributed, gRPC streams without frames (SIPGRID_FRAMES=0):", flush=True)
+        framed = ("edgeport", "dispatcher", "connect", "location")
+        no_frames = {name: {"SIPGRID_FRAMES": "0"} for name in framed}
+        with distributed(work / "grpc", service_env=no_frames, **spec) as grid:
+            processes = list(grid.processes)
+            server = Server("grpc", grid.port, lambda: [p.pid for p in processes])
+            report["distributed_grpc"] = workloads(
+                server, work / "grpc", (DISTRIBUTED_CALL_RATE,), steps=False, registers=False
+            )
         print("sipgrid distributed, unary calls (SIPGRID_STREAMS=0):", flush=True)
         unary = {name: {"SIPGRID_STREAMS": "0"} for name in ("edgeport", "dispatcher", "connect")}
         with distributed(work / "unary", service_env=unary, **spec) as grid:
@@ -447,6 +457,7 @@ def _distributed_runs() -> list[tuple[str, int]]:
     """The distributed wiring's runs of calls, and their rates (Kamailio's at each)."""
     return [
         *(("distributed", rate) for rate in CALL_RATES),
+        ("distributed_grpc", DISTRIBUTED_CALL_RATE),
         ("distributed_unary", DISTRIBUTED_CALL_RATE),
     ]
 
@@ -502,7 +513,9 @@ def table(report: dict[str, object]) -> str:
             (label, _figure(report, "kamailio", run, key), _figure(report, "sipgrid", run, key), "")
         )
     for wiring, rate in _distributed_runs():
-        how = ", unary calls" if wiring == "distributed_unary" else ""
+        how = {"distributed_unary": ", unary calls", "distributed_grpc": ", no frames"}.get(
+            wiring, ""
+        )
         k, d = _cpu(report, "kamailio", calls_key(rate)), _cpu(report, wiring, calls_key(rate))
         rows.append(
             (

@@ -29,13 +29,23 @@ from sipgrid.pb import (
     stream_pb2,
     stream_pb2_grpc,
 )
-from sipgrid.services.grpc_options import internal_channel, token_metadata
+from sipgrid.services.frames import (
+    FRAMES_KEY,
+    FramesClient,
+    FramesRefused,
+    frames_host,
+    open_frames,
+)
+from sipgrid.services.grpc_options import internal_channel, service_token, token_metadata
 from sipgrid.services.settings import Settings
 from sipgrid.sip import Request
 
 log = logging.getLogger("sipgrid.grpc")
 
 TIMEOUT = 5.0
+FRAMES_RETRY = 60.0  # seconds before a client tries again frames it could not open
+STREAM_SERVICE = "sipgrid.stream.v1.ProcessorStream"
+LOCATION_STREAM_SERVICE = "sipgrid.stream.v1.LocationStream"
 
 
 class GrpcProcessor:
@@ -61,7 +71,11 @@ class GrpcProcessor:
         settings = Settings.load()
         on = settings.streams if stream is None else stream
         self._stream: CallStream[stream_pb2.StreamRequest, stream_pb2.StreamResponse] | None = (
-            CallStream(stream_pb2_grpc.ProcessorStreamStub(self._channel).ProcessMessages, addr)
+            CallStream(
+                stream_pb2_grpc.ProcessorStreamStub(self._channel).ProcessMessages,
+                addr,
+                (STREAM_SERVICE, stream_pb2.StreamResponse.FromString) if settings.frames else None,
+            )
             if on
             else None
         )
@@ -75,6 +89,11 @@ class GrpcProcessor:
     def streams(self) -> bool:
         """Whether messages go on the stream (until the processor turns out not to serve it)."""
         return self._stream is not None and self._stream.supported
+
+    @property
+    def framed(self) -> bool:
+        """Whether the stream's calls go on the processor's frames now."""
+        return self._stream is not None and self._stream.framed
 
     async def process_message(self, request: MessageRequest) -> MessageResponse:
         if self._direct is not None and isinstance(request.message, Request):
@@ -246,6 +265,8 @@ class _OpenStream(Generic[Out, In]):
     # sends them at once), False when the call ended without them (no such stream)
     accepted: asyncio.Future[bool]
     waiting: dict[int, asyncio.Future[In]] = field(default_factory=dict)
+    # the server's frames, once taken: the calls go there, and the gRPC call has ended
+    frames: FramesClient | None = None
 
 
 async def unary_call(method: Callable[..., Any], request: Any, timeout: float, addr: str) -> Any:
@@ -261,18 +282,32 @@ class CallStream(Generic[Out, In]):
     """Calls multiplexed on one long-lived gRPC stream (proto/stream.proto): each goes
     out with an id and its answer comes back with it, in any order. Opened at the first
     call, and again at the next call after it breaks (the calls then in flight fail, as
-    unary calls in flight would)."""
+    unary calls in flight would). When the server offers its frames (frames.py), the
+    calls go there instead, and the stream ends."""
 
     def __init__(
-        self, method: Callable[..., grpc.aio.StreamStreamCall[Out, In]], addr: str
+        self,
+        method: Callable[..., grpc.aio.StreamStreamCall[Out, In]],
+        addr: str,
+        frames: tuple[str, Callable[[bytes], In]] | None = None,
     ) -> None:
-        """``method``: the stub's stream method, which the stream is opened with."""
+        """``method``: the stub's stream method, which the stream is opened with;
+        ``frames``: the stream's service name and its answers' FromString, to take the server's
+        offer of frames (None: keep to the gRPC stream)."""
         self._method = method
         self._addr = addr
+        self._frames = frames
+        self._frames_host = frames_host(addr)
+        self._frames_refused_at = -FRAMES_RETRY
         self._open: _OpenStream[Out, In] | None = None
         self._reader: asyncio.Task[None] | None = None
         self._last_id = 0
         self.supported = True  # until the server says it has no such stream
+
+    @property
+    def framed(self) -> bool:
+        """Whether the calls go on the server's frames now."""
+        return self._open is not None and self._open.frames is not None
 
     async def call(self, item: Out, timeout: float) -> In | None:
         """The answer to ``item`` (its id is set here); ProcessorUnavailable when none
@@ -296,7 +331,12 @@ class CallStream(Generic[Out, In]):
         answer: asyncio.Future[In] = loop.create_future()
         stream.waiting[ident] = answer
         expiry = loop.call_later(timeout, self._expire, answer, timeout)
-        stream.queue.put_nowait(item)
+        if stream.frames is None:
+            stream.queue.put_nowait(item)
+        elif not stream.frames.send(item):
+            expiry.cancel()
+            del stream.waiting[ident]
+            raise ProcessorUnavailable(f"{self._addr}: the frames connection closed")
         try:
             return await answer
         finally:
@@ -325,19 +365,13 @@ class CallStream(Generic[Out, In]):
             # that end crosses a write of its own, reports it as INTERNAL "Internal
             # error from Core" instead (56 of 300 first calls to Routr's Node library),
             # which would fail the message rather than fall back to unary calls.
-            await stream.call.initial_metadata()
+            offer = _offered(await stream.call.initial_metadata())
+            if offer and await self._take_frames(stream, offer):
+                return
             if not stream.accepted.done():
                 stream.accepted.set_result(not stream.call.done())
             async for reply in stream.call:
-                answer = stream.waiting.get(reply.id)
-                if answer is None or answer.done():
-                    continue  # expired meanwhile
-                if reply.error_code:
-                    answer.set_exception(
-                        ProcessorUnavailable(f"{self._addr}: {reply.error_code}: {reply.error}")
-                    )
-                else:
-                    answer.set_result(reply)
+                _settle(stream, reply, self._addr)
             failure = ProcessorUnavailable(f"{self._addr}: the stream ended")
         except grpc.aio.AioRpcError as error:
             if error.code() is grpc.StatusCode.UNIMPLEMENTED:
@@ -357,12 +391,74 @@ class CallStream(Generic[Out, In]):
             if not answer.done():
                 answer.set_exception(failure)
 
+    async def _take_frames(self, stream: _OpenStream[Out, In], port: int) -> bool:
+        """Send the stream's calls on the server's frames from now on, and end the gRPC
+        call; False when there are none to take (off, or refused lately)."""
+        if self._frames is None or self._frames_host is None:
+            return False
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._frames_refused_at < FRAMES_RETRY:
+            return False
+        service, parse = self._frames
+        try:
+            frames = await open_frames(
+                self._frames_host,
+                port,
+                service,
+                service_token(),
+                parse,
+                lambda reply: _settle(stream, reply, self._addr),
+                lambda: self._lost(stream),
+            )
+        except FramesRefused as refused:
+            self._frames_refused_at = loop.time()
+            log.warning("no frames (%s): the gRPC stream instead", refused)
+            return False
+        stream.frames = frames
+        while not stream.queue.empty():  # what was called meanwhile
+            item = stream.queue.get_nowait()
+            if item is not None:
+                frames.send(item)
+        stream.accepted.set_result(False)  # the gRPC call sends nothing
+        stream.call.cancel()
+        return True
+
+    def _lost(self, stream: _OpenStream[Out, In]) -> None:
+        """The frames connection closed: its calls in flight fail, the next opens again."""
+        if self._open is stream:
+            self._open = None
+        failure = ProcessorUnavailable(f"{self._addr}: the frames connection closed")
+        for answer in stream.waiting.values():
+            if not answer.done():
+                answer.set_exception(failure)
+
     def close(self) -> None:
         if self._open is not None:
             self._open.queue.put_nowait(None)
             self._open.call.cancel()
+            if self._open.frames is not None:
+                self._open.frames.close()
         if self._reader is not None:
             self._reader.cancel()
+
+
+def _offered(metadata: Any) -> int:
+    """The port of the frames a stream's header offers, 0 for none."""
+    for key, value in metadata or ():
+        if key == FRAMES_KEY and str(value).isdigit():
+            return int(value)
+    return 0
+
+
+def _settle(stream: _OpenStream[Out, In], reply: In, addr: str) -> None:
+    """An answer that came: to its call, unless that expired meanwhile."""
+    answer = stream.waiting.get(reply.id)
+    if answer is None or answer.done():
+        return
+    if reply.error_code:
+        answer.set_exception(ProcessorUnavailable(f"{addr}: {reply.error_code}: {reply.error}"))
+    else:
+        answer.set_result(reply)
 
 
 async def _drain(
@@ -385,9 +481,16 @@ class GrpcLocation:
         self._channel = internal_channel(addr)
         self._stub = location_pb2_grpc.LocationStub(self._channel)
         self._timeout = timeout
-        on = Settings.load().streams if stream is None else stream
+        settings = Settings.load()
+        on = settings.streams if stream is None else stream
         self._stream: CallStream[stream_pb2.LocationCall, stream_pb2.LocationAnswer] | None = (
-            CallStream(stream_pb2_grpc.LocationStreamStub(self._channel).Calls, addr)
+            CallStream(
+                stream_pb2_grpc.LocationStreamStub(self._channel).Calls,
+                addr,
+                (LOCATION_STREAM_SERVICE, stream_pb2.LocationAnswer.FromString)
+                if settings.frames
+                else None,
+            )
             if on
             else None
         )
@@ -396,6 +499,11 @@ class GrpcLocation:
     def streams(self) -> bool:
         """Whether calls go on the stream (until the server turns out not to serve it)."""
         return self._stream is not None and self._stream.supported
+
+    @property
+    def framed(self) -> bool:
+        """Whether the stream's calls go on Location's frames now."""
+        return self._stream is not None and self._stream.framed
 
     async def _on_stream(self, call: stream_pb2.LocationCall) -> stream_pb2.LocationAnswer | None:
         """The answer from the stream; None without one (then a unary call)."""

@@ -36,9 +36,20 @@ from sipgrid.pb import (
     stream_pb2_grpc,
 )
 from sipgrid.services.dispatcher.dispatcher import Dispatcher
-from sipgrid.services.grpc_clients import GrpcProcessor
-from sipgrid.services.grpc_options import SERVER_OPTIONS, bind_grpc, internal_interceptors
+from sipgrid.services.frames import FRAMES_KEY, FramesServer, Handler, frames_host
+from sipgrid.services.grpc_clients import (
+    LOCATION_STREAM_SERVICE,
+    STREAM_SERVICE,
+    GrpcProcessor,
+)
+from sipgrid.services.grpc_options import (
+    SERVER_OPTIONS,
+    bind_grpc,
+    internal_interceptors,
+    service_token,
+)
 from sipgrid.services.metrics import MetricsInterceptor, count_served
+from sipgrid.services.settings import Settings
 from sipgrid.sip import ParseError
 
 if TYPE_CHECKING:
@@ -47,8 +58,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sipgrid.grpc")
 
-STREAM_SERVICE = "sipgrid.stream.v1.ProcessorStream"
-LOCATION_STREAM_SERVICE = "sipgrid.stream.v1.LocationStream"
 ROUTES_SERVICE = "sipgrid.stream.v1.DispatcherRoutes"
 # as the metrics name a method (each call on the stream counts as one)
 STREAM_METHOD = "ProcessorStream/ProcessMessages"
@@ -91,6 +100,8 @@ class ProcessorServicer(processor_pb2_grpc.ProcessorServicer):
 # the handlers of the streams open in this process, and those end_streams ended
 _open_streams: set[asyncio.Task[Any]] = set()
 _ended_streams: set[asyncio.Task[Any]] = set()
+# the frames servers of this process's gRPC servers
+_frames_servers: set[FramesServer] = set()
 
 
 def end_streams() -> None:
@@ -100,6 +111,29 @@ def end_streams() -> None:
     for handler in list(_open_streams):
         _ended_streams.add(handler)
         handler.cancel()
+    for frames in _frames_servers:
+        frames.end()
+
+
+async def answered(
+    call: Any, answer: Callable[[Any], Awaitable[Any]], reply_type: Callable[..., Any], method: str
+) -> Any:
+    """A stream's answer to one call, as a unary call would be answered: ``answer(call)``,
+    or a ``reply_type`` with the call's id, an error code and why when it raises (a bad
+    call, a part that is down, a bug fails that call alone). Counted as one of ``method``."""
+    started = time.perf_counter()
+    code = "OK"
+    try:
+        reply = await answer(call)
+    except (BadMessage, ProcessorUnavailable) as error:
+        code = "INVALID_ARGUMENT" if isinstance(error, BadMessage) else "UNAVAILABLE"
+        reply = reply_type(id=call.id, error_code=code, error=str(error))
+    except Exception as error:
+        log.error("%s: a call failed", method, exc_info=error)
+        code = "INTERNAL"
+        reply = reply_type(id=call.id, error_code=code, error=str(error))
+    count_served(method, code, time.perf_counter() - started)
+    return reply
 
 
 async def serve_calls(
@@ -108,35 +142,24 @@ async def serve_calls(
     answer: Callable[[Any], Awaitable[Any]],
     reply_type: Callable[..., Any],
     method: str,
+    frames_port: int = 0,
 ) -> None:
     """One of sipgrid's streams (proto/stream.proto): each call that comes in is answered
-    as soon as it is done, in whatever order, as a unary call would be: ``answer(call)``,
-    or a ``reply_type`` with the call's id, an error code and why when it raises (a bad
-    call, a part that is down, a bug fails that call alone, and the stream goes on).
-    Each call is counted as one of ``method``."""
+    as soon as it is done, in whatever order (``answered``), and the stream goes on.
+    ``frames_port``: the port of this server's frames, offered in the stream's header."""
     sending = asyncio.Lock()  # one write at a time on a call
     pending: set[asyncio.Task[None]] = set()
 
     async def one(call: Any) -> None:
-        started = time.perf_counter()
-        code = "OK"
-        try:
-            reply = await answer(call)
-        except (BadMessage, ProcessorUnavailable) as error:
-            code = "INVALID_ARGUMENT" if isinstance(error, BadMessage) else "UNAVAILABLE"
-            reply = reply_type(id=call.id, error_code=code, error=str(error))
-        except Exception as error:
-            log.error("%s: a call failed", method, exc_info=error)
-            code = "INTERNAL"
-            reply = reply_type(id=call.id, error_code=code, error=str(error))
-        count_served(method, code, time.perf_counter() - started)
+        reply = await answered(call, answer, reply_type, method)
         async with sending:
             await context.write(reply)
 
     with _kept_open() as handler:
         try:
             # headers at once: the client writes nothing until they come (grpc_clients)
-            await context.send_initial_metadata(())
+            offer = ((FRAMES_KEY, str(frames_port)),) if frames_port else ()
+            await context.send_initial_metadata(offer)
             async for call in calls:
                 task = asyncio.ensure_future(one(call))
                 pending.add(task)
@@ -174,6 +197,7 @@ class StreamServicer(stream_pb2_grpc.ProcessorStreamServicer):
 
     def __init__(self, servicer: ProcessorServicer) -> None:
         self._servicer = servicer
+        self.frames_port = 0  # offered to each stream, once the frames server listens
 
     async def ProcessMessages(
         self,
@@ -181,8 +205,22 @@ class StreamServicer(stream_pb2_grpc.ProcessorStreamServicer):
         context: grpc.aio.ServicerContext,
     ) -> None:  # type: ignore[override]
         await serve_calls(
-            request_iterator, context, self._answer, stream_pb2.StreamResponse, STREAM_METHOD
+            request_iterator,
+            context,
+            self._answer,
+            stream_pb2.StreamResponse,
+            STREAM_METHOD,
+            self.frames_port,
         )
+
+    def frames(self) -> Handler:
+        async def respond(item: stream_pb2.StreamRequest) -> stream_pb2.StreamResponse:
+            reply: stream_pb2.StreamResponse = await answered(
+                item, self._answer, stream_pb2.StreamResponse, STREAM_METHOD
+            )
+            return reply
+
+        return Handler(stream_pb2.StreamRequest.FromString, respond)
 
     async def _answer(self, item: stream_pb2.StreamRequest) -> stream_pb2.StreamResponse:
         response = await self._servicer.answer(item.request, typed=False)
@@ -324,6 +362,7 @@ class LocationStreamServicer(stream_pb2_grpc.LocationStreamServicer):
 
     def __init__(self, servicer: LocationServicer) -> None:
         self._servicer = servicer
+        self.frames_port = 0  # offered to each stream, once the frames server listens
 
     async def Calls(
         self,
@@ -336,7 +375,17 @@ class LocationStreamServicer(stream_pb2_grpc.LocationStreamServicer):
             self._answer,
             stream_pb2.LocationAnswer,
             LOCATION_STREAM_METHOD,
+            self.frames_port,
         )
+
+    def frames(self) -> Handler:
+        async def respond(item: stream_pb2.LocationCall) -> stream_pb2.LocationAnswer:
+            reply: stream_pb2.LocationAnswer = await answered(
+                item, self._answer, stream_pb2.LocationAnswer, LOCATION_STREAM_METHOD
+            )
+            return reply
+
+        return Handler(stream_pb2.LocationCall.FromString, respond)
 
     async def _answer(self, item: stream_pb2.LocationCall) -> stream_pb2.LocationAnswer:
         which = item.WhichOneof("call")
@@ -355,6 +404,23 @@ class LocationStreamServicer(stream_pb2_grpc.LocationStreamServicer):
         return stream_pb2.LocationAnswer(id=item.id)
 
 
+class Served:
+    """A gRPC server and, beside it, the frames of its streams (sipgrid.services.frames)."""
+
+    def __init__(self, server: grpc.aio.Server, frames: FramesServer | None) -> None:
+        self.grpc = server
+        self.frames = frames
+
+    async def stop(self, grace: float | None) -> None:
+        if self.frames is not None:
+            _frames_servers.discard(self.frames)
+            await self.frames.close(grace)
+        await self.grpc.stop(grace)
+
+    async def wait_for_termination(self) -> bool:
+        return await self.grpc.wait_for_termination()
+
+
 async def start_server(
     bind_addr: str,
     *,
@@ -363,7 +429,7 @@ async def start_server(
     service_name: str = "",
     registry: Registry | None = None,
     requester: EdgePort | None = None,
-) -> grpc.aio.Server:
+) -> Served:
     """A gRPC server on bind_addr with the given services and the standard health check."""
     server, _ = await start_server_bound(
         bind_addr,
@@ -384,11 +450,12 @@ async def start_server_bound(
     service_name: str = "",
     registry: Registry | None = None,
     requester: EdgePort | None = None,
-) -> tuple[grpc.aio.Server, int]:
+) -> tuple[Served, int]:
     """The same, and the port bound (the one the system picked for "host:0")."""
     interceptors = [*internal_interceptors(), MetricsInterceptor()]
     server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
     names = []
+    streams: dict[str, StreamServicer | LocationStreamServicer] = {}
     if processor is not None:
         servicer = (
             DispatcherServicer(processor)
@@ -396,7 +463,8 @@ async def start_server_bound(
             else ProcessorServicer(processor)
         )
         processor_pb2_grpc.add_ProcessorServicer_to_server(servicer, server)
-        stream_pb2_grpc.add_ProcessorStreamServicer_to_server(StreamServicer(servicer), server)
+        streams[STREAM_SERVICE] = StreamServicer(servicer)
+        stream_pb2_grpc.add_ProcessorStreamServicer_to_server(streams[STREAM_SERVICE], server)
         names += ["fonoster.routr.processor.v2beta1.Processor", STREAM_SERVICE]
         if isinstance(processor, Dispatcher):
             routes = RoutesServicer(processor)
@@ -405,8 +473,9 @@ async def start_server_bound(
     if location is not None:
         location_servicer = LocationServicer(location)
         location_pb2_grpc.add_LocationServicer_to_server(location_servicer, server)
+        streams[LOCATION_STREAM_SERVICE] = LocationStreamServicer(location_servicer)
         stream_pb2_grpc.add_LocationStreamServicer_to_server(
-            LocationStreamServicer(location_servicer), server
+            streams[LOCATION_STREAM_SERVICE], server
         )
         names += ["fonoster.routr.location.v2beta1.Location", LOCATION_STREAM_SERVICE]
     if registry is not None:
@@ -423,7 +492,35 @@ async def start_server_bound(
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     port = bind_grpc(server, bind_addr)
+    frames = await _frames(bind_addr, streams) if streams else None
     await server.start()
     for name in [*names, service_name, ""]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return server, port
+    return Served(server, frames), port
+
+
+async def _frames(
+    bind_addr: str, streams: dict[str, StreamServicer | LocationStreamServicer]
+) -> FramesServer | None:
+    """The frames of the streams, on FRAMES_BIND_ADDR or, by default, on the gRPC
+    address's host at a port the system picks; None when SIPGRID_FRAMES is off."""
+    settings = Settings.load()
+    if not settings.frames:
+        return None
+    where = settings.frames_bind_addr or f"{_bind_host(bind_addr)}:0"
+    host, _, port = where.rpartition(":")
+    frames = FramesServer(
+        {name: stream.frames() for name, stream in streams.items()}, service_token()
+    )
+    bound = await frames.start(host.strip("[]"), int(port))
+    for stream in streams.values():
+        stream.frames_port = bound
+    _frames_servers.add(frames)
+    return frames
+
+
+def _bind_host(bind_addr: str) -> str:
+    host = frames_host(bind_addr)
+    if host is None:
+        raise OSError(f"cannot serve frames beside gRPC on {bind_addr}: set FRAMES_BIND_ADDR")
+    return host

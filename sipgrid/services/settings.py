@@ -91,6 +91,11 @@ class Settings(BaseModel):
     # it would pass it through untouched (proto/stream.proto, DispatcherRoutes); off, or
     # SIPGRID_STREAMS off: every message through the Dispatcher, Routr's way
     direct_routes: bool = Field(True, validation_alias="SIPGRID_DIRECT_ROUTES")
+    # a server's streams offer their calls on a plain TCP connection beside gRPC, and a
+    # client takes the offer (sipgrid/services/frames.py); off: the gRPC streams alone
+    frames: bool = Field(True, validation_alias="SIPGRID_FRAMES")
+    # where a server's frames listen; unset: the gRPC address's host, a port the system picks
+    frames_bind_addr: str = Field("", validation_alias="FRAMES_BIND_ADDR")
     database_url: str = Field("", validation_alias="DATABASE_URL")
     redis_url: str = Field("", validation_alias="REDIS_URL")
     nats_url: str = Field("", validation_alias="NATS_URL")
@@ -169,6 +174,7 @@ class Settings(BaseModel):
         "contact_addr",
         "requester_addr",
         "verifier_addr",
+        "frames_bind_addr",
     )
     @classmethod
     def _addresses(cls, value: str) -> str:

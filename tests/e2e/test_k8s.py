@@ -74,3 +74,16 @@ def test_the_configmap_files_are_sipgrids_and_name_services_that_exist(tmp_path:
     relay = found[("Deployment", "rtprelay")]["spec"]["template"]["spec"]["containers"][0]
     engine = {e["name"]: e["value"] for e in relay["env"]}
     assert (engine["RTPENGINE_HOST"], int(engine["RTPENGINE_PORT"])) in ports
+
+
+def test_each_services_frames_port_is_open_in_its_pod_and_its_service() -> None:
+    """A client seeks a server's frames at the host it reached gRPC at (the Service): a
+    port the Service does not carry would leave the calls on the slower gRPC stream."""
+    docs = cast(list[dict[str, Any]], documents())
+    found = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    for name in ("location", "connect", "dispatcher", "rtprelay"):
+        container = found[("Deployment", name)]["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        port = int(env["FRAMES_BIND_ADDR"].rpartition(":")[2])
+        assert port in {p["containerPort"] for p in container["ports"]}, name
+        assert port in {p["port"] for p in found[("Service", name)]["spec"]["ports"]}, name

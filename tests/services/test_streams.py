@@ -1,7 +1,9 @@
 """sipgrid's streams (proto/stream.proto), to a processor and to Location: many calls on
 one gRPC call, answered by id in any order; unary calls (to a processor, with Routr's
 typed fields) to a server that does not serve them; a call that fails or times out
-fails alone; a stream that breaks is opened again."""
+fails alone; a stream that breaks is opened again. Each test runs twice: with the
+streams' calls on the frames that the servers offer (frames.py), and on the gRPC
+streams alone (SIPGRID_FRAMES=0)."""
 
 from __future__ import annotations
 
@@ -46,6 +48,13 @@ from sipgrid.services.metrics import GRPC_CALLS, MetricsInterceptor
 from sipgrid.sip import Request, Response, make_response, parse
 
 from .helpers import Noted, request_bytes
+
+
+@pytest.fixture(autouse=True, params=["frames", "grpc"])
+def carried_on(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """What the streams' calls travel on in this run: the frames, or the gRPC streams."""
+    monkeypatch.setenv("SIPGRID_FRAMES", "1" if request.param == "frames" else "0")
+    return str(request.param)
 
 
 class Answering:
@@ -100,7 +109,7 @@ def served(method: str, code: str = "OK") -> float:
     return float(GRPC_CALLS.labels(method, code)._value.get())
 
 
-def test_messages_share_one_stream_and_are_answered_in_any_order() -> None:
+def test_messages_share_one_stream_and_are_answered_in_any_order(carried_on: str) -> None:
     async def scenario() -> None:
         answering = Answering()
         server, port = await start_server_bound("127.0.0.1:0", processor=answering)
@@ -118,6 +127,7 @@ def test_messages_share_one_stream_and_are_answered_in_any_order() -> None:
                 assert reply.message.call_id.startswith(f"{name}-")
             # the slow one did not hold the others back
             assert [c.split("-")[0] for c in answering.finished] == ["a", "b", "slow"]
+            assert processor.framed is (carried_on == "frames")
             assert processor.streams and not processor.handles_responses
             assert served("ProcessorStream/ProcessMessages") - streamed == 3
             assert served("Processor/ProcessMessage") == unary
@@ -149,7 +159,9 @@ def test_a_server_without_the_stream_gets_unary_calls_with_routrs_fields() -> No
     asyncio.run(scenario())
 
 
-def test_a_failed_or_late_message_fails_alone_and_a_broken_stream_opens_again() -> None:
+def test_a_failed_or_late_message_fails_alone_and_a_broken_stream_opens_again(
+    carried_on: str,
+) -> None:
     async def scenario() -> None:
         server, port = await start_server_bound("127.0.0.1:0", processor=Answering())
         address = f"127.0.0.1:{port}"
@@ -173,6 +185,7 @@ def test_a_failed_or_late_message_fails_alone_and_a_broken_stream_opens_again() 
             reply = await processor.process_message(options("again"))
             assert isinstance(reply.message, Response) and reply.message.status == 200
             assert processor.streams
+            assert processor.framed is (carried_on == "frames")
         finally:
             await processor.close()
             await server.stop(None)
@@ -180,27 +193,36 @@ def test_a_failed_or_late_message_fails_alone_and_a_broken_stream_opens_again() 
     asyncio.run(scenario())
 
 
-def test_a_stopping_server_ends_its_streams_and_still_answers_what_is_in_flight() -> None:
+def test_a_stopping_server_ends_its_streams_and_still_answers_what_is_in_flight(
+    carried_on: str,
+) -> None:
     """A client keeps its stream open while it runs: a server stopped on its own (a
     restart) would wait out its whole grace for it. end_streams, at stop, ends each stream
-    once what is in flight is answered."""
+    (and each frames connection) once what is in flight is answered."""
 
     async def scenario() -> None:
         server, port = await start_server_bound("127.0.0.1:0", processor=Answering())
         processor = GrpcProcessor(f"127.0.0.1:{port}", stream=True)
+
+        def still_open() -> bool:
+            if carried_on == "frames":
+                assert server.frames is not None
+                return bool(server.frames._connections)
+            return bool(grpc_servers._open_streams)
+
         try:
             await processor.process_message(options("first"))  # the stream is open
-            assert grpc_servers._open_streams
+            assert still_open()
             waiting = asyncio.ensure_future(processor.process_message(options("slow")))
             await asyncio.sleep(0.1)
             end_streams()
             reply = await waiting
             assert isinstance(reply.message, Response) and reply.message.status == 200
             for _ in range(200):  # the handler returns once the answer is written
-                if not grpc_servers._open_streams:
+                if not still_open():
                     break
                 await asyncio.sleep(0.05)
-            assert not grpc_servers._open_streams
+            assert not still_open()
         finally:
             await processor.close()
             await server.stop(None)
@@ -296,7 +318,7 @@ def route(port: int) -> Route:
     )
 
 
-def test_location_calls_go_on_one_stream_and_a_bad_one_fails_alone() -> None:
+def test_location_calls_go_on_one_stream_and_a_bad_one_fails_alone(carried_on: str) -> None:
     async def scenario() -> None:
         server, port = await start_server_bound("127.0.0.1:0", location=MemoryLocation())
         location = GrpcLocation(f"127.0.0.1:{port}", stream=True)
@@ -314,6 +336,7 @@ def test_location_calls_go_on_one_stream_and_a_bad_one_fails_alone() -> None:
             await location.remove_routes(aor)
             assert await location.find_routes(aor) == []
             assert location.streams
+            assert location.framed is (carried_on == "frames")
             assert served("LocationStream/Calls") - streamed == 5
             assert served("LocationStream/Calls", "INVALID_ARGUMENT") >= 1
             assert [

@@ -8,8 +8,6 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
-
 from sipgrid.api.types import LocationService, Processor, Transport
 from sipgrid.config import ConfigError, load
 from sipgrid.services.apiserver.bans import DatabaseBans
@@ -32,7 +30,7 @@ from sipgrid.services.dispatcher.dispatcher import Dispatcher, DispatcherConfig,
 from sipgrid.services.edgeport.config import load_edgeport
 from sipgrid.services.edgeport.server import EdgePort
 from sipgrid.services.events import events_from
-from sipgrid.services.grpc_servers import start_server
+from sipgrid.services.grpc_servers import Served, start_server
 from sipgrid.services.location.config import LocationConfig, redis_url
 from sipgrid.services.location.expiry import ExpiryEvents
 from sipgrid.services.location.persistent import PersistentLocation
@@ -90,7 +88,7 @@ class AllInOne:
     edgeport: EdgePort
     api: ApiServer
     refresher: asyncio.Task[None]
-    location_server: grpc.aio.Server | None  # worker 0's alone, with workers
+    location_server: Served | None  # worker 0's alone, with workers
     guarding: asyncio.Task[None]
     persistent: PersistentLocation | None = None
     flushing: asyncio.Task[None] | None = None
