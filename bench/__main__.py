@@ -22,7 +22,7 @@ def main() -> None:
     memory.main()
     sip_load.main()
     versus.main()  # sipgrid beside Kamailio, one run: the ratios are what counts
-    alternated.main()  # the all-in-one's aims, on the median of several alternated rounds
+    alternated.main()  # the aims, on the median of several alternated rounds
 
 
 if __name__ == "__main__":

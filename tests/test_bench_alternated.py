@@ -76,3 +76,19 @@ def test_the_table_gives_each_round_the_median_and_the_verdict() -> None:
         middle = statistics.median(each)
         verdict = "met" if middle <= limit else "missed"
         assert cells == [*(f"{r:.2f}" for r in each), f"{middle:.2f}", f"{limit}:", verdict]
+
+
+def test_the_distributed_wirings_calls_are_held_against_kamailios_calls() -> None:
+    """Its aim is 3; a report from before it was run (the stored one) has no such row."""
+    assert "distributed_calls_over_kamailio" not in summary(REPORT)
+    report = copy.deepcopy(REPORT)
+    factors = [3.4, 2.9, 3.1, 2.5, 3.8]
+    for one, factor in zip(report["rounds"], factors, strict=True):
+        kamailio = one["calls"]["kamailio"]
+        split = {**kamailio, "cpu_ms_each": float(kamailio["cpu_ms_each"]) * factor}
+        one["distributed_calls"] = {"kamailio": kamailio, "distributed": split}
+    verdict = summary(report)["distributed_calls_over_kamailio"]
+    assert verdict["median"] == 3.1 and verdict["limit"] == 3.0 and verdict["met"] is False
+    text = table({**report, "summary": summary(report)})
+    (line,) = [line for line in text.splitlines() if line.startswith("distributed: CPU ms")]
+    assert line.split()[-3:] == ["3.10", "3.0:", "missed"]

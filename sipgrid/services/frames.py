@@ -3,7 +3,7 @@ connection, each message its length (4 bytes) and its protobuf.
 
 A call on a grpc.aio stream costs some 350 µs of CPU a round trip, client and server
 together, where the same message on a plain connection costs some 170 (bench/README.md,
-"The distributed wiring's frames"). The gRPC stream stays the way in: a server offers
+"Frames (session 28)"). The gRPC stream stays the way in: a server offers
 its frames in the stream's header, and a client that takes the offer ends the stream and
 sends its calls on the frames connection; one that does not (Routr's, an older sipgrid's)
 goes on with the stream.

@@ -18,6 +18,7 @@ from sipgrid.services.grpc_clients import STREAM_SERVICE, GrpcLocation, GrpcProc
 from sipgrid.services.grpc_servers import start_server_bound
 from sipgrid.services.location.service import MemoryLocation
 from sipgrid.sip import Response
+from tests.e2e.harness import free_port
 
 from .test_streams import Answering, options, route, served
 
@@ -146,3 +147,40 @@ def test_a_connection_that_breaks_the_protocol_is_closed_alone() -> None:
 )
 def test_the_frames_are_sought_on_the_host_that_grpc_reached(target: str, host: str | None) -> None:
     assert frames_host(target) == host
+
+
+def test_the_frames_listen_where_frames_bind_addr_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fixed port, for a Service or a firewall to let through (deploy/k8s: gRPC + 10)."""
+
+    async def scenario() -> None:
+        wanted = free_port()
+        monkeypatch.setenv("FRAMES_BIND_ADDR", f"127.0.0.1:{wanted}")
+        server, port = await start_server_bound("127.0.0.1:0", location=MemoryLocation())
+        location = GrpcLocation(f"127.0.0.1:{port}", stream=True)
+        try:
+            assert server.frames is not None and server.frames.port == wanted
+            await location.add_route("sip:1001@sip.local", route(5070))
+            assert location.framed
+        finally:
+            await location.close()
+            await server.stop(None)
+
+    asyncio.run(scenario())
+
+
+def test_with_frames_off_a_server_offers_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> None:
+        monkeypatch.setenv("SIPGRID_FRAMES", "0")
+        server, port = await start_server_bound("127.0.0.1:0", processor=Answering())
+        monkeypatch.setenv("SIPGRID_FRAMES", "1")  # a client that would take them
+        processor = GrpcProcessor(f"127.0.0.1:{port}", stream=True)
+        try:
+            assert server.frames is None
+            reply = await processor.process_message(options("plain"))
+            assert isinstance(reply.message, Response)
+            assert processor.streams and not processor.framed
+        finally:
+            await processor.close()
+            await server.stop(None)
+
+    asyncio.run(scenario())

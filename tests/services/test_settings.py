@@ -59,6 +59,8 @@ def test_defaults_and_empty_variables() -> None:
         ("LOG_LEVEL", "loud", "'debug'"),
         ("API_ADDR", "api", "'api' is not host:port"),
         ("METRICS_BIND_ADDR", "0.0.0.0:http", "is not host:port"),
+        ("FRAMES_BIND_ADDR", "51914", "'51914' is not host:port"),
+        ("SIPGRID_FRAMES", "perhaps", "valid boolean"),
         ("NATS_PUBLISHER_ENABLED", "maybe", "valid boolean"),
     ],
 )
