@@ -31,6 +31,7 @@ FRAMES_KEY = "sipgrid-frames"  # the stream's header offering the port
 LENGTH = struct.Struct("!I")
 MAX_FRAME = 4 * 1024 * 1024  # as gRPC's largest message by default
 OPEN_TIMEOUT = 1.0  # seconds to connect and be welcomed
+HELLO_TIMEOUT = 10.0  # seconds a server waits for a connection's hello
 # idle 20 s, then a probe every 10 s, 3 unanswered end it; data unacknowledged for 30 s too
 KEEPALIVE = (
     ("TCP_KEEPIDLE", 20),
@@ -165,14 +166,21 @@ class _ServerConnection(_Framing):
         self._handler: Handler | None = None
         self._pending: set[asyncio.Future[None]] = set()
         self._ending = False
+        self._hello_due: asyncio.TimerHandle
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         _keep_alive(transport.get_extra_info("socket"))
         self._server._connections.add(self)
+        self._hello_due = asyncio.get_running_loop().call_later(HELLO_TIMEOUT, self._silent)
+
+    def _silent(self) -> None:
+        if self._handler is None:
+            self.refuse(f"no hello within {HELLO_TIMEOUT} s")
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
+        self._hello_due.cancel()
         self._server._connections.discard(self)
         for task in self._pending:
             task.cancel()
@@ -219,6 +227,7 @@ class _ServerConnection(_Framing):
             self.close()
         else:
             self._handler = handler
+            self._hello_due.cancel()
 
     async def _answer(self, handler: Handler, call: Any) -> None:
         reply = await handler.respond(call)

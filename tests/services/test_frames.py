@@ -12,7 +12,7 @@ import struct
 import pytest
 
 from sipgrid.pb import stream_pb2
-from sipgrid.services import grpc_servers
+from sipgrid.services import frames, grpc_servers
 from sipgrid.services.frames import frame, frames_host
 from sipgrid.services.grpc_clients import STREAM_SERVICE, GrpcLocation, GrpcProcessor
 from sipgrid.services.grpc_servers import start_server_bound
@@ -89,14 +89,16 @@ def test_a_frames_connection_names_its_stream_and_gives_the_service_token(
         monkeypatch.setenv("SIPGRID_SERVICE_TOKEN", "s3cret")
         server, port = await start_server_bound("127.0.0.1:0", processor=Answering())
         assert server.frames is not None
-        frames = server.frames.port
+        frames_port = server.frames.port
         processor = GrpcProcessor(f"127.0.0.1:{port}", stream=True)  # sends the token
         try:
-            error, reader, _ = await welcome(frames, stream_pb2.FramesHello(service=STREAM_SERVICE))
+            error, reader, _ = await welcome(
+                frames_port, stream_pb2.FramesHello(service=STREAM_SERVICE)
+            )
             assert error.startswith("UNAUTHENTICATED") and "x-sipgrid-token" in error
             assert await reader.read() == b""  # and closed
             error, _, _ = await welcome(
-                frames, stream_pb2.FramesHello(service="sipgrid.Nothing", token="s3cret")
+                frames_port, stream_pb2.FramesHello(service="sipgrid.Nothing", token="s3cret")
             )
             assert error.startswith("UNIMPLEMENTED") and "sipgrid.Nothing" in error
             reply = await processor.process_message(options("with-token"))
@@ -108,7 +110,11 @@ def test_a_frames_connection_names_its_stream_and_gives_the_service_token(
     asyncio.run(scenario())
 
 
-def test_a_connection_that_breaks_the_protocol_is_closed_alone() -> None:
+def test_a_connection_that_breaks_the_protocol_is_closed_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(frames, "HELLO_TIMEOUT", 0.3)
+
     async def scenario() -> None:
         server, port = await start_server_bound("127.0.0.1:0", processor=Answering())
         assert server.frames is not None
@@ -125,6 +131,9 @@ def test_a_connection_that_breaks_the_protocol_is_closed_alone() -> None:
             writer.write(frame(stream_pb2.StreamRequest(id=1)))
             refused = await asyncio.wait_for(reader.read(), 5)  # to the end: closed
             assert b"UNIMPLEMENTED" in refused
+            # nothing at all: closed when the hello is due
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.frames.port)
+            assert await asyncio.wait_for(reader.read(), 5) == b""
             reply = await processor.process_message(options("after"))
             assert isinstance(reply.message, Response) and processor.framed
         finally:
