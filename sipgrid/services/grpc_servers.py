@@ -177,6 +177,21 @@ async def serve_calls(
                 task.cancel()
 
 
+def _frames_handler(
+    parse: Callable[[bytes], Any],
+    answer: Callable[[Any], Awaitable[Any]],
+    reply_type: Callable[..., Any],
+    method: str,
+) -> Handler:
+    """A stream's calls as its frames take them: read by ``parse``, each answered as on
+    the gRPC stream (``answered``)."""
+
+    async def respond(call: Any) -> Any:
+        return await answered(call, answer, reply_type, method)
+
+    return Handler(parse, respond)
+
+
 @contextlib.contextmanager
 def _kept_open() -> Iterator[asyncio.Task[Any] | None]:
     """The handler of a call that stays open (a stream, a watch), known to end_streams
@@ -214,13 +229,12 @@ class StreamServicer(stream_pb2_grpc.ProcessorStreamServicer):
         )
 
     def frames(self) -> Handler:
-        async def respond(item: stream_pb2.StreamRequest) -> stream_pb2.StreamResponse:
-            reply: stream_pb2.StreamResponse = await answered(
-                item, self._answer, stream_pb2.StreamResponse, STREAM_METHOD
-            )
-            return reply
-
-        return Handler(stream_pb2.StreamRequest.FromString, respond)
+        return _frames_handler(
+            stream_pb2.StreamRequest.FromString,
+            self._answer,
+            stream_pb2.StreamResponse,
+            STREAM_METHOD,
+        )
 
     async def _answer(self, item: stream_pb2.StreamRequest) -> stream_pb2.StreamResponse:
         response = await self._servicer.answer(item.request, typed=False)
@@ -379,13 +393,12 @@ class LocationStreamServicer(stream_pb2_grpc.LocationStreamServicer):
         )
 
     def frames(self) -> Handler:
-        async def respond(item: stream_pb2.LocationCall) -> stream_pb2.LocationAnswer:
-            reply: stream_pb2.LocationAnswer = await answered(
-                item, self._answer, stream_pb2.LocationAnswer, LOCATION_STREAM_METHOD
-            )
-            return reply
-
-        return Handler(stream_pb2.LocationCall.FromString, respond)
+        return _frames_handler(
+            stream_pb2.LocationCall.FromString,
+            self._answer,
+            stream_pb2.LocationAnswer,
+            LOCATION_STREAM_METHOD,
+        )
 
     async def _answer(self, item: stream_pb2.LocationCall) -> stream_pb2.LocationAnswer:
         which = item.WhichOneof("call")
