@@ -50,23 +50,28 @@ class _Framing(asyncio.Protocol):
     """A connection that reads frames: ``frame_received`` for each whole one."""
 
     transport: asyncio.Transport | None = None
+    max_frame = MAX_FRAME  # the largest frame taken now
 
     def __init__(self) -> None:
-        self._rest = b""
+        self._rest = bytearray()  # the start of a frame not yet whole
+        self._needed = 0  # bytes that frame takes, its length included
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        if self._rest:
-            data = self._rest + data
-            self._rest = b""
+        if self._rest:  # a frame read in pieces is put together once, when whole
+            self._rest += data
+            if len(self._rest) < self._needed:
+                return
+            data = bytes(self._rest)
+            self._rest.clear()
         end = len(data)
         at = 0
         while end - at >= 4:
             (size,) = LENGTH.unpack_from(data, at)
-            if size > MAX_FRAME:
-                self.refuse(f"a frame of {size} bytes (at most {MAX_FRAME})")
+            if size > self.max_frame:
+                self.refuse(f"a frame of {size} bytes (at most {self.max_frame})")
                 return
             if end - at - 4 < size:
                 break
@@ -75,7 +80,8 @@ class _Framing(asyncio.Protocol):
             if self.transport is None or self.transport.is_closing():
                 return
         if at < end:
-            self._rest = data[at:]
+            self._rest += data[at:]
+            self._needed = 4 + LENGTH.unpack_from(data, at)[0] if end - at >= 4 else 4
 
     def frame_received(self, body: bytes) -> None:
         raise NotImplementedError
@@ -160,6 +166,8 @@ class FramesServer:
 
 
 class _ServerConnection(_Framing):
+    max_frame = 1024  # until the hello is taken: a stranger's frames are small
+
     def __init__(self, server: FramesServer) -> None:
         super().__init__()
         self._server = server
@@ -228,6 +236,7 @@ class _ServerConnection(_Framing):
         else:
             self._handler = handler
             self._hello_due.cancel()
+            self.max_frame = MAX_FRAME
 
     async def _answer(self, handler: Handler, call: Any) -> None:
         reply = await handler.respond(call)

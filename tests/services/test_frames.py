@@ -11,13 +11,14 @@ import struct
 
 import pytest
 
+from sipgrid.api import convert
 from sipgrid.pb import stream_pb2
 from sipgrid.services import frames, grpc_servers
 from sipgrid.services.frames import frame, frames_host
 from sipgrid.services.grpc_clients import STREAM_SERVICE, GrpcLocation, GrpcProcessor
 from sipgrid.services.grpc_servers import start_server_bound
 from sipgrid.services.location.service import MemoryLocation
-from sipgrid.sip import Response
+from sipgrid.sip import Response, parse
 from tests.e2e.harness import free_port
 
 from .test_streams import Answering, options, route, served
@@ -190,6 +191,36 @@ def test_with_frames_off_a_server_offers_none(monkeypatch: pytest.MonkeyPatch) -
             assert processor.streams and not processor.framed
         finally:
             await processor.close()
+            await server.stop(None)
+
+    asyncio.run(scenario())
+
+
+def test_a_frame_that_comes_in_pieces_is_read_whole_and_a_strangers_is_kept_small() -> None:
+    async def scenario() -> None:
+        server, _ = await start_server_bound("127.0.0.1:0", processor=Answering())
+        assert server.frames is not None
+        try:
+            hello = stream_pb2.FramesHello(service=STREAM_SERVICE)
+            error, reader, writer = await welcome(server.frames.port, hello)
+            assert error == ""
+            call = stream_pb2.StreamRequest(
+                id=5, request=convert.request_to_pb(options("pieces"), typed=False)
+            )
+            data = frame(call)
+            for piece in (data[:2], data[2:7], data[7:100], data[100:]):
+                writer.write(piece)
+                await writer.drain()
+                await asyncio.sleep(0.05)
+            (size,) = struct.unpack("!I", await reader.readexactly(4))
+            answer = stream_pb2.StreamResponse.FromString(await reader.readexactly(size))
+            assert answer.id == 5 and not answer.error_code
+            assert parse(answer.response.message.raw).call_id.startswith("pieces-")
+            # before its hello, a connection may not send a long frame (nor hold memory)
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.frames.port)
+            writer.write(struct.pack("!I", 100_000) + b"x" * 10)
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+        finally:
             await server.stop(None)
 
     asyncio.run(scenario())
