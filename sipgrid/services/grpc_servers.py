@@ -425,10 +425,13 @@ class Served:
         self.frames = frames
 
     async def stop(self, grace: float | None) -> None:
-        if self.frames is not None:
-            _frames_servers.discard(self.frames)
-            await self.frames.close(grace)
-        await self.grpc.stop(grace)
+        """Both stop at once, each given ``grace`` for what is in flight (not one after
+        the other, which could take twice as long)."""
+        if self.frames is None:
+            await self.grpc.stop(grace)
+            return
+        _frames_servers.discard(self.frames)
+        await asyncio.gather(self.frames.close(grace), self.grpc.stop(grace))
 
     async def wait_for_termination(self) -> bool:
         return await self.grpc.wait_for_termination()
