@@ -30,6 +30,7 @@ from .types import (
     META_CREDENTIALS,
     META_DESTINATION,
     META_DROP,
+    META_FOLLOW_DIALOG,
     META_FORKS,
     META_TARGET_FLOW,
     Fork,
@@ -354,6 +355,8 @@ def response_to_pb(response: MessageResponse, typed: bool = True) -> processor_p
         metadata[META_ALTERNATIVES] = "\n".join(response.alternatives)
     if response.credentials is not None:
         metadata[META_CREDENTIALS] = "\n".join(response.credentials)
+    if response.follow_dialog:
+        metadata[META_FOLLOW_DIALOG] = "1"
     if response.forks:
         metadata[META_FORKS] = "\n".join(
             json.dumps(
@@ -404,6 +407,7 @@ def response_from_pb(
         alternatives=[a for a in metadata.pop(META_ALTERNATIVES, "").split("\n") if a],
         credentials=(username, password) if username else None,
         forks=[_fork(line) for line in metadata.pop(META_FORKS, "").split("\n") if line],
+        follow_dialog=metadata.pop(META_FOLLOW_DIALOG, "") == "1",
     )
 
 

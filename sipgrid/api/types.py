@@ -109,6 +109,9 @@ META_TARGET_TRANSPORT: Final = "sipgrid.target-transport"  # post-processors: "W
 META_RESPONSES: Final = "sipgrid.responses"
 # "username\npassword" to answer the next hop's challenge
 META_CREDENTIALS: Final = "sipgrid.credentials"
+# "1": the EdgePort may route the in-dialog requests of the dialog this INVITE starts by
+# itself (a sipgrid extension: see MessageResponse.follow_dialog)
+META_FOLLOW_DIALOG: Final = "sipgrid.follow-dialog"
 
 
 @dataclass(slots=True, init=False)
@@ -176,6 +179,10 @@ class MessageResponse:
     target (a trunk's outbound credentials; they never go on the wire in clear).
     ``forks``, when given, ring every branch at once (RFC 3261 section 16.7, parallel):
     the message is then the template each branch copies.
+    ``follow_dialog``, on a forwarded INVITE that starts a dialog: the processor needs
+    nothing of the dialog's later requests but loose routing over the Record-Route it put
+    in (RFC 3261 section 16.12), so the EdgePort may do that itself, without asking it
+    (``sipgrid.services.connect.context.follow_route_set``, the processor's own rule).
     """
 
     message: Request | Response
@@ -186,6 +193,7 @@ class MessageResponse:
     alternatives: list[str]
     credentials: tuple[str, str] | None
     forks: list[Fork]
+    follow_dialog: bool
 
     def __init__(
         self,
@@ -197,6 +205,7 @@ class MessageResponse:
         alternatives: list[str] | None = None,
         credentials: tuple[str, str] | None = None,
         forks: list[Fork] | None = None,
+        follow_dialog: bool = False,
     ) -> None:
         self.message = message
         self.metadata = {} if metadata is None else metadata
@@ -206,6 +215,7 @@ class MessageResponse:
         self.alternatives = [] if alternatives is None else alternatives
         self.credentials = credentials
         self.forks = [] if forks is None else forks
+        self.follow_dialog = follow_dialog
 
 
 class Processor(Protocol):

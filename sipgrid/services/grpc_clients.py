@@ -106,6 +106,14 @@ class GrpcProcessor:
         reply = await self.process_pb(convert.request_to_pb(request, typed), typed)
         return convert.response_from_pb(reply, request.message)
 
+    def untouched_route(self, method: str) -> str | None:
+        """The address of the processor a request of ``method`` goes to directly, past the
+        Dispatcher (which sends it there with nothing in between), else None."""
+        if self._direct is None:
+            return None
+        processor = self._direct.route(method)
+        return processor.addr if processor is not None else None
+
     async def process_pb(
         self, request: processor_pb2.MessageRequest, typed: bool = True
     ) -> processor_pb2.MessageResponse:

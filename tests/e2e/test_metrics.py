@@ -37,6 +37,12 @@ def served(text: str, method: str) -> float:
     return sum(float(m) for m in re.findall(pattern, text, re.M))
 
 
+def event(text: str, name: str) -> float:
+    """An EdgePort's count of one of its events (0 when it has none)."""
+    found = re.search(rf'^sipgrid_edgeport_events_total{{event="{name}"}} (\S+)$', text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
 def samples(url: str) -> set[str]:
     text = page(url)
     return {
@@ -61,18 +67,25 @@ def test_every_metric_of_the_dashboard_is_served(tmp_path: Path) -> None:
         found = samples(f"http://127.0.0.1:{edge}/metrics")
         for port in ports.values():
             found |= samples(f"http://127.0.0.1:{port}/metrics")
-        # the call's messages went from the EdgePort to Connect on sipgrid's stream, not
-        # through the Dispatcher (its direct routes; only what came before the EdgePort had
-        # them did), and Connect's REGISTER and lookup to Location on the other
+        # the REGISTERs (two) and the INVITEs (two) went from the EdgePort to Connect on
+        # sipgrid's stream, not through the Dispatcher (its direct routes; only what came
+        # before the EdgePort had them did: one or two), and Connect's REGISTER and lookup
+        # to Location on the other
         ways = pages(ports)
         through = served(ways["dispatcher"], "ProcessMessages")
-        assert served(ways["connect"], "ProcessMessages") - through >= 4, ways["connect"]
+        assert served(ways["connect"], "ProcessMessages") == 4, ways["connect"]
+        assert served(ways["connect"], "ProcessMessages") - through >= 2, ways["dispatcher"]
         assert through >= 1, ways["dispatcher"]  # the first, which starts the watch
         for name in ("dispatcher", "connect"):
             assert served(ways[name], "ProcessMessage") == 0, ways[name]
         assert served(ways["location"], "Calls") >= 2, ways["location"]
         assert served(ways["location"], "AddRoute") == 0, ways["location"]
         assert served(ways["location"], "FindRoutes") == 0, ways["location"]
+        # the call's ACK and BYE were routed by the EdgePort itself, as Connect let it with
+        # the INVITE's answer (follow_dialog), and the BYE's 200 ended the dialog there
+        edge_page = page(f"http://127.0.0.1:{edge}/metrics")
+        assert event(edge_page, "dialog_followed") == 2, edge_page
+        assert "\nsipgrid_dialogs_followed 0.0\n" in edge_page, edge_page
     missing = {
         name
         for name in wanted
@@ -90,14 +103,20 @@ def test_with_the_streams_off_every_message_is_a_unary_call(tmp_path: Path) -> N
         for name, port in ports.items()
     }
     env["edgeport"] = {"SIPGRID_STREAMS": "0"}
-    with distributed(tmp_path / "sipgrid", service_env=env) as sipgrid:
+    edge = free_port()
+    spec = {"http": {"bindAddr": f"127.0.0.1:{edge}"}}
+    with distributed(tmp_path / "sipgrid", edgeport=spec, service_env=env) as sipgrid:
         with registered_callee(tmp_path, sipgrid) as uas:
             call = run_sipp(tmp_path, "call", scenarios.call("caller"), server_port=sipgrid.port)
             assert call.ok, call.output + sipgrid.log_text()
             assert wait_exit(uas) == 0
         ways = pages(ports)
+        edge_page = page(f"http://127.0.0.1:{edge}/metrics")
+    # the EdgePort cannot know that nothing stands between it and Connect (no direct
+    # routes without the streams): the call's ACK and BYE went to Connect too
+    assert event(edge_page, "dialog_followed") == 0, edge_page
     for name in ("dispatcher", "connect"):
-        assert served(ways[name], "ProcessMessage") >= 4, ways[name]
+        assert served(ways[name], "ProcessMessage") >= 6, ways[name]
         assert served(ways[name], "ProcessMessages") == 0, ways[name]
     assert served(ways["location"], "AddRoute") >= 1, ways["location"]
     assert served(ways["location"], "FindRoutes") >= 1, ways["location"]

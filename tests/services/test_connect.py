@@ -332,6 +332,26 @@ def test_an_invite_is_routed_with_a_hop_spent_and_our_credentials_gone() -> None
     assert "sg-sig=" in (request.get("Record-Route") or "")
 
 
+def test_an_edgeport_may_follow_the_dialog_of_an_invite_sent_to_one_place() -> None:
+    """MessageResponse.follow_dialog: set on an INVITE forwarded to one binding, whose
+    dialog needs nothing of Connect but routing over its Record-Route; not on a fork, whose
+    branches each record a route of their own, nor on the dialog's own requests."""
+    switch = Switch()
+    registered(switch, "1002", BOB)
+    challenged = switch.answer(invite(1))
+    auth = authorization(challenged, "1001", "INVITE", "sip:1002@sip.local")
+    request, answer = switch.forwarded(invite(2, auth=auth))
+    assert answer.follow_dialog
+    _, bye = switch.forwarded(in_dialog("BYE", request.get("Record-Route") or ""))
+    assert not bye.follow_dialog
+    assert switch.processor.untouched_route("BYE") == "connect"
+    registered(switch, "1002", NetInterface("127.0.0.1", 7003, Transport.UDP))
+    challenged = switch.answer(invite(3, call_id="forked"))
+    auth = authorization(challenged, "1001", "INVITE", "sip:1002@sip.local")
+    _, forked = switch.forwarded(invite(4, auth=auth, call_id="forked"))
+    assert len(forked.forks) == 2 and not forked.follow_dialog
+
+
 def test_max_forwards_zero_gets_483_before_anything_else() -> None:
     switch = Switch()
     options = (

@@ -969,3 +969,95 @@ def test_a_worker_sends_to_a_websocket_phone_on_its_flow_alone() -> None:
     worker.feed(invite())
     sent = [t for t in worker.take() if t.data.startswith(b"INVITE")]
     assert [(t.flow, t.destination) for t in sent] == [(flow, flow)] and not worker.resolves
+
+
+# -- dialogs the processor lets the EdgePort follow (MessageResponse.follow_dialog)
+
+OUR_ROUTE = "<sip:127.0.0.1:5060;lr;sg-ftag=f1;sg-callee=udp~127.0.0.1~7002;sg-sig=5ea1ed>"
+
+
+def record_routing(request: MessageRequest) -> MessageResponse:
+    """A processor as Connect answers: an INVITE on to the callee with our Record-Route,
+    letting the EdgePort follow its dialog; any other request on to the callee."""
+    message = request.message
+    if not isinstance(message, Request):
+        return MessageResponse(message)
+    if message.method == "INVITE" and message.to.tag is None:
+        message.add("Record-Route", OUR_ROUTE, first=True)
+        return MessageResponse(message, destination=CALLEE, follow_dialog=True)
+    message.pop_first_value("Route")
+    return MessageResponse(message, destination=CALLEE)
+
+
+def in_dialog(method: str, branch: str, route: str = OUR_ROUTE, extra: str = "") -> bytes:
+    data = request_bytes(
+        method,
+        CALLER.port,
+        branch=branch,
+        call_id="followed",
+        uri="sip:1002@127.0.0.1:7002",
+        extra=f"Route: {route}\r\n{extra}",
+    )
+    return data.replace(b"To: <sip:1002@sip.local>", b"To: <sip:1002@sip.local>;tag=downstream")
+
+
+def answered_call(untouched: Callable[[str], str | None] | None) -> Wire:
+    wire = Wire(answer=record_routing)
+    wire.core.untouched_route = untouched
+    wire.feed(invite(call_id="followed"))
+    wire.feed(reply_to(sent_to_callee(wire), 200), CALLEE)
+    wire.take()
+    return wire
+
+
+def test_a_dialog_the_processor_lets_us_follow_is_routed_here_until_its_bye_is_answered() -> None:
+    wire = answered_call(lambda method: "connect")
+    assert wire.core.dialogs_followed == 1 and len(wire.processed) == 1
+    wire.feed(in_dialog("ACK", "z9hG4bKack"))
+    wire.feed(in_dialog("BYE", "z9hG4bKbye"))
+    sent = wire.take()
+    assert [t.destination for t in sent] == [CALLEE, CALLEE]
+    ack, bye = (parse(t.data) for t in sent)
+    assert isinstance(ack, Request) and isinstance(bye, Request)
+    assert (ack.method, bye.method) == ("ACK", "BYE")
+    assert len(wire.processed) == 1  # neither went to the processor
+    # our Route taken off, a hop spent, and sent where the INVITE found the callee
+    assert "Route" not in bye and bye.max_forwards == 69
+    assert str(bye.uri) == "sip:1002@127.0.0.1:7002"
+    assert wire.core.stats["dialog_followed"] == 2
+    wire.feed(make_response(bye, 200).serialize(), CALLEE)
+    assert statuses(wire.messages(CALLER)) == [200]
+    assert wire.core.dialogs_followed == 0
+    # the dialog has ended here: a request in it goes to the processor
+    wire.feed(in_dialog("BYE", "z9hG4bKbye2"))
+    assert len(wire.processed) == 2
+
+
+def test_a_dialog_request_goes_to_the_processor_unless_all_is_as_it_let_us() -> None:
+    edited = OUR_ROUTE.replace("127.0.0.1~7002", "192.0.2.66~5060")  # a flow made up
+    wire = answered_call(lambda method: "connect")
+    for number, data in enumerate(
+        (
+            in_dialog("INFO", "z9hG4bKi1", route=edited),
+            in_dialog("INFO", "z9hG4bKi2", extra="Proxy-Authorization: Digest username=x\r\n"),
+            in_dialog("INFO", "z9hG4bKi3", extra="X-Connect-Token: eyJ\r\n"),
+            in_dialog("INFO", "z9hG4bKi4").replace(b"tag=downstream", b"tag=another"),
+        ),
+        start=2,
+    ):
+        wire.feed(data)
+        assert len(wire.processed) == number
+    # a middleware now reads BYE (its route is no longer the processor's alone)
+    wire = answered_call(lambda method: None if method == "BYE" else "connect")
+    wire.feed(in_dialog("BYE", "z9hG4bKbye"))
+    assert [r.method for r in wire.processed] == ["INVITE", "BYE"]
+    # a processor that did not let us, or an EdgePort whose processor cannot say
+    wire = Wire(answer=to(CALLEE))
+    wire.core.untouched_route = lambda method: "connect"
+    wire.feed(invite(call_id="followed"))
+    wire.feed(reply_to(sent_to_callee(wire), 200), CALLEE)
+    wire.feed(in_dialog("BYE", "z9hG4bKbye"))
+    assert len(wire.processed) == 2 and wire.core.dialogs_followed == 0
+    wire = answered_call(None)
+    wire.feed(in_dialog("BYE", "z9hG4bKbye"))
+    assert len(wire.processed) == 2 and wire.core.dialogs_followed == 0

@@ -6,10 +6,16 @@ import hmac
 from collections.abc import Iterable
 from typing import Final
 
-from sipgrid.api.types import MessageRequest, NetInterface, Transport
+from sipgrid.api.types import MessageRequest, MessageResponse, NetInterface, Transport
 from sipgrid.sip import Request, SipUri, host_of, make_response
 from sipgrid.sip.digest import mac
 from sipgrid.sip.message import Response
+
+# a browser phone's token (X-Connect-Token), which like a password never leaves sipgrid
+TOKEN_HEADER: Final = "X-Connect-Token"
+# what Connect takes out of an in-dialog request before it goes on: an EdgePort that
+# follows a dialog by itself leaves a request that carries one of these to Connect
+SECRET_HEADERS: Final = ("Authorization", "Proxy-Authorization", TOKEN_HEADER)
 
 ALLOW: Final = (
     "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, REGISTER, INFO, UPDATE, PRACK, REFER, NOTIFY"
@@ -111,6 +117,38 @@ def dialog_destination(message: Request, ours: list[SipUri]) -> NetInterface | N
             except ValueError:
                 return None
     return None
+
+
+def route_stamp(uri: SipUri) -> str:
+    """What makes a Route value ours for one dialog: its flows and their signature (empty
+    when it has no signature). An EdgePort that routes a dialog by itself compares the
+    Route of each request with the Record-Route that Connect put in (it has no key to
+    check the signature with): a flow edited by a party of the dialog does not match."""
+    sig = uri.param(SIG)
+    if not sig:
+        return ""
+    return "\n".join((uri.param(FTAG) or "", uri.param(CALLER) or "", uri.param(CALLEE) or "", sig))
+
+
+def follow_route_set(message: Request, ours: list[SipUri]) -> MessageResponse:
+    """An in-dialog request on, once our own Routes (``ours``) are popped: to the next
+    Route if any, else to the Request-URI (RFC 3261 section 16.12), sent where the dialog's
+    INVITE found that party when our Record-Route says so. The rule Connect follows, and an
+    EdgePort for the dialogs Connect lets it follow (MessageResponse.follow_dialog)."""
+    routes = message.routes
+    target = routes[0].sip_uri if routes else message.uri
+    if not isinstance(target, SipUri):
+        if message.method == "ACK":
+            return MessageResponse(message, drop=True)
+        return MessageResponse(reply(message, 416))
+    decrement_max_forwards(message)
+    recorded = dialog_destination(message, ours) if not routes else None
+    if recorded is None:
+        return MessageResponse(message)  # the EdgePort locates the Route or Request-URI
+    if not recorded.transport.reliable:
+        return MessageResponse(message, destination=recorded)
+    # a connection: reuse it while it is open, else connect to the Request-URI
+    return MessageResponse(message, target_flow=recorded)
 
 
 def listening_point(request: MessageRequest, transport: Transport) -> NetInterface | None:

@@ -28,9 +28,9 @@ from .context import (
     SIG,
     decode_net,
     decrement_max_forwards,
-    dialog_destination,
     encode_net,
     flow_signature,
+    follow_route_set,
     is_ours,
     is_recorded_by_us,
     listening_point,
@@ -87,6 +87,12 @@ class ConnectProcessor:
         # static peers' health (set by the wiring that can send requests: the all-in-one)
         self.prober: PeerProber | None = None
 
+    @staticmethod
+    def untouched_route(method: str) -> str | None:
+        """Every request reaches Connect itself untouched: an EdgePort calling it in process
+        may follow the dialogs it lets it follow (MessageResponse.follow_dialog)."""
+        return "connect"
+
     async def process_message(self, request: MessageRequest) -> MessageResponse:
         message = request.message
         if not isinstance(message, Request):
@@ -116,7 +122,11 @@ class ConnectProcessor:
         if method in ROUTED:
             if message.max_forwards == 0:
                 return MessageResponse(reply(message, 483))
-            return await self._route(request, message)
+            routed = await self._route(request, message)
+            if method == "INVITE" and isinstance(routed.message, Request) and not routed.forks:
+                # its dialog's requests need nothing of ours but _in_dialog's routing
+                routed.follow_dialog = True
+            return routed
         if method in ("BYE", "PRACK"):
             return MessageResponse(reply(message, 481))
         return MessageResponse(reply(message, 501, headers=[("Allow", ALLOW)]))
@@ -148,20 +158,7 @@ class ConnectProcessor:
         resources = self.resources()
         _strip_credentials(message, lambda realm: _is_our_realm(resources, realm))
         message.remove(TOKEN_HEADER)
-        routes = message.routes
-        target = routes[0].sip_uri if routes else message.uri
-        if not isinstance(target, SipUri):
-            if message.method == "ACK":
-                return MessageResponse(message, drop=True)
-            return MessageResponse(reply(message, 416))
-        decrement_max_forwards(message)
-        recorded = dialog_destination(message, ours) if not routes else None
-        if recorded is None:
-            return MessageResponse(message)  # the EdgePort locates the Route or Request-URI
-        if not recorded.transport.reliable:
-            return MessageResponse(message, destination=recorded)
-        # a connection: reuse it while it is open, else connect to the Request-URI
-        return MessageResponse(message, target_flow=recorded)
+        return follow_route_set(message, ours)
 
     # -- new requests: who calls, and where to
 

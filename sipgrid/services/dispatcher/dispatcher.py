@@ -183,6 +183,12 @@ class Dispatcher:
         route = self._direct(method)
         return route.processor if route is not None else None
 
+    def untouched_route(self, method: str) -> str | None:
+        """The address of the processor a request of ``method`` reaches with nothing in
+        between (its direct route), else None: for an EdgePort that follows dialogs."""
+        route = self._direct(method)
+        return route.addr if route is not None else None
+
     def direct_addresses(self) -> dict[str, str]:
         """Method -> the address of its direct route's processor, for every method a
         processor takes (what an EdgePort may send there without coming here)."""

@@ -21,11 +21,17 @@ import ipaddress
 import itertools
 import os
 from collections import Counter, OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
 from sipgrid.api.types import Fork, MessageRequest, MessageResponse, NetInterface, Transport
+from sipgrid.services.connect.context import (
+    SECRET_HEADERS,
+    follow_route_set,
+    pop_own_routes,
+    route_stamp,
+)
 from sipgrid.sip import (
     Challenge,
     LocalProtocolError,
@@ -82,6 +88,7 @@ MAX_PROCESSOR_WAIT: Final = T1
 DIALOG_OFFSET_TTL: Final = 12 * 3600.0  # how long a dialog's CSeq offset is kept
 DIALOG_OFFSET_MAX: Final = 100_000
 CALLS_MAX: Final = 200_000  # calls in progress remembered for their duration (oldest forgotten)
+DIALOGS_MAX: Final = 100_000  # dialogs followed here (oldest forgotten: Connect routes them)
 BUCKET_SWEEP: Final = 60.0  # seconds a quiet source keeps its rate-limit bucket
 
 
@@ -260,6 +267,9 @@ class ServerContext:
     best: Response | None
     key: Opaque  # its key in the table of server transactions
     lingering: bool  # answered, a non-INVITE kept only for retransmissions (Timer J)
+    # a dialog's INVITE whose later requests the processor lets us route (its route for
+    # INVITE, the Route stamp of its Record-Route): remembered when the 2xx goes upstream
+    dialog: tuple[str, str] | None
 
     def __init__(
         self,
@@ -287,6 +297,7 @@ class ServerContext:
         self.answered = False
         self.best = None
         self.lingering = False
+        self.dialog = None
 
     def clients(self) -> tuple[ClientContext, ...]:
         """Its client transactions: every branch of a fork, else the one it has."""
@@ -419,6 +430,12 @@ class EdgePortCore:
         self._cseq_offsets: OrderedDict[tuple[str, str], tuple[int, float]] = OrderedDict()
         # Call-ID -> when its 2xx went upstream, caller, callee: calls in progress
         self._calls: OrderedDict[str, tuple[float, str, str]] = OrderedDict()
+        # the processor's route for a request of a method, when nothing stands between it
+        # and the processor (no middleware); None: in-dialog requests always go to it
+        self.untouched_route: Callable[[str], str | None] | None = None
+        # "Call-ID, tags" -> (the processor's route for INVITE, the Route stamp): dialogs
+        # whose in-dialog requests we route ourselves (MessageResponse.follow_dialog)
+        self._dialogs: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self.stats: Counter[str] = Counter()
 
     # -- state the shells and tests read
@@ -439,6 +456,11 @@ class EdgePortCore:
         return sum(c.tx.state in live for c in self._server_txs.values()) + sum(
             c.tx.state in live for c in self._client_txs.values() if c.origin is None
         )
+
+    @property
+    def dialogs_followed(self) -> int:
+        """Dialogs whose in-dialog requests this EdgePort routes by itself."""
+        return len(self._dialogs)
 
     @property
     def transactions(self) -> tuple[int, int]:
@@ -611,9 +633,13 @@ class EdgePortCore:
             ctx = self._server_txs.get(server_key(request))
             if ctx is not None and ctx.tx.matches(request):
                 self._apply_server(ctx, ctx.tx.receive_request(request, now), out)
-            else:
+                return
+            followed = self._follow(request, flow) if request.max_forwards != 0 else None
+            if followed is None:
                 job = self._job(flow)
                 out.append(Process(job, self._message_request(request, flow)))
+            elif isinstance(followed.message, Request) and not followed.drop:
+                self._forward(None, followed.message, followed, now, out)
             return
         if method == "CANCEL":
             self._on_cancel(request, flow, now, out)
@@ -657,10 +683,67 @@ class EdgePortCore:
             # stateless but for an INVITE, whose transaction takes the ACK (section 26.1.5)
             self._respond(ctx, 503, "Service Unavailable (Busy)", retry, out=out, keep=False)
         else:
+            followed = self._follow(request, flow) if request.to.tag is not None else None
+            if followed is not None:
+                self._processed(ctx, followed, now, out)
+                return
             self.stats["to_processor"] += 1
             job = self._job(ctx)
             self._asked[job] = now
             out.append(Process(job, self._message_request(request.copy(), flow)))
+
+    def _follow(self, request: Request, flow: NetInterface) -> MessageResponse | None:
+        """An in-dialog request of a dialog the processor lets us follow, routed here as
+        the processor would route it (``follow_route_set``), or None: to the processor.
+
+        Only while its method reaches the processor that let us with nothing in between
+        (a middleware added since sees it), with its top Route the very Record-Route the
+        processor put in (flows and signature: we cannot check the signature, so one
+        edited by a party of the dialog goes to the processor, which refuses it), and with
+        no credentials or token, which the processor would take out."""
+        dialogs = self._dialogs
+        to_tag, from_tag = request.to.tag, request.from_.tag
+        if not dialogs or to_tag is None or from_tag is None:
+            return None
+        known = dialogs.get(_dialog_key(request.call_id, from_tag, to_tag))
+        rule = self.untouched_route
+        if known is None or rule is None or rule(request.method) != known[0]:
+            return None
+        for name in SECRET_HEADERS:
+            if name in request:
+                return None
+        try:
+            routes = request.routes
+            top = routes[0].sip_uri if routes else None
+            if top is None or route_stamp(top) != known[1]:
+                return None
+            if not self._is_our_address(top.host, top.port):
+                return None
+            message = request.copy()
+            ours = pop_own_routes(message, self._message_request(message, flow))
+            followed = follow_route_set(message, ours)
+        except ParseError:
+            return None  # the processor answers what is wrong
+        self.stats["dialog_followed"] += 1
+        return followed
+
+    def _may_follow(self, ctx: ServerContext, message: Request) -> None:
+        """The processor lets us follow the dialog this INVITE starts: what its Record-Route
+        says, kept until the 2xx goes upstream (``_call_event``)."""
+        rule = self.untouched_route
+        route = rule("INVITE") if rule is not None else None
+        if route is None or message.method != "INVITE" or message.to.tag is not None:
+            return
+        try:
+            records = message.record_routes
+        except ParseError:
+            return
+        top = records[0].sip_uri if records else None
+        if top is None or not self._is_our_address(top.host, top.port):
+            return
+        stamp = route_stamp(top)
+        if stamp:
+            ctx.dialog = (route, stamp)
 
     def _processor_behind(self, request: Request, now: float) -> bool:
         """A queue is waiting for the processor (BEHIND_QUEUE requests or more), and its
@@ -804,6 +887,8 @@ class EdgePortCore:
             if result.forks:
                 self._fork(ctx, message, result.forks, now, out)
                 return
+            if result.follow_dialog:
+                self._may_follow(ctx, message)
             self._forward(ctx, message, result, now, out)
 
     # -- forwarding
@@ -1350,10 +1435,12 @@ class EdgePortCore:
                 self._calls[call_id] = (self._now, *who)
                 while len(self._calls) > CALLS_MAX:
                     self._calls.popitem(last=False)
+                self._dialog_began(ctx, request, response)
                 out.append(CallEvent("call.started", call_id, *who, status, setup, None, extra))
             else:
                 out.append(CallEvent("call.failed", call_id, *who, status, setup, None, extra))
         elif 200 <= status < 300:
+            self._dialog_ended(request)
             known = self._calls.pop(call_id, None)
             if known is None:  # it began before this EdgePort knew of it
                 out.append(CallEvent("call.ended", call_id, *who, status, extra_headers=extra))
@@ -1364,6 +1451,21 @@ class EdgePortCore:
                     "call.ended", call_id, caller, callee, status, None, self._now - began, extra
                 )
             )
+
+    def _dialog_began(self, ctx: ServerContext, request: Request, response: Response) -> None:
+        from_tag, to_tag = request.from_.tag, response.to.tag
+        if ctx.dialog is None or from_tag is None or to_tag is None:
+            return
+        self._dialogs[_dialog_key(request.call_id, from_tag, to_tag)] = ctx.dialog
+        while len(self._dialogs) > DIALOGS_MAX:
+            self._dialogs.popitem(last=False)
+
+    def _dialog_ended(self, request: Request) -> None:
+        """A BYE answered 2xx: its dialog is no more (a request in it now goes to the
+        processor, which answers as it would for a dialog it never saw)."""
+        from_tag, to_tag = request.from_.tag, request.to.tag
+        if self._dialogs and from_tag is not None and to_tag is not None:
+            self._dialogs.pop(_dialog_key(request.call_id, from_tag, to_tag), None)
 
     @staticmethod
     def _registered(
@@ -1513,6 +1615,11 @@ class EdgePortCore:
         job = next(self._job_ids)
         self._jobs[job] = what
         return job
+
+
+def _dialog_key(call_id: str, tag: str, other: str) -> str:
+    """A dialog's key from either side: the two tags in order, whoever sends."""
+    return f"{call_id}\n{tag}\n{other}" if tag < other else f"{call_id}\n{other}\n{tag}"
 
 
 def _has_credentials(request: Request) -> bool:

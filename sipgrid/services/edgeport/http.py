@@ -80,6 +80,11 @@ class EdgePortCollector(Collector):
             "Calls answered and not hung up yet, as this EdgePort saw them",
             value=edgeport.core.calls_in_progress if edgeport.core else 0,
         )
+        yield GaugeMetricFamily(
+            "sipgrid_dialogs_followed",
+            "Dialogs whose in-dialog requests this EdgePort routes itself, as Connect let it",
+            value=edgeport.core.dialogs_followed if edgeport.core else 0,
+        )
         server_txs, client_txs = edgeport.core.transactions if edgeport.core else (0, 0)
         active = GaugeMetricFamily(
             "sipgrid_transactions_active", "Live SIP transactions", labels=["side"]

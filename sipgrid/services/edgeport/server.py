@@ -201,6 +201,9 @@ class EdgePort:
                 connections_elsewhere=self.worker is not None and self.worker.index != 0,
             )
         )
+        # a processor that can say which of its routes nothing stands in (Connect, sipgrid's
+        # Dispatcher in process or watched) may let us follow dialogs ourselves
+        self.core.untouched_route = getattr(self.processor, "untouched_route", None)
         self._carrier.core = self.core
         for flow in self._connections:
             self.core.flow_opened(flow)
