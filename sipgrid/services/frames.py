@@ -24,6 +24,7 @@ from typing import Any, cast
 from google.protobuf.message import DecodeError, Message
 
 from sipgrid.pb import stream_pb2
+from sipgrid.services import eager
 
 log = logging.getLogger("sipgrid.grpc")
 
@@ -211,9 +212,12 @@ class _ServerConnection(_Framing):
         except DecodeError:
             self.refuse("a frame that is not a call")
             return
-        task = asyncio.ensure_future(self._answer(handler, call))
-        self._pending.add(task)
-        task.add_done_callback(self._done)
+        # answered in this turn when it can be (Location from memory, Connect's
+        # challenge): a task only for a call that has to wait
+        task = eager.start(self._answer(handler, call))
+        if task is not None:
+            self._pending.add(task)
+            task.add_done_callback(self._done)
 
     def _hello(self, body: bytes) -> None:
         try:
