@@ -73,7 +73,8 @@ def test_every_metric_of_the_dashboard_is_served(tmp_path: Path) -> None:
         # to Location on the other
         ways = pages(ports)
         through = served(ways["dispatcher"], "ProcessMessages")
-        assert served(ways["connect"], "ProcessMessages") == 4, ways["connect"]
+        # (a REGISTER sent again by a slow sipp is challenged again: at least four)
+        assert served(ways["connect"], "ProcessMessages") >= 4, ways["connect"]
         assert served(ways["connect"], "ProcessMessages") - through >= 2, ways["dispatcher"]
         assert through >= 1, ways["dispatcher"]  # the first, which starts the watch
         for name in ("dispatcher", "connect"):
