@@ -26,6 +26,7 @@ from .context import (
     ALLOW,
     FLOW,
     SIG,
+    TOKEN_HEADER,
     decode_net,
     decrement_max_forwards,
     encode_net,
@@ -51,7 +52,6 @@ from .routing import (
     trunk_targets,
     wants_privacy,
 )
-from .tokens import HEADER as TOKEN_HEADER
 from .tokens import Claims, TokenError, TokenVerifier
 
 log: Final = logging.getLogger("sipgrid.connect")

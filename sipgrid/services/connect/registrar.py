@@ -15,11 +15,10 @@ from sipgrid.services.metrics import REGISTRATION_RESULTS
 from sipgrid.sip import ParseError, Request, Response, SipUri, default_port, locate
 
 from .auth import Authenticator, Verdict
-from .context import reply
+from .context import TOKEN_HEADER, reply
 from .guard import Guard
 from .index import AccessControlList, Resources, aor_key
 from .routing import SESSION_COUNT
-from .tokens import HEADER as TOKEN_HEADER
 from .tokens import TokenError, TokenVerifier
 
 log: Final = logging.getLogger("sipgrid.connect")

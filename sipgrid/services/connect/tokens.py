@@ -31,12 +31,9 @@ from sipgrid.config import ConfigError
 from sipgrid.pb import verifier_pb2, verifier_pb2_grpc
 from sipgrid.sip import ParseError, SipUri, parse_uri
 
-from .context import TOKEN_HEADER
-
 if TYPE_CHECKING:
     from sipgrid.services.settings import Settings
 
-HEADER = TOKEN_HEADER
 ASYMMETRIC = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
 DEFAULT_ALGORITHMS = ("RS256", "ES256")
 LEEWAY = 10.0  # seconds of clock difference forgiven on exp, nbf and iat
