@@ -223,6 +223,11 @@ class Processor(Protocol):
 
     ``handles_responses`` is False for a processor that passes every response through
     unchanged: an EdgePort calling it in process then skips that call.
+
+    A processor may also offer ``submit(request, done) -> bool``, the same call without a
+    coroutine: sent at once, its answer handed to ``done`` (None when it failed), or False
+    with nothing sent. The EdgePort uses it where it is there (``GrpcProcessor.submit``,
+    on a processor's frames) and awaits ``process_message`` otherwise.
     """
 
     @property

@@ -102,9 +102,55 @@ class GrpcProcessor:
                 answer = await processor.process_message(request)
                 self.handles_responses = self._direct.responses  # as the Dispatcher says
                 return answer
-        typed = not self.streams
-        reply = await self.process_pb(convert.request_to_pb(request, typed), typed)
+        if self.streams:  # the stream's call built in place (a message given is copied)
+            item = stream_pb2.StreamRequest()
+            convert.request_into_pb(request, item.request, typed=False)
+            reply = await self.process_pb(item.request, False, item)
+        else:
+            reply = await self.process_pb(convert.request_to_pb(request))
         return convert.response_from_pb(reply, request.message)
+
+    def submit(
+        self, request: MessageRequest, done: Callable[[MessageResponse | None], None]
+    ) -> bool:
+        """``process_message`` without a coroutine, for the EdgePort: the request goes on
+        the processor's frames now, and ``done`` gets the answer when it comes (None when
+        the processor failed or is down; why is logged). False, with nothing sent, where
+        it cannot go that way (no frames open yet, a processor without the stream): the
+        caller then awaits ``process_message``. A task per message, its future, its timer
+        and the coroutines it resumes are not made."""
+        direct = self._direct
+        if direct is not None and isinstance(request.message, Request):
+            processor = direct.route(request.method)
+            if processor is not None:
+
+                def relayed(result: MessageResponse | None) -> None:
+                    if result is not None:
+                        self.handles_responses = direct.responses  # as the Dispatcher says
+                    done(result)
+
+                return processor.submit(request, relayed)
+        stream = self._stream
+        if stream is None or not stream.framed:
+            return False
+        item = stream_pb2.StreamRequest()
+        convert.request_into_pb(request, item.request, typed=False)
+        message = request.message
+
+        def settled(answer: stream_pb2.StreamResponse | None, error: Exception | None) -> None:
+            result = None
+            if answer is not None:
+                reply = answer.response
+                self.handles_responses = reply.metadata.get(META_RESPONSES) != "pass"
+                try:
+                    result = convert.response_from_pb(reply, message)
+                except Exception as failure:  # as process_message's caller takes it
+                    error = failure
+            if result is None:
+                log.warning("processor failed: %s", error)
+            done(result)
+
+        return stream.submit(item, self._timeout, settled)
 
     def untouched_route(self, method: str) -> str | None:
         """The address of the processor a request of ``method`` goes to directly, past the
@@ -115,13 +161,18 @@ class GrpcProcessor:
         return processor.addr if processor is not None else None
 
     async def process_pb(
-        self, request: processor_pb2.MessageRequest, typed: bool = True
+        self,
+        request: processor_pb2.MessageRequest,
+        typed: bool = True,
+        item: stream_pb2.StreamRequest | None = None,
     ) -> processor_pb2.MessageResponse:
         """The call itself, protobuf in and out (the Dispatcher passes messages through).
         ``typed``: whether the message has Routr's typed fields already; a unary call
-        fills them. A reply from the stream has ``raw`` alone."""
+        fills them. A reply from the stream has ``raw`` alone. ``item``: the stream's
+        call holding ``request`` already, else it is made here."""
         if self._stream is not None:
-            item = stream_pb2.StreamRequest(request=request)
+            if item is None:
+                item = stream_pb2.StreamRequest(request=request)
             answer = await self._stream.call(item, self._timeout)
             if answer is not None:
                 self.handles_responses = answer.response.metadata.get(META_RESPONSES) != "pass"
@@ -265,6 +316,56 @@ Out = TypeVar("Out", bound=_Tagged)
 In = TypeVar("In", bound=_Answer)
 
 
+class Waiting(Protocol):
+    """What waits for a call's answer: a future (``call``) or an _Answered (``submit``)."""
+
+    def done(self) -> bool: ...
+
+    def set_result(self, result: Any, /) -> None: ...
+
+    def set_exception(self, error: BaseException, /) -> None: ...
+
+
+class _Answered(Generic[In]):
+    """A call's answer handed to a function at once, where a future would wake a task on
+    a later turn of the loop (``CallStream.submit``). Settled once: by the answer, by the
+    connection's end or by its timer, whichever comes first; it then leaves ``waiting``."""
+
+    __slots__ = ("_ident", "_settled", "_waiting", "expiry")
+
+    def __init__(
+        self,
+        settled: Callable[[In | None, Exception | None], None],
+        waiting: dict[int, Waiting],
+        ident: int,
+    ) -> None:
+        self._settled: Callable[[In | None, Exception | None], None] | None = settled
+        self._waiting = waiting
+        self._ident = ident
+        self.expiry: asyncio.TimerHandle | None = None
+
+    def done(self) -> bool:
+        return self._settled is None
+
+    def set_result(self, result: In) -> None:
+        self._settle(result, None)
+
+    def set_exception(self, error: BaseException) -> None:
+        self._settle(None, error if isinstance(error, Exception) else Exception(str(error)))
+
+    def _settle(self, result: In | None, error: Exception | None) -> None:
+        settled, self._settled = self._settled, None
+        if settled is None:
+            return
+        self._waiting.pop(self._ident, None)
+        if self.expiry is not None:
+            self.expiry.cancel()
+        try:
+            settled(result, error)
+        except Exception:  # never into the connection that read the answer
+            log.exception("a processor's answer could not be taken")
+
+
 @dataclass
 class _OpenStream(Generic[Out, In]):
     call: grpc.aio.StreamStreamCall[Out, In]
@@ -272,7 +373,7 @@ class _OpenStream(Generic[Out, In]):
     # whether the server took the call: True once its headers came (a sipgrid server
     # sends them at once), False when the call ended without them (no such stream)
     accepted: asyncio.Future[bool]
-    waiting: dict[int, asyncio.Future[In]] = field(default_factory=dict)
+    waiting: dict[int, Waiting] = field(default_factory=dict)
     # the server's frames, once taken: the calls go there, and the gRPC call has ended
     frames: FramesClient | None = None
 
@@ -331,6 +432,27 @@ class CallStream(Generic[Out, In]):
                 log.info("%s has no sipgrid stream: unary calls from now on", self._addr)
             return None
 
+    def submit(
+        self, item: Out, timeout: float, settled: Callable[[In | None, Exception | None], None]
+    ) -> bool:
+        """``item`` sent on the frames, if they are open (False, nothing sent, if not);
+        ``settled`` gets its answer, or why there is none (ProcessorUnavailable), in the
+        turn that brings it: the answer's frame, the connection's end, its timer."""
+        stream = self._open
+        if stream is None or stream.frames is None:
+            return False
+        self._last_id += 1
+        item.id = ident = self._last_id  # type: ignore[attr-defined]
+        waiter: _Answered[In] = _Answered(settled, stream.waiting, ident)
+        stream.waiting[ident] = waiter
+        if not stream.frames.send(item):
+            del stream.waiting[ident]
+            return False
+        waiter.expiry = asyncio.get_running_loop().call_later(
+            timeout, self._expire, waiter, timeout
+        )
+        return True
+
     async def _call(self, item: Out, timeout: float) -> In:
         stream = self._open or self._start()
         self._last_id += 1
@@ -351,7 +473,7 @@ class CallStream(Generic[Out, In]):
             expiry.cancel()
             stream.waiting.pop(ident, None)
 
-    def _expire(self, answer: asyncio.Future[In], after: float) -> None:
+    def _expire(self, answer: Waiting, after: float) -> None:
         if not answer.done():
             answer.set_exception(
                 ProcessorUnavailable(f"{self._addr}: DEADLINE_EXCEEDED: no answer in {after} s")
@@ -395,7 +517,7 @@ class CallStream(Generic[Out, In]):
         if not stream.accepted.done():
             stream.accepted.set_result(False)
         stream.queue.put_nowait(None)  # ends what gRPC reads of it
-        for answer in stream.waiting.values():
+        for answer in list(stream.waiting.values()):  # an _Answered leaves it when settled
             if not answer.done():
                 answer.set_exception(failure)
 
@@ -436,7 +558,7 @@ class CallStream(Generic[Out, In]):
         if self._open is stream:
             self._open = None
         failure = ProcessorUnavailable(f"{self._addr}: the frames connection closed")
-        for answer in stream.waiting.values():
+        for answer in list(stream.waiting.values()):  # an _Answered leaves it when settled
             if not answer.done():
                 answer.set_exception(failure)
 
@@ -539,8 +661,13 @@ class GrpcLocation:
     async def find_routes(
         self, aor: str, call_id: str = "", labels: dict[str, str] | None = None
     ) -> list[Route]:
-        request = location_pb2.FindRoutesRequest(aor=aor, call_id=call_id, labels=labels or {})
-        answer = await self._on_stream(stream_pb2.LocationCall(find_routes=request))
+        call = stream_pb2.LocationCall()  # filled in place: a message given is copied
+        request = call.find_routes
+        request.aor = aor
+        request.call_id = call_id
+        if labels:  # an empty map given costs as much as a full one
+            request.labels.update(labels)
+        answer = await self._on_stream(call)
         reply = (
             answer.routes
             if answer is not None

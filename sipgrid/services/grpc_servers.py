@@ -85,15 +85,21 @@ class ProcessorServicer(processor_pb2_grpc.ProcessorServicer):
         raise AssertionError("unreachable")  # abort raises
 
     async def answer(
-        self, request: processor_pb2.MessageRequest, typed: bool
+        self,
+        request: processor_pb2.MessageRequest,
+        typed: bool,
+        into: processor_pb2.MessageResponse | None = None,
     ) -> processor_pb2.MessageResponse:
         """The processor's answer to one message; ``typed``: with Routr's typed fields
-        (a unary call) or ``raw`` alone (the stream)."""
+        (a unary call) or ``raw`` alone (the stream). ``into``: an empty message to write
+        it into (a stream's answer's own), returned."""
         try:
             domain = convert.request_from_pb(request)
         except (ParseError, ValueError) as error:
             raise BadMessage(f"message: {error}") from None
-        reply = convert.response_to_pb(await self._processor.process_message(domain), typed)
+        answer = await self._processor.process_message(domain)
+        reply = processor_pb2.MessageResponse() if into is None else into
+        convert.response_into_pb(answer, reply, typed)
         return says_responses(reply, self._processor.handles_responses)
 
 
@@ -237,8 +243,9 @@ class StreamServicer(stream_pb2_grpc.ProcessorStreamServicer):
         )
 
     async def _answer(self, item: stream_pb2.StreamRequest) -> stream_pb2.StreamResponse:
-        response = await self._servicer.answer(item.request, typed=False)
-        return stream_pb2.StreamResponse(id=item.id, response=response)
+        out = stream_pb2.StreamResponse(id=item.id)
+        await self._servicer.answer(item.request, typed=False, into=out.response)
+        return out
 
 
 def says_responses(
@@ -262,18 +269,32 @@ class DispatcherServicer(ProcessorServicer):
         self._dispatcher = dispatcher
 
     async def answer(
-        self, request: processor_pb2.MessageRequest, typed: bool
+        self,
+        request: processor_pb2.MessageRequest,
+        typed: bool,
+        into: processor_pb2.MessageResponse | None = None,
     ) -> processor_pb2.MessageResponse:
         sip = request.message
         if sip.status_code and not self._dispatcher.middlewares_for(sip.cseq.method):
-            return says_responses(processor_pb2.MessageResponse(message=sip), handles=False)
+            passed = processor_pb2.MessageResponse(message=sip)
+            return _into(says_responses(passed, handles=False), into)
         target = self._dispatcher.direct_route(sip.method or sip.cseq.method)
         if isinstance(target, GrpcProcessor):
             reply = await target.process_pb(request, typed)
             if typed:  # a unary caller may be Routr's EdgePort, which reads them
                 convert.add_typed_fields(reply.message)
-            return says_responses(reply, self._dispatcher.handles_responses)
-        return await super().answer(request, typed)
+            return _into(says_responses(reply, self._dispatcher.handles_responses), into)
+        return await super().answer(request, typed, into)
+
+
+def _into(
+    reply: processor_pb2.MessageResponse, into: processor_pb2.MessageResponse | None
+) -> processor_pb2.MessageResponse:
+    """``reply`` itself, or copied into ``into`` when the caller gave one."""
+    if into is None:
+        return reply
+    into.CopyFrom(reply)
+    return into
 
 
 class RoutesServicer(stream_pb2_grpc.DispatcherRoutesServicer):
@@ -343,10 +364,14 @@ class LocationServicer(location_pb2_grpc.LocationServicer):
     ) -> location_pb2.FindRoutesResponse:
         """The add, then the AOR's routes as find_routes (the AOR alone) would give them:
         one call to the store where it can answer both at once (Redis)."""
-        routes = await self._location.add_route_and_find(
+        reply = location_pb2.FindRoutesResponse()
+        convert.routes_into_pb(await self.added_and_found(request), reply)
+        return reply
+
+    async def added_and_found(self, request: location_pb2.AddRouteRequest) -> list[Route]:
+        return await self._location.add_route_and_find(
             request.aor, _route(request), request.max_contacts
         )
-        return location_pb2.FindRoutesResponse(routes=[convert.route_to_pb(r) for r in routes])
 
     async def remove_routes(self, request: location_pb2.RemoveRoutesRequest) -> None:
         await self._location.remove_routes(request.aor)
@@ -354,10 +379,14 @@ class LocationServicer(location_pb2_grpc.LocationServicer):
     async def find_routes(
         self, request: location_pb2.FindRoutesRequest
     ) -> location_pb2.FindRoutesResponse:
-        routes = await self._location.find_routes(
-            request.aor, request.call_id, dict(request.labels)
+        reply = location_pb2.FindRoutesResponse()
+        convert.routes_into_pb(await self.found(request), reply)
+        return reply
+
+    async def found(self, request: location_pb2.FindRoutesRequest) -> list[Route]:
+        return await self._location.find_routes(
+            request.aor, request.call_id, convert.map_to_dict(request.labels)
         )
-        return location_pb2.FindRoutesResponse(routes=[convert.route_to_pb(r) for r in routes])
 
 
 def _route(request: location_pb2.AddRouteRequest) -> Route:
@@ -402,13 +431,17 @@ class LocationStreamServicer(stream_pb2_grpc.LocationStreamServicer):
 
     async def _answer(self, item: stream_pb2.LocationCall) -> stream_pb2.LocationAnswer:
         which = item.WhichOneof("call")
+        # the answer filled in place: a message given to a constructor is copied whole
         if which == "find_routes":
-            found = await self._servicer.find_routes(item.find_routes)
-            return stream_pb2.LocationAnswer(id=item.id, routes=found)
+            answer = stream_pb2.LocationAnswer(id=item.id)
+            convert.routes_into_pb(await self._servicer.found(item.find_routes), answer.routes)
+            return answer
         if which == "add_route":
             if item.find_after_add:
-                found = await self._servicer.add_route_and_find(item.add_route)
-                return stream_pb2.LocationAnswer(id=item.id, routes=found, found_after_add=True)
+                routes = await self._servicer.added_and_found(item.add_route)
+                answer = stream_pb2.LocationAnswer(id=item.id, found_after_add=True)
+                convert.routes_into_pb(routes, answer.routes)
+                return answer
             await self._servicer.add_route(item.add_route)
         elif which == "remove_routes":
             await self._servicer.remove_routes(item.remove_routes)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections.abc import Callable
 
 import pytest
 
 from sipgrid.api import convert
+from sipgrid.api.types import MessageResponse
 from sipgrid.pb import stream_pb2
 from sipgrid.services import frames, grpc_servers
 from sipgrid.services.frames import frame, frames_host
@@ -21,7 +23,7 @@ from sipgrid.services.location.service import MemoryLocation
 from sipgrid.sip import Response, parse
 from tests.e2e.harness import free_port
 
-from .test_streams import Answering, options, route, served
+from .test_streams import Answering, options, route, served, until
 
 
 async def welcome(
@@ -221,6 +223,54 @@ def test_a_frame_that_comes_in_pieces_is_read_whole_and_a_strangers_is_kept_smal
             writer.write(struct.pack("!I", 100_000) + b"x" * 10)
             assert await asyncio.wait_for(reader.read(), 5) == b""
         finally:
+            await server.stop(None)
+
+    asyncio.run(scenario())
+
+
+def test_a_message_submitted_on_the_frames_is_answered_to_a_function() -> None:
+    """GrpcProcessor.submit, the EdgePort's way without a task per message: nothing is
+    sent (False) until the frames are open; then each answer comes to its function as its
+    frame is read, a function that raises does not break the connection, a call that
+    gets no answer is settled by its timer, and the connection's end settles the rest,
+    each with None."""
+
+    async def scenario() -> None:
+        answering = Answering()
+        server, port = await start_server_bound("127.0.0.1:0", processor=answering)
+        processor = GrpcProcessor(f"127.0.0.1:{port}", timeout=0.5, stream=True)
+        got: dict[str, object] = {}
+
+        def keep(name: str) -> Callable[[MessageResponse | None], None]:
+            def done(result: MessageResponse | None) -> None:
+                got[name] = result.message.call_id if result is not None else None
+                if name == "raises":
+                    raise RuntimeError("a bug in the function")
+
+            return done
+
+        try:
+            assert not processor.submit(options("early"), keep("early"))  # no frames yet
+            await processor.process_message(options("opens"))
+            assert processor.framed
+            for name in ("raises", "slow", "a", "never"):
+                assert processor.submit(options(name), keep(name))
+            assert got == {}  # answers come on later turns, as their frames are read
+            await until(lambda: "slow" in got)
+            assert got == {"raises": "raises-1", "a": "a-1", "slow": "slow-1"}
+            assert answering.finished[-3:] == ["raises-1", "a-1", "slow-1"]
+            await until(lambda: "never" in got)  # its timer, 0.5 s
+            assert got["never"] is None
+            assert processor.submit(options("b"), keep("b"))  # the connection is still up
+            await until(lambda: "b" in got)
+            assert got["b"] == "b-1"
+            assert processor.submit(options("never-2"), keep("lost"))
+            await server.stop(None)  # its frames end with it
+            await until(lambda: "lost" in got)
+            assert got["lost"] is None
+            assert not processor.submit(options("after"), keep("after"))
+        finally:
+            await processor.close()
             await server.stop(None)
 
     asyncio.run(scenario())

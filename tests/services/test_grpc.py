@@ -12,9 +12,15 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sipgrid.api import convert
-from sipgrid.api.types import MessageRequest, NetInterface, Route, Transport
+from sipgrid.api.types import Fork, MessageRequest, MessageResponse, NetInterface, Route, Transport
 from sipgrid.cli import GRPC_EXPERIMENTS
-from sipgrid.pb import location_pb2, location_pb2_grpc, processor_pb2, processor_pb2_grpc
+from sipgrid.pb import (
+    location_pb2,
+    location_pb2_grpc,
+    processor_pb2,
+    processor_pb2_grpc,
+    stream_pb2,
+)
 from sipgrid.services.grpc_clients import GrpcLocation, GrpcProcessor
 from sipgrid.services.grpc_servers import start_server_bound
 from sipgrid.services.location.service import MemoryLocation
@@ -135,6 +141,98 @@ def test_a_request_keeps_its_method_and_listening_points_through_protobuf() -> N
         assert back.listening_points == points and back.method == method
     points.append(NetInterface("127.0.0.1", 5061, Transport.TLS))  # a transport started later
     assert len(convert.request_to_pb(request, typed=False).listening_points) == 3
+
+
+def test_every_field_comes_back_through_the_messages_built_in_place() -> None:
+    """request_into_pb, response_into_pb and route_into_pb fill a message field by field
+    (the stream's own, not a copy): nothing is left out, on a call's way there and back."""
+    lp = NetInterface("10.0.0.1", 5060, Transport.UDP)
+    request = MessageRequest(
+        ref="r",
+        edge_port_ref="ep",
+        method="INVITE",
+        sender=NetInterface("10.0.0.9", 5070, Transport.TCP),
+        listening_points=[lp],
+        message=parse(request_bytes("INVITE", 5070)),
+        external_addrs=["203.0.113.1"],
+        localnets=["10.0.0.0/8"],
+        metadata={"x-room": "7"},
+    )
+    item = stream_pb2.StreamRequest(id=3)
+    convert.request_into_pb(request, item.request, typed=False)
+    assert item.request == convert.request_to_pb(request, typed=False)
+    back = convert.request_from_pb(
+        stream_pb2.StreamRequest.FromString(item.SerializeToString()).request
+    )
+    assert (back.ref, back.edge_port_ref, back.method, back.sender) == (
+        "r",
+        "ep",
+        "INVITE",
+        request.sender,
+    )
+    assert (back.listening_points, back.external_addrs, back.localnets, back.metadata) == (
+        [lp],
+        ["203.0.113.1"],
+        ["10.0.0.0/8"],
+        {"x-room": "7"},
+    )
+    assert back.message.serialize() == request.message.serialize()
+
+    answer = MessageResponse(
+        request.message,
+        {"x-keep": "1"},
+        destination=NetInterface("10.0.0.2", 5062, Transport.UDP),
+        target_flow=NetInterface("10.0.0.3", 40000, Transport.TCP),
+        alternatives=["sip:a@10.0.0.4"],
+        credentials=("1001", "secret"),
+        forks=[Fork("sip:b@10.0.0.5", None, None, ("<sip:10.0.0.1;lr>",))],
+        follow_dialog=True,
+    )
+    out = stream_pb2.StreamResponse(id=3)
+    convert.response_into_pb(answer, out.response, typed=False)
+    assert out.response == convert.response_to_pb(answer, typed=False)
+    again = convert.response_from_pb(out.response, request.message)
+    assert (again.metadata, again.destination, again.target_flow) == (
+        {"x-keep": "1"},
+        answer.destination,
+        answer.target_flow,
+    )
+    assert (again.alternatives, again.credentials, again.forks, again.follow_dialog) == (
+        answer.alternatives,
+        answer.credentials,
+        answer.forks,
+        True,
+    )
+    assert not again.drop
+
+    route = Route(
+        "1001",
+        "10.0.0.7",
+        5062,
+        Transport.TCP,
+        "203.0.113.7",
+        5080,
+        1700000000.5,
+        600,
+        2,
+        "ep",
+        [lp],
+        ["10.0.0.0/8"],
+        ["203.0.113.1"],
+        {"a": "b"},
+        "sip:1001@10.0.0.7:5062",
+        "tcp:10.0.0.7:40000",
+    )
+    found = location_pb2.FindRoutesResponse()
+    convert.routes_into_pb([route, route], found)
+    assert [convert.route_from_pb(r) for r in found.routes] == [route, route]
+    plain = Route("1002", "10.0.0.8", 5060)  # no labels, lists or flow: none written
+    assert (
+        convert.route_to_pb(plain).ByteSize()
+        == location_pb2.Route(
+            user="1002", host="10.0.0.8", port="5060", advertised_port="0", expires=3600
+        ).ByteSize()
+    )
 
 
 # Runs `sipgrid --version` as the `sipgrid` command does, noting GRPC_EXPERIMENTS at the

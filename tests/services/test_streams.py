@@ -429,10 +429,13 @@ class CountingProcessor(GrpcProcessor):
     passed_on = 0
 
     async def process_pb(
-        self, request: processor_pb2.MessageRequest, typed: bool = True
+        self,
+        request: processor_pb2.MessageRequest,
+        typed: bool = True,
+        item: stream_pb2.StreamRequest | None = None,
     ) -> processor_pb2.MessageResponse:
         CountingProcessor.passed_on += 1
-        return await super().process_pb(request, typed)
+        return await super().process_pb(request, typed, item)
 
 
 def dispatcher_config(

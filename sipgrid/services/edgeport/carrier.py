@@ -113,6 +113,11 @@ class Carrier:
         self.worker_0 = True
         self.http: Any = None  # the EdgePort's metrics, when it keeps them
         self.tasks: set[Any] = set()
+        # a processor that takes a job without a coroutine (GrpcProcessor.submit): its
+        # answer comes to a function, in the turn that reads it; a task, its future and
+        # the coroutines it resumes are not made for each job (bench/README.md, session 30)
+        self.submit: Any = getattr(processor, "submit", None)
+        self.stopped = False
         self.wakeup: Any = None  # the loop's timer handle
         self.wakeup_at = math.inf
 
@@ -131,7 +136,9 @@ class Carrier:
             if isinstance(action, Transmit):
                 self.transmit(action)
             elif isinstance(action, Process):
-                self.spawn(self.process(action))
+                submit = self.submit
+                if submit is None or not submit(action.request, self._answer_for(action.job)):
+                    self.spawn(self.process(action))
             elif isinstance(action, CallEvent):
                 self.owner._on_call(action)
             else:
@@ -181,13 +188,33 @@ class Carrier:
         except Exception as error:  # the processor is down or failed: 503 upstream
             log.warning("processor failed: %s", error)
             result = None
+        self.answered(action.job, result, started)
+
+    def _answer_for(self, job: int) -> Callable[[MessageResponse | None], None]:
+        """What ``submit`` hands the answer to ``job`` to; after ``stop`` it drops it, as
+        the tasks of the jobs in flight are cancelled then."""
+        started = time.perf_counter()
+
+        def answer(result: MessageResponse | None) -> None:
+            if self.stopped:
+                return
+            try:
+                self.answered(job, result, started)
+            except Exception as error:  # as a task's: logged and counted, never raised
+                self.errors["task_errors"] += 1
+                log.error("edgeport task failed", exc_info=error)
+
+        return answer
+
+    def answered(self, job: int, result: MessageResponse | None, started: float) -> None:
+        """The processor's answer to ``job`` (None: it failed or is down), given to the core."""
         if self.http is not None:
             self.http.processor_latency.observe(time.perf_counter() - started)
         core = self.core
         if core is not None:
             # a processor may say, answer by answer, whether it reads responses at all
             core.settings.handles_responses = self.processor.handles_responses
-            self.run(core.processor_answered(action.job, result, self.clock()))
+            self.run(core.processor_answered(job, result, self.clock()))
 
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         """Run the job now, and as a task only once it has to wait (``eager``): in the
@@ -253,6 +280,7 @@ class Carrier:
             self.run(core.handle_timers(max(self.clock(), due)))
 
     def stop(self) -> None:
+        self.stopped = True
         for task in list(self.tasks):
             task.cancel()
         if self.wakeup is not None:
