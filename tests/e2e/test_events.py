@@ -89,6 +89,8 @@ def test_one_call_gives_nats_events_log_lines_and_metrics(
     assert registered["aor"] == "sip:1002@sip.local" and registered["expires"] > 0
     assert "call.started sip:1001@sip.local -> sip:1002@sip.local 200 after" in log
     assert "call.ended sip:1001@sip.local -> sip:1002@sip.local 200 after" in log
+    # the caller's first INVITE was challenged (407): not a failed call, and not at info
+    assert "call.challenged" not in log and "call.failed" not in log
 
 
 def place_call(directory: Path, sipgrid: Any) -> None:

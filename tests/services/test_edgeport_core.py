@@ -867,6 +867,37 @@ def test_calls_are_told_started_failed_and_ended_with_their_times() -> None:
     assert (told[0].aor, told[0].expires) == ("sip:1002@sip.local", 120)
 
 
+def test_a_challenge_is_told_apart_from_a_failed_call() -> None:
+    """A 407 to an INVITE without credentials is the first half of digest authentication:
+    ``call.challenged`` (logged at debug, no event); a 407 to one that carried them is
+    ``call.failed``. Both count as 4xx answers."""
+
+    def challenge(request: MessageRequest) -> MessageResponse:
+        assert isinstance(request.message, Request)
+        return MessageResponse(make_response(request.message, 407, to_tag="c"))
+
+    wire = Wire(challenge, events=True)
+    events: list[CallEvent] = []
+    keep = wire.run
+
+    def run(actions: Sequence[object]) -> None:
+        events.extend(a for a in actions if isinstance(a, CallEvent))
+        keep(actions)
+
+    wire.run = run  # type: ignore[method-assign]
+    wire.feed(invite(call_id="first"))
+    credentials = (
+        b'Proxy-Authorization: Digest username="1001", realm="sip.local", nonce="n", '
+        b'uri="sip:1002@sip.local", response="00112233445566778899aabbccddeeff"\r\n'
+    )
+    wire.feed(invite("z9hG4bKc2", "again").replace(b"Max-Forwards", credentials + b"Max-Forwards"))
+    assert [(e.kind, e.call_id, e.status) for e in events] == [
+        ("call.challenged", "first", 407),
+        ("call.failed", "again", 407),
+    ]
+    assert wire.core.stats["call:invite:4xx"] == 2
+
+
 def test_a_draining_edgeport_refuses_new_dialogs_and_lets_calls_finish() -> None:
     wire = Wire()
     wire.feed(invite(call_id="before"))

@@ -161,7 +161,8 @@ class Answered:
 class CallEvent:
     """A call's life as the EdgePort sees it, for logs, metrics and events (Routr's
     names): ``call.started`` (a 2xx to a dialog's first INVITE), ``call.failed`` (a
-    final non-2xx to it) and ``call.ended`` (a 2xx to a BYE). ``setup``: seconds from
+    final non-2xx to it), ``call.challenged`` (a 401 or 407 to one without credentials,
+    which the caller sends again with them) and ``call.ended`` (a 2xx to a BYE). ``setup``: seconds from
     the INVITE to its final answer; ``duration``: from that 2xx to the BYE's (None when
     the call started before we knew of it)."""
 
@@ -1438,7 +1439,12 @@ class EdgePortCore:
                 self._dialog_began(ctx, request, response)
                 out.append(CallEvent("call.started", call_id, *who, status, setup, None, extra))
             else:
-                out.append(CallEvent("call.failed", call_id, *who, status, setup, None, extra))
+                # a challenge to an INVITE without credentials is the first half of digest
+                # authentication (RFC 3261 section 22.2, 22.3), not a failed call: the
+                # caller asks again with them; one that carried credentials has failed
+                challenged = status in (401, 407) and not _has_credentials(request)
+                kind = "call.challenged" if challenged else "call.failed"
+                out.append(CallEvent(kind, call_id, *who, status, setup, None, extra))
         elif 200 <= status < 300:
             self._dialog_ended(request)
             known = self._calls.pop(call_id, None)

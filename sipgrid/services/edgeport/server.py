@@ -540,10 +540,13 @@ class EdgePort:
             self._on_registered(action)
 
     def _on_call(self, event: CallEvent) -> None:
-        """One log line per call attempt and per call's end; metrics; NATS events."""
-        if log.isEnabledFor(logging.INFO):
+        """One log line per call attempt and per call's end (a challenge's at debug: the
+        caller asks again with credentials); metrics; NATS events."""
+        level = logging.DEBUG if event.kind == "call.challenged" else logging.INFO
+        if log.isEnabledFor(level):
             took = event.setup if event.setup is not None else event.duration
-            log.info(
+            log.log(
+                level,
                 "%s %s -> %s %d%s",
                 event.kind,
                 event.caller,
@@ -561,7 +564,7 @@ class EdgePort:
             )
         if self.http is not None and event.setup is not None and event.kind == "call.started":
             self.http.call_setup.observe(event.setup)
-        if self.events is None or event.kind == "call.failed":
+        if self.events is None or event.kind in ("call.failed", "call.challenged"):
             return
         headers = dict(event.extra_headers)
         if event.kind == "call.started":
