@@ -100,8 +100,8 @@ def make_response(
                 # The To's own parameters come last, after its URI in brackets or after a
                 # URI without any (RFC 3261 section 20): the tag goes at the end of its text.
                 fields.append(HeaderField("to", f.name, f"{f.value};tag={tag}"))
-            else:
-                fields.append(HeaderField(f.key, f.name, f.value, f.raw))
+            else:  # a field is never changed in place: the request's own is shared
+                fields.append(f)
     fields.sort(key=_order)
     # the extra headers as Message.add writes them, before the response exists: added to
     # it one by one, each would clear a cache that is still empty
