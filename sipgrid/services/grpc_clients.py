@@ -640,20 +640,20 @@ class GrpcLocation:
         return None if self._stream is None else await self._stream.call(call, self._timeout)
 
     async def add_route(self, aor: str, route: Route, max_contacts: int = 0) -> None:
-        request = _add_route_request(aor, route, max_contacts)
-        if await self._on_stream(stream_pb2.LocationCall(add_route=request)) is None:
-            await self._unary(self._stub.AddRoute, request)
+        call = _add_route_call(aor, route, max_contacts)
+        if await self._on_stream(call) is None:
+            await self._unary(self._stub.AddRoute, call.add_route)
 
     async def add_route_and_find(
         self, aor: str, route: Route, max_contacts: int = 0
     ) -> list[Route]:
         """One call on the stream; two where there is none, or the server is from before
         ``find_after_add`` (proto/stream.proto)."""
-        request = _add_route_request(aor, route, max_contacts)
-        call = stream_pb2.LocationCall(add_route=request, find_after_add=True)
+        call = _add_route_call(aor, route, max_contacts)
+        call.find_after_add = True
         answer = await self._on_stream(call)
         if answer is None:
-            await self._unary(self._stub.AddRoute, request)
+            await self._unary(self._stub.AddRoute, call.add_route)
         elif answer.found_after_add:
             return [convert.route_from_pb(r) for r in answer.routes.routes]
         return await self.find_routes(aor)
@@ -695,7 +695,12 @@ class GrpcLocation:
         await self._channel.close()
 
 
-def _add_route_request(aor: str, route: Route, max_contacts: int) -> location_pb2.AddRouteRequest:
-    return location_pb2.AddRouteRequest(
-        aor=aor, route=convert.route_to_pb(route), max_contacts=max_contacts
-    )
+def _add_route_call(aor: str, route: Route, max_contacts: int) -> stream_pb2.LocationCall:
+    """An AddRoute as the stream's call, filled in place (a message given is copied);
+    its ``add_route`` is the unary call's request."""
+    call = stream_pb2.LocationCall()
+    request = call.add_route
+    request.aor = aor
+    convert.route_into_pb(route, request.route)
+    request.max_contacts = max_contacts
+    return call

@@ -162,9 +162,9 @@ class CallEvent:
     """A call's life as the EdgePort sees it, for logs, metrics and events (Routr's
     names): ``call.started`` (a 2xx to a dialog's first INVITE), ``call.failed`` (a
     final non-2xx to it), ``call.challenged`` (a 401 or 407 to one without credentials,
-    which the caller sends again with them) and ``call.ended`` (a 2xx to a BYE). ``setup``: seconds from
-    the INVITE to its final answer; ``duration``: from that 2xx to the BYE's (None when
-    the call started before we knew of it)."""
+    which the caller sends again with them) and ``call.ended`` (a 2xx to a BYE).
+    ``setup``: seconds from the INVITE to its final answer; ``duration``: from that 2xx
+    to the BYE's (None when the call started before we knew of it)."""
 
     kind: str
     call_id: str
