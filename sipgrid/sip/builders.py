@@ -75,6 +75,7 @@ def stable_tag(request: Request) -> str:
 # Copied from request to response, in this order (RFC 3261 section 8.2.6.2).
 _COPIED: Final = ("via", "from", "to", "call-id", "cseq")
 _ORDER: Final = {key: place for place, key in enumerate(_COPIED)}
+_TO: Final = 2
 
 
 def _order(field: HeaderField) -> int:
@@ -94,15 +95,22 @@ def make_response(
     tag added when given and the To has none, then ``headers`` and Content-Length."""
     tag = to_tag if to_tag is not None and status > 100 and request.to.tag is None else None
     fields: list[HeaderField] = []
+    last = 0
+    ordered = True  # as nearly every client writes them: then no sort
     for f in request.fields:
-        if f.key in _ORDER:
-            if tag is not None and f.key == "to":
+        place = _ORDER.get(f.key)
+        if place is not None:
+            if place < last:
+                ordered = False
+            last = place
+            if tag is not None and place == _TO:
                 # The To's own parameters come last, after its URI in brackets or after a
                 # URI without any (RFC 3261 section 20): the tag goes at the end of its text.
                 fields.append(HeaderField("to", f.name, f"{f.value};tag={tag}"))
             else:  # a field is never changed in place: the request's own is shared
                 fields.append(f)
-    fields.sort(key=_order)
+    if not ordered:
+        fields.sort(key=_order)
     # the extra headers as Message.add writes them, before the response exists: added to
     # it one by one, each would clear a cache that is still empty
     has_length = False

@@ -261,12 +261,31 @@ class Message:
         self._changed("via")
         self._cache["top_via"] = via
 
-    def set_top_via(self, via: Via) -> None:
-        """Replace the topmost Via value (to add received and rport, RFC 3581)."""
+    def set_top_via(self, via: Via, suffix: str | None = None) -> None:
+        """Replace the topmost Via value (to add received and rport, RFC 3581).
+
+        ``suffix``: ``via`` is the old value with parameters added at its end, written
+        as this text after the old one (nothing else of it is written again), or None
+        when its parameters changed in place (the value is then written from ``via``)."""
         for index, f in enumerate(self.fields):
             if f.key == "via":
+                line = f.raw
+                # the line as received, one Via in it: the suffix goes at its end
+                if (
+                    suffix is not None
+                    and line is not None
+                    and "," not in f.value
+                    and line.endswith(f.value)
+                ):
+                    self.fields[index] = HeaderField("via", f.name, f.value + suffix, line + suffix)
+                    self._changed("via")
+                    self._cache["top_via"] = via
+                    return
                 parts = split_commas(f.value) if "," in f.value else [f.value]
-                parts[0] = str(via)
+                if suffix is None:
+                    parts[0] = str(via)
+                else:  # split_commas keeps the blanks before a comma
+                    parts[0] = parts[0].rstrip(" \t") + suffix
                 self.fields[index] = HeaderField("via", f.name, ",".join(parts))
                 self._changed("via")
                 self._cache["top_via"] = via

@@ -285,12 +285,21 @@ class _ServerTransaction(Transaction):
         that answered and stays only to answer retransmissions (Timer J, 32 s over UDP).
         ``response_bytes``: the last response as it was just sent, when the caller has it
         (else it is serialized; a message parsed from bytes serializes to them at no cost)."""
-        if self._request is not None:  # parsed again since: its bytes, unless it changed
-            self._request_bytes = self._request.serialize()
+        if self._request is not None:  # its bytes, as received when they were given
+            if not self._request_bytes:
+                self._request_bytes = self._request.serialize()
             self._request = None
         if self._last_response is not None:
             self._response_bytes = response_bytes or self._last_response.serialize()
             self._last_response = None
+
+    def received_as(self, data: bytes) -> None:
+        """``data``: the request's bytes as they came, kept instead of the request written
+        anew when the transaction is packed. Parsed again from them, the request lacks
+        what the server stamped on its top Via since (received and rport, RFC 3581), which
+        the matching of a retransmission does not read (section 17.2.3); the request must
+        not change otherwise while the transaction lives."""
+        self._request_bytes = data
 
     def _answered(self, response: Response) -> None:
         self._last_response = response

@@ -316,6 +316,29 @@ def test_the_agents_max_contacts_is_kept(tmp_path: Path) -> None:
     assert [r.port for r in routes] == [7003]
 
 
+def test_the_registrar_reads_the_resources_in_force(tmp_path: Path) -> None:
+    """Who may register is remembered for the resources in force (a phone registers again
+    and again): a new set read from the store counts from its first REGISTER on."""
+    switch = Switch()
+    registered(switch, "1001", ALICE, contact="127.0.0.1:7001")
+    resources = yaml.safe_load((ROOT / "config" / "resources" / "sip-local.yaml").read_text())
+    for resource in resources:
+        if resource["kind"] == "Agent":
+            resource["spec"]["maxContacts"] = 1
+    (tmp_path / "sip-local.yaml").write_text(yaml.safe_dump(resources))
+    shutil.copy(ROOT / "config" / "resources" / "pstn.yaml", tmp_path)
+    fewer = load_resources(tmp_path)
+    current = [switch.processor.resources()]
+    now_in_force = lambda: current[0]  # noqa: E731 - what the store's refresh gives
+    switch.processor.resources = switch.processor._registrar._resources = now_in_force
+    registered(switch, "1001", ALICE, contact="127.0.0.1:7001")
+    current[0] = fewer  # as keep_fresh swaps them
+    switch.clock.now += 1
+    registered(switch, "1001", NetInterface("127.0.0.1", 7003), contact="127.0.0.1:7003")
+    routes = asyncio.run(switch.location.find_routes("sip:1001@sip.local"))
+    assert [r.port for r in routes] == [7003]
+
+
 # -- routing
 
 

@@ -127,8 +127,8 @@ def forwarded(wire: Wire, method: str = "INVITE") -> Request:
 def test_an_answered_request_is_kept_as_bytes_alone() -> None:
     """A non-INVITE transaction that answered stays for Timer J (32 s over UDP) to answer
     retransmissions; meanwhile it keeps its request and answer as bytes (memory, and
-    fewer objects for the cycle collector to walk), and a retransmission still gets the
-    same answer, byte for byte."""
+    fewer objects for the cycle collector to walk): the request's as they came, not
+    written again, and a retransmission still gets the same answer, byte for byte."""
     wire = Wire(lambda r: MessageResponse(make_response(r.message, 200, to_tag="t")))  # type: ignore[arg-type]
     register = request_bytes("REGISTER", CALLER.port, branch="z9hG4bKr1", uri="sip:sip.local")
     wire.feed(register)
@@ -140,7 +140,10 @@ def test_an_answered_request_is_kept_as_bytes_alone() -> None:
     (again,) = wire.take()
     assert again.data == first.data and wire.core.stats["retransmissions"] == 1
     assert ctx.tx._request is None and ctx.tx._last_response is None  # packed again
-    assert ctx.tx.request.top_via.received == CALLER.host  # as it was, stamped
+    assert ctx.tx.request_bytes() == register  # as it came: its Via without received
+    retransmitted = parse(register)
+    assert isinstance(retransmitted, Request) and ctx.tx.matches(retransmitted)
+    assert ctx.tx.request.top_via.received is None
     wire.advance(33)  # Timer J: gone
     assert wire.core.transactions == (0, 0)
 
@@ -1092,3 +1095,29 @@ def test_a_dialog_request_goes_to_the_processor_unless_all_is_as_it_let_us() -> 
     wire = answered_call(None)
     wire.feed(in_dialog("BYE", "z9hG4bKbye"))
     assert len(wire.processed) == 2 and wire.core.dialogs_followed == 0
+
+
+def test_a_stamped_via_keeps_its_text_and_gains_rport_and_received() -> None:
+    """RFC 3581 section 4 and RFC 3261 section 18.2.1, in each shape a client writes: rport
+    asked for last, the value as written gains both at its end; rport asked for before
+    another parameter, it is filled in where it stands; a sent-by other than the source
+    gets received alone; a second Via on the same line is left as it was."""
+    wire = Wire(lambda r: MessageResponse(make_response(r.message, 200, to_tag="t")))  # type: ignore[arg-type]
+    source = f"127.0.0.1:{CALLER.port}"
+    shapes = {
+        f"SIP/2.0/udp {source} ;branch=z9hG4bKs1;rport": f"SIP/2.0/udp {source} ;branch=z9hG4bKs1;rport={CALLER.port};received=127.0.0.1",
+        f"SIP/2.0/UDP {source};rport;branch=z9hG4bKs2": f"SIP/2.0/UDP {source};rport={CALLER.port};branch=z9hG4bKs2;received=127.0.0.1",
+        "SIP/2.0/UDP 10.9.9.9;branch=z9hG4bKs3": "SIP/2.0/UDP 10.9.9.9;branch=z9hG4bKs3;received=127.0.0.1",
+        f"SIP/2.0/UDP {source};branch=z9hG4bKs4;rport , SIP/2.0/UDP 10.1.1.1;branch=z9hG4bKx": f"SIP/2.0/UDP {source};branch=z9hG4bKs4;rport={CALLER.port};received=127.0.0.1, SIP/2.0/UDP 10.1.1.1;branch=z9hG4bKx",
+    }
+    for via, stamped in shapes.items():
+        options = request_bytes("OPTIONS", CALLER.port, uri="sip:sip.local").replace(
+            f"Via: SIP/2.0/UDP {source};branch=z9hG4bKt1;rport".encode(), f"Via: {via}".encode()
+        )
+        wire.feed(options)
+        given = wire.processed[-1].message
+        assert given.get("Via") == stamped
+        assert parse(given.serialize()).top_via == given.top_via  # the text says what it holds
+        assert given.serialize() == options.replace(via.encode(), stamped.encode())
+        (answer,) = wire.messages()
+        assert isinstance(answer, Response) and answer.get("Via") == stamped

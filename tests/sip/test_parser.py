@@ -320,6 +320,26 @@ def test_make_response_copies_headers_and_adds_to_tag() -> None:
     assert make_response(req, 100, to_tag="abc").to.tag is None
 
 
+def test_make_response_puts_the_copied_headers_in_order() -> None:
+    """Via (every one, in order), From, To, Call-ID, CSeq, however the request ordered them
+    (RFC 3261 section 8.2.6.2)."""
+    req = request(
+        b"OPTIONS sip:b@example.com SIP/2.0\r\nCall-ID: x1\r\nTo: <sip:b@example.com>\r\n"
+        b"Via: SIP/2.0/UDP a.example.com;branch=z9hG4bK1\r\nCSeq: 7 OPTIONS\r\n"
+        b"From: <sip:a@example.com>;tag=f\r\nVia: SIP/2.0/UDP p.example.com;branch=z9hG4bK2\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
+    res = make_response(req, 200, to_tag="t")
+    assert [(f.key, f.value) for f in res.fields][:6] == [
+        ("via", "SIP/2.0/UDP a.example.com;branch=z9hG4bK1"),
+        ("via", "SIP/2.0/UDP p.example.com;branch=z9hG4bK2"),
+        ("from", "<sip:a@example.com>;tag=f"),
+        ("to", "<sip:b@example.com>;tag=t"),
+        ("call-id", "x1"),
+        ("cseq", "7 OPTIONS"),
+    ]
+
+
 def test_make_response_spells_extra_headers_and_counts_the_body_once() -> None:
     res = make_response(
         request(),

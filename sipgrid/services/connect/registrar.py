@@ -26,6 +26,7 @@ log: Final = logging.getLogger("sipgrid.connect")
 MIN_EXPIRES: Final = 60
 MAX_EXPIRES: Final = 3600
 DEFAULT_EXPIRES: Final = 3600
+REGISTRANTS_KEPT: Final = 10_000
 
 
 class Registrar:
@@ -44,6 +45,11 @@ class Registrar:
         self._clock = clock
         self._guard = guard or Guard(clock=clock)
         self.tokens = tokens
+        # who may register, by (Request-URI host, To user), for the resources in force:
+        # a phone registers again and again; a new set of resources empties it, and only
+        # those found are kept (an unknown user, a scan, adds nothing)
+        self._registrants: dict[tuple[str, str], Registrant] = {}
+        self._registrants_of: Resources | None = None
 
     async def register(self, request: MessageRequest) -> Response:
         response = await self._register(request)
@@ -62,7 +68,7 @@ class Registrar:
         token = message.get(TOKEN_HEADER)
         if token is not None:
             return await self._register_with_token(request, message, to_uri, token)
-        who = _registrant(resources, uri.host if isinstance(uri, SipUri) else "", to_uri.user)
+        who = self._registrant(resources, uri.host if isinstance(uri, SipUri) else "", to_uri.user)
         if who is None:
             return reply(message, 404, "Domain Not Served Here")
         if who.acl is not None and not who.acl.permits(request.sender.host):
@@ -83,6 +89,20 @@ class Registrar:
         if who.username is None or who.username != username:
             return reply(message, 403, "Forbidden (Not Your Address)")
         return await self._bind(request, who.aor, who.max_contacts, who.expires)
+
+    def _registrant(self, resources: Resources, host: str, user: str) -> Registrant | None:
+        if resources is not self._registrants_of:
+            self._registrants = {}
+            self._registrants_of = resources
+        key = (host, user)
+        found = self._registrants.get(key)
+        if found is None:
+            found = _registrant(resources, host, user)
+            if found is not None:
+                if len(self._registrants) >= REGISTRANTS_KEPT:
+                    self._registrants.clear()
+                self._registrants[key] = found
+        return found
 
     async def _register_with_token(
         self, request: MessageRequest, message: Request, to_uri: SipUri, token: str

@@ -629,6 +629,7 @@ class EdgePortCore:
         self.stats[f"request:{method}"] += 1
         if self.settings.requests_per_second and not self._admitted(request, flow, now, out):
             return
+        received = request.serialize()  # the bytes as they came (no copy): see received_as
         self._stamp_via(request, flow)
         if method == "ACK":
             ctx = self._server_txs.get(server_key(request))
@@ -665,6 +666,9 @@ class EdgePortCore:
             if method == "INVITE"
             else ServerNonInviteTransaction(request, reliable=reliable)
         )
+        if method != "INVITE":
+            # kept as they came once answered (Timer J): not written again for that
+            tx.received_as(received)
         ctx = ServerContext(tx, flow, now, key=key)
         self._server_txs[key] = ctx
         self._apply_server(ctx, tx.start(now), out)
@@ -808,9 +812,32 @@ class EdgePortCore:
                     break
             if not stamp:
                 return
+        # the usual shape (rport asked for last, or not at all, and no received): both go
+        # at the end of the value as written, which is not written again
+        given = via.params
+        port, host = str(flow.port), flow.host
+        rport_last = bool(given) and given[-1] == ("rport", None)
+        usual = True
+        for name, _ in given[:-1] if rport_last else given:
+            lname = name.lower()
+            if lname == "rport" or lname == "received":
+                usual = False
+                break
+        if usual:
+            stamped: Params
+            if rport_last:
+                stamped = (*given[:-1], ("rport", port), ("received", host))
+                suffix = f"={port};received={host}"
+            else:
+                stamped = (*given, ("received", host))
+                suffix = f";received={host}"
+            request.set_top_via(
+                Via(via.transport, via.host, via.port, stamped, via.protocol), suffix
+            )
+            return
         # one pass, one new Via for both: each keeps its place, received goes last if new
         params: list[tuple[str, str | None]] = []
-        ported = stamped = False
+        ported = received = False
         for name, value in via.params:
             lname = name if name == "rport" or name == "received" else name.lower()
             if lname == "rport":
@@ -818,12 +845,12 @@ class EdgePortCore:
                     params.append(("rport", str(flow.port)))
                 ported = True
             elif lname == "received":
-                if not stamped:
+                if not received:
                     params.append(("received", flow.host))
-                stamped = True
+                received = True
             else:
                 params.append((name, value))
-        if not stamped:
+        if not received:
             params.append(("received", flow.host))
         request.set_top_via(Via(via.transport, via.host, via.port, tuple(params), via.protocol))
 
