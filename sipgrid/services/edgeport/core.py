@@ -812,47 +812,36 @@ class EdgePortCore:
                     break
             if not stamp:
                 return
-        # the usual shape (rport asked for last, or not at all, and no received): both go
-        # at the end of the value as written, which is not written again
+        # one pass, one new Via for both: each keeps its place, received goes last if new
         given = via.params
         port, host = str(flow.port), flow.host
-        rport_last = bool(given) and given[-1] == ("rport", None)
-        usual = True
-        for name, _ in given[:-1] if rport_last else given:
-            lname = name.lower()
-            if lname == "rport" or lname == "received":
-                usual = False
-                break
-        if usual:
-            stamped: Params
-            if rport_last:
-                stamped = (*given[:-1], ("rport", port), ("received", host))
-                suffix = f"={port};received={host}"
-            else:
-                stamped = (*given, ("received", host))
-                suffix = f";received={host}"
-            request.set_top_via(
-                Via(via.transport, via.host, via.port, stamped, via.protocol), suffix
-            )
-            return
-        # one pass, one new Via for both: each keeps its place, received goes last if new
         params: list[tuple[str, str | None]] = []
         ported = received = False
-        for name, value in via.params:
+        for name, value in given:
             lname = name if name == "rport" or name == "received" else name.lower()
             if lname == "rport":
                 if not ported:
-                    params.append(("rport", str(flow.port)))
+                    params.append(("rport", port))
                 ported = True
             elif lname == "received":
                 if not received:
-                    params.append(("received", flow.host))
+                    params.append(("received", host))
                 received = True
             else:
                 params.append((name, value))
         if not received:
-            params.append(("received", flow.host))
-        request.set_top_via(Via(via.transport, via.host, via.port, tuple(params), via.protocol))
+            params.append(("received", host))
+        stamped = Via(via.transport, via.host, via.port, tuple(params), via.protocol)
+        # the usual shape, rport asked for once and last or not at all, and no received:
+        # both go at the end of the value as written, which is not written again
+        if not received and len(params) == len(given) + 1:
+            if not ported:
+                request.set_top_via(stamped, f";received={host}")
+                return
+            if given[-1] == ("rport", None):
+                request.set_top_via(stamped, f"={port};received={host}")
+                return
+        request.set_top_via(stamped)
 
     def _looped(self, request: Request) -> bool:
         """RFC 3261 section 16.3 step 4: our own Via with this request's loop hash."""
