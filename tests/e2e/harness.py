@@ -672,6 +672,14 @@ def sipp_server(
                 process.wait()
 
 
+def wait_for_log(sipgrid: Sipgrid, text: str, timeout: float = 15.0) -> None:
+    """Until ``text`` shows in the server's log (fails after ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while text not in sipgrid.log_text():
+        assert time.monotonic() < deadline, f"no {text!r} in:\n{sipgrid.log_text()[-3000:]}"
+        time.sleep(0.1)
+
+
 def wait_exit(process: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
     try:
         return process.wait(timeout=timeout)

@@ -149,9 +149,15 @@ def _challenge() -> str:
     )
 
 
-def call(hangup: str = "caller", lose_first_200: bool = False) -> str:
+def call(
+    hangup: str = "caller",
+    lose_first_200: bool = False,
+    bye_after: int = 200,
+    bye_answer: int = 200,
+) -> str:
     """The caller: INVITE, 407, ACK, INVITE with credentials, 180, 200, ACK, then BYE
-    from the caller (``hangup="caller"``) or the callee. With ``lose_first_200`` it
+    from the caller (``hangup="caller"``: ``bye_after`` ms after the ACK, answered
+    ``bye_answer``) or the callee. With ``lose_first_200`` it
     waits 1.7 s before the ACK, as a caller whose first 200 was lost would: the callee
     retransmits the 200 meanwhile (sipp counts those in the Retrans column)."""
     body = (
@@ -165,9 +171,9 @@ def call(hangup: str = "caller", lose_first_200: bool = False) -> str:
     )
     if hangup == "caller":
         body += (
-            '  <pause milliseconds="200"/>\n'
+            f'  <pause milliseconds="{bye_after}"/>\n'
             + _send(_in_dialog("BYE", 3))
-            + '  <recv response="200"/>\n'
+            + f'  <recv response="{bye_answer}"/>\n'
         )
     else:
         body += (

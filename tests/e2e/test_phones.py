@@ -1,12 +1,16 @@
 """Real phones no one here wrote: baresip (Debian) on TCP calls baresip on UDP and back,
 through the all-in-one sipgrid on loopback. A UDP phone's messages reach the TCP phone
-with Content-Length (RFC 3261 section 20.14), and the 200, ACK and BYE cross both ways."""
+with Content-Length (RFC 3261 section 20.14), and the 200, ACK and BYE cross both ways.
+The ACK and the BYE take the EdgePort's followed path (the dialog's route set, without
+Connect), as its event count on /metrics shows."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,9 +53,20 @@ def baresip() -> str:
 
 
 @pytest.fixture
-def sipgrid(tmp_path: Path) -> Iterator[Sipgrid]:
-    with all_in_one(tmp_path / "sipgrid") as server:
-        yield server
+def sipgrid(tmp_path: Path) -> Iterator[tuple[Sipgrid, str]]:
+    """The all-in-one and its /metrics address."""
+    http = free_port()
+    spec = {"http": {"bindAddr": f"127.0.0.1:{http}"}}
+    with all_in_one(tmp_path / "sipgrid", edgeport=spec) as server:
+        yield server, f"http://127.0.0.1:{http}/metrics"
+
+
+def followed(metrics: str) -> float:
+    """In-dialog requests the EdgePort routed by the dialog's route set, without Connect."""
+    with urllib.request.urlopen(metrics, timeout=5) as answer:
+        text = answer.read().decode()
+    found = re.search(r'^sipgrid_edgeport_events_total{event="dialog_followed"} (\S+)$', text, re.M)
+    return float(found.group(1)) if found else 0.0
 
 
 def configure(directory: Path, user: str, transport: str, server: int) -> Path:
@@ -86,10 +101,15 @@ def output(process: subprocess.Popen[str]) -> str:
 
 @pytest.mark.parametrize(("caller_transport", "callee_transport"), [("tcp", "udp"), ("udp", "tcp")])
 def test_baresip_calls_baresip_across_transports(
-    baresip: str, sipgrid: Sipgrid, tmp_path: Path, caller_transport: str, callee_transport: str
+    baresip: str,
+    sipgrid: tuple[Sipgrid, str],
+    tmp_path: Path,
+    caller_transport: str,
+    callee_transport: str,
 ) -> None:
-    callee_dir = configure(tmp_path / "callee", "1002", callee_transport, sipgrid.port)
-    caller_dir = configure(tmp_path / "caller", "1001", caller_transport, sipgrid.port)
+    server, metrics = sipgrid
+    callee_dir = configure(tmp_path / "callee", "1002", callee_transport, server.port)
+    caller_dir = configure(tmp_path / "caller", "1001", caller_transport, server.port)
     callee = start(baresip, callee_dir, 12)
     try:
         time.sleep(1.5)  # registered
@@ -97,8 +117,10 @@ def test_baresip_calls_baresip_across_transports(
         caller_out = output(caller)
     finally:
         callee_out = output(callee)
-    detail = f"caller:\n{caller_out}\ncallee:\n{callee_out}\nsipgrid:\n{sipgrid.log_text()[-2000:]}"
+    detail = f"caller:\n{caller_out}\ncallee:\n{callee_out}\nsipgrid:\n{server.log_text()[-2000:]}"
     assert "200 OK" in caller_out and "Call established" in caller_out, detail
     assert "Call established" in callee_out, detail
     # the caller quits after 6 s and hangs up: the callee hears the BYE
     assert "session closed" in callee_out.split("Call established", 1)[1], detail
+    # the caller's ACK and BYE, each routed by the EdgePort on the dialog's route set
+    assert followed(metrics) == 2, detail

@@ -22,6 +22,7 @@ from .harness import (
     run_sipp,
     sipp_server,
     wait_exit,
+    wait_for_log,
 )
 
 PSTN_CALLEE = "+15551234567"
@@ -244,13 +245,6 @@ def test_a_static_peer_is_taken_out_after_unanswered_probes_and_back_after_one_a
                 keys={"callee": "conference"},
             )
             assert call.ok, call.output + sipgrid.log_text()[-3000:]
-
-
-def wait_for_log(sipgrid: Sipgrid, text: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in sipgrid.log_text():
-        assert time.monotonic() < deadline, f"no {text!r} in:\n{sipgrid.log_text()[-3000:]}"
-        time.sleep(0.1)
 
 
 def register_voice(

@@ -1,6 +1,7 @@
 """sipgrid probed as an attacker would, with Debian's sipvicious: svwar enumerates no
 extension, svcrack is banned before its dictionary reaches the password (word 151 of
-200), and `sipgrid bans` lists and lifts the ban."""
+200), and `sipgrid bans` lists and lifts the ban. A caller banned in the middle of its call is
+refused there too."""
 
 from __future__ import annotations
 
@@ -10,12 +11,22 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from . import scenarios
-from .harness import ROOT, Sipgrid, all_in_one, distributed, free_port, run_sipp
+from .harness import (
+    ROOT,
+    Sipgrid,
+    all_in_one,
+    distributed,
+    free_port,
+    registered_callee,
+    run_sipp,
+    wait_for_log,
+)
 
 # what an attack may still get answered once it is banned: the answers already on their way
 AFTER_DONE = 3.0
@@ -118,3 +129,35 @@ def test_svcrack_is_banned_before_it_finds_the_password(
     )
     assert registered.ok, registered.output
     assert bans("list").strip() == "no source is banned"
+
+
+def test_a_caller_banned_in_the_middle_of_its_call_is_refused_in_it(tmp_path: Path) -> None:
+    """The all-in-one's EdgePort routes a dialog's ACK and BYE by itself (README, dialogs
+    followed), and asks Connect's guard first: a source banned since its call began gets
+    Connect's 403 for its BYE, as it does for everything else. (A distributed EdgePort
+    does not know Connect's bans: README says so.)"""
+    with (
+        all_in_one(tmp_path / "sipgrid", env={"BAN_FAILURES": "3"}) as server,
+        registered_callee(tmp_path, server),
+        ThreadPoolExecutor(1) as pool,
+    ):
+        call = pool.submit(
+            run_sipp,
+            tmp_path,
+            "call",
+            scenarios.call(bye_after=4000, bye_answer=403),
+            server_port=server.port,
+        )
+        wait_for_log(server, "call.started")
+        guesses = run_sipp(
+            tmp_path,
+            "guesses",
+            scenarios.register(403),
+            server_port=server.port,
+            password="wrong",
+            extra=["-m", "3", "-l", "1"],
+        )
+        assert guesses.ok, guesses.output
+        assert "banned 127.0.0.1" in server.log_text()
+        called = call.result(timeout=30)
+        assert called.ok, called.output + server.log_text()[-2000:]

@@ -1018,6 +1018,11 @@ def record_routing(request: MessageRequest) -> MessageResponse:
         return MessageResponse(message)
     if message.method == "INVITE" and message.to.tag is None:
         message.add("Record-Route", OUR_ROUTE, first=True)
+        # its own realm's credentials taken out, another's left (as Connect does)
+        theirs = [c for c in message.proxy_authorizations if c.realm != "sip.local"]
+        message.remove("Proxy-Authorization")
+        for credentials in theirs:
+            message.add("Proxy-Authorization", str(credentials))
         return MessageResponse(message, destination=CALLEE, follow_dialog=True)
     message.pop_first_value("Route")
     return MessageResponse(message, destination=CALLEE)
@@ -1035,10 +1040,19 @@ def in_dialog(method: str, branch: str, route: str = OUR_ROUTE, extra: str = "")
     return data.replace(b"To: <sip:1002@sip.local>", b"To: <sip:1002@sip.local>;tag=downstream")
 
 
-def answered_call(untouched: Callable[[str], str | None] | None) -> Wire:
+def credentials(realm: str) -> str:
+    return (
+        f'Proxy-Authorization: Digest username="1001", realm="{realm}", nonce="n1", '
+        'uri="sip:1002@sip.local", response="0123456789abcdef0123456789abcdef"\r\n'
+    )
+
+
+def answered_call(untouched: Callable[[str], str | None] | None, extra: str = "") -> Wire:
+    """A call answered, its INVITE sent with ``extra`` headers (credentials)."""
     wire = Wire(answer=record_routing)
     wire.core.untouched_route = untouched
-    wire.feed(invite(call_id="followed"))
+    data = invite(call_id="followed")
+    wire.feed(data.replace(b"\r\n\r\n", f"\r\n{extra}\r\n".encode(), 1))
     wire.feed(reply_to(sent_to_callee(wire), 200), CALLEE)
     wire.take()
     return wire
@@ -1065,6 +1079,42 @@ def test_a_dialog_the_processor_lets_us_follow_is_routed_here_until_its_bye_is_a
     # the dialog has ended here: a request in it goes to the processor
     wire.feed(in_dialog("BYE", "z9hG4bKbye2"))
     assert len(wire.processed) == 2
+
+
+def test_credentials_the_processor_took_out_of_the_invite_are_taken_out_as_it_would() -> None:
+    """baresip sends its INVITE's Proxy-Authorization again in the ACK and the BYE (RFC 3261
+    section 22.3 lets a UAC reuse a realm's credentials). Those of a realm the processor
+    took out of the INVITE are taken out here too, and the request is followed; the
+    credentials of any other realm send it to the processor, which knows its realms."""
+    both = credentials("sip.local") + credentials("upstream.example")
+    wire = answered_call(lambda method: "connect", extra=both)
+    (dialog,) = wire.core._dialogs.values()
+    assert dialog.realms_out == frozenset({"sip.local"})
+    wire.feed(in_dialog("ACK", "z9hG4bKack", extra=credentials("sip.local")))
+    wire.feed(in_dialog("INFO", "z9hG4bKinfo", extra=credentials("upstream.example")))
+    wire.feed(in_dialog("BYE", "z9hG4bKbye", extra=credentials("sip.local")))
+    assert [r.method for r in wire.processed] == ["INVITE", "INFO"]
+    sent = [m for t in wire.take() if isinstance(m := parse(t.data), Request)]
+    assert [m.method for m in sent] == ["ACK", "INFO", "BYE"]  # INFO by the processor
+    assert "Proxy-Authorization" not in sent[0] and "Proxy-Authorization" not in sent[2]
+    assert wire.core.stats["dialog_followed"] == 2
+    # an INVITE without credentials: any in the dialog send the request to the processor
+    wire = answered_call(lambda method: "connect")
+    wire.feed(in_dialog("BYE", "z9hG4bKbye", extra=credentials("sip.local")))
+    assert [r.method for r in wire.processed] == ["INVITE", "BYE"]
+
+
+def test_a_banned_source_s_dialog_requests_go_to_the_processor() -> None:
+    """A source the processor has banned since the call began gets its answer (403) there:
+    the guard's ban holds in the dialogs followed here too."""
+    bans: set[str] = set()
+    wire = answered_call(lambda method: "connect")
+    wire.core.banned = bans.__contains__
+    wire.feed(in_dialog("INFO", "z9hG4bKi1"))
+    assert len(wire.processed) == 1  # followed
+    bans.add(CALLER.host)
+    wire.feed(in_dialog("BYE", "z9hG4bKbye"))
+    assert [r.method for r in wire.processed] == ["INVITE", "BYE"]
 
 
 def test_a_dialog_request_goes_to_the_processor_unless_all_is_as_it_let_us() -> None:

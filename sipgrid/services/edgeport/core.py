@@ -237,6 +237,16 @@ class CoreSettings:
 # -- what hangs off the transactions
 
 
+@dataclass(frozen=True, slots=True)
+class _Followed:
+    """A dialog whose in-dialog requests the processor lets us route (``_follow``)."""
+
+    route: str  # the processor's route for INVITE
+    stamp: str  # the Route stamp of its Record-Route (``route_stamp``)
+    # the realms of the Proxy-Authorization values the processor took out of its INVITE
+    realms_out: frozenset[str]
+
+
 @dataclass(slots=True, eq=False, init=False)
 class ServerContext:
     """An upstream server transaction and what hangs off it."""
@@ -268,9 +278,9 @@ class ServerContext:
     best: Response | None
     key: Opaque  # its key in the table of server transactions
     lingering: bool  # answered, a non-INVITE kept only for retransmissions (Timer J)
-    # a dialog's INVITE whose later requests the processor lets us route (its route for
-    # INVITE, the Route stamp of its Record-Route): remembered when the 2xx goes upstream
-    dialog: tuple[str, str] | None
+    # a dialog's INVITE whose later requests the processor lets us route: remembered when
+    # the 2xx goes upstream (_Followed)
+    dialog: _Followed | None
 
     def __init__(
         self,
@@ -434,9 +444,12 @@ class EdgePortCore:
         # the processor's route for a request of a method, when nothing stands between it
         # and the processor (no middleware); None: in-dialog requests always go to it
         self.untouched_route: Callable[[str], str | None] | None = None
-        # "Call-ID, tags" -> (the processor's route for INVITE, the Route stamp): dialogs
-        # whose in-dialog requests we route ourselves (MessageResponse.follow_dialog)
-        self._dialogs: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        # whether the processor has banned a source address (the all-in-one's guard): a
+        # banned source's in-dialog requests go to the processor, which refuses them
+        self.banned: Callable[[str], bool] | None = None
+        # "Call-ID, tags" -> the dialog: those whose in-dialog requests we route ourselves
+        # (MessageResponse.follow_dialog)
+        self._dialogs: OrderedDict[str, _Followed] = OrderedDict()
         self.stats: Counter[str] = Counter()
 
     # -- state the shells and tests read
@@ -704,27 +717,43 @@ class EdgePortCore:
         Only while its method reaches the processor that let us with nothing in between
         (a middleware added since sees it), with its top Route the very Record-Route the
         processor put in (flows and signature: we cannot check the signature, so one
-        edited by a party of the dialog goes to the processor, which refuses it), and with
-        no credentials or token, which the processor would take out."""
+        edited by a party of the dialog goes to the processor, which refuses it), from a
+        source the processor has not banned (when it can say: ``banned``), and with
+        no credentials or token but Proxy-Authorization values of the realms the processor
+        took out of the dialog's INVITE: a phone may send those again with each request of
+        the dialog (baresip does, in its ACK and BYE; RFC 3261 section 22.3 lets a UAC reuse
+        a realm's credentials), and they are taken out here as the processor takes them out
+        (a secret never leaves sipgrid). Anything else with credentials goes to the
+        processor."""
         dialogs = self._dialogs
         to_tag, from_tag = request.to.tag, request.from_.tag
         if not dialogs or to_tag is None or from_tag is None:
             return None
         known = dialogs.get(_dialog_key(request.call_id, from_tag, to_tag))
         rule = self.untouched_route
-        if known is None or rule is None or rule(request.method) != known[0]:
+        if known is None or rule is None or rule(request.method) != known.route:
+            return None
+        banned = self.banned
+        if banned is not None and banned(flow.host):
             return None
         for name in SECRET_HEADERS:
-            if name in request:
+            if name in request and name != "Proxy-Authorization":
                 return None
         try:
+            realms_out = "Proxy-Authorization" in request
+            if realms_out:
+                for credentials in request.proxy_authorizations:
+                    if credentials.realm not in known.realms_out:
+                        return None
             routes = request.routes
             top = routes[0].sip_uri if routes else None
-            if top is None or route_stamp(top) != known[1]:
+            if top is None or route_stamp(top) != known.stamp:
                 return None
             if not self._is_our_address(top.host, top.port):
                 return None
             message = request.copy()
+            if realms_out:
+                message.remove("Proxy-Authorization")
             ours = pop_own_routes(message, self._message_request(message, flow))
             followed = follow_route_set(message, ours)
         except ParseError:
@@ -748,7 +777,7 @@ class EdgePortCore:
             return
         stamp = route_stamp(top)
         if stamp:
-            ctx.dialog = (route, stamp)
+            ctx.dialog = _Followed(route, stamp, _realms_taken_out(ctx.tx.request, message))
 
     def _processor_behind(self, request: Request, now: float) -> bool:
         """A queue is waiting for the processor (BEHIND_QUEUE requests or more), and its
@@ -1642,6 +1671,20 @@ class EdgePortCore:
 def _dialog_key(call_id: str, tag: str, other: str) -> str:
     """A dialog's key from either side: the two tags in order, whoever sends."""
     return f"{call_id}\n{tag}\n{other}" if tag < other else f"{call_id}\n{other}\n{tag}"
+
+
+def _realms_taken_out(received: Request, forwarded: Request) -> frozenset[str]:
+    """The realms of the Proxy-Authorization values in ``received`` that the processor
+    took out of it to make ``forwarded`` (its own realms: it takes out none of others)."""
+    if "Proxy-Authorization" not in received:
+        return frozenset()
+    try:
+        came = {c.realm for c in received.proxy_authorizations}
+        if "Proxy-Authorization" in forwarded:
+            came -= {c.realm for c in forwarded.proxy_authorizations}
+    except ParseError:
+        return frozenset()
+    return frozenset(came)
 
 
 def _has_credentials(request: Request) -> bool:

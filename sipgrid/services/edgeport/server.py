@@ -89,8 +89,12 @@ class EdgePort:
         phone_page: bool = False,
         events: NatsEvents | None = None,
         settings: Settings | None = None,
+        banned: Callable[[str], bool] | None = None,
     ) -> None:
+        """``banned``: whether the processor in this process has banned a source address
+        (the all-in-one's guard), so that dialogs followed here refuse it too."""
         env = settings or Settings.load()
+        self._banned = banned
         self.config = config
         # the browser phone beside WSS, from SIPGRID_WEB_DIR or the checkout's web/
         self._phone_page = (env.web_dir or WEB_DIR) if phone_page else None
@@ -204,6 +208,7 @@ class EdgePort:
         # a processor that can say which of its routes nothing stands in (Connect, sipgrid's
         # Dispatcher in process or watched) may let us follow dialogs ourselves
         self.core.untouched_route = getattr(self.processor, "untouched_route", None)
+        self.core.banned = self._banned
         self._carrier.core = self.core
         for flow in self._connections:
             self.core.flow_opened(flow)

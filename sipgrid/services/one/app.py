@@ -217,6 +217,7 @@ async def build(
         phone_page=env.phone_page == "on",
         events=events,
         settings=env,
+        banned=guard.banned,
     )
     connect.prober = PeerProber(resources, edgeport.request, interval=env.peer_probe_interval)
     registry = Registry(
