@@ -1089,7 +1089,7 @@ def test_credentials_the_processor_took_out_of_the_invite_are_taken_out_as_it_wo
     both = credentials("sip.local") + credentials("upstream.example")
     wire = answered_call(lambda method: "connect", extra=both)
     (dialog,) = wire.core._dialogs.values()
-    assert dialog.realms_out == frozenset({"sip.local"})
+    assert dialog.realms_out() == frozenset({"sip.local"})
     wire.feed(in_dialog("ACK", "z9hG4bKack", extra=credentials("sip.local")))
     wire.feed(in_dialog("INFO", "z9hG4bKinfo", extra=credentials("upstream.example")))
     wire.feed(in_dialog("BYE", "z9hG4bKbye", extra=credentials("sip.local")))
