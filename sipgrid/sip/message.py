@@ -100,8 +100,17 @@ _canonical: Final[dict[str, str]] = {}
 
 
 def display_name(key: str) -> str:
-    """The conventional spelling of a canonical header name."""
-    return _SPELLING.get(key) or "-".join(p.capitalize() for p in key.split("-"))
+    """The conventional spelling of a canonical header name (each spelt once: the typed
+    headers' parsers are given it with every value, for their error messages)."""
+    name = _SPELLING.get(key) or _displayed.get(key)
+    if name is None:
+        name = "-".join([p.capitalize() for p in key.split("-")])
+        if len(_displayed) < 1024:
+            _displayed[key] = name
+    return name
+
+
+_displayed: Final[dict[str, str]] = {}
 
 
 class HeaderField:
@@ -181,7 +190,15 @@ class Message:
         return out
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and any(f.key == canonical_name(name) for f in self.fields)
+        # a loop: mypyc makes a list of an any(...) over a generator (no early end), and
+        # that put the name into canonical form once a field (1,700 instructions a test)
+        if not isinstance(name, str):
+            return False
+        key = canonical_name(name)
+        for f in self.fields:  # noqa: SIM110 (above)
+            if f.key == key:
+                return True
+        return False
 
     def headers(self) -> Iterator[tuple[str, str]]:
         """(name as written, value) pairs in order."""
