@@ -212,33 +212,45 @@ def _parse_uri(text: str, what: str) -> Uri:
 # The common shape of a SIP URI in one regex (the rules are those of _parse_sip_uri):
 # [ user [ ":" password ] "@" ] host [ ":" port ] *( ";" param ) [ "?" headers ]
 _PARAM: Final = r"[A-Za-z0-9\-_.!~*'()\[\]/:&+$%]+"
-_sip_uri_re: Final = re.compile(
-    r"(?:([A-Za-z0-9\-_.!~*'()&=+$,;?/%#]+)(?::([A-Za-z0-9\-_.!~*'()&=+$,%]*))?@)?"
+_HOST_ONWARDS: Final = (
     r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-_.]+)(?::(\d{1,5}))?"
     rf"((?:;{_PARAM}(?:={_PARAM})?)*)"
     r"(?:\?([A-Za-z0-9\-_.!~*'()\[\]/?:+$%=&]*))?"
 )
+_sip_uri_re: Final = re.compile(
+    r"(?:([A-Za-z0-9\-_.!~*'()&=+$,;?/%#]+)(?::([A-Za-z0-9\-_.!~*'()&=+$,%]*))?@)?" + _HOST_ONWARDS
+)
+# the same without a user part, for a text with no "@" (where the user part cannot match):
+# the regex above tries a user part first and takes it back character by character, a
+# third of its time on a Record-Route's URI (timeit: 1.28 us against 0.83)
+_sip_uri_no_user_re: Final = re.compile(_HOST_ONWARDS)
 
 
 def _parse_sip_uri(scheme: str, rest: str, text: str, what: str) -> SipUri:
-    m = _sip_uri_re.fullmatch(rest)
-    if m is not None:
-        user, password, host, port, params, headers = m.groups()
-        if port is None or int(port) <= 65535:
-            return SipUri(
-                scheme,
-                host,
-                user,
-                password,
-                int(port) if port else None,
-                tuple(
-                    (n, v if eq else None)
-                    for n, eq, v in (p.partition("=") for p in params[1:].split(";"))
-                )
-                if params
-                else (),
-                headers,
+    user = password = None
+    if "@" in rest:
+        m = _sip_uri_re.fullmatch(rest)
+        if m is not None:
+            user, password, host, port, params, headers = m.groups()
+    else:
+        m = _sip_uri_no_user_re.fullmatch(rest)
+        if m is not None:
+            host, port, params, headers = m.groups()
+    if m is not None and (port is None or int(port) <= 65535):
+        return SipUri(
+            scheme,
+            host,
+            user,
+            password,
+            int(port) if port else None,
+            tuple(
+                (n, v if eq else None)
+                for n, eq, v in (p.partition("=") for p in params[1:].split(";"))
             )
+            if params
+            else (),
+            headers,
+        )
     return _parse_sip_uri_carefully(scheme, rest, text, what)
 
 

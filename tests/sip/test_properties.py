@@ -185,3 +185,20 @@ def test_stream_framing_is_independent_of_chunking(seeds: list[bytes], sizes: li
             assert isinstance(event, (Request, Response))
             got.append(event.serialize())
     assert got == [parse(s).serialize() for s in seeds]
+
+
+# what a SIP URI's text after "sip:" may hold, "@" aside, and some that it may not
+URI_CHARS = string.ascii_letters[:6] + "0123:;=.[]?&%-_~" + " <\u00e9"
+
+
+@given(st.text(URI_CHARS, max_size=30) | sip_uris().map(lambda u: str(u).partition(":")[2]))
+@settings(max_examples=500)
+def test_a_uri_text_without_at_reads_alike_by_the_regex_without_a_user_part(rest: str) -> None:
+    """The regex for a URI with no "@" gives what the full one gives (no user, no password)."""
+    from sipgrid.sip.uri import _sip_uri_no_user_re, _sip_uri_re
+
+    rest = rest.replace("@", "")
+    full, short = _sip_uri_re.fullmatch(rest), _sip_uri_no_user_re.fullmatch(rest)
+    assert (full is None) == (short is None)
+    if full is not None and short is not None:
+        assert full.groups() == (None, None, *short.groups())
