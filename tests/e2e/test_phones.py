@@ -1,8 +1,8 @@
 """Real phones no one here wrote: baresip (Debian) on TCP calls baresip on UDP and back,
-through the all-in-one sipgrid on loopback. A UDP phone's messages reach the TCP phone
-with Content-Length (RFC 3261 section 20.14), and the 200, ACK and BYE cross both ways.
-The ACK and the BYE take the EdgePort's followed path (the dialog's route set, without
-Connect), as its event count on /metrics shows."""
+through sipgrid on loopback, the all-in-one and the distributed wiring. A UDP phone's
+messages reach the TCP phone with Content-Length (RFC 3261 section 20.14), and the 200,
+ACK and BYE cross both ways. The ACK and the BYE take the EdgePort's followed path (the
+dialog's route set, without Connect), as its event count on /metrics shows."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .harness import Sipgrid, all_in_one, free_port
+from .harness import Sipgrid, all_in_one, distributed, free_port
 
 CONFIG = """poll_method epoll
 sip_listen 127.0.0.1:{port}
@@ -52,12 +52,13 @@ def baresip() -> str:
     return path
 
 
-@pytest.fixture
-def sipgrid(tmp_path: Path) -> Iterator[tuple[Sipgrid, str]]:
-    """The all-in-one and its /metrics address."""
+@pytest.fixture(params=["all-in-one", "distributed"])
+def sipgrid(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Sipgrid, str]]:
+    """Either wiring, and its EdgePort's /metrics address."""
     http = free_port()
     spec = {"http": {"bindAddr": f"127.0.0.1:{http}"}}
-    with all_in_one(tmp_path / "sipgrid", edgeport=spec) as server:
+    start = all_in_one if request.param == "all-in-one" else distributed
+    with start(tmp_path / "sipgrid", edgeport=spec) as server:
         yield server, f"http://127.0.0.1:{http}/metrics"
 
 
