@@ -8,12 +8,14 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -670,6 +672,18 @@ def sipp_server(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def page(url: str) -> str:
+    """A page of a server's HTTP endpoint (/metrics, say)."""
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        return str(answer.read().decode())
+
+
+def event(text: str, name: str) -> float:
+    """An EdgePort's count of one of its events (0 when it has none)."""
+    found = re.search(rf'^sipgrid_edgeport_events_total{{event="{name}"}} (\S+)$', text, re.M)
+    return float(found.group(1)) if found else 0.0
 
 
 def wait_for_log(sipgrid: Sipgrid, text: str, timeout: float = 15.0) -> None:

@@ -8,11 +8,19 @@ from __future__ import annotations
 
 import json
 import re
-import urllib.request
 from pathlib import Path
 
 from . import scenarios
-from .harness import ROOT, distributed, free_port, registered_callee, run_sipp, wait_exit
+from .harness import (
+    ROOT,
+    distributed,
+    event,
+    free_port,
+    page,
+    registered_callee,
+    run_sipp,
+    wait_exit,
+)
 
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "sipgrid.json"
 
@@ -26,21 +34,10 @@ def queried() -> set[str]:
     return names
 
 
-def page(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=5) as answer:
-        return str(answer.read().decode())
-
-
 def served(text: str, method: str) -> float:
     """gRPC calls (or messages of the stream) served for ``method``, every code."""
     pattern = rf'^sipgrid_grpc_calls_total{{code="[A-Z_]+",method="\w+/{method}"}} (\S+)$'
     return sum(float(m) for m in re.findall(pattern, text, re.M))
-
-
-def event(text: str, name: str) -> float:
-    """An EdgePort's count of one of its events (0 when it has none)."""
-    found = re.search(rf'^sipgrid_edgeport_events_total{{event="{name}"}} (\S+)$', text, re.M)
-    return float(found.group(1)) if found else 0.0
 
 
 def samples(url: str) -> set[str]:

@@ -6,17 +6,15 @@ dialog's route set, without Connect), as its event count on /metrics shows."""
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .harness import Sipgrid, all_in_one, distributed, free_port
+from .harness import Sipgrid, all_in_one, distributed, event, free_port, page
 
 CONFIG = """poll_method epoll
 sip_listen 127.0.0.1:{port}
@@ -60,14 +58,6 @@ def sipgrid(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Si
     start = all_in_one if request.param == "all-in-one" else distributed
     with start(tmp_path / "sipgrid", edgeport=spec) as server:
         yield server, f"http://127.0.0.1:{http}/metrics"
-
-
-def followed(metrics: str) -> float:
-    """In-dialog requests the EdgePort routed by the dialog's route set, without Connect."""
-    with urllib.request.urlopen(metrics, timeout=5) as answer:
-        text = answer.read().decode()
-    found = re.search(r'^sipgrid_edgeport_events_total{event="dialog_followed"} (\S+)$', text, re.M)
-    return float(found.group(1)) if found else 0.0
 
 
 def configure(directory: Path, user: str, transport: str, server: int) -> Path:
@@ -124,4 +114,4 @@ def test_baresip_calls_baresip_across_transports(
     # the caller quits after 6 s and hangs up: the callee hears the BYE
     assert "session closed" in callee_out.split("Call established", 1)[1], detail
     # the caller's ACK and BYE, each routed by the EdgePort on the dialog's route set
-    assert followed(metrics) == 2, detail
+    assert event(page(metrics), "dialog_followed") == 2, detail

@@ -750,7 +750,7 @@ class EdgePortCore:
         if banned is not None and banned(flow.host):
             return None
         for name in SECRET_HEADERS:
-            if name in request and name != "Proxy-Authorization":
+            if name != "Proxy-Authorization" and name in request:
                 return None
         try:
             reused = "Proxy-Authorization" in request  # a phone's credentials again
