@@ -53,7 +53,8 @@ $(COMPILED_STAMP): $(COMPILED_SOURCES) native/build.py $(STAMP) $(PB_STAMP)
 	else $(PY) native/build.py; fi
 
 # Test peers that come from Debian's packages: sipp (sip-tester), Kamailio with its TLS
-# module (a TLS peer), dnsmasq (SRV and NAPTR records), baresip (a real phone), sipvicious
+# module (a TLS peer), dnsmasq (SRV and NAPTR records), baresip and linphonec (real phones,
+# two SIP stacks: re and belle-sip), sipvicious
 # (an attacker's tools), docker-compose (checks deploy/docker-compose.yml; no daemon needed),
 # rtpengine (the media relay, userspace) and chromium (a browser phone, driven by playwright).
 # Installed when missing.
@@ -65,6 +66,7 @@ system-deps:
 	test -f $(KAMAILIO_TLS) || missing="$$missing kamailio-tls-modules"; \
 	command -v dnsmasq >/dev/null || missing="$$missing dnsmasq-base"; \
 	command -v baresip >/dev/null || missing="$$missing baresip-core"; \
+	command -v linphonec >/dev/null || missing="$$missing linphone-cli"; \
 	command -v svcrack >/dev/null || missing="$$missing sipvicious"; \
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
 	command -v rtpengine >/dev/null || missing="$$missing rtpengine-daemon"; \
@@ -78,6 +80,7 @@ system-deps:
 	@command -v kamailio >/dev/null && test -f $(KAMAILIO_TLS) || { echo "make: kamailio with TLS is missing"; exit 1; }
 	@command -v dnsmasq >/dev/null || { echo "make: dnsmasq is missing and could not be installed"; exit 1; }
 	@command -v baresip >/dev/null || { echo "make: baresip is missing and could not be installed"; exit 1; }
+	@command -v linphonec >/dev/null || { echo "make: linphonec is missing and could not be installed"; exit 1; }
 	@command -v svcrack >/dev/null || { echo "make: sipvicious is missing and could not be installed"; exit 1; }
 	@command -v docker-compose >/dev/null || { echo "make: docker-compose is missing and could not be installed"; exit 1; }
 	@command -v rtpengine >/dev/null || { echo "make: rtpengine is missing and could not be installed"; exit 1; }

@@ -1,11 +1,15 @@
-"""Real phones no one here wrote: baresip (Debian) on TCP calls baresip on UDP and back,
-through sipgrid on loopback, the all-in-one and the distributed wiring. A UDP phone's
+"""Real phones no one here wrote, through sipgrid on loopback, the all-in-one and the
+distributed wiring: baresip (Debian; the re SIP stack) on TCP calls baresip on UDP and back,
+and baresip and linphonec (Debian; the belle-sip stack) call each other. A UDP phone's
 messages reach the TCP phone with Content-Length (RFC 3261 section 20.14), and the 200,
 ACK and BYE cross both ways. The ACK and the BYE take the EdgePort's followed path (the
-dialog's route set, without Connect), as its event count on /metrics shows."""
+dialog's route set, without Connect), as its event count on /metrics shows: both phones
+send the INVITE's Proxy-Authorization again with them (linphonec answers the challenge
+anew for its BYE, with the BYE's URI and the next nonce count), which the EdgePort takes out."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import time
@@ -14,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .harness import Sipgrid, all_in_one, distributed, event, free_port, page
+from .harness import Sipgrid, all_in_one, distributed, event, free_port, page, wait_for_log
 
 CONFIG = """poll_method epoll
 sip_listen 127.0.0.1:{port}
@@ -40,14 +44,23 @@ ACCOUNT = (
 )
 
 
-@pytest.fixture(scope="module")
-def baresip() -> str:
-    path = shutil.which("baresip")
+def installed(program: str, package: str) -> str:
+    path = shutil.which(program)
     if path is None:
         pytest.fail(
-            "baresip is missing: run `make test` (Debian package baresip-core)", pytrace=False
+            f"{program} is missing: run `make test` (Debian package {package})", pytrace=False
         )
     return path
+
+
+@pytest.fixture(scope="module")
+def baresip() -> str:
+    return installed("baresip", "baresip-core")
+
+
+@pytest.fixture(scope="module")
+def linphonec() -> str:
+    return installed("linphonec", "linphone-cli")
 
 
 @pytest.fixture(params=["all-in-one", "distributed"])
@@ -113,5 +126,121 @@ def test_baresip_calls_baresip_across_transports(
     assert "Call established" in callee_out, detail
     # the caller quits after 6 s and hangs up: the callee hears the BYE
     assert "session closed" in callee_out.split("Call established", 1)[1], detail
+    # the caller's ACK and BYE, each routed by the EdgePort on the dialog's route set
+    assert event(page(metrics), "dialog_followed") == 2, detail
+
+
+# linphonec's own settings: SIP on UDP only, on a free port; through sipgrid for calls too
+# (reg_route: its outbound proxy); a Proxy-Authorization for each request of a dialog
+LINPHONERC = """[sip]
+sip_port={port}
+sip_tcp_port=-1
+sip_tls_port=-1
+default_proxy=0
+[rtp]
+audio_rtp_port={rtp}
+video_rtp_port={video_rtp}
+[sound]
+echocancellation=0
+[proxy_0]
+reg_proxy=<sip:127.0.0.1:{server};transport=udp>
+reg_route=<sip:127.0.0.1:{server};transport=udp;lr>
+reg_identity=sip:{user}@sip.local
+reg_expires=600
+reg_sendregister=1
+publish=0
+[auth_info_0]
+username={user}
+passwd={user}-secret
+domain=sip.local
+"""
+
+
+class Linphonec:
+    """linphonec registered as ``user``, answering calls by itself (-a), driven by commands
+    on its standard input; its log (every level) is read to wait for its states. Its HOME
+    is a folder of its own: without a writable ~/.local/share/linphone for its database,
+    the core never starts (it answers every INVITE 503 and opens no SIP port)."""
+
+    def __init__(self, program: str, directory: Path, user: str, server: int) -> None:
+        home = directory / "home"
+        (home / ".local" / "share" / "linphone").mkdir(parents=True)
+        config = directory / "linphonerc"
+        config.write_text(
+            LINPHONERC.format(
+                port=free_port(), rtp=free_port(), video_rtp=free_port(), server=server, user=user
+            )
+        )
+        self.log = directory / "linphonec.log"
+        self.log.touch()
+        self.process = subprocess.Popen(
+            [program, "-c", str(config), "-a", "-d", "6", "-l", str(self.log)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={"PATH": "/usr/bin:/bin", "HOME": str(home)},
+        )
+
+    def command(self, line: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+
+    def wait_for(self, text: str, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log.read_text(errors="replace"):
+            if time.monotonic() > deadline:
+                pytest.fail(f"linphonec logged no {text!r}:\n{self.output()}", pytrace=False)
+            time.sleep(0.1)
+
+    def output(self) -> str:
+        """Its console once it has quit (a quit command, else killed)."""
+        if self.process.poll() is None:
+            with contextlib.suppress(OSError):
+                self.command("quit")
+        return output(self.process)
+
+
+@pytest.mark.parametrize("caller", ["baresip", "linphonec"])
+def test_baresip_and_linphonec_call_each_other(
+    baresip: str, linphonec: str, sipgrid: tuple[Sipgrid, str], tmp_path: Path, caller: str
+) -> None:
+    server, metrics = sipgrid
+    linphone_dir = tmp_path / "linphonec"
+    linphone_dir.mkdir()
+    phone = Linphonec(linphonec, linphone_dir, "1002", server.port)
+    try:
+        phone.wait_for("to [LinphoneRegistrationOk]")
+        baresip_dir = configure(tmp_path / "baresip", "1001", "udp", server.port)
+        if caller == "baresip":  # it hangs up as it quits, after 6 s
+            bare = start(baresip, baresip_dir, 6, "/dial sip:1002@sip.local")
+            baresip_out = output(bare)
+        else:
+            bare = start(baresip, baresip_dir, 30)
+            try:
+                wait_for_log(server, "registration sip:1001@sip.local")
+                phone.command("call sip:1001@sip.local")
+                phone.wait_for("to LinphoneCallStreamsRunning")
+                time.sleep(1)
+                phone.command("terminate")
+                phone.wait_for("to LinphoneCallReleased")
+            finally:
+                bare.terminate()
+                baresip_out = output(bare)
+        phone.wait_for("to LinphoneCallReleased")
+    finally:
+        phone_out = phone.output()
+    detail = (
+        f"baresip:\n{baresip_out}\nlinphonec:\n{phone_out}\nsipgrid:\n{server.log_text()[-2000:]}"
+    )
+    assert "Call established" in baresip_out, detail
+    assert "connected." in phone_out and "ended (No error)" in phone_out, detail
+    # the caller's BYE was answered 200 by the callee
+    assert "call.ended sip:" in server.log_text(), detail
+    if caller == "baresip":
+        assert "Call with sip:1002@sip.local;transport=udp terminated" in baresip_out, detail
+    else:
+        assert "session closed" in baresip_out, detail  # linphonec's BYE
     # the caller's ACK and BYE, each routed by the EdgePort on the dialog's route set
     assert event(page(metrics), "dialog_followed") == 2, detail
