@@ -1,6 +1,7 @@
 """Real phones no one here wrote, through sipgrid on loopback, the all-in-one and the
 distributed wiring: baresip (Debian; the re SIP stack) on TCP calls baresip on UDP and back,
-and baresip and linphonec (Debian; the belle-sip stack) call each other. A UDP phone's
+and baresip and linphonec (Debian; the belle-sip stack) call each other (linphonec sends a
+chat message first). A UDP phone's
 messages reach the TCP phone with Content-Length (RFC 3261 section 20.14), and the 200,
 ACK and BYE cross both ways. The ACK and the BYE take the EdgePort's followed path (the
 dialog's route set, without Connect), as its event count on /metrics shows: both phones
@@ -130,9 +131,12 @@ def test_baresip_calls_baresip_across_transports(
     assert event(page(metrics), "dialog_followed") == 2, detail
 
 
-# linphonec's own settings: SIP on UDP only, on a free port; through sipgrid for calls too
-# (reg_route: its outbound proxy); a Proxy-Authorization for each request of a dialog
+# linphonec's own settings: SIP on UDP only, on a free port; through sipgrid for calls and
+# messages too (reg_route: its outbound proxy; the contact names the account, else a chat
+# message goes from sip:linphone@<this host's address>, straight to sip.local's DNS)
 LINPHONERC = """[sip]
+contact=sip:{user}@sip.local
+guess_hostname=0
 sip_port={port}
 sip_tcp_port=-1
 sip_tls_port=-1
@@ -220,6 +224,10 @@ def test_baresip_and_linphonec_call_each_other(
             bare = start(baresip, baresip_dir, 30)
             try:
                 wait_for_log(server, "registration sip:1001@sip.local")
+                # a chat message first: challenged (407), sent again with digest, and
+                # answered 200 by baresip
+                phone.command("chat sip:1001@sip.local hello from linphonec")
+                phone.wait_for("moving from InProgress to Delivered")
                 phone.command("call sip:1001@sip.local")
                 phone.wait_for("to LinphoneCallStreamsRunning")
                 time.sleep(1)
