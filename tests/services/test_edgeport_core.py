@@ -1098,6 +1098,17 @@ def test_credentials_the_processor_took_out_of_the_invite_are_taken_out_as_it_wo
     assert [m.method for m in sent] == ["ACK", "INFO", "BYE"]  # INFO by the processor
     assert "Proxy-Authorization" not in sent[0] and "Proxy-Authorization" not in sent[2]
     assert wire.core.stats["dialog_followed"] == 2
+    # our realm's credentials with another secret, before or after them: to the processor
+    wire = answered_call(lambda method: "connect", extra=credentials("sip.local"))
+    for branch, extra in (
+        ("z9hG4bKi1", credentials("sip.local") + "Authorization: Digest username=x\r\n"),
+        ("z9hG4bKi2", "X-Connect-Token: eyJ\r\n" + credentials("sip.local")),
+        ("z9hG4bKi3", "authorization: Digest username=x\r\n"),
+    ):
+        wire.feed(in_dialog("INFO", branch, extra=extra))
+    assert [r.method for r in wire.processed] == ["INVITE", "INFO", "INFO", "INFO"]
+    wire.feed(in_dialog("INFO", "z9hG4bKi4", extra=credentials("sip.local")))
+    assert len(wire.processed) == 4 and wire.core.stats["dialog_followed"] == 1
     # an INVITE without credentials: any in the dialog send the request to the processor
     wire = answered_call(lambda method: "connect")
     wire.feed(in_dialog("BYE", "z9hG4bKbye", extra=credentials("sip.local")))

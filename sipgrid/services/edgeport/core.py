@@ -54,6 +54,7 @@ from sipgrid.sip import (
 )
 from sipgrid.sip.digest import answer
 from sipgrid.sip.headers import Params
+from sipgrid.sip.message import canonical_name
 from sipgrid.sip.transaction import (
     T1,
     ClientInviteTransaction,
@@ -91,6 +92,8 @@ DIALOG_OFFSET_TTL: Final = 12 * 3600.0  # how long a dialog's CSeq offset is kep
 DIALOG_OFFSET_MAX: Final = 100_000
 CALLS_MAX: Final = 200_000  # calls in progress remembered for their duration (oldest forgotten)
 DIALOGS_MAX: Final = 100_000  # dialogs followed here (oldest forgotten: Connect routes them)
+# the canonical keys of the headers that carry credentials or a token
+_SECRET_KEYS: Final = frozenset({canonical_name(name) for name in SECRET_HEADERS})
 BUCKET_SWEEP: Final = 60.0  # seconds a quiet source keeps its rate-limit bucket
 
 
@@ -749,11 +752,14 @@ class EdgePortCore:
         banned = self.banned
         if banned is not None and banned(flow.host):
             return None
-        for name in SECRET_HEADERS:
-            if name != "Proxy-Authorization" and name in request:
-                return None
+        reused = False  # a phone's credentials again
+        for header in request.fields:  # one pass over the fields for every secret's name
+            key = header.key
+            if key in _SECRET_KEYS:
+                if key != "proxy-authorization":
+                    return None
+                reused = True
         try:
-            reused = "Proxy-Authorization" in request  # a phone's credentials again
             if reused:
                 realms = known.realms_out()
                 for credentials in request.proxy_authorizations:
