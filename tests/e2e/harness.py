@@ -113,7 +113,7 @@ class Sipgrid:
     external_api_port: int = 0
     location_port: int = 0
     logs: list[Path] = field(default_factory=list)
-    ports: dict[str, int] = field(default_factory=dict)  # of the extra transports
+    ports: dict[str, int] = field(default_factory=dict)  # of the extra transports (first chain)
     host: str = "127.0.0.1"
     # distributed: how each service was started, to restart one
     steps: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)
@@ -362,6 +362,8 @@ def _distributed(directory: Path, config: dict[str, object]) -> Sipgrid:
         chain_dir.mkdir(parents=True, exist_ok=True)
         extra = {name: free_port() for name in transports}
         server.chain_transports.append(extra)
+        if chain == 1:  # the first chain's, as the all-in-one's
+            server.ports = extra
         write_config(
             chain_dir,
             chain_port,

@@ -16,8 +16,11 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
+
+from tests.certs import certificate, pem
 
 from .harness import Sipgrid, all_in_one, distributed, event, free_port, page, wait_for_log
 
@@ -64,14 +67,33 @@ def linphonec() -> str:
     return installed("linphonec", "linphone-cli")
 
 
+class Wiring(NamedTuple):
+    server: Sipgrid
+    metrics: str  # its EdgePort's /metrics address
+    ca: Path  # the CA that signed its TLS certificate (for localhost)
+
+
 @pytest.fixture(params=["all-in-one", "distributed"])
-def sipgrid(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Sipgrid, str]]:
-    """Either wiring, and its EdgePort's /metrics address."""
+def sipgrid(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Wiring]:
+    """Either wiring, on UDP, TCP and TLS (a certificate of a test CA's)."""
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    authority = certificate("sipgrid test CA", ca=True)
+    for name, (cert, key) in (("ca", authority), ("server", certificate("localhost", authority))):
+        cert_pem, key_pem = pem(cert, key)
+        (tls / f"{name}.pem").write_bytes(cert_pem)
+        (tls / f"{name}.key").write_bytes(key_pem)
     http = free_port()
-    spec = {"http": {"bindAddr": f"127.0.0.1:{http}"}}
+    spec = {
+        "http": {"bindAddr": f"127.0.0.1:{http}"},
+        "securityContext": {
+            "certFile": str(tls / "server.pem"),
+            "keyFile": str(tls / "server.key"),
+        },
+    }
     start = all_in_one if request.param == "all-in-one" else distributed
-    with start(tmp_path / "sipgrid", edgeport=spec) as server:
-        yield server, f"http://127.0.0.1:{http}/metrics"
+    with start(tmp_path / "sipgrid", transports=("tls",), edgeport=spec) as server:
+        yield Wiring(server, f"http://127.0.0.1:{http}/metrics", tls / "ca.pem")
 
 
 def configure(directory: Path, user: str, transport: str, server: int) -> Path:
@@ -107,12 +129,12 @@ def output(process: subprocess.Popen[str]) -> str:
 @pytest.mark.parametrize(("caller_transport", "callee_transport"), [("tcp", "udp"), ("udp", "tcp")])
 def test_baresip_calls_baresip_across_transports(
     baresip: str,
-    sipgrid: tuple[Sipgrid, str],
+    sipgrid: Wiring,
     tmp_path: Path,
     caller_transport: str,
     callee_transport: str,
 ) -> None:
-    server, metrics = sipgrid
+    server, metrics, _ = sipgrid
     callee_dir = configure(tmp_path / "callee", "1002", callee_transport, server.port)
     caller_dir = configure(tmp_path / "caller", "1001", caller_transport, server.port)
     callee = start(baresip, callee_dir, 12)
@@ -131,15 +153,20 @@ def test_baresip_calls_baresip_across_transports(
     assert event(page(metrics), "dialog_followed") == 2, detail
 
 
-# linphonec's own settings: SIP on UDP only, on a free port; through sipgrid for calls and
-# messages too (reg_route: its outbound proxy; the contact names the account, else a chat
-# message goes from sip:linphone@<this host's address>, straight to sip.local's DNS)
+# linphonec's own settings: SIP on UDP or TLS only, on a free port (-1: off); through sipgrid
+# for calls and messages too (reg_route: its outbound proxy; the contact names the account,
+# else a chat message goes from sip:linphone@<this host's address>, straight to sip.local's
+# DNS); sipgrid's TLS certificate checked against the test CA, by name: belle-sip's mbedtls
+# matches a DNS name, not an IP address (SAN or CN), so over TLS the proxy is "localhost"
 LINPHONERC = """[sip]
 contact=sip:{user}@sip.local
 guess_hostname=0
-sip_port={port}
+sip_port={udp}
 sip_tcp_port=-1
-sip_tls_port=-1
+sip_tls_port={tls}
+root_ca={ca}
+verify_server_certs=1
+verify_server_cn=1
 default_proxy=0
 [rtp]
 audio_rtp_port={rtp}
@@ -147,8 +174,8 @@ video_rtp_port={video_rtp}
 [sound]
 echocancellation=0
 [proxy_0]
-reg_proxy=<sip:127.0.0.1:{server};transport=udp>
-reg_route=<sip:127.0.0.1:{server};transport=udp;lr>
+reg_proxy=<sip:{host}:{server};transport={transport}>
+reg_route=<sip:{host}:{server};transport={transport};lr>
 reg_identity=sip:{user}@sip.local
 reg_expires=600
 reg_sendregister=1
@@ -166,13 +193,24 @@ class Linphonec:
     is a folder of its own: without a writable ~/.local/share/linphone for its database,
     the core never starts (it answers every INVITE 503 and opens no SIP port)."""
 
-    def __init__(self, program: str, directory: Path, user: str, server: int) -> None:
+    def __init__(
+        self, program: str, directory: Path, user: str, sipgrid: Wiring, transport: str
+    ) -> None:
         home = directory / "home"
         (home / ".local" / "share" / "linphone").mkdir(parents=True)
         config = directory / "linphonerc"
+        tls = transport == "tls"
         config.write_text(
             LINPHONERC.format(
-                port=free_port(), rtp=free_port(), video_rtp=free_port(), server=server, user=user
+                udp=-1 if tls else free_port(),
+                tls=free_port() if tls else -1,
+                ca=sipgrid.ca,
+                rtp=free_port(),
+                video_rtp=free_port(),
+                host="localhost" if tls else "127.0.0.1",
+                server=sipgrid.server.ports["tls"] if tls else sipgrid.server.port,
+                transport=transport,
+                user=user,
             )
         )
         self.log = directory / "linphonec.log"
@@ -206,14 +244,17 @@ class Linphonec:
         return output(self.process)
 
 
+@pytest.mark.parametrize("transport", ["udp", "tls"])
 @pytest.mark.parametrize("caller", ["baresip", "linphonec"])
 def test_baresip_and_linphonec_call_each_other(
-    baresip: str, linphonec: str, sipgrid: tuple[Sipgrid, str], tmp_path: Path, caller: str
+    baresip: str, linphonec: str, sipgrid: Wiring, tmp_path: Path, caller: str, transport: str
 ) -> None:
-    server, metrics = sipgrid
+    """baresip on UDP; linphonec on UDP, or on TLS (checking sipgrid's certificate), where
+    the INVITE to it goes down the connection it registered on (RFC 5923's alias in its Via)."""
+    server, metrics, _ = sipgrid
     linphone_dir = tmp_path / "linphonec"
     linphone_dir.mkdir()
-    phone = Linphonec(linphonec, linphone_dir, "1002", server.port)
+    phone = Linphonec(linphonec, linphone_dir, "1002", sipgrid, transport)
     try:
         phone.wait_for("to [LinphoneRegistrationOk]")
         baresip_dir = configure(tmp_path / "baresip", "1001", "udp", server.port)
