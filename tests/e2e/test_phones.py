@@ -1,9 +1,9 @@
 """Real phones no one here wrote, through sipgrid on loopback, the all-in-one and the
 distributed wiring: baresip (Debian; the re SIP stack) on TCP calls baresip on UDP and back,
 and baresip and linphonec (Debian; the belle-sip stack) call each other (linphonec sends a
-chat message first). A UDP phone's
+chat message first, and puts its call on hold and back: two re-INVITEs). A UDP phone's
 messages reach the TCP phone with Content-Length (RFC 3261 section 20.14), and the 200,
-ACK and BYE cross both ways. The ACK and the BYE take the EdgePort's followed path (the
+ACK and BYE cross both ways. The requests of the dialog take the EdgePort's followed path (the
 dialog's route set, without Connect), as its event count on /metrics shows: both phones
 send the INVITE's Proxy-Authorization again with them (linphonec answers the challenge
 anew for its BYE, with the BYE's URI and the next nonce count), which the EdgePort takes out."""
@@ -250,7 +250,8 @@ def test_baresip_and_linphonec_call_each_other(
     baresip: str, linphonec: str, sipgrid: Wiring, tmp_path: Path, caller: str, transport: str
 ) -> None:
     """baresip on UDP; linphonec on UDP, or on TLS (checking sipgrid's certificate), where
-    the INVITE to it goes down the connection it registered on (RFC 5923's alias in its Via)."""
+    the INVITE to it goes down the connection it registered on (RFC 5923's alias in its Via).
+    linphonec, calling, puts the call on hold and takes it back before it hangs up."""
     server, metrics, _ = sipgrid
     linphone_dir = tmp_path / "linphonec"
     linphone_dir.mkdir()
@@ -271,7 +272,11 @@ def test_baresip_and_linphonec_call_each_other(
                 phone.wait_for("moving from InProgress to Delivered")
                 phone.command("call sip:1001@sip.local")
                 phone.wait_for("to LinphoneCallStreamsRunning")
-                time.sleep(1)
+                # on hold and back: two re-INVITEs (a=sendonly, then a=sendrecv) in the dialog
+                phone.command("pause 1")
+                phone.wait_for("to LinphoneCallPaused")
+                phone.command("resume 1")
+                phone.wait_for("from state LinphoneCallResuming to LinphoneCallStreamsRunning")
                 phone.command("terminate")
                 phone.wait_for("to LinphoneCallReleased")
             finally:
@@ -289,7 +294,10 @@ def test_baresip_and_linphonec_call_each_other(
     assert "call.ended sip:" in server.log_text(), detail
     if caller == "baresip":
         assert "Call with sip:1002@sip.local;transport=udp terminated" in baresip_out, detail
+        followed = 2  # the caller's ACK and BYE
     else:
+        assert baresip_out.count("got re-INVITE") == 2, detail
         assert "session closed" in baresip_out, detail  # linphonec's BYE
-    # the caller's ACK and BYE, each routed by the EdgePort on the dialog's route set
-    assert event(page(metrics), "dialog_followed") == 2, detail
+        followed = 6  # and the two re-INVITEs and their ACKs
+    # each routed by the EdgePort on the dialog's route set
+    assert event(page(metrics), "dialog_followed") == followed, detail
