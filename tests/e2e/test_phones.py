@@ -1,7 +1,8 @@
 """Real phones no one here wrote, through sipgrid on loopback, the all-in-one and the
 distributed wiring: baresip (Debian; the re SIP stack) on TCP calls baresip on UDP and back,
 and baresip and linphonec (Debian; the belle-sip stack) call each other (linphonec sends a
-chat message first, and puts its call on hold and back: two re-INVITEs). A UDP phone's
+chat message first, and puts its call on hold and back: two re-INVITEs; or cancels it
+while baresip rings). A UDP phone's
 messages reach the TCP phone with Content-Length (RFC 3261 section 20.14), and the 200,
 ACK and BYE cross both ways. The requests of the dialog take the EdgePort's followed path (the
 dialog's route set, without Connect), as its event count on /metrics shows: both phones
@@ -44,7 +45,7 @@ rtp_ports {rtp}-{rtp_end}
 
 ACCOUNT = (
     "<sip:{user}@sip.local;transport={transport}>;auth_pass={user}-secret;"
-    'outbound="sip:127.0.0.1:{server};transport={transport}";regint=600;answermode=auto\n'
+    'outbound="sip:127.0.0.1:{server};transport={transport}";regint=600;answermode={answer}\n'
 )
 
 
@@ -96,14 +97,17 @@ def sipgrid(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Wiring]:
         yield Wiring(server, f"http://127.0.0.1:{http}/metrics", tls / "ca.pem")
 
 
-def configure(directory: Path, user: str, transport: str, server: int) -> Path:
+def configure(
+    directory: Path, user: str, transport: str, server: int, answer: str = "auto"
+) -> Path:
+    """baresip's folder; ``answer``: its answermode (auto, or manual: it rings until hung up)."""
     directory.mkdir(parents=True)
     rtp = free_port()
     (directory / "config").write_text(
         CONFIG.format(port=free_port(), directory=directory, rtp=rtp, rtp_end=rtp + 10)
     )
     (directory / "accounts").write_text(
-        ACCOUNT.format(user=user, transport=transport, server=server)
+        ACCOUNT.format(user=user, transport=transport, server=server, answer=answer)
     )
     return directory
 
@@ -301,3 +305,37 @@ def test_baresip_and_linphonec_call_each_other(
         followed = 6  # and the two re-INVITEs and their ACKs
     # each routed by the EdgePort on the dialog's route set
     assert event(page(metrics), "dialog_followed") == followed, detail
+
+
+def test_linphonec_cancels_its_call_while_baresip_rings(
+    baresip: str, linphonec: str, sipgrid: Wiring, tmp_path: Path
+) -> None:
+    """A CANCEL through sipgrid (RFC 3261 section 16.10): 200 for the CANCEL, the callee's
+    487 for the INVITE back to the caller, and no call."""
+    server, _, _ = sipgrid
+    linphone_dir = tmp_path / "linphonec"
+    linphone_dir.mkdir()
+    phone = Linphonec(linphonec, linphone_dir, "1002", sipgrid, "udp")
+    try:
+        phone.wait_for("to [LinphoneRegistrationOk]")
+        baresip_dir = configure(tmp_path / "baresip", "1001", "udp", server.port, "manual")
+        bare = start(baresip, baresip_dir, 30)
+        try:
+            wait_for_log(server, "registration sip:1001@sip.local")
+            phone.command("call sip:1001@sip.local")
+            phone.wait_for("to LinphoneCallOutgoingRinging")
+            phone.command("terminate")
+            phone.wait_for("to LinphoneCallReleased")
+        finally:
+            bare.terminate()
+            baresip_out = output(bare)
+    finally:
+        phone_out = phone.output()
+    log = phone.log.read_text(errors="replace")
+    detail = (
+        f"baresip:\n{baresip_out}\nlinphonec:\n{phone_out}\nsipgrid:\n{server.log_text()[-2000:]}"
+    )
+    assert "Incoming call from" in baresip_out and "session closed" in baresip_out, detail
+    assert "Call established" not in baresip_out, detail
+    assert "SIP/2.0 487 Request Terminated" in log, detail
+    assert "connected." not in phone_out and "call.started" not in server.log_text(), detail
