@@ -2,7 +2,7 @@
 distributed wiring: baresip (Debian; the re SIP stack) on TCP calls baresip on UDP and back,
 and baresip and linphonec (Debian; the belle-sip stack) call each other (linphonec sends a
 chat message first, and puts its call on hold and back: two re-INVITEs; or cancels it
-while baresip rings). A UDP phone's
+while baresip rings; or transfers it to a third phone). A UDP phone's
 messages reach the TCP phone with Content-Length (RFC 3261 section 20.14), and the 200,
 ACK and BYE cross both ways. The requests of the dialog take the EdgePort's followed path (the
 dialog's route set, without Connect), as its event count on /metrics shows: both phones
@@ -68,6 +68,31 @@ def linphonec() -> str:
     return installed("linphonec", "linphone-cli")
 
 
+# a third agent, 1003, for a transfer
+CAROL: list[dict[str, object]] = [
+    {
+        "apiVersion": "v2beta1",
+        "kind": "Credentials",
+        "ref": "credentials-1003",
+        "metadata": {"name": "Credentials of 1003"},
+        "spec": {"credentials": {"username": "1003", "password": "1003-secret"}},
+    },
+    {
+        "apiVersion": "v2beta1",
+        "kind": "Agent",
+        "ref": "agent-1003",
+        "metadata": {"name": "Carol"},
+        "spec": {
+            "username": "1003",
+            "domainRef": "domain-local",
+            "credentialsRef": "credentials-1003",
+            "privacy": "None",
+            "maxContacts": 3,
+        },
+    },
+]
+
+
 class Wiring(NamedTuple):
     server: Sipgrid
     metrics: str  # its EdgePort's /metrics address
@@ -93,7 +118,9 @@ def sipgrid(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Wiring]:
         },
     }
     start = all_in_one if request.param == "all-in-one" else distributed
-    with start(tmp_path / "sipgrid", transports=("tls",), edgeport=spec) as server:
+    with start(
+        tmp_path / "sipgrid", transports=("tls",), edgeport=spec, extra_resources=CAROL
+    ) as server:
         yield Wiring(server, f"http://127.0.0.1:{http}/metrics", tls / "ca.pem")
 
 
@@ -339,3 +366,52 @@ def test_linphonec_cancels_its_call_while_baresip_rings(
     assert "Call established" not in baresip_out, detail
     assert "SIP/2.0 487 Request Terminated" in log, detail
     assert "connected." not in phone_out and "call.started" not in server.log_text(), detail
+
+
+def test_linphonec_transfers_its_call_to_a_third_phone(
+    baresip: str, linphonec: str, sipgrid: Wiring, tmp_path: Path
+) -> None:
+    """A blind transfer (RFC 3515, RFC 5589) through sipgrid: linphonec (1002) calls baresip
+    (1001), then REFERs it to 1003, another baresip; 1001 calls 1003 (its own INVITE, with
+    its own credentials), tells linphonec how it went in NOTIFYs (the REFER's implicit
+    subscription), and linphonec hangs up. 1001 and 1003 talk until 1001 hangs up."""
+    server, metrics, _ = sipgrid
+    linphone_dir = tmp_path / "linphonec"
+    linphone_dir.mkdir()
+    phone = Linphonec(linphonec, linphone_dir, "1002", sipgrid, "udp")
+    bob_out = carol_out = ""
+    try:
+        phone.wait_for("to [LinphoneRegistrationOk]")
+        bob = start(baresip, configure(tmp_path / "bob", "1001", "udp", server.port), 60)
+        carol = start(baresip, configure(tmp_path / "carol", "1003", "udp", server.port), 60)
+        try:
+            wait_for_log(server, "registration sip:1001@sip.local")
+            wait_for_log(server, "registration sip:1003@sip.local")
+            phone.command("call sip:1001@sip.local")
+            phone.wait_for("to LinphoneCallStreamsRunning")
+            phone.command("transfer 1 sip:1003@sip.local")
+            phone.wait_for("to LinphoneCallReleased")  # it hung up once the transfer was done
+            wait_for_log(server, "call.started sip:1001@sip.local -> sip:1003@sip.local 200")
+            bob.terminate()  # hangs up (a BYE to 1003), then quits
+            bob_out = output(bob)
+            wait_for_log(server, "call.ended sip:1001@sip.local -> sip:1003@sip.local")
+        finally:
+            bob.terminate()
+            bob_out = bob_out or output(bob)
+            carol.terminate()
+            carol_out = output(carol)
+    finally:
+        phone_out = phone.output()
+    detail = (
+        f"1001:\n{bob_out}\n1003:\n{carol_out}\nlinphonec:\n{phone_out}\n"
+        f"sipgrid:\n{server.log_text()[-2500:]}"
+    )
+    assert "has been transfered" in phone_out, detail  # (sic) the 200 in a NOTIFY
+    assert "ended (No error)" in phone_out, detail
+    assert "transferring call" in bob_out, detail
+    assert "Call established: sip:1003@sip.local" in bob_out, detail
+    assert "Call established: sip:1001@sip.local" in carol_out, detail
+    assert "session closed" in carol_out.split("Call established", 1)[1], detail  # 1001's BYE
+    # in linphonec's dialog the ACK, the REFER, the final NOTIFY at least and the BYE; in
+    # the new call its ACK and BYE: every one on the dialog's route set
+    assert event(page(metrics), "dialog_followed") >= 6, detail
