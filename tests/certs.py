@@ -14,7 +14,9 @@ def certificate(
     name: str,
     issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None = None,
     ca: bool = False,
+    names: tuple[str, ...] = ("localhost",),
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """``names``: the DNS names of a certificate that is not a CA's."""
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.UTC)
@@ -30,7 +32,7 @@ def certificate(
     )
     if not ca:
         builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False
+            x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
         )
     return builder.sign(issuer[1] if issuer else key, hashes.SHA256()), key
 

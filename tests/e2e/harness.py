@@ -255,10 +255,13 @@ def _all_in_one(
     env: dict[str, str] | None = None,
     dispatcher: dict[str, Any] | None = None,
     under: tuple[str, ...] = (),
+    port: int = 0,
     **config: object,
 ) -> Sipgrid:
-    """``under``: a command to run sipgrid under (bench.instructions runs valgrind)."""
-    port = free_port(host)
+    """``under``: a command to run sipgrid under (bench.instructions runs valgrind; a NAT
+    test, ``ip netns exec``); ``port``: SIP's (in a network namespace of the test's own,
+    where every port is free and ``host`` is not an address of this one)."""
+    port = port or free_port(host)
     extra = {name: free_port() for name in transports}
     write_config(directory, port, transports=extra, host=host, **config)  # type: ignore[arg-type]
     if dispatcher is not None:  # processors and middlewares of the test's own
@@ -845,3 +848,80 @@ def background(
     finally:
         process.terminate()
         process.wait(timeout=5)
+
+
+# -- hosts behind a NAT: network namespaces joined by veth pairs
+
+
+@dataclass
+class NatNetwork:
+    """Three network namespaces: ``server`` (198.51.100.10, the softswitch's host), ``nat``
+    (a router that masquerades: 198.51.100.1 outside, 10.0.0.1 inside, and a source port
+    of its own choosing for every flow) and ``lan`` (10.0.0.2, behind it; its default
+    route is the router; it knows the server as ``server_name``). Nothing in them has a
+    route out of this machine."""
+
+    prefix: str
+    server_name: str = "sipgrid.test"  # the server's name on the lan (its /etc/hosts)
+    server_ip: str = "198.51.100.10"
+    public_ip: str = "198.51.100.1"  # what the server sees of the lan
+    lan_ip: str = "10.0.0.2"
+
+    def ns(self, name: str) -> str:
+        return f"{self.prefix}-{name}"
+
+    def run_in(self, name: str) -> tuple[str, ...]:
+        """The prefix that runs a command on one of the hosts."""
+        return ("ip", "netns", "exec", self.ns(name))
+
+
+NAT_PORTS = "40000-40999"  # the router's source ports: none is a port the lan uses
+
+
+@contextlib.contextmanager
+def nat_network() -> Iterator[NatNetwork]:
+    """A :class:`NatNetwork`, removed when done. Needs root (``ip netns``)."""
+    if os.geteuid() != 0:
+        raise AssertionError("network namespaces need root (ip netns): run the tests as root")
+    net = NatNetwork(f"sg{os.getpid()}{random.randrange(10**6)}")
+    wan, lan = f"{net.prefix[-8:]}w", f"{net.prefix[-8:]}l"
+    steps = [
+        *(["ip", "netns", "add", net.ns(n)] for n in ("server", "nat", "lan")),
+        ["ip", "link", "add", f"{wan}0", "type", "veth", "peer", "name", f"{wan}1"],
+        ["ip", "link", "add", f"{lan}0", "type", "veth", "peer", "name", f"{lan}1"],
+        ["ip", "link", "set", f"{wan}0", "netns", net.ns("server")],
+        ["ip", "link", "set", f"{wan}1", "netns", net.ns("nat")],
+        ["ip", "link", "set", f"{lan}0", "netns", net.ns("nat")],
+        ["ip", "link", "set", f"{lan}1", "netns", net.ns("lan")],
+        ["ip", "-n", net.ns("server"), "addr", "add", f"{net.server_ip}/24", "dev", f"{wan}0"],
+        ["ip", "-n", net.ns("nat"), "addr", "add", f"{net.public_ip}/24", "dev", f"{wan}1"],
+        ["ip", "-n", net.ns("nat"), "addr", "add", "10.0.0.1/24", "dev", f"{lan}0"],
+        ["ip", "-n", net.ns("lan"), "addr", "add", f"{net.lan_ip}/24", "dev", f"{lan}1"],
+        *(["ip", "-n", net.ns(n), "link", "set", "lo", "up"] for n in ("server", "nat", "lan")),
+        ["ip", "-n", net.ns("server"), "link", "set", f"{wan}0", "up"],
+        ["ip", "-n", net.ns("nat"), "link", "set", f"{wan}1", "up"],
+        ["ip", "-n", net.ns("nat"), "link", "set", f"{lan}0", "up"],
+        ["ip", "-n", net.ns("lan"), "link", "set", f"{lan}1", "up"],
+        ["ip", "-n", net.ns("lan"), "route", "add", "default", "via", "10.0.0.1"],
+        [*net.run_in("nat"), "sysctl", "-qw", "net.ipv4.ip_forward=1"],
+        *(
+            [
+                *net.run_in("nat"),
+                *f"iptables -t nat -A POSTROUTING -o {wan}1 -p {protocol}".split(),
+                *f"-j MASQUERADE --to-ports {NAT_PORTS}".split(),
+            ]
+            for protocol in ("udp", "tcp")
+        ),
+    ]
+    # `ip netns exec` mounts /etc/netns/<name>/hosts over /etc/hosts: the lan's names
+    hosts = Path("/etc/netns") / net.ns("lan")
+    try:
+        hosts.mkdir(parents=True)
+        (hosts / "hosts").write_text(f"127.0.0.1 localhost\n{net.server_ip} {net.server_name}\n")
+        for step in steps:
+            subprocess.run(step, check=True, capture_output=True, timeout=20)
+        yield net
+    finally:
+        for name in ("server", "nat", "lan"):  # their veths go with them
+            subprocess.run(["ip", "netns", "del", net.ns(name)], capture_output=True, timeout=20)
+        shutil.rmtree(hosts, ignore_errors=True)

@@ -12,6 +12,7 @@ anew for its BYE, with the BYE's URI and the next nonce count), which the EdgePo
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import subprocess
 import time
@@ -23,10 +24,20 @@ import pytest
 
 from tests.certs import certificate, pem
 
-from .harness import Sipgrid, all_in_one, distributed, event, free_port, page, wait_for_log
+from .harness import (
+    NatNetwork,
+    Sipgrid,
+    all_in_one,
+    distributed,
+    event,
+    free_port,
+    nat_network,
+    page,
+    wait_for_log,
+)
 
 CONFIG = """poll_method epoll
-sip_listen 127.0.0.1:{port}
+sip_listen {host}:{port}
 module_path /usr/lib/baresip/modules
 module g711.so
 module ausine.so
@@ -45,7 +56,7 @@ rtp_ports {rtp}-{rtp_end}
 
 ACCOUNT = (
     "<sip:{user}@sip.local;transport={transport}>;auth_pass={user}-secret;"
-    'outbound="sip:127.0.0.1:{server};transport={transport}";regint=600;answermode={answer}\n'
+    'outbound="sip:{server_host}:{server};transport={transport}";regint=600;answermode={answer}\n'
 )
 
 
@@ -96,26 +107,33 @@ CAROL: list[dict[str, object]] = [
 class Wiring(NamedTuple):
     server: Sipgrid
     metrics: str  # its EdgePort's /metrics address
-    ca: Path  # the CA that signed its TLS certificate (for localhost)
+    ca: Path  # the CA that signed its TLS certificate
+    tls_name: str = "localhost"  # the name in its certificate
+
+
+def tls_files(directory: Path, name: str) -> dict[str, object]:
+    """A test CA (``directory/ca.pem``) and a certificate it signed for ``name``: the
+    EdgePort's securityContext that serves it."""
+    directory.mkdir()
+    authority = certificate("sipgrid test CA", ca=True)
+    for what, (cert, key) in (
+        ("ca", authority),
+        ("server", certificate(name, authority, names=(name,))),
+    ):
+        cert_pem, key_pem = pem(cert, key)
+        (directory / f"{what}.pem").write_bytes(cert_pem)
+        (directory / f"{what}.key").write_bytes(key_pem)
+    return {"certFile": str(directory / "server.pem"), "keyFile": str(directory / "server.key")}
 
 
 @pytest.fixture(params=["all-in-one", "distributed"])
 def sipgrid(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Wiring]:
     """Either wiring, on UDP, TCP and TLS (a certificate of a test CA's)."""
     tls = tmp_path / "tls"
-    tls.mkdir()
-    authority = certificate("sipgrid test CA", ca=True)
-    for name, (cert, key) in (("ca", authority), ("server", certificate("localhost", authority))):
-        cert_pem, key_pem = pem(cert, key)
-        (tls / f"{name}.pem").write_bytes(cert_pem)
-        (tls / f"{name}.key").write_bytes(key_pem)
     http = free_port()
     spec = {
         "http": {"bindAddr": f"127.0.0.1:{http}"},
-        "securityContext": {
-            "certFile": str(tls / "server.pem"),
-            "keyFile": str(tls / "server.key"),
-        },
+        "securityContext": tls_files(tls, "localhost"),
     }
     start = all_in_one if request.param == "all-in-one" else distributed
     with start(
@@ -125,22 +143,34 @@ def sipgrid(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Wiring]:
 
 
 def configure(
-    directory: Path, user: str, transport: str, server: int, answer: str = "auto"
+    directory: Path,
+    user: str,
+    transport: str,
+    server: int,
+    answer: str = "auto",
+    host: str = "127.0.0.1",
+    server_host: str = "127.0.0.1",
 ) -> Path:
-    """baresip's folder; ``answer``: its answermode (auto, or manual: it rings until hung up)."""
+    """baresip's folder; ``answer``: its answermode (auto, or manual: it rings until hung up);
+    it listens on ``host`` and sends everything to sipgrid at ``server_host``."""
     directory.mkdir(parents=True)
     rtp = free_port()
     (directory / "config").write_text(
-        CONFIG.format(port=free_port(), directory=directory, rtp=rtp, rtp_end=rtp + 10)
+        CONFIG.format(host=host, port=free_port(), directory=directory, rtp=rtp, rtp_end=rtp + 10)
     )
     (directory / "accounts").write_text(
-        ACCOUNT.format(user=user, transport=transport, server=server, answer=answer)
+        ACCOUNT.format(
+            user=user, transport=transport, server=server, server_host=server_host, answer=answer
+        )
     )
     return directory
 
 
-def start(baresip: str, directory: Path, seconds: int, *commands: str) -> subprocess.Popen[str]:
-    args = [baresip, "-f", str(directory), "-t", str(seconds)]
+def start(
+    baresip: str, directory: Path, seconds: int, *commands: str, under: tuple[str, ...] = ()
+) -> subprocess.Popen[str]:
+    """``under``: a command to run it under (``ip netns exec``: on another host)."""
+    args = [*under, baresip, "-f", str(directory), "-t", str(seconds)]
     for command in commands:
         args += ["-e", command]
     return subprocess.Popen(
@@ -165,7 +195,7 @@ def test_baresip_calls_baresip_across_transports(
     caller_transport: str,
     callee_transport: str,
 ) -> None:
-    server, metrics, _ = sipgrid
+    server, metrics = sipgrid.server, sipgrid.metrics
     callee_dir = configure(tmp_path / "callee", "1002", callee_transport, server.port)
     caller_dir = configure(tmp_path / "caller", "1001", caller_transport, server.port)
     callee = start(baresip, callee_dir, 12)
@@ -225,8 +255,15 @@ class Linphonec:
     the core never starts (it answers every INVITE 503 and opens no SIP port)."""
 
     def __init__(
-        self, program: str, directory: Path, user: str, sipgrid: Wiring, transport: str
+        self,
+        program: str,
+        directory: Path,
+        user: str,
+        sipgrid: Wiring,
+        transport: str,
+        under: tuple[str, ...] = (),
     ) -> None:
+        """``under``: a command to run it under (``ip netns exec``: on another host)."""
         home = directory / "home"
         (home / ".local" / "share" / "linphone").mkdir(parents=True)
         config = directory / "linphonerc"
@@ -238,7 +275,7 @@ class Linphonec:
                 ca=sipgrid.ca,
                 rtp=free_port(),
                 video_rtp=free_port(),
-                host="localhost" if tls else "127.0.0.1",
+                host=sipgrid.tls_name if tls else sipgrid.server.host,
                 server=sipgrid.server.ports["tls"] if tls else sipgrid.server.port,
                 transport=transport,
                 user=user,
@@ -247,7 +284,7 @@ class Linphonec:
         self.log = directory / "linphonec.log"
         self.log.touch()
         self.process = subprocess.Popen(
-            [program, "-c", str(config), "-a", "-d", "6", "-l", str(self.log)],
+            [*under, program, "-c", str(config), "-a", "-d", "6", "-l", str(self.log)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -283,7 +320,7 @@ def test_baresip_and_linphonec_call_each_other(
     """baresip on UDP; linphonec on UDP, or on TLS (checking sipgrid's certificate), where
     the INVITE to it goes down the connection it registered on (RFC 5923's alias in its Via).
     linphonec, calling, puts the call on hold and takes it back before it hangs up."""
-    server, metrics, _ = sipgrid
+    server, metrics = sipgrid.server, sipgrid.metrics
     linphone_dir = tmp_path / "linphonec"
     linphone_dir.mkdir()
     phone = Linphonec(linphonec, linphone_dir, "1002", sipgrid, transport)
@@ -339,7 +376,7 @@ def test_linphonec_cancels_its_call_while_baresip_rings(
 ) -> None:
     """A CANCEL through sipgrid (RFC 3261 section 16.10): 200 for the CANCEL, the callee's
     487 for the INVITE back to the caller, and no call."""
-    server, _, _ = sipgrid
+    server = sipgrid.server
     linphone_dir = tmp_path / "linphonec"
     linphone_dir.mkdir()
     phone = Linphonec(linphonec, linphone_dir, "1002", sipgrid, "udp")
@@ -375,7 +412,7 @@ def test_linphonec_transfers_its_call_to_a_third_phone(
     (1001), then REFERs it to 1003, another baresip; 1001 calls 1003 (its own INVITE, with
     its own credentials), tells linphonec how it went in NOTIFYs (the REFER's implicit
     subscription), and linphonec hangs up. 1001 and 1003 talk until 1001 hangs up."""
-    server, metrics, _ = sipgrid
+    server, metrics = sipgrid.server, sipgrid.metrics
     linphone_dir = tmp_path / "linphonec"
     linphone_dir.mkdir()
     phone = Linphonec(linphonec, linphone_dir, "1002", sipgrid, "udp")
@@ -415,3 +452,75 @@ def test_linphonec_transfers_its_call_to_a_third_phone(
     # in linphonec's dialog the ACK, the REFER, the final NOTIFY at least and the BYE; in
     # the new call its ACK and BYE: every one on the dialog's route set
     assert event(page(metrics), "dialog_followed") >= 6, detail
+
+
+@pytest.fixture
+def behind_nat(tmp_path: Path) -> Iterator[tuple[NatNetwork, Wiring]]:
+    """The all-in-one on a host of its own (198.51.100.10), and a lan behind a NAT router
+    that gives each flow a source port of its own choosing, for the phones."""
+    with nat_network() as net:
+        tls = tls_files(tmp_path / "tls", net.server_name)
+        with all_in_one(
+            tmp_path / "sipgrid",
+            host=net.server_ip,
+            port=5060,
+            under=net.run_in("server"),
+            transports=("tls",),
+            edgeport={"securityContext": tls},
+        ) as server:
+            yield net, Wiring(server, "", tmp_path / "tls" / "ca.pem", net.server_name)
+
+
+@pytest.mark.parametrize("transport", ["udp", "tls"])
+@pytest.mark.parametrize("caller", ["baresip", "linphonec"])
+def test_phones_behind_a_nat_call_each_other(
+    baresip: str,
+    linphonec: str,
+    behind_nat: tuple[NatNetwork, Wiring],
+    tmp_path: Path,
+    caller: str,
+    transport: str,
+) -> None:
+    """baresip and linphonec on a lan (10.0.0.2) behind a masquerading router: sipgrid sees
+    them at 198.51.100.1, each on a port the router chose. Their Contacts name 10.0.0.2,
+    which sipgrid's host has no route to, so every request to a phone must go where its
+    REGISTER came from (RFC 3581's received and rport; the router's mapping), and the call
+    still crosses the router both ways, hairpinning on it. linphonec on TLS: sipgrid can
+    reach it only down the connection it opened from behind the router."""
+    net, sipgrid = behind_nat
+    server = sipgrid.server
+    lan = net.run_in("lan")
+    linphone_dir = tmp_path / "linphonec"
+    linphone_dir.mkdir()
+    phone = Linphonec(linphonec, linphone_dir, "1002", sipgrid, transport, under=lan)
+    baresip_dir = configure(
+        tmp_path / "baresip", "1001", "udp", server.port, host=net.lan_ip, server_host=net.server_ip
+    )
+    try:
+        phone.wait_for("to [LinphoneRegistrationOk]")
+        if caller == "baresip":  # it hangs up as it quits, after 6 s
+            bare = start(baresip, baresip_dir, 6, "/dial sip:1002@sip.local", under=lan)
+            baresip_out = output(bare)
+            phone.wait_for("to LinphoneCallReleased")
+        else:
+            bare = start(baresip, baresip_dir, 30, under=lan)
+            try:
+                wait_for_log(server, "registration sip:1001@sip.local")
+                phone.command("call sip:1001@sip.local")
+                phone.wait_for("to LinphoneCallStreamsRunning")
+                phone.command("terminate")
+                phone.wait_for("to LinphoneCallReleased")
+            finally:
+                bare.terminate()
+                baresip_out = output(bare)
+    finally:
+        phone_out = phone.output()
+    log = server.log_text()
+    detail = f"baresip:\n{baresip_out}\nlinphonec:\n{phone_out}\nsipgrid:\n{log[-3000:]}"
+    # baresip registered its lan address (linphonec, told its public one by the 401's Via,
+    # registered that instead)
+    assert re.search(rf"registration sip:1001@sip.local sip:1001-\S+@{net.lan_ip}:", log), detail
+    assert "Call established" in baresip_out, detail
+    assert "connected." in phone_out and "ended (No error)" in phone_out, detail
+    parties = "1001@sip.local -> sip:1002" if caller == "baresip" else "1002@sip.local -> sip:1001"
+    assert f"call.ended sip:{parties}@sip.local" in log, detail  # its BYE answered
