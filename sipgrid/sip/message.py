@@ -8,7 +8,7 @@ From, CSeq...) are parsed on first read and cached until a header changes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any, Final, Self, TypeVar, cast
 
 from . import _abnf
@@ -200,9 +200,10 @@ class Message:
                 return True
         return False
 
-    def headers(self) -> Iterator[tuple[str, str]]:
-        """(name as written, value) pairs in order."""
-        return ((f.name, f.value) for f in self.fields)
+    def headers(self) -> list[tuple[str, str]]:
+        """(name as written, value) pairs in order: a list, which mypyc made of the
+        generator expression that was here, so that compiled and interpreted agree."""
+        return [(f.name, f.value) for f in self.fields]
 
     # -- changes
 

@@ -330,6 +330,11 @@ def _distributed(directory: Path, config: dict[str, object]) -> Sipgrid:
     """``chains=2`` starts a second EdgePort, Dispatcher, Connect and Location (config
     in ``directory/chain-2``, SIP on ``chain_ports[1]``) on the same APIServer and Redis."""
     chains = int(config.pop("chains", 1))  # type: ignore[call-overload]
+    # every service run under a command (``ip netns exec``: on a host of the test's own),
+    # its EdgePort on ``host`` and SIP ``port`` (as the all-in-one's)
+    under: tuple[str, ...] = tuple(config.pop("under", ()) or ())  # type: ignore[arg-type]
+    host = str(config.pop("host", "127.0.0.1"))
+    sip_port = int(config.pop("port", 0))  # type: ignore[call-overload]
     transports: tuple[str, ...] = tuple(config.pop("transports", ()) or ())  # type: ignore[arg-type]
     redis = str(config.pop("redis_url", "") or "")
     edgeport_spec = dict(config.pop("edgeport", {}) or {})  # type: ignore[call-overload]
@@ -343,9 +348,9 @@ def _distributed(directory: Path, config: dict[str, object]) -> Sipgrid:
     edit_dispatcher: Callable[[dict[str, Any]], None] | None = config.pop(  # type: ignore[assignment]
         "edit_dispatcher", None
     )
-    port = free_port()
+    port = sip_port or free_port()
     api_port = free_port()
-    server = Sipgrid(port, directory, api_port=api_port, external_api_port=free_port())
+    server = Sipgrid(port, directory, api_port=api_port, external_api_port=free_port(), host=host)
     # the APIServer's database: SQLite in its data directory, or ``database_url``
     database = str(config.pop("database_url", "") or "")
     api_env = {
@@ -372,6 +377,7 @@ def _distributed(directory: Path, config: dict[str, object]) -> Sipgrid:
             chain_port,
             edgeport={**edgeport_spec, "processor": {"addr": f"127.0.0.1:{dispatcher_port}"}},
             transports=extra,
+            host=host,
             ref=f"edgeport-test{suffix}",
             **config,  # type: ignore[arg-type]
         )
@@ -421,7 +427,7 @@ def _distributed(directory: Path, config: dict[str, object]) -> Sipgrid:
             server.steps[name] = (args, env)
             if name.startswith("connect"):
                 _wait_ready(*started[0], "sipgrid: ready")  # the APIServer
-            process, log = _start(directory, name, args, env)
+            process, log = _start(directory, name, args, env, under)
             server.processes.append(process)
             server.logs.append(log)
             started.append((process, log))

@@ -454,13 +454,17 @@ def test_linphonec_transfers_its_call_to_a_third_phone(
     assert event(page(metrics), "dialog_followed") >= 6, detail
 
 
-@pytest.fixture
-def behind_nat(tmp_path: Path) -> Iterator[tuple[NatNetwork, Wiring]]:
-    """The all-in-one on a host of its own (198.51.100.10), and a lan behind a NAT router
-    that gives each flow a source port of its own choosing, for the phones."""
+@pytest.fixture(params=["all-in-one", "distributed"])
+def behind_nat(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[NatNetwork, Wiring]]:
+    """Either wiring on a host of its own (198.51.100.10; every service there), and a lan
+    behind a NAT router that gives each flow a source port of its own choosing, for the
+    phones."""
+    start = all_in_one if request.param == "all-in-one" else distributed
     with nat_network() as net:
         tls = tls_files(tmp_path / "tls", net.server_name)
-        with all_in_one(
+        with start(
             tmp_path / "sipgrid",
             host=net.server_ip,
             port=5060,
