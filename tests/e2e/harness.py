@@ -881,7 +881,9 @@ class NatNetwork:
         return ("ip", "netns", "exec", self.ns(name))
 
 
-NAT_PORTS = "40000-40999"  # the router's source ports: none is a port the lan uses
+# the router's source ports: outside PORTS, where the phones listen, so that every UDP
+# flow's port changes on its way out
+NAT_PORTS = "40000-40999"
 
 
 @contextlib.contextmanager
@@ -930,4 +932,6 @@ def nat_network() -> Iterator[NatNetwork]:
     finally:
         for name in ("server", "nat", "lan"):  # their veths go with them
             subprocess.run(["ip", "netns", "del", net.ns(name)], capture_output=True, timeout=20)
+        for veth in (f"{wan}0", f"{lan}0"):  # left here only when a step failed
+            subprocess.run(["ip", "link", "del", veth], capture_output=True, timeout=20)
         shutil.rmtree(hosts, ignore_errors=True)

@@ -1,13 +1,17 @@
-"""Real phones no one here wrote, through sipgrid on loopback, the all-in-one and the
-distributed wiring: baresip (Debian; the re SIP stack) on TCP calls baresip on UDP and back,
-and baresip and linphonec (Debian; the belle-sip stack) call each other (linphonec sends a
-chat message first, and puts its call on hold and back: two re-INVITEs; or cancels it
-while baresip rings; or transfers it to a third phone). A UDP phone's
-messages reach the TCP phone with Content-Length (RFC 3261 section 20.14), and the 200,
-ACK and BYE cross both ways. The requests of the dialog take the EdgePort's followed path (the
-dialog's route set, without Connect), as its event count on /metrics shows: both phones
-send the INVITE's Proxy-Authorization again with them (linphonec answers the challenge
-anew for its BYE, with the BYE's URI and the next nonce count), which the EdgePort takes out."""
+"""Real phones no one here wrote, through sipgrid, the all-in-one and the distributed
+wiring: baresip (Debian; the re SIP stack) and linphonec (Debian; the belle-sip stack).
+
+On loopback: baresip on TCP calls baresip on UDP and back (a UDP phone's messages reach
+the TCP phone with Content-Length, RFC 3261 section 20.14). baresip and linphonec (UDP or
+TLS) call each other; linphonec sends a chat message first, and puts its call on hold and
+back (two re-INVITEs); it cancels a call while baresip rings; it transfers a call to a
+third phone. The requests of each dialog take the EdgePort's followed path (the dialog's
+route set, without Connect), as its event count on /metrics shows: both phones send the
+INVITE's Proxy-Authorization again with them (linphonec answers the challenge anew for its
+BYE, with the BYE's URI and the next nonce count), and the EdgePort takes it out.
+
+Behind a real NAT (network namespaces: ``nat_network`` in the harness): baresip and
+linphonec on a lan call each other through sipgrid on a host of its own."""
 
 from __future__ import annotations
 
@@ -283,6 +287,7 @@ class Linphonec:
         )
         self.log = directory / "linphonec.log"
         self.log.touch()
+        self._console: str | None = None
         self.process = subprocess.Popen(
             [*under, program, "-c", str(config), "-a", "-d", "6", "-l", str(self.log)],
             stdin=subprocess.PIPE,
@@ -305,11 +310,13 @@ class Linphonec:
             time.sleep(0.1)
 
     def output(self) -> str:
-        """Its console once it has quit (a quit command, else killed)."""
-        if self.process.poll() is None:
-            with contextlib.suppress(OSError):
-                self.command("quit")
-        return output(self.process)
+        """Its console once it has quit (a quit command, else killed); read once."""
+        if self._console is None:
+            if self.process.poll() is None:
+                with contextlib.suppress(OSError):
+                    self.command("quit")
+            self._console = output(self.process)
+        return self._console
 
 
 @pytest.mark.parametrize("transport", ["udp", "tls"])
