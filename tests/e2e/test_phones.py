@@ -265,8 +265,9 @@ domain=sip.local
 class Linphonec:
     """linphonec registered as ``user``, answering calls by itself (-a), driven by commands
     on its standard input; its log (every level) is read to wait for its states. Its HOME
-    is a folder of its own: without a writable ~/.local/share/linphone for its database,
-    the core never starts (it answers every INVITE 503 and opens no SIP port)."""
+    is a folder of its own, with the ~/.local/share/linphone its database needs: linphonec
+    does not make it, and without it the core never starts (it answers every INVITE 503
+    and opens no SIP port)."""
 
     def __init__(
         self,
