@@ -40,7 +40,7 @@ $(PB_STAMP): $(PROTOS) $(STAMP)
 # the MANIFEST matches the sources (SIPGRID_COMPILED=0 turns them off); without a C compiler
 # or Python's headers the pure Python modules run, slower.
 COMPILED_STAMP := sipgrid/_compiled/MANIFEST
-COMPILED_SOURCES := $(wildcard sipgrid/sip/*.py sipgrid/services/connect/*.py) sipgrid/services/edgeport/core.py \
+COMPILED_SOURCES := $(wildcard sipgrid/sip/*.py sipgrid/sip/*.c sipgrid/services/connect/*.py) sipgrid/services/edgeport/core.py \
 	sipgrid/services/edgeport/carrier.py sipgrid/api/types.py sipgrid/services/location/service.py \
 	sipgrid/services/location/persistent.py
 HAS_HEADERS := import os, sysconfig; os.stat(os.path.join(sysconfig.get_paths()["include"], "Python.h"))
@@ -139,7 +139,7 @@ bench: install system-deps
 # the corpus grows in .fuzz-corpus/, crashes land there as crash-* files.
 FUZZ_SECONDS ?= 120
 fuzz: install
-	@for target in parser edgeport; do \
+	@for target in parser edgeport fast; do \
 		mkdir -p .fuzz-corpus/$$target && cp -n ../shared/testdata/rfc4475/*.dat .fuzz-corpus/$$target/; \
 		echo "fuzzing $$target for $(FUZZ_SECONDS) s"; \
 		$(PY) -m tests.fuzz.run $$target -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=.fuzz-corpus/ \

@@ -33,6 +33,15 @@ def source(module: str) -> Path:
     return PACKAGE.joinpath(*module.split(".")[1:]).with_suffix(".py")
 
 
+def fingerprint(module: str) -> str:
+    """The hash of a module's sources: its Python file, and the C file beside it when the
+    build makes the module from that (sipgrid/sip/_fast.c)."""
+    path = source(module)
+    c_file = path.with_suffix(".c")
+    text = path.read_bytes() + (c_file.read_bytes() if c_file.is_file() else b"")
+    return hashlib.sha256(text).hexdigest()
+
+
 def library(module: str) -> Path | None:
     """The compiled file of a module of this package, if the build holds one."""
     stem = FOLDER.joinpath(*module.split(".")[1:])
@@ -49,7 +58,7 @@ def built() -> dict[str, Path]:
         return {}
     try:
         manifest = dict(line.split() for line in MANIFEST.read_text().splitlines())
-        current = {name: hashlib.sha256(source(name).read_bytes()).hexdigest() for name in manifest}
+        current = {name: fingerprint(name) for name in manifest}
     except (OSError, ValueError):
         return {}  # never built (no C compiler), or a source gone
     files = {name: library(name) for name in [*manifest, GROUP]}

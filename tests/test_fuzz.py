@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SECONDS = int(os.environ.get("SIPGRID_FUZZ_SECONDS", "5"))
 
 
-@pytest.mark.parametrize("target", ["parser", "edgeport"])
+@pytest.mark.parametrize("target", ["parser", "edgeport", "fast"])
 def test_a_short_fuzz_run_finds_no_crash(tmp_path: Path, target: str) -> None:
     corpus = tmp_path / "corpus"
     shutil.copytree(TORTURE_DIR, corpus)

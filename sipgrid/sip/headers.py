@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Final
 
-from . import _abnf
+from . import _abnf, _fast
 from .errors import ParseError
 from .uri import SipUri, Uri, parse_uri, remembered
 
@@ -87,12 +87,9 @@ def parse_header_params(text: str, what: str) -> Params:
     generic-param = token [ EQUAL gen-value ] ; gen-value = token / host / quoted-string
     Values keep their quotes, so that ``str()`` gives them back as written.
     """
-    if _simple_params_re.fullmatch(text):
-        simple: list[tuple[str, str | None]] = []
-        for item in text[1:].split(";"):  # a loop: mypyc makes a generator object of a genexpr
-            key, eq, given = item.partition("=")
-            simple.append((key, given if eq else None))
-        return tuple(simple)
+    simple = _fast.header_params(text)  # no white space, no quotes: nearly every message
+    if simple is not None:
+        return simple
     params: list[tuple[str, str | None]] = []
     i = 0
     n = len(text)
@@ -133,9 +130,6 @@ def parse_header_params(text: str, what: str) -> Params:
 # gen-value = token / host / quoted-string (host adds ":" "[" "]" for IPv6)
 _VALUE_RE: Final = re.compile(r"[A-Za-z0-9\-.!%*_+`'~:\[\]]+")
 
-
-# Parameters without white space or quotes, the shape nearly every message has.
-_simple_params_re: Final = re.compile(rf"(?:;{_abnf.TOKEN}(?:=[A-Za-z0-9\-.!%*_+`'~:\[\]]+)?)+")
 
 # Via in its usual shape, up to its parameters: no white space around "/", one SP
 # before sent-by.

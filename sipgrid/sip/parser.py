@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from . import _abnf
+from . import _abnf, _fast
 from .errors import ParseError
 from .message import COMPACT_FORMS, HeaderField, Request, Response
 from .uri import SipUri, parse_uri
@@ -61,15 +61,13 @@ def _parse_fields(lines: list[str]) -> list[HeaderField]:
     # A continuation line (folding) starts with SP or HTAB: its text before ":" is never
     # a known name (the careful pass stores only names it read at a line's start), so it
     # sends the whole message to the careful pass, as any line of an unknown name does.
-    # No local aliases for the dict, the list's append or the class: compiled, each
-    # would turn a native call into a Python one.
+    flat = _fast.fields(lines, _known_names)
+    if flat is None:
+        return _parse_fields_carefully(lines)
     fields: list[HeaderField] = []
-    for line in lines[1:]:
-        name, colon, value = line.partition(":")
-        found = _known_names.get(name)
-        if found is None or not colon:
-            return _parse_fields_carefully(lines)
-        fields.append(HeaderField(found[0], found[1], value.strip(" \t"), line))
+    for index in range(1, len(lines)):
+        at = 3 * index - 3
+        fields.append(HeaderField(flat[at], flat[at + 1], flat[at + 2], lines[index]))
     return fields
 
 

@@ -1,5 +1,8 @@
 """Fuzz targets: what must never raise anything but a ParseError, whatever bytes arrive.
 
+``fast``: sipgrid/sip/_fast.c's readers give what their reference, _fast.py, gives (the
+reference is the Python that atheris follows; the C must neither crash nor differ).
+
 ``parser``: parse, read every header a proxy reads, serialize. ``edgeport``: the
 EdgePort's core fed datagrams and stream messages, with a processor that forwards or
 answers, timers advanced: no input may raise. Run by atheris (tests/fuzz/run.py).
@@ -13,6 +16,7 @@ from sipgrid.api.types import MessageResponse, NetInterface, Transport
 from sipgrid.services.edgeport.config import DEFAULT_METHODS
 from sipgrid.services.edgeport.core import CoreSettings, EdgePortCore, Process, Resolve
 from sipgrid.sip import ParseError, Request, make_response, parse
+from tests.sip.helpers import fast_modules
 
 PEER = NetInterface("127.0.0.1", 7001, Transport.UDP)
 STREAM = NetInterface("127.0.0.1", 40000, Transport.TCP)
@@ -84,4 +88,19 @@ def edgeport(data: bytes) -> None:
         core.handle_timers(now)
 
 
-TARGETS = {"parser": parser, "edgeport": edgeport}
+FAST_REFERENCE, FAST_C = fast_modules()
+
+
+def fast(data: bytes) -> None:
+    if FAST_C is None:
+        raise RuntimeError("no build of sipgrid/sip/_fast.c: make compiled")
+    text = data.decode("utf-8", "surrogateescape")
+    for name in ("header_params", "digest_params"):
+        assert getattr(FAST_C, name)(text) == getattr(FAST_REFERENCE, name)(text), name
+    lines = text.split("\r\n")
+    # every other line's name known, so that both a whole match and a miss are read
+    known = {line.partition(":")[0]: ("k", "n") for line in lines[1::2]}
+    assert FAST_C.fields(lines, known) == FAST_REFERENCE.fields(lines, known)
+
+
+TARGETS = {"parser": parser, "edgeport": edgeport, "fast": fast}

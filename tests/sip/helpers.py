@@ -2,15 +2,37 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
+from types import ModuleType
 
+from sipgrid import native
 from sipgrid.sip import Request, Response, parse
 
 # ../shared/testdata beside the project; SIPGRID_SHARED names it when the tests run from a
 # copy of the project elsewhere (make mutation runs them in mutants/)
 SHARED = Path(os.environ.get("SIPGRID_SHARED") or Path(__file__).resolve().parents[3] / "shared")
 TORTURE_DIR = SHARED / "testdata" / "rfc4475"
+
+
+def load_file(name: str, file: Path) -> ModuleType:
+    """A module loaded from ``file`` under ``name``, whatever the package runs."""
+    spec = importlib.util.spec_from_file_location(name, file)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def fast_modules() -> tuple[ModuleType, ModuleType | None]:
+    """sipgrid/sip/_fast.py, and the build of _fast.c if there is one (make compiled)."""
+    name = "sipgrid.sip._fast"
+    library = native.library(name)
+    return (
+        load_file("fast_reference", native.source(name)),
+        None if library is None else load_file(name, library),
+    )
 
 
 def torture(name: str) -> bytes:
