@@ -1,4 +1,4 @@
-/* sipgrid.sip._fast in C: the three readers of _fast.py, which is the reference and says
+/* sipgrid.sip._fast in C: the readers of _fast.py, which is the reference and says
  * what each one reads. Each returns None for any text outside the shape it reads, never an
  * error of its own: the caller then reads the text with its careful reader. Only
  * TypeError and MemoryError come out of here. tests/sip/test_fast.py holds these to the
@@ -7,31 +7,56 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-/* what each ASCII character may be: TOKEN (token = 1*(alphanum / "-" / "." / "!" / "%"
- * / "*" / "_" / "+" / "`" / "'" / "~")), VALUE (a parameter's value in _fast.py's
- * _simple_params_re: a token's characters, ":", "[", "]") */
-enum { TOKEN = 1, VALUE = 2 };
+/* what each ASCII character may be, one bit a class:
+ * TOKEN   token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~")
+ * VALUE   a header parameter's value in _fast.py's _simple_params_re: a token's, ":[]"
+ * USER    a SIP URI's user part in _fast.py's _sip_uri_re
+ * PASS    its password
+ * HOST    a host name or IPv4 address
+ * HEX6    the inside of an IPv6 reference
+ * UPARAM  a URI parameter's name or value
+ * HDR     the URI's headers, after "?" */
+enum { TOKEN = 1, VALUE = 2, USER = 4, PASS = 8, HOST = 16, HEX6 = 32, UPARAM = 64, HDR = 128 };
 static unsigned char classes[128];
+
+static void
+mark(const char *chars, unsigned char class)
+{
+    for (const char *c = chars; *c; c++)
+        classes[(unsigned char)*c] |= class;
+}
 
 static void
 fill_classes(void)
 {
-    const char *token = "-.!%*_+`'~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
-    for (const char *c = token; *c; c++)
-        classes[(unsigned char)*c] = TOKEN | VALUE;
-    classes[':'] = classes['['] = classes[']'] = VALUE;
+    const char *alnum = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    mark(alnum, TOKEN | VALUE | USER | PASS | HOST | UPARAM | HDR);
+    mark("-.!%*_+`'~", TOKEN | VALUE);
+    mark(":[]", VALUE);
+    mark("-_.!~*'()&=+$,;?/%#", USER);
+    mark("-_.!~*'()&=+$,%", PASS);
+    mark("-_.", HOST);
+    mark("0123456789abcdefABCDEF:.", HEX6);
+    mark("-_.!~*'()[]/:&+$%", UPARAM);
+    mark("-_.!~*'()[]/?:+$%=&", HDR);
+}
+
+static inline int
+is(Py_UCS4 c, unsigned char class)
+{
+    return c < 128 && (classes[c] & class);
 }
 
 static inline int
 is_token(Py_UCS4 c)
 {
-    return c < 128 && (classes[c] & TOKEN);
+    return is(c, TOKEN);
 }
 
 static inline int
 is_value(Py_UCS4 c)
 {
-    return c < 128 && (classes[c] & VALUE);
+    return is(c, VALUE);
 }
 
 static inline int
@@ -338,6 +363,142 @@ error:
     return NULL;
 }
 
+
+/* the index of the first character from at on that is not of class, or at */
+static Py_ssize_t
+run(int kind, const void *data, Py_ssize_t at, Py_ssize_t end, unsigned char class)
+{
+    while (at < end && is(PyUnicode_READ(kind, data, at), class))
+        at++;
+    return at;
+}
+
+/* text[start:stop] as a new str, or None for start < 0 (an absent part) */
+static PyObject *
+part(PyObject *text, Py_ssize_t start, Py_ssize_t stop)
+{
+    if (start < 0)
+        Py_RETURN_NONE;
+    return PyUnicode_Substring(text, start, stop);
+}
+
+/* sip_uri(rest) */
+static PyObject *
+fast_sip_uri(PyObject *Py_UNUSED(module), PyObject *rest)
+{
+    if (!PyUnicode_Check(rest)) {
+        PyErr_SetString(PyExc_TypeError, "sip_uri() takes a str");
+        return NULL;
+    }
+    Py_ssize_t end = PyUnicode_GET_LENGTH(rest);
+    int kind = PyUnicode_KIND(rest);
+    const void *data = PyUnicode_DATA(rest);
+    Py_ssize_t user = -1, user_stop = 0, password = -1, password_stop = 0;
+    Py_ssize_t at = 0;
+    /* No class but USER and PASS takes "@", and neither takes ":" or "@": with an "@" in
+     * the text, the user part is the longest run of USER, then a password after ":", then
+     * "@", or the text is not of this shape (the regex could not match another way). */
+    if (PyUnicode_FindChar(rest, '@', 0, end, 1) >= 0) {
+        at = run(kind, data, 0, end, USER);
+        if (at == 0)
+            Py_RETURN_NONE;
+        user = 0;
+        user_stop = at;
+        if (at < end && PyUnicode_READ(kind, data, at) == ':') {
+            password = at + 1;
+            at = password_stop = run(kind, data, password, end, PASS);
+        }
+        if (at == end || PyUnicode_READ(kind, data, at) != '@')
+            Py_RETURN_NONE;
+        at++;
+    }
+    Py_ssize_t host = at, host_stop;
+    if (at < end && PyUnicode_READ(kind, data, at) == '[') {
+        Py_ssize_t close = run(kind, data, at + 1, end, HEX6);
+        if (close == at + 1 || close == end || PyUnicode_READ(kind, data, close) != ']')
+            Py_RETURN_NONE;
+        host_stop = at = close + 1;
+    }
+    else {
+        host_stop = at = run(kind, data, at, end, HOST);
+        if (at == host)
+            Py_RETURN_NONE;
+    }
+    long port = -1;
+    if (at < end && PyUnicode_READ(kind, data, at) == ':') {
+        Py_ssize_t digits = ++at;
+        port = 0;
+        while (at < end && at - digits < 5) {
+            Py_UCS4 c = PyUnicode_READ(kind, data, at);
+            if (c < '0' || c > '9')
+                break;
+            port = port * 10 + (long)(c - '0');
+            at++;
+        }
+        if (at == digits || port > 65535)
+            Py_RETURN_NONE;
+    }
+    /* the parameters: counted and checked first, made after */
+    Py_ssize_t params = at, count = 0;
+    while (at < end && PyUnicode_READ(kind, data, at) == ';') {
+        Py_ssize_t name = at + 1;
+        at = run(kind, data, name, end, UPARAM);
+        if (at == name)
+            Py_RETURN_NONE;
+        if (at < end && PyUnicode_READ(kind, data, at) == '=') {
+            Py_ssize_t value = at + 1;
+            at = run(kind, data, value, end, UPARAM);
+            if (at == value)
+                Py_RETURN_NONE;
+        }
+        count++;
+    }
+    Py_ssize_t headers = -1;
+    if (at < end && PyUnicode_READ(kind, data, at) == '?') {
+        headers = at + 1;
+        at = run(kind, data, headers, end, HDR);
+    }
+    if (at != end)
+        Py_RETURN_NONE;
+    PyObject *pairs = PyTuple_New(count);
+    if (pairs == NULL)
+        return NULL;
+    at = params;
+    for (Py_ssize_t item = 0; item < count; item++) {
+        Py_ssize_t name = at + 1;
+        at = run(kind, data, name, end, UPARAM);
+        Py_ssize_t name_stop = at, value = -1;
+        if (at < end && PyUnicode_READ(kind, data, at) == '=') {
+            value = at + 1;
+            at = run(kind, data, value, end, UPARAM);
+        }
+        PyObject *key = PyUnicode_Substring(rest, name, name_stop);
+        PyObject *given = key == NULL ? NULL : part(rest, value, at);
+        PyObject *pair = given == NULL ? NULL : PyTuple_Pack(2, key, given);
+        Py_XDECREF(key);
+        Py_XDECREF(given);
+        if (pair == NULL) {
+            Py_DECREF(pairs);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(pairs, item, pair);
+    }
+    PyObject *items[6] = {
+        part(rest, user, user_stop),
+        part(rest, password, password_stop),
+        PyUnicode_Substring(rest, host, host_stop),
+        port < 0 ? Py_NewRef(Py_None) : PyLong_FromLong(port),
+        pairs,
+        part(rest, headers, end),
+    };
+    PyObject *out = NULL;
+    if (items[0] && items[1] && items[2] && items[3] && items[5])
+        out = PyTuple_Pack(6, items[0], items[1], items[2], items[3], items[4], items[5]);
+    for (int i = 0; i < 6; i++)
+        Py_XDECREF(items[i]);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"fields", (PyCFunction)(void (*)(void))fast_fields, METH_FASTCALL,
      "Key, name and value of each header line of lines[1:], or None (see _fast.py)."},
@@ -345,6 +506,8 @@ static PyMethodDef methods[] = {
      "';name[=value]...' as pairs, or None (see _fast.py)."},
     {"digest_params", fast_digest_params, METH_O,
      "A digest value's parameters, or None (see _fast.py)."},
+    {"sip_uri", fast_sip_uri, METH_O,
+     "A SIP URI's parts after its scheme, or None (see _fast.py)."},
     {NULL, NULL, 0, NULL},
 };
 

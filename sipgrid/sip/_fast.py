@@ -1,4 +1,4 @@
-"""Three readers on every message's path, in their usual shapes only.
+"""Four readers on every message's path, in their usual shapes only.
 
 This file is the reference: sipgrid/sip/_fast.c does the same in C, and runs in its place
 when the compiled build does (sipgrid/native.py; native/build.py builds it beside the
@@ -130,3 +130,49 @@ def _trim_blanks(text: str, start: int, stop: int) -> int:
     while stop > start and text[stop - 1] in " \t":
         stop -= 1
     return stop
+
+
+# The common shape of a SIP URI after its scheme (the rules are those of
+# uri._parse_sip_uri_carefully): [ user [ ":" password ] "@" ] host [ ":" port ]
+# *( ";" param ) [ "?" headers ]. Its port is ASCII digits (\d would take any script's).
+_URI_PARAM: Final = r"[A-Za-z0-9\-_.!~*'()\[\]/:&+$%]+"
+_HOST_ONWARDS: Final = (
+    r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-_.]+)(?::([0-9]{1,5}))?"
+    rf"((?:;{_URI_PARAM}(?:={_URI_PARAM})?)*)"
+    r"(?:\?([A-Za-z0-9\-_.!~*'()\[\]/?:+$%=&]*))?"
+)
+_sip_uri_re: Final = re.compile(
+    r"(?:([A-Za-z0-9\-_.!~*'()&=+$,;?/%#]+)(?::([A-Za-z0-9\-_.!~*'()&=+$,%]*))?@)?" + _HOST_ONWARDS
+)
+# the same without a user part, for a text with no "@" (where the user part cannot match):
+# the regex above tries a user part first and takes it back character by character
+_sip_uri_no_user_re: Final = re.compile(_HOST_ONWARDS)
+
+SipUriParts = tuple[
+    str | None, str | None, str, int | None, tuple[tuple[str, str | None], ...], str | None
+]
+
+
+def sip_uri(rest: str) -> SipUriParts | None:
+    """A sip: or sips: URI's parts after its scheme and ":" in the common shape: user,
+    password, host, port (None when absent), parameters as pairs (a flag's value None) and
+    headers (None when there is no "?"); None for any other text or a port over 65535."""
+    if "@" in rest:
+        m = _sip_uri_re.fullmatch(rest)
+        if m is None:
+            return None
+        user, password, host, port, params, headers = m.groups()
+    else:
+        m = _sip_uri_no_user_re.fullmatch(rest)
+        if m is None:
+            return None
+        user = password = None
+        host, port, params, headers = m.groups()
+    if port is not None and int(port) > 65535:
+        return None
+    pairs: list[tuple[str, str | None]] = []
+    if params:
+        for item in params[1:].split(";"):
+            name, eq, value = item.partition("=")
+            pairs.append((name, value if eq else None))
+    return user, password, host, int(port) if port else None, tuple(pairs), headers

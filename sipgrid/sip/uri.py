@@ -7,11 +7,10 @@ tel:, and an :class:`AbsoluteUri` that keeps the text opaque for every other sch
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, TypeVar
 
-from . import _abnf
+from . import _abnf, _fast
 from .errors import ParseError
 
 Params = tuple[tuple[str, str | None], ...]
@@ -48,15 +47,29 @@ def parse_params(text: str, *, what: str) -> Params:
 
 
 def format_params(params: Params) -> str:
-    return "".join(f";{n}" if v is None else f";{n}={v}" for n, v in params)
+    parts: list[str] = []  # a loop: mypyc makes a generator object of a genexpr
+    for n, v in params:
+        parts.append(f";{n}" if v is None else f";{n}={v}")
+    return "".join(parts)
 
 
 def get_param(params: Params, name: str) -> str | None:
-    """The value of a parameter (case-insensitive name); "" for a flag; None if absent."""
-    lname = name.lower()
+    """The value of a parameter (case-insensitive name); "" for a flag; None if absent.
+
+    ``name`` is ASCII (a token): a parameter's name of another length cannot lower to
+    its lower case (lower() never shortens a text, and the one letter it lengthens, U+0130,
+    lowers to a text that is not ASCII), so only names of its length are lowered, and a
+    name spelled as asked is taken without (each lower() makes a new str)."""
+    lname = ""
     for n, v in params:
-        if n.lower() == lname:
-            return "" if v is None else v
+        if n != name:
+            if len(n) != len(name):
+                continue
+            if not lname:
+                lname = name.lower()
+            if n.lower() != lname:
+                continue
+        return "" if v is None else v
     return None
 
 
@@ -71,6 +84,9 @@ class SipUri:
     port: int | None
     params: Params
     headers: str | None
+    # str() of the URI, made at its first use: the value is frozen, and memos share it
+    # among messages (a call's routing wrote its Request-URI out three times a request)
+    _text: str | None = field(default=None, init=False, compare=False, repr=False)
 
     def __init__(
         self,
@@ -90,6 +106,7 @@ class SipUri:
         object.__setattr__(self, "port", port)
         object.__setattr__(self, "params", params)
         object.__setattr__(self, "headers", headers)
+        object.__setattr__(self, "_text", None)
 
     @property
     def secure(self) -> bool:
@@ -145,12 +162,17 @@ class SipUri:
         )
 
     def __str__(self) -> str:
+        text = self._text
+        if text is not None:
+            return text
         userinfo = ""
         if self.user is not None:
             userinfo = self.user + (f":{self.password}" if self.password is not None else "") + "@"
         port = f":{self.port}" if self.port is not None else ""
         headers = f"?{self.headers}" if self.headers is not None else ""
-        return f"{self.scheme}:{userinfo}{self.host}{port}{format_params(self.params)}{headers}"
+        text = f"{self.scheme}:{userinfo}{self.host}{port}{format_params(self.params)}{headers}"
+        object.__setattr__(self, "_text", text)
+        return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,48 +231,11 @@ def _parse_uri(text: str, what: str) -> Uri:
     return AbsoluteUri(scheme, rest)
 
 
-# The common shape of a SIP URI in one regex (the rules are those of _parse_sip_uri):
-# [ user [ ":" password ] "@" ] host [ ":" port ] *( ";" param ) [ "?" headers ]
-_PARAM: Final = r"[A-Za-z0-9\-_.!~*'()\[\]/:&+$%]+"
-_HOST_ONWARDS: Final = (
-    r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-_.]+)(?::(\d{1,5}))?"
-    rf"((?:;{_PARAM}(?:={_PARAM})?)*)"
-    r"(?:\?([A-Za-z0-9\-_.!~*'()\[\]/?:+$%=&]*))?"
-)
-_sip_uri_re: Final = re.compile(
-    r"(?:([A-Za-z0-9\-_.!~*'()&=+$,;?/%#]+)(?::([A-Za-z0-9\-_.!~*'()&=+$,%]*))?@)?" + _HOST_ONWARDS
-)
-# the same without a user part, for a text with no "@" (where the user part cannot match):
-# the regex above tries a user part first and takes it back character by character, a
-# third of its time on a Record-Route's URI (timeit: 1.28 us against 0.83)
-_sip_uri_no_user_re: Final = re.compile(_HOST_ONWARDS)
-
-
 def _parse_sip_uri(scheme: str, rest: str, text: str, what: str) -> SipUri:
-    user = password = None
-    if "@" in rest:
-        m = _sip_uri_re.fullmatch(rest)
-        if m is not None:
-            user, password, host, port, params, headers = m.groups()
-    else:
-        m = _sip_uri_no_user_re.fullmatch(rest)
-        if m is not None:
-            host, port, params, headers = m.groups()
-    if m is not None and (port is None or int(port) <= 65535):
-        return SipUri(
-            scheme,
-            host,
-            user,
-            password,
-            int(port) if port else None,
-            tuple(
-                (n, v if eq else None)
-                for n, eq, v in (p.partition("=") for p in params[1:].split(";"))
-            )
-            if params
-            else (),
-            headers,
-        )
+    found = _fast.sip_uri(rest)  # the common shape (sipgrid/sip/_fast.py)
+    if found is not None:
+        user, password, host, port, params, headers = found
+        return SipUri(scheme, host, user, password, port, params, headers)
     return _parse_sip_uri_carefully(scheme, rest, text, what)
 
 

@@ -95,7 +95,7 @@ def fast(data: bytes) -> None:
     if FAST_C is None:
         raise RuntimeError("no build of sipgrid/sip/_fast.c: make compiled")
     text = data.decode("utf-8", "surrogateescape")
-    for name in ("header_params", "digest_params"):
+    for name in ("header_params", "digest_params", "sip_uri"):
         assert getattr(FAST_C, name)(text) == getattr(FAST_REFERENCE, name)(text), name
     lines = text.split("\r\n")
     # every other line's name known, so that both a whole match and a miss are read

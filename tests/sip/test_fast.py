@@ -79,6 +79,40 @@ def header_lines(draw: st.DrawFn) -> list[str]:
     return lines
 
 
+URI_EDGES = "@:;=?[]./-_!~*'()&+$,%#" + "aF9z" + " <\u00e9\u0665"
+
+
+@st.composite
+def uri_texts(draw: st.DrawFn) -> str:
+    """What follows ``sip:``: user and password, host, port, parameters and headers, each
+    present or not, most of them well formed."""
+    part = st.text(alphabet=URI_EDGES, max_size=6)
+    text = ""
+    if draw(st.booleans()):
+        text += draw(st.sampled_from(["alice", "a;b?c", "", "1001"])) or draw(part)
+        if draw(st.booleans()):
+            text += ":" + draw(st.one_of(st.sampled_from(["pw", ""]), part))
+        text += "@"
+    text += draw(st.sampled_from(["host.example", "127.0.0.1", "[::1]", "[]", "h_1", ""]))
+    if draw(st.booleans()):
+        text += ":" + draw(
+            st.sampled_from(["5060", "65535", "65536", "123456", "012345", "0", "\u0665"])
+        )
+    for _ in range(draw(st.integers(0, 3))):
+        text += ";" + draw(
+            st.one_of(st.sampled_from(["lr", "transport=tcp", "x=", "[a]=/:"]), part)
+        )
+    if draw(st.booleans()):
+        text += "?" + draw(st.one_of(st.sampled_from(["", "a=b&c=d", "x?y"]), part))
+    return text + draw(st.sampled_from(["", "", draw(part)]))
+
+
+@settings(max_examples=600)
+@given(st.one_of(uri_texts(), st.text(alphabet=URI_EDGES, max_size=30)))
+def test_sip_uri(text: str) -> None:
+    assert C.sip_uri(text) == REFERENCE.sip_uri(text)
+
+
 @settings(max_examples=400)
 @given(st.one_of(params_texts(), edgy))
 def test_header_params(text: str) -> None:
@@ -114,6 +148,9 @@ def test_the_torture_messages_lines() -> None:
                     assert C.header_params(part) == REFERENCE.header_params(part)
                     assert C.digest_params(part) == REFERENCE.digest_params(part)
                     checked += 1
+            for word in value.replace("<", " ").replace(">", " ").split():
+                rest = word.partition(":")[2]
+                assert C.sip_uri(rest) == REFERENCE.sip_uri(rest)
     assert checked > 50
 
 
@@ -127,6 +164,30 @@ def test_shapes_read_and_refused() -> None:
         )
         for text in ("", ";", ";a=", "; a", ';a="b"', "a;b", ";a=b c"):
             assert module.header_params(text) is None
+        assert module.sip_uri("a:@[::1]:05060;lr;x=[y]?z=1") == (
+            "a",
+            "",
+            "[::1]",
+            5060,
+            (("lr", None), ("x", "[y]")),
+            "z=1",
+        )
+        assert module.sip_uri("h") == (None, None, "h", None, (), None)
+        for text in (
+            "",
+            "@h",
+            "h:",
+            "h:65536",
+            "h:000001",
+            "h:\u0665",
+            "h;",
+            "h;=a",
+            "a@b@c",
+            "[]",
+            "h?a;b",
+            "h j",
+        ):
+            assert module.sip_uri(text) is None
         assert module.digest_params(' username="A b",Realm=x , nc=00000001,') == {
             "username": "A b",
             "realm": "x",
@@ -153,6 +214,8 @@ def test_type_errors_are_raised_not_crashed() -> None:
         C.header_params(b";a")
     with pytest.raises(TypeError):
         C.digest_params(None)
+    with pytest.raises(TypeError):
+        C.sip_uri(1)
     with pytest.raises(TypeError):
         C.fields(("R",), {})
     with pytest.raises(TypeError):
