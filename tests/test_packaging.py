@@ -37,6 +37,10 @@ def test_the_wheel_holds_sipgrid_and_nothing_else(tmp_path: Path) -> None:
         if "__pycache__" not in path.parts
     }
     assert "sipgrid/services/connect/processor.py" in modules
+    # and the C sources, whose hashes the compiled build's MANIFEST names beside the
+    # modules' (sipgrid/native.py: without them an installed build would not run)
+    modules |= {str(path.relative_to(ROOT)) for path in (ROOT / "sipgrid").rglob("*.c")}
+    assert "sipgrid/sip/_fast.c" in modules
     assert modules <= set(names), sorted(modules - set(names))[:5]
     assert (
         "sipgrid/services/apiserver/migrations/versions/0001_the_seven_connect_resources.py"
