@@ -154,6 +154,7 @@ def test_uri_accessors_and_tel() -> None:
         ("sip:alice@", "malformed host"),
         ("sip:alice@host:99999", "malformed port"),
         ("sip:alice@host:5x", "malformed port"),
+        ("sip:alice@host:\u0665", "malformed port"),  # port = 1*DIGIT, and DIGIT is ASCII
         ("sip:al ice@host", "malformed user"),
         ("sip:[::1", "IPv6"),
         ("sip:host;=x", "parameter"),
