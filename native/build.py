@@ -14,7 +14,7 @@ group, about 22: bench/README.md.)
 
 from __future__ import annotations
 
-import hashlib
+import importlib.util
 import shutil
 import sys
 import tempfile
@@ -86,20 +86,22 @@ def source(module: str) -> Path:
     return ROOT.joinpath(*module.split(".")).with_suffix(".py")
 
 
-def digest(module: str) -> str:
-    """What sipgrid/native.py's fingerprint() gives: the .py, then the .c beside it if any."""
-    c_file = source(module).with_suffix(".c")
-    extra = c_file.read_bytes() if c_file.is_file() else b""
-    return hashlib.sha256(source(module).read_bytes() + extra).hexdigest()
+def fingerprints(modules: tuple[str, ...]) -> dict[str, str]:
+    """Each module's hash as sipgrid/native.py computes it when it checks the MANIFEST (its
+    .py, and the .c beside it if any): that file loaded alone, as importing the package
+    would put a build, maybe a stale one, in place first."""
+    spec = importlib.util.spec_from_file_location("sipgrid_native", PACKAGE / "native.py")
+    assert spec is not None and spec.loader is not None
+    native = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(native)
+    return {name: native.fingerprint(name) for name in modules}
 
 
 def main() -> int:
     from mypyc.build import mypycify
     from setuptools import Extension, setup  # type: ignore[import-untyped]
 
-    hashes = {
-        name: digest(name) for name in (*MODULES, *C_MODULES)
-    }  # of what is compiled, edited or not
+    hashes = fingerprints((*MODULES, *C_MODULES))  # of what is compiled, edited or not
     work = Path(tempfile.mkdtemp(prefix="sipgrid-mypyc-"))
     try:
         config = work / "mypy.ini"

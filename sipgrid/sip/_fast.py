@@ -5,7 +5,9 @@ when the compiled build does (sipgrid/native.py; native/build.py builds it besid
 mypyc modules). Each function reads one common shape and returns None for anything else;
 its caller then reads the text with the careful reader that says what is wrong. So the C
 code never has to report an error, and tests/sip/test_fast.py holds the two to the same
-answers on generated texts.
+answers on generated texts. It imports nothing of the package (the token's grammar is
+_abnf.TOKEN's, written again), so that the tests and the fuzz target can load it from its
+file beside the build, whichever of the two the package runs.
 
 What the C saves: the loops here run compiled by mypyc too, but every step of them is a
 call into the interpreter's string functions that makes a new object (a partition's
