@@ -212,12 +212,15 @@ def test_baresip_calls_baresip_across_transports(
 
     callee_dir = configure(tmp_path / "callee", "1002", callee_transport, port(callee_transport))
     caller_dir = configure(tmp_path / "caller", "1001", caller_transport, port(caller_transport))
-    callee = start(baresip, callee_dir, 12)
+    callee = start(baresip, callee_dir, 30)
     try:
         wait_for_log(server, "registration sip:1002@sip.local")
         caller = start(baresip, caller_dir, 6, "/dial sip:1002@sip.local")
         caller_out = output(caller)
     finally:
+        # the caller hung up as it quit, and waited for its BYE's 200, which the callee
+        # sent: the callee is done (baresip quits on SIGTERM, its output written out)
+        callee.terminate()
         callee_out = output(callee)
     detail = f"caller:\n{caller_out}\ncallee:\n{callee_out}\nsipgrid:\n{server.log_text()[-2000:]}"
     assert "200 OK" in caller_out and "Call established" in caller_out, detail
