@@ -34,10 +34,10 @@ KNOWN_METHODS: Final = frozenset(
 )
 
 # SIP-Version = "SIP" "/" 1*DIGIT "." 1*DIGIT
-sip_version_re: Final = re.compile(r"[Ss][Ii][Pp]/(\d+)\.(\d+)")
+sip_version_re: Final = re.compile(r"[Ss][Ii][Pp]/([0-9]+)\.([0-9]+)")
 
 # Status-Code = 3DIGIT
-status_code_re: Final = re.compile(r"[1-6]\d\d")
+status_code_re: Final = re.compile(r"[1-6][0-9][0-9]")
 
 # LWS = [*WSP CRLF] 1*WSP ; after unfolding, runs of SP and HTAB
 LWS: Final = r"[ \t]+"
@@ -51,7 +51,7 @@ SWS: Final = r"[ \t]*"
 via_re: Final = re.compile(
     rf"{SWS}({TOKEN}){SWS}/{SWS}({TOKEN}){SWS}/{SWS}({TOKEN}){LWS}"
     r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-_.]+)"
-    rf"(?:{SWS}:{SWS}(\d{{1,5}}))?{SWS}(;.*)?"
+    rf"(?:{SWS}:{SWS}([0-9]{{1,5}}))?{SWS}(;.*)?"
 )
 
 # host = hostname / IPv4address / IPv6reference (hostname leniently allows "_")

@@ -134,7 +134,7 @@ _VALUE_RE: Final = re.compile(r"[A-Za-z0-9\-.!%*_+`'~:\[\]]+")
 # Via in its usual shape, up to its parameters: no white space around "/", one SP
 # before sent-by.
 _simple_via_head_re: Final = re.compile(
-    rf"SIP/2\.0/({_abnf.TOKEN}) ({_abnf.HOST})(?::(\d{{1,5}}))?"
+    rf"SIP/2\.0/({_abnf.TOKEN}) ({_abnf.HOST})(?::([0-9]{{1,5}}))?"
 )
 
 # name-addr in its usual shape: an optional display name, then <URI>, then parameters.

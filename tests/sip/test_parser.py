@@ -277,6 +277,28 @@ def test_framing_errors() -> None:
         parse(b"SIP/2.0\r\n\r\n")
 
 
+# Status-Code = 3DIGIT, SIP-Version's numbers 1*DIGIT and a Via's port 1*DIGIT, where DIGIT
+# is ASCII (RFC 3261 section 25.1, RFC 2234's core rules): re's \d took any script's digits,
+# so that a status of "1\u0660\u0660" read as 100
+@pytest.mark.parametrize(
+    ("start", "via", "error"),
+    [
+        ("SIP/2.0 1\u0660\u0660 Trying", "SIP/2.0/UDP h", "malformed status code"),
+        ("SIP/\u0662.\u0660 200 OK", "SIP/2.0/UDP h", "malformed SIP-Version"),
+        ("OPTIONS sip:a@b SIP/\u0662.0", "SIP/2.0/UDP h", "malformed SIP-Version"),
+        ("OPTIONS sip:a@b SIP/2.0", "SIP/2.0/UDP h:\u0665\u0660\u0666\u0660", "Via: malformed"),
+        ("OPTIONS sip:a@b SIP/2.0", "SIP/2.0/UDP h : \u0665 ;rport", "Via: malformed"),
+    ],
+)
+def test_digits_are_ascii_digits(start: str, via: str, error: str) -> None:
+    data = (
+        f"{start}\r\nVia: {via}\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\n"
+        "Call-ID: c\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n\r\n"
+    ).encode()
+    with pytest.raises(ParseError, match=error):
+        parse(data)
+
+
 def test_datagram_without_content_length_takes_the_rest() -> None:
     data = INVITE.replace(b"Content-Length: 4\r\n", b"")
     assert parse(data).body == b"v=0\n"
