@@ -129,7 +129,8 @@ run-distributed: install
 TEST_WORKERS ?= 3
 PURE_TESTS := tests/sip tests/services/test_edgeport_core.py tests/services/test_edgeport.py \
 	tests/services/test_connect.py tests/services/test_pstn.py tests/services/test_location.py \
-	tests/services/test_guard.py tests/services/test_config.py
+	tests/services/test_guard.py tests/services/test_config.py tests/services/test_frames.py \
+	tests/services/test_streams.py tests/services/test_eager.py tests/services/test_metrics_served.py
 test: install system-deps node-deps web-deps lint
 	$(PY) -m pytest -q -n $(TEST_WORKERS)
 	SIPGRID_COMPILED=0 $(PY) -m pytest -q $(PURE_TESTS)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping
+from typing import Final
 
 from sipgrid.pb import common_pb2, location_pb2, processor_pb2, sipmessage_pb2
 from sipgrid.sip import (
@@ -42,7 +43,7 @@ from .types import (
     Transport,
 )
 
-_TRANSPORTS = {
+_TRANSPORTS: Final = {
     Transport.UDP: common_pb2.UDP,
     Transport.TCP: common_pb2.TCP,
     Transport.TLS: common_pb2.TLS,
@@ -50,7 +51,7 @@ _TRANSPORTS = {
     Transport.WS: common_pb2.WS,
     Transport.WSS: common_pb2.WSS,
 }
-_TRANSPORTS_BACK = {v: k for k, v in _TRANSPORTS.items()}
+_TRANSPORTS_BACK: Final = {v: k for k, v in _TRANSPORTS.items()}
 
 
 def transport_to_pb(transport: Transport) -> common_pb2.Transport.ValueType:
@@ -61,7 +62,7 @@ def transport_from_pb(value: common_pb2.Transport.ValueType) -> Transport:
     return _TRANSPORTS_BACK.get(value, Transport.UDP)
 
 
-_METHODS = dict(processor_pb2.Method.items())
+_METHODS: Final = dict(processor_pb2.Method.items())
 
 
 def method_to_pb(method: str) -> processor_pb2.Method.ValueType:
@@ -170,7 +171,7 @@ def _fill_typed(message: Request | Response, pb: sipmessage_pb2.SIPMessage) -> N
 
 
 # Routr's ResponseType names and the status each stands for
-RESPONSE_CODES = {
+RESPONSE_CODES: Final = {
     "TRYING": 100, "RINGING": 180, "CALL_IS_BEING_FORWARDED": 181, "QUEUED": 182,
     "SESSION_PROGRESS": 183, "SUCCESS": 200, "OK": 200, "ACCEPTED": 202, "REDIRECTION": 300,
     "MULTIPLE_CHOICES": 300, "MOVED_PERMANENTLY": 301, "MOVED_TEMPORARILY": 302,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine, Generator
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 T = TypeVar("T")
 
@@ -34,10 +34,11 @@ def start(coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T] | None:
 def resume(coroutine: Coroutine[Any, Any, T], waiting: Any) -> asyncio.Task[T]:
     """The task in which a started ``coroutine`` goes on: ``waiting`` is what its first
     step yielded (what it waits on)."""
-    return asyncio.ensure_future(_Started(coroutine, waiting))
+    # the loop's create_task, not ensure_future: that one asks in Python what it was given
+    return asyncio.get_running_loop().create_task(_Started(coroutine, waiting))
 
 
-_HANDED_OVER = object()
+_HANDED_OVER: Final = object()
 
 
 class _Started(Coroutine[Any, Any, T]):

@@ -19,22 +19,22 @@ import socket
 import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from google.protobuf.message import DecodeError, Message
 
 from sipgrid.pb import stream_pb2
 from sipgrid.services import eager
 
-log = logging.getLogger("sipgrid.grpc")
+log: Final = logging.getLogger("sipgrid.grpc")
 
-FRAMES_KEY = "sipgrid-frames"  # the stream's header offering the port
-LENGTH = struct.Struct("!I")
-MAX_FRAME = 4 * 1024 * 1024  # as gRPC's largest message by default
-OPEN_TIMEOUT = 1.0  # seconds to connect and be welcomed
+FRAMES_KEY: Final = "sipgrid-frames"  # the stream's header offering the port
+LENGTH: Final = struct.Struct("!I")
+MAX_FRAME: Final = 4 * 1024 * 1024  # as gRPC's largest message by default
+OPEN_TIMEOUT: Final = 1.0  # seconds to connect and be welcomed
 HELLO_TIMEOUT = 10.0  # seconds a server waits for a connection's hello
 # idle 20 s, then a probe every 10 s, 3 unanswered end it; data unacknowledged for 30 s too
-KEEPALIVE = (
+KEEPALIVE: Final = (
     ("TCP_KEEPIDLE", 20),
     ("TCP_KEEPINTVL", 10),
     ("TCP_KEEPCNT", 3),

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from collections.abc import Callable
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 import grpc
 
+from sipgrid._mypyc import mypyc_attr
 from sipgrid.api import convert
 from sipgrid.api.types import (
     META_RESPONSES,
@@ -40,14 +40,16 @@ from sipgrid.services.grpc_options import internal_channel, service_token, token
 from sipgrid.services.settings import Settings
 from sipgrid.sip import Request
 
-log = logging.getLogger("sipgrid.grpc")
+log: Final = logging.getLogger("sipgrid.grpc")
 
-TIMEOUT = 5.0
-FRAMES_RETRY = 60.0  # seconds before a client tries again frames it could not open
-STREAM_SERVICE = "sipgrid.stream.v1.ProcessorStream"
-LOCATION_STREAM_SERVICE = "sipgrid.stream.v1.LocationStream"
+TIMEOUT: Final = 5.0
+FRAMES_RETRY: Final = 60.0  # seconds before a client tries again frames it could not open
+STREAM_SERVICE: Final = "sipgrid.stream.v1.ProcessorStream"
+LOCATION_STREAM_SERVICE: Final = "sipgrid.stream.v1.LocationStream"
 
 
+# subclassed where a test counts what passes through it
+@mypyc_attr(allow_interpreted_subclasses=True)
 class GrpcProcessor:
     """A Processor (Dispatcher, Connect, middleware) in another process: on sipgrid's
     stream when it serves one (proto/stream.proto), else one unary call per message."""
@@ -366,16 +368,23 @@ class _Answered(Generic[In]):
             log.exception("a processor's answer could not be taken")
 
 
-@dataclass
 class _OpenStream(Generic[Out, In]):
-    call: grpc.aio.StreamStreamCall[Out, In]
-    queue: asyncio.Queue[Out | None]
-    # whether the server took the call: True once its headers came (a sipgrid server
-    # sends them at once), False when the call ended without them (no such stream)
-    accepted: asyncio.Future[bool]
-    waiting: dict[int, Waiting] = field(default_factory=dict)
-    # the server's frames, once taken: the calls go there, and the gRPC call has ended
-    frames: FramesClient | None = None
+    """An open stream's call and what waits on it."""
+
+    def __init__(
+        self,
+        call: grpc.aio.StreamStreamCall[Out, In],
+        queue: asyncio.Queue[Out | None],
+        accepted: asyncio.Future[bool],
+    ) -> None:
+        self.call = call
+        self.queue = queue
+        # whether the server took the call: True once its headers came (a sipgrid server
+        # sends them at once), False when the call ended without them (no such stream)
+        self.accepted = accepted
+        self.waiting: dict[int, Waiting] = {}
+        # the server's frames, once taken: the calls go there, and the gRPC call has ended
+        self.frames: FramesClient | None = None
 
 
 async def unary_call(method: Callable[..., Any], request: Any, timeout: float, addr: str) -> Any:
@@ -482,7 +491,7 @@ class CallStream(Generic[Out, In]):
     def _start(self) -> _OpenStream[Out, In]:
         queue: asyncio.Queue[Out | None] = asyncio.Queue()
         accepted: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        call = self._method(_drain(queue, accepted), metadata=token_metadata(), wait_for_ready=True)
+        call = self._method(_Drain(queue, accepted), metadata=token_metadata(), wait_for_ready=True)
         stream = self._open = _OpenStream(call, queue, accepted)
         self._reader = asyncio.ensure_future(self._read(stream))
         return stream
@@ -591,15 +600,27 @@ def _settle(stream: _OpenStream[Out, In], reply: In, addr: str) -> None:
         answer.set_result(reply)
 
 
-async def _drain(
-    queue: asyncio.Queue[Out | None], accepted: asyncio.Future[bool]
-) -> AsyncIterator[Out]:
+class _Drain(Generic[Out]):
     """What a stream sends: the queue, until None, once the server has taken the call
-    (nothing when it has not)."""
-    if not await accepted:
-        return
-    while (item := await queue.get()) is not None:
-        yield item
+    (nothing when it has not). A class, not an async generator, which mypyc does not
+    compile."""
+
+    def __init__(self, queue: asyncio.Queue[Out | None], accepted: asyncio.Future[bool]) -> None:
+        self._queue: asyncio.Queue[Out | None] | None = queue
+        self._accepted: asyncio.Future[bool] | None = accepted
+
+    def __aiter__(self) -> _Drain[Out]:
+        return self
+
+    async def __anext__(self) -> Out:
+        accepted, self._accepted = self._accepted, None
+        if accepted is not None and not await accepted:
+            self._queue = None
+        item = None if self._queue is None else await self._queue.get()
+        if item is None:
+            self._queue = None
+            raise StopAsyncIteration
+        return item
 
 
 class GrpcLocation:

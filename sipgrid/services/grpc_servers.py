@@ -11,12 +11,13 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import grpc
 from google.protobuf import empty_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from sipgrid._mypyc import mypyc_attr
 from sipgrid.api import convert
 from sipgrid.api.types import (
     META_RESPONSES,
@@ -56,19 +57,23 @@ if TYPE_CHECKING:
     from sipgrid.services.edgeport.server import EdgePort
     from sipgrid.services.registry.registry import Registry
 
-log = logging.getLogger("sipgrid.grpc")
+log: Final = logging.getLogger("sipgrid.grpc")
 
-ROUTES_SERVICE = "sipgrid.stream.v1.DispatcherRoutes"
+ROUTES_SERVICE: Final = "sipgrid.stream.v1.DispatcherRoutes"
 # as the metrics name a method (each call on the stream counts as one)
-STREAM_METHOD = "ProcessorStream/ProcessMessages"
-LOCATION_STREAM_METHOD = "LocationStream/Calls"
-IN_FLIGHT_GRACE = 1.0  # seconds a stream that end_streams ends waits for the answers in flight
+STREAM_METHOD: Final = "ProcessorStream/ProcessMessages"
+LOCATION_STREAM_METHOD: Final = "LocationStream/Calls"
+IN_FLIGHT_GRACE: Final = (
+    1.0  # seconds a stream that end_streams ends waits for the answers in flight
+)
 
 
 class BadMessage(Exception):
     """A message that cannot be read (INVALID_ARGUMENT)."""
 
 
+# subclassed where a test stands in for another version of it
+@mypyc_attr(allow_interpreted_subclasses=True)
 class ProcessorServicer(processor_pb2_grpc.ProcessorServicer):
     def __init__(self, processor: Processor) -> None:
         self._processor = processor
@@ -104,10 +109,10 @@ class ProcessorServicer(processor_pb2_grpc.ProcessorServicer):
 
 
 # the handlers of the streams open in this process, and those end_streams ended
-_open_streams: set[asyncio.Task[Any]] = set()
-_ended_streams: set[asyncio.Task[Any]] = set()
+_open_streams: Final[set[asyncio.Task[Any]]] = set()
+_ended_streams: Final[set[asyncio.Task[Any]]] = set()
 # the frames servers of this process's gRPC servers
-_frames_servers: set[FramesServer] = set()
+_frames_servers: Final[set[FramesServer]] = set()
 
 
 def end_streams() -> None:
@@ -399,6 +404,8 @@ def _route(request: location_pb2.AddRouteRequest) -> Route:
         raise BadMessage(f"route: {error}") from None
 
 
+# subclassed where a test stands in for another version of it
+@mypyc_attr(allow_interpreted_subclasses=True)
 class LocationStreamServicer(stream_pb2_grpc.LocationStreamServicer):
     """sipgrid's Location stream over the Location servicer: AddRoute, FindRoutes and
     RemoveRoutes on one call."""

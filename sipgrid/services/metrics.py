@@ -7,7 +7,8 @@ page adds up every worker's figures (``merged``)."""
 
 from __future__ import annotations
 
-import functools
+import bisect
+import itertools
 import json
 import time
 import zlib
@@ -15,45 +16,48 @@ from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 import grpc
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
-GRPC_CALLS = Counter(
-    "sipgrid_grpc_calls", "gRPC calls served, by method and status code", ["method", "code"]
-)
-GRPC_SECONDS = Histogram(
-    "sipgrid_grpc_seconds",
-    "Time to answer a gRPC call, by method",
-    ["method"],
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0),
-)
+# gRPC calls served (each call on one of sipgrid's streams counts as one): by method and
+# status code, and the time to answer them by method. Counted in plain tables by compiled
+# code and read when scraped (Served), as the registrations are: a prometheus Counter's
+# inc() and a Histogram's observe() are a few interpreted calls and a lock each, three
+# times a call in the distributed wiring (bench/README.md, session 36).
+SERVED_CALLS: Final[dict[tuple[str, str], int]] = {}
+SECONDS_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
+# by method: the calls in each bucket (not cumulative; the last one past the largest
+# bound), then the sum of their seconds
+SERVED_SECONDS: Final[dict[str, list[float]]] = {}
 # REGISTERs answered by Connect's registrar, by result (bound, removed, challenged,
 # refused): counted in a plain dict by the registrar, which is compiled, and read when
 # scraped (Registrations). A prometheus Counter's inc() is a few interpreted calls and a
 # lock, twice a REGISTER exchange.
-REGISTRATION_RESULTS: dict[str, int] = {}
-DATABASE_ERRORS = Counter("sipgrid_database_errors", "Database operations that failed")
-REDIS_ERRORS = Counter("sipgrid_redis_errors", "Redis commands that failed (then tried again)")
+REGISTRATION_RESULTS: Final[dict[str, int]] = {}
+DATABASE_ERRORS: Final = Counter("sipgrid_database_errors", "Database operations that failed")
+REDIS_ERRORS: Final = Counter(
+    "sipgrid_redis_errors", "Redis commands that failed (then tried again)"
+)
 
-HEALTH = "/grpc.health.v1.Health/"
+HEALTH: Final = "/grpc.health.v1.Health/"
 
 
 def count_served(method: str, code: str, seconds: float) -> None:
     """One gRPC call (or message of the processor stream) served: counted and timed."""
-    _calls(method, code).inc()
-    _seconds(method).observe(seconds)
-
-
-# a metric's labelled child looked up once, not at every call (a few methods and codes)
-@functools.cache
-def _calls(method: str, code: str) -> Any:
-    return GRPC_CALLS.labels(method, code)
-
-
-@functools.cache
-def _seconds(method: str) -> Any:
-    return GRPC_SECONDS.labels(method)
+    key = (method, code)
+    SERVED_CALLS[key] = SERVED_CALLS.get(key, 0) + 1
+    counts = SERVED_SECONDS.get(method)
+    if counts is None:
+        counts = SERVED_SECONDS[method] = [0.0] * (len(SECONDS_BUCKETS) + 2)
+    # the first bound at or above the time: a bucket counts the calls up to its bound
+    counts[bisect.bisect_left(SECONDS_BUCKETS, seconds)] += 1
+    counts[-1] += seconds
 
 
 class MetricsInterceptor(grpc.aio.ServerInterceptor):
@@ -116,9 +120,30 @@ class Registrations(Collector):
         return [family]
 
 
-GAUGES = Gauges()
+class Served(Collector):
+    def collect(self) -> list[Metric]:
+        calls = CounterMetricFamily(
+            "sipgrid_grpc_calls",
+            "gRPC calls served, by method and status code",
+            labels=["method", "code"],
+        )
+        for (method, code), count in list(SERVED_CALLS.items()):
+            calls.add_metric([method, code], count)
+        seconds = HistogramMetricFamily(
+            "sipgrid_grpc_seconds", "Time to answer a gRPC call, by method", labels=["method"]
+        )
+        # each bucket's "le" as prometheus-client writes it (the test compares the pages)
+        bounds = [*map(repr, SECONDS_BUCKETS), "+Inf"]
+        for method, counts in list(SERVED_SECONDS.items()):
+            cumulative = list(itertools.accumulate(counts[:-1]))
+            seconds.add_metric([method], list(zip(bounds, cumulative, strict=True)), counts[-1])
+        return [calls, seconds]
+
+
+GAUGES: Final = Gauges()
 REGISTRY.register(GAUGES)
 REGISTRY.register(Registrations())
+REGISTRY.register(Served())
 
 
 def exposition() -> bytes:

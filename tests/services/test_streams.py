@@ -44,7 +44,7 @@ from sipgrid.services.grpc_servers import (
     start_server_bound,
 )
 from sipgrid.services.location.service import MemoryLocation
-from sipgrid.services.metrics import GRPC_CALLS, MetricsInterceptor
+from sipgrid.services.metrics import SERVED_CALLS, MetricsInterceptor
 from sipgrid.sip import Request, Response, make_response, parse
 
 from .helpers import Noted, request_bytes
@@ -106,7 +106,7 @@ def options(call_id: str) -> MessageRequest:
 
 
 def served(method: str, code: str = "OK") -> float:
-    return float(GRPC_CALLS.labels(method, code)._value.get())
+    return float(SERVED_CALLS.get((method, code), 0))
 
 
 def test_messages_share_one_stream_and_are_answered_in_any_order(carried_on: str) -> None:

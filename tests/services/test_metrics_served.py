@@ -1,0 +1,54 @@
+"""gRPC calls served are counted in plain tables (count_served) and read when scraped: the
+page must say what prometheus-client's Counter and Histogram would have said."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from sipgrid.services import metrics
+from sipgrid.services.metrics import SECONDS_BUCKETS, count_served, exposition
+
+# at a bound (counted in its bucket), between bounds, under the first, past the last
+TIMES = [0.001, 0.0007, 0.0001, 0.3, 7.5, 5.0, 0.001]
+
+
+def samples(text: str, method: str) -> dict[tuple[str, str, str], float]:
+    """The two families' samples for ``method``: by sample name, code and le."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        if family.name not in ("sipgrid_grpc_calls", "sipgrid_grpc_seconds"):
+            continue
+        for s in family.samples:
+            if s.labels.get("method") == method and not s.name.endswith("_created"):
+                found[s.name, s.labels.get("code", ""), s.labels.get("le", "")] = s.value
+    return found
+
+
+def expected(method: str) -> dict[tuple[str, str, str], float]:
+    """What prometheus-client's own metrics say for the same calls."""
+    registry = CollectorRegistry()
+    calls = Counter("sipgrid_grpc_calls", "", ["method", "code"], registry=registry)
+    seconds = Histogram(
+        "sipgrid_grpc_seconds", "", ["method"], buckets=SECONDS_BUCKETS, registry=registry
+    )
+    for taken in TIMES:
+        calls.labels(method, "OK").inc()
+        seconds.labels(method).observe(taken)
+    calls.labels(method, "UNAVAILABLE").inc()
+    seconds.labels(method).observe(0.02)
+    return samples(generate_latest(registry).decode(), method)
+
+
+def test_the_page_says_what_prometheus_clients_own_metrics_say() -> None:
+    method = "Test/Served"
+    for taken in TIMES:
+        count_served(method, "OK", taken)
+    count_served(method, "UNAVAILABLE", 0.02)
+    page = samples(exposition().decode(), method)
+    assert page == expected(method)
+    assert page["sipgrid_grpc_calls_total", "OK", ""] == len(TIMES)
+    assert page["sipgrid_grpc_seconds_bucket", "", "0.001"] == 4  # 0.0001, 0.0007, 0.001 twice
+    assert page["sipgrid_grpc_seconds_bucket", "", "5.0"] == 7
+    assert page["sipgrid_grpc_seconds_bucket", "", "+Inf"] == 8
+    assert metrics.SERVED_CALLS[method, "UNAVAILABLE"] == 1
