@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from typing import Final
 
 from sipgrid.pb import common_pb2, location_pb2, processor_pb2, sipmessage_pb2
@@ -87,6 +87,13 @@ def map_to_dict(pb_map: Mapping[str, str]) -> dict[str, str]:
     ``collections.abc.Mapping``'s Python code (its keys, then each value): a third of
     the cost by a comprehension, and an empty map is tested first."""
     return {k: pb_map[k] for k in pb_map} if pb_map else {}
+
+
+def map_into(source: Mapping[str, str], target: MutableMapping[str, str]) -> None:
+    """``target.update(source)`` for a protobuf map field, whose ``update`` is
+    ``collections.abc``'s Python code: an item at a time instead."""
+    for key, value in source.items():
+        target[key] = value
 
 
 def net_from_pb(pb: processor_pb2.NetInterface) -> NetInterface:
@@ -350,7 +357,7 @@ def request_into_pb(
         pb.localnets.extend(request.localnets)
     _message_into(request.message, pb.message, typed)
     if request.metadata:
-        pb.metadata.update(request.metadata)
+        map_into(request.metadata, pb.metadata)
 
 
 @functools.lru_cache(maxsize=16)
@@ -412,7 +419,7 @@ def response_into_pb(
         )
     _message_into(response.message, pb.message, typed)
     if metadata:
-        pb.metadata.update(metadata)
+        map_into(metadata, pb.metadata)
 
 
 def _fork(line: str) -> Fork:
@@ -477,7 +484,7 @@ def route_into_pb(route: Route, pb: location_pb2.Route) -> None:
     if route.external_addrs:
         pb.external_addrs.extend(route.external_addrs)
     if route.labels:
-        pb.labels.update(route.labels)
+        map_into(route.labels, pb.labels)
     pb.contact_uri = route.contact_uri
     pb.flow = route.flow
 

@@ -687,7 +687,7 @@ class GrpcLocation:
         request.aor = aor
         request.call_id = call_id
         if labels:  # an empty map given costs as much as a full one
-            request.labels.update(labels)
+            convert.map_into(labels, request.labels)
         answer = await self._on_stream(call)
         reply = (
             answer.routes
