@@ -126,3 +126,24 @@ def test_the_compiled_modules_keep_their_module_level_names_final() -> None:
                         if isinstance(name, ast.Name):
                             found.setdefault(module, set()).add(name.id)
     assert found == NOT_FINAL
+
+
+def test_the_modules_run_without_mypys_extensions() -> None:
+    """The slim image runs the compiled modules (or the pure ones) without mypy installed:
+    ``mypyc_attr`` (sipgrid/_mypyc.py) is then a decorator that changes nothing, and the
+    classes that allow it can still be subclassed by interpreted code."""
+    probe = (
+        "import sys; sys.modules['mypy_extensions'] = None\n"  # an import of it fails
+        "import sipgrid.sip as s\n"
+        "from sipgrid.services import grpc_clients, grpc_servers\n"
+        "class Counting(grpc_clients.GrpcProcessor): pass\n"
+        "class Older(grpc_servers.LocationStreamServicer): pass\n"
+        "print(s.COMPILED, grpc_servers.__file__.endswith('.py'))\n"
+    )
+    for compiled in ("1", "0"):
+        env = {**os.environ, "SIPGRID_COMPILED": compiled}
+        found = subprocess.run(
+            [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+        ).stdout.split()
+        built = native.MANIFEST.exists() and compiled == "1"
+        assert found == [str(built), str(not built)]
