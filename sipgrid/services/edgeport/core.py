@@ -242,7 +242,7 @@ class CoreSettings:
 # -- what hangs off the transactions
 
 
-@dataclass(slots=True, eq=False)
+@dataclass(slots=True, eq=False, init=False)
 class _Followed:
     """A dialog whose in-dialog requests the processor lets us route (``_follow``)."""
 
@@ -253,7 +253,18 @@ class _Followed:
     # INVITE cost a call 3 %); kept as text, some 300 bytes a dialog with credentials
     came: tuple[str, ...]
     left: tuple[str, ...]
-    realms: frozenset[str] | None = None
+    realms: frozenset[str] | None
+
+    # written out: mypyc leaves a dataclass's generated __init__ to the interpreter (one
+    # made for every call's dialog)
+    def __init__(
+        self, route: str, stamp: str, came: tuple[str, ...], left: tuple[str, ...]
+    ) -> None:
+        self.route = route
+        self.stamp = stamp
+        self.came = came
+        self.left = left
+        self.realms = None
 
     def realms_out(self) -> frozenset[str]:
         """The realms of the credentials the processor took out of the INVITE (its own:
