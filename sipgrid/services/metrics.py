@@ -31,10 +31,66 @@ from prometheus_client.registry import Collector
 # inc() and a Histogram's observe() are a few interpreted calls and a lock each, three
 # times a call in the distributed wiring (bench/README.md, session 36).
 SERVED_CALLS: Final[dict[tuple[str, str], int]] = {}
-SECONDS_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
-# by method: the calls in each bucket (not cumulative; the last one past the largest
-# bound), then the sum of their seconds
-SERVED_SECONDS: Final[dict[str, list[float]]] = {}
+SECONDS_BUCKETS: Final[tuple[float, ...]] = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    1.0,
+    5.0,
+)
+
+
+class Timings:
+    """A histogram of durations, counted by compiled code and read when scraped: a
+    prometheus Histogram's observe() is a few interpreted calls and a lock (in the
+    EdgePort, once for every message its processor answers)."""
+
+    def __init__(self, buckets: tuple[float, ...]) -> None:
+        self.buckets = buckets
+        # the durations in each bucket, not cumulative (the last: past the largest bound)
+        self.counts = [0] * (len(buckets) + 1)
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        # the first bound at or above it: a bucket counts the durations up to its bound
+        self.counts[bisect.bisect_left(self.buckets, seconds)] += 1
+        self.total += seconds
+
+    def add_to(self, family: HistogramMetricFamily, labels: list[str]) -> None:
+        """Its samples, under ``labels``: each bucket's "le" as prometheus-client writes it."""
+        bounds = [*map(repr, self.buckets), "+Inf"]
+        cumulative = list(itertools.accumulate(self.counts))
+        family.add_metric(labels, list(zip(bounds, cumulative, strict=True)), self.total)
+
+
+class Histograms(Collector):
+    """Unlabelled Timings, each its own family."""
+
+    def __init__(self) -> None:
+        self._found: list[tuple[str, str, Timings]] = []
+
+    def add(self, name: str, documentation: str, buckets: tuple[float, ...]) -> Timings:
+        timings = Timings(buckets)
+        self._found.append((name, documentation, timings))
+        return timings
+
+    def collect(self) -> list[Metric]:
+        families: list[Metric] = []
+        for name, documentation, timings in self._found:
+            family = HistogramMetricFamily(name, documentation)
+            timings.add_to(family, [])
+            families.append(family)
+        return families
+
+
+# by method
+SERVED_SECONDS: Final[dict[str, Timings]] = {}
 # REGISTERs answered by Connect's registrar, by result (bound, removed, challenged,
 # refused): counted in a plain dict by the registrar, which is compiled, and read when
 # scraped (Registrations). A prometheus Counter's inc() is a few interpreted calls and a
@@ -52,12 +108,10 @@ def count_served(method: str, code: str, seconds: float) -> None:
     """One gRPC call (or message of the processor stream) served: counted and timed."""
     key = (method, code)
     SERVED_CALLS[key] = SERVED_CALLS.get(key, 0) + 1
-    counts = SERVED_SECONDS.get(method)
-    if counts is None:
-        counts = SERVED_SECONDS[method] = [0.0] * (len(SECONDS_BUCKETS) + 2)
-    # the first bound at or above the time: a bucket counts the calls up to its bound
-    counts[bisect.bisect_left(SECONDS_BUCKETS, seconds)] += 1
-    counts[-1] += seconds
+    timings = SERVED_SECONDS.get(method)
+    if timings is None:
+        timings = SERVED_SECONDS[method] = Timings(SECONDS_BUCKETS)
+    timings.observe(seconds)
 
 
 class MetricsInterceptor(grpc.aio.ServerInterceptor):
@@ -132,11 +186,8 @@ class Served(Collector):
         seconds = HistogramMetricFamily(
             "sipgrid_grpc_seconds", "Time to answer a gRPC call, by method", labels=["method"]
         )
-        # each bucket's "le" as prometheus-client writes it (the test compares the pages)
-        bounds = [*map(repr, SECONDS_BUCKETS), "+Inf"]
-        for method, counts in list(SERVED_SECONDS.items()):
-            cumulative = list(itertools.accumulate(counts[:-1]))
-            seconds.add_metric([method], list(zip(bounds, cumulative, strict=True)), counts[-1])
+        for method, timings in list(SERVED_SECONDS.items()):
+            timings.add_to(seconds, [method])
         return [calls, seconds]
 
 

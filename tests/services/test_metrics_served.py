@@ -7,7 +7,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.parser import text_string_to_metric_families
 
 from sipgrid.services import metrics
-from sipgrid.services.metrics import SECONDS_BUCKETS, count_served, exposition
+from sipgrid.services.metrics import SECONDS_BUCKETS, Histograms, count_served, exposition
 
 # at a bound (counted in its bucket), between bounds, under the first, past the last
 TIMES = [0.001, 0.0007, 0.0001, 0.3, 7.5, 5.0, 0.001]
@@ -52,3 +52,29 @@ def test_the_page_says_what_prometheus_clients_own_metrics_say() -> None:
     assert page["sipgrid_grpc_seconds_bucket", "", "5.0"] == 7
     assert page["sipgrid_grpc_seconds_bucket", "", "+Inf"] == 8
     assert metrics.SERVED_CALLS[method, "UNAVAILABLE"] == 1
+
+
+def test_an_unlabelled_histogram_says_what_prometheus_clients_says() -> None:
+    """The EdgePort's processor latency and call setup times (Histograms)."""
+    buckets = (0.05, 0.1, 1.0)
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    histograms = Histograms()
+    ours.register(histograms)
+    timings = histograms.add("sipgrid_test_seconds", "test", buckets)
+    reference = Histogram("sipgrid_test_seconds", "test", buckets=buckets, registry=theirs)
+    for taken in (0.05, 0.01, 0.3, 2.0, 0.1):
+        timings.observe(taken)
+        reference.observe(taken)
+
+    def page(registry: CollectorRegistry) -> dict[tuple[str, str], float]:
+        return {
+            (s.name, s.labels.get("le", "")): s.value
+            for family in text_string_to_metric_families(generate_latest(registry).decode())
+            for s in family.samples
+            if not s.name.endswith("_created")
+        }
+
+    found = page(ours)
+    assert found == page(theirs)
+    assert found["sipgrid_test_seconds_bucket", "0.05"] == 2
+    assert found["sipgrid_test_seconds_count", ""] == 5
