@@ -63,9 +63,8 @@ ROUTES_SERVICE: Final = "sipgrid.stream.v1.DispatcherRoutes"
 # as the metrics name a method (each call on the stream counts as one)
 STREAM_METHOD: Final = "ProcessorStream/ProcessMessages"
 LOCATION_STREAM_METHOD: Final = "LocationStream/Calls"
-IN_FLIGHT_GRACE: Final = (
-    1.0  # seconds a stream that end_streams ends waits for the answers in flight
-)
+# seconds a stream that end_streams ends waits for the answers in flight
+IN_FLIGHT_GRACE: Final = 1.0
 
 
 class BadMessage(Exception):

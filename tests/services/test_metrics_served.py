@@ -1,5 +1,6 @@
-"""gRPC calls served are counted in plain tables (count_served) and read when scraped: the
-page must say what prometheus-client's Counter and Histogram would have said."""
+"""gRPC calls served (count_served) and the EdgePort's histograms (Histograms) are counted
+in plain tables and read when scraped: the page must say what prometheus-client's Counter
+and Histogram would have said."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..metrics import Families, Histograms, merged
+from ..metrics import SECONDS_BUCKETS, Families, Histograms, merged
 
 if TYPE_CHECKING:
     from .server import EdgePort
@@ -112,7 +112,7 @@ class HttpEndpoint:
         self.processor_latency = histograms.add(
             "sipgrid_processor_seconds",
             "Time the processor took to answer a message",
-            (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0),
+            SECONDS_BUCKETS,  # as the gRPC calls served
         )
         self.call_setup = histograms.add(
             "sipgrid_call_setup_seconds",
