@@ -35,14 +35,16 @@ $(PB_STAMP): $(PROTOS) $(STAMP)
 	sed -i -E 's/^import ([a-z_]+_pb2)( as |$$)/from . import \1\2/' sipgrid/pb/*_pb2*.py sipgrid/pb/*_pb2*.pyi
 	touch $(PB_STAMP)
 
-# The SIP core (sipgrid/sip), the EdgePort's core and UDP path and Connect's request handling compiled by
-# mypyc into sipgrid/_compiled (native/build.py), about a minute. The package runs them while
+# The SIP core (sipgrid/sip), the EdgePort's core and UDP path, Connect's request handling and the
+# services' crossings compiled by mypyc into sipgrid/_compiled (native/build.py), about two minutes. The package runs them while
 # the MANIFEST matches the sources (SIPGRID_COMPILED=0 turns them off); without a C compiler
 # or Python's headers the pure Python modules run, slower.
 COMPILED_STAMP := sipgrid/_compiled/MANIFEST
 COMPILED_SOURCES := $(wildcard sipgrid/sip/*.py sipgrid/sip/*.c sipgrid/services/connect/*.py) sipgrid/services/edgeport/core.py \
 	sipgrid/services/edgeport/carrier.py sipgrid/api/types.py sipgrid/services/location/service.py \
-	sipgrid/services/location/persistent.py
+	sipgrid/services/location/persistent.py sipgrid/api/convert.py sipgrid/services/frames.py \
+	sipgrid/services/grpc_clients.py sipgrid/services/grpc_servers.py sipgrid/services/eager.py \
+	sipgrid/services/metrics.py
 HAS_HEADERS := import os, sysconfig; os.stat(os.path.join(sysconfig.get_paths()["include"], "Python.h"))
 compiled: $(COMPILED_STAMP)
 

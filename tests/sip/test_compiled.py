@@ -147,3 +147,16 @@ def test_the_modules_run_without_mypys_extensions() -> None:
         ).stdout.split()
         built = native.MANIFEST.exists() and compiled == "1"
         assert found == [str(built), str(not built)]
+
+
+def test_make_builds_again_when_any_compiled_module_changes() -> None:
+    """The Makefile's COMPILED_SOURCES name every module native/build.py compiles: an edit
+    to one left out would leave the build stale, and everything would run pure Python."""
+    root = native.PACKAGE.parent
+    text = (root / "Makefile").read_text().replace("\\\n", " ")
+    line = next(x for x in text.splitlines() if x.startswith("COMPILED_SOURCES :="))
+    listed: set[Path] = set()
+    for word in line.split(":=", 1)[1].replace("$(wildcard", " ").replace(")", " ").split():
+        listed.update(root.glob(word))
+    modules = runpy.run_path(str(root / "native" / "build.py"))["MODULES"]
+    assert [m for m in modules if native.source(m) not in listed] == []
