@@ -425,9 +425,37 @@ def mac(key: bytes, data: bytes, size: int = 16) -> bytes:
     return state.digest()
 
 
+class _RandomPool:
+    """The operating system's random bytes, fetched 4 KB at a time: ``os.urandom(8)`` for
+    each nonce was a system call (getrandom) for every 401 and 407, one of the six or
+    seven system calls of a digest REGISTER exchange (bench/README.md, session 37). A
+    forked child empties its copy, so that no two processes hand out the same bytes."""
+
+    def __init__(self) -> None:
+        self.data = b""
+        self.at = 0
+
+    def take(self, size: int) -> bytes:
+        at = self.at
+        if at + size > len(self.data):
+            self.data = os.urandom(RANDOM_POOL_BYTES)
+            at = 0
+        self.at = at + size
+        return self.data[at : at + size]
+
+    def empty(self) -> None:
+        self.data = b""
+        self.at = 0
+
+
+RANDOM_POOL_BYTES: Final = 4096
+_RANDOM: Final = _RandomPool()
+os.register_at_fork(after_in_child=_RANDOM.empty)
+
+
 def make_nonce(key: bytes, now: float, realm: str = "") -> str:
     """A nonce carrying its issue time, signed with ``key`` (RFC 7616 section 3.3 suggests this)."""
-    body = _NONCE_LAYOUT.pack(now, os.urandom(8))  # secrets.token_bytes, without its call
+    body = _NONCE_LAYOUT.pack(now, _RANDOM.take(8))
     return _encode_nonce(body + mac(key, body + realm.encode()))
 
 

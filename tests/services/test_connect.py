@@ -4,6 +4,7 @@ MessageRequest objects and a fake clock: no sockets, no sleeping."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import shutil
 from email.utils import formatdate
 from pathlib import Path
@@ -26,7 +27,7 @@ from sipgrid.services.connect.tokens import TokenVerifier
 from sipgrid.services.location.service import MemoryLocation
 from sipgrid.services.metrics import exposition
 from sipgrid.sip import Challenge, Request, Response, parse
-from sipgrid.sip.digest import answer
+from sipgrid.sip.digest import NonceState, answer, check_nonce
 
 from .helpers import ROOT, Noted
 
@@ -514,3 +515,32 @@ def test_a_source_that_guesses_passwords_is_banned_then_let_in_again() -> None:
     assert switch.answer(register("1002", 7009), other).status == 401  # others are not
     switch.clock.now += 601
     registered(switch, "1001", ALICE)
+
+
+def test_challenge_headers_are_what_a_challenge_writes() -> None:
+    """The text kept around the nonce gives what str(Challenge) gives, for a realm that
+    needs escaping too; one nonce for every algorithm, a new one each time, all ours."""
+    auth = Authenticator(KEY, clock=lambda: 1000.0)
+    algorithms = ("SHA-256", "MD5")
+    for stale, realm in itertools.product((False, True), ("sip.local", 'a "quoted" \\ realm')):
+        first = auth.challenge_headers(
+            "WWW-Authenticate", realm, stale=stale, algorithms=algorithms
+        )
+        again = auth.challenge_headers(
+            "WWW-Authenticate", realm, stale=stale, algorithms=algorithms
+        )
+        assert [name for name, _ in first] == ["WWW-Authenticate"] * 2
+        parsed = [Challenge.parse(str(value)) for _, value in first]
+        assert [c.algorithm for c in parsed] == list(algorithms)
+        assert {c.nonce for c in parsed} == {parsed[0].nonce}
+        assert Challenge.parse(str(again[0][1])).nonce != parsed[0].nonce
+        for (_, value), challenge in zip(first, parsed, strict=True):
+            assert challenge.realm == realm and challenge.stale is stale
+            assert challenge.qop == ("auth",)
+            assert str(value) == str(
+                Challenge(realm, challenge.nonce, challenge.algorithm, ("auth",), stale=stale)
+            )
+            state = check_nonce(KEY, challenge.nonce, now=1000.0, ttl=30, realm=realm)
+            assert state is NonceState.VALID
+    proxy = auth.challenge_headers("Proxy-Authenticate", "sip.local")
+    assert [name for name, _ in proxy] == ["Proxy-Authenticate"] * len(auth.algorithms)

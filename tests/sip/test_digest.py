@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import base64
 import hashlib
+import os
 import string
+import struct
 
 import pytest
 from hypothesis import given, settings
@@ -11,6 +14,7 @@ from sipgrid.sip import Challenge, Credentials, NonceState, ParseError, _fast
 from sipgrid.sip.digest import (
     _MEMO,
     MEMO_SIZE,
+    RANDOM_POOL_BYTES,
     _read_params_carefully,
     answer,
     check_nonce,
@@ -127,6 +131,38 @@ def test_signed_nonces_expire_and_resist_forgery() -> None:
     standard = urlsafe.replace("-", "+").replace("_", "/")
     assert check_nonce(key, standard, now=1010.0, ttl=30, realm="sip.local") is NonceState.INVALID
     assert make_nonce(key, now=1000.0) != make_nonce(key, now=1000.0)
+
+
+def test_nonces_stay_distinct_across_the_random_pools_refills() -> None:
+    """The random part comes from a pool of the OS's bytes: three pools' worth of
+    nonces made at one instant are all different, and each carries 8 new bytes."""
+    key = b"k" * 32
+    count = 3 * RANDOM_POOL_BYTES // 8 + 5
+    nonces = {make_nonce(key, now=1000.0) for _ in range(count)}
+    assert len(nonces) == count
+    randoms = {struct.unpack(">d8s", base64.urlsafe_b64decode(n + "=")[:16])[1] for n in nonces}
+    assert len(randoms) == count
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this system")
+def test_a_forked_child_makes_other_nonces_than_its_parent() -> None:
+    """A child forked with the pool half used must not hand out the parent's next bytes."""
+    key = b"k" * 32
+    make_nonce(key, now=1000.0)  # the pool filled before the fork
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child's report goes through the pipe)
+        try:
+            os.write(write, make_nonce(key, now=1000.0).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        theirs = pipe.read().decode()
+    os.waitpid(child, 0)
+    ours = make_nonce(key, now=1000.0)
+    assert theirs and theirs != ours
+    assert check_nonce(key, theirs, now=1000.0, ttl=30) is NonceState.VALID
 
 
 @pytest.mark.parametrize("length", [1, 32, 64, 65, 200])

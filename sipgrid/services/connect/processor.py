@@ -345,10 +345,9 @@ class ConnectProcessor:
             message.method, message.proxy_authorizations, realm, password_for, algorithms
         )
         if verdict in (Verdict.CHALLENGE, Verdict.STALE):
-            challenges = self._auth.challenges(
-                realm, stale=verdict is Verdict.STALE, algorithms=algorithms
+            headers = self._auth.challenge_headers(
+                "Proxy-Authenticate", realm, stale=verdict is Verdict.STALE, algorithms=algorithms
             )
-            headers: list[tuple[str, object]] = [("Proxy-Authenticate", str(c)) for c in challenges]
             return MessageResponse(reply(message, 407, headers=headers))
         if verdict is Verdict.FORBIDDEN:
             await self.guard.failed(request.sender.host, username)

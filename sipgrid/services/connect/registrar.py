@@ -78,10 +78,12 @@ class Registrar:
             "REGISTER", message.authorizations, who.realm, who.password_for, who.algorithms
         )
         if verdict in (Verdict.CHALLENGE, Verdict.STALE):
-            challenges = self._auth.challenges(
-                who.realm, stale=verdict is Verdict.STALE, algorithms=who.algorithms
+            headers = self._auth.challenge_headers(
+                "WWW-Authenticate",
+                who.realm,
+                stale=verdict is Verdict.STALE,
+                algorithms=who.algorithms,
             )
-            headers: list[tuple[str, object]] = [("WWW-Authenticate", str(c)) for c in challenges]
             return reply(message, 401, headers=headers)
         if verdict is Verdict.FORBIDDEN:
             await self._guard.failed(request.sender.host, username)
