@@ -134,12 +134,12 @@ class Authenticator:
     def challenge_headers(
         self, header: str, realm: str, *, stale: bool = False, algorithms: tuple[str, ...] = ()
     ) -> list[tuple[str, object]]:
-        """The ``header`` fields (WWW-Authenticate or Proxy-Authenticate) of
-        one challenge per algorithm, the preferred first (RFC 8760 section 2.4),
-        all with one nonce; written as ``str(Challenge)`` writes them, from the text around
-        the nonce kept per realm: a Challenge made and written out for every 401 and 407
-        cost some 6,000 instructions of a REGISTER exchange's 354,000 (bench/README.md,
-        session 37)."""
+        """One ``header`` field (WWW-Authenticate or Proxy-Authenticate) per algorithm, the
+        preferred first (RFC 8760 section 2.4), all with one new nonce.
+
+        Each is what ``str(Challenge)`` writes, made from the text around the nonce, kept
+        per realm: a Challenge made and written out for every 401 and 407 cost some 6,000
+        instructions of a REGISTER exchange's 354,000 (bench/README.md, session 37)."""
         key = (realm, stale, algorithms)
         texts = self._challenge_texts.get(key)
         if texts is None:
