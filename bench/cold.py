@@ -39,7 +39,7 @@ from sipgrid.services.connect.resources import load_resources
 from sipgrid.services.edgeport.config import DEFAULT_METHODS
 from sipgrid.services.edgeport.core import CoreSettings, EdgePortCore, Process, Transmit
 from sipgrid.services.location.service import MemoryLocation
-from sipgrid.services.one.app import tune_gc
+from sipgrid.services.serve import tune_gc
 from sipgrid.sip import Request, Response, parse
 from sipgrid.sip.digest import authorization_for
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,14 +42,6 @@ from sipgrid.services.settings import Settings
 log = logging.getLogger("sipgrid.one")
 
 CONNECT_PORT = 51904
-
-
-def tune_gc() -> None:
-    """Move what start-up allocated out of the collector's way, and collect young
-    objects less often: a proxy allocates many short-lived objects per message."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
 
 
 RTPRELAY_PORT = 51903
@@ -266,7 +257,6 @@ async def run(config_dir: Path) -> None:
     settings = Settings.load()  # checked before anything starts
     app = await build(config_dir, settings=settings)
     await app.start()
-    tune_gc()
     if settings.phone_page == "on":
         for lp in app.edgeport.listening_points:
             if lp.transport is Transport.WSS:
