@@ -160,3 +160,19 @@ def test_make_builds_again_when_any_compiled_module_changes() -> None:
         listed.update(root.glob(word))
     modules = runpy.run_path(str(root / "native" / "build.py"))["MODULES"]
     assert [m for m in modules if native.source(m) not in listed] == []
+
+
+def test_the_guided_builds_training_runs_a_servers_flows_to_the_end() -> None:
+    """native/train.py, what the profile-guided build (SIPGRID_PGO=1: `make bench`, the
+    image) measures, stops at the first answer a server would not give: a training that
+    no longer gets through (a flow changed, a password moved) stops the build, and this
+    test says so before an image build does."""
+    root = native.PACKAGE.parent
+    ran = subprocess.run(
+        [sys.executable, str(root / "native" / "train.py")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "400 REGISTER exchanges and calls" in ran.stdout

@@ -1,0 +1,229 @@
+"""The work that native/build.py's profile-guided build measures: a server's common paths.
+
+Run by build.py between its two builds, on the first (instrumented) one: gcc's counters
+say which branches and functions the work takes, and the second build lays the code out
+by them (hot functions together, cold paths apart) and inlines where it pays. What runs
+here: the EdgePort's core with Connect behind it, in one process and without sockets, as
+the all-in-one does it, for digest REGISTER exchanges and for authenticated calls
+(INVITE, 407, INVITE with credentials, 180, 200, ACK, BYE, 200) between agents 1001 and
+1002 of config/resources; every second time each request and answer also crosses as the
+distributed wiring carries them (to protobuf and back). Code that this does not reach
+(the sockets' shells, the streams, the frames) is built as without a profile
+(``-fprofile-partial-training``). A message that does not get the answer a server gives
+stops the build: a profile of failures would lay out the wrong code.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sipgrid.api import convert  # noqa: E402
+from sipgrid.api.types import MessageRequest, MessageResponse, NetInterface, Transport  # noqa: E402
+from sipgrid.services.connect.auth import Authenticator  # noqa: E402
+from sipgrid.services.connect.processor import ConnectProcessor  # noqa: E402
+from sipgrid.services.connect.resources import load_resources  # noqa: E402
+from sipgrid.services.edgeport.config import DEFAULT_METHODS  # noqa: E402
+from sipgrid.services.edgeport.core import (  # noqa: E402
+    CoreSettings,
+    EdgePortCore,
+    Process,
+    Transmit,
+)
+from sipgrid.services.location.service import MemoryLocation  # noqa: E402
+from sipgrid.sip.builders import make_response  # noqa: E402
+from sipgrid.sip.digest import authorization_for  # noqa: E402
+from sipgrid.sip.message import Request, Response  # noqa: E402
+from sipgrid.sip.parser import parse  # noqa: E402
+
+RESOURCES = ROOT / "config" / "resources"
+EDGE = NetInterface("127.0.0.1", 5060, Transport.UDP)
+CALLER = NetInterface("127.0.0.1", 7001, Transport.UDP)
+CALLEE = NetInterface("127.0.0.1", 7002, Transport.UDP)
+PASSWORDS = {"1001": "1001-secret", "1002": "1002-secret"}  # config/resources/sip-local.yaml
+ROUNDS = 400
+
+
+def _done(coroutine: Coroutine[Any, Any, MessageResponse]) -> MessageResponse:
+    """Run a coroutine that never waits (Connect with its Location in memory)."""
+    try:
+        coroutine.send(None)
+    except StopIteration as finished:
+        return finished.value  # type: ignore[no-any-return]
+    coroutine.close()
+    raise RuntimeError("Connect waited: the training runs without an event loop")
+
+
+class Wire:
+    """The EdgePort's core and Connect; what the core sends, by destination."""
+
+    def __init__(self) -> None:
+        self.core = EdgePortCore(
+            CoreSettings(
+                ref="train",
+                listening_points=[EDGE],
+                methods=frozenset(DEFAULT_METHODS),
+                handles_responses=False,
+            )
+        )
+        self.connect = ConnectProcessor(
+            load_resources(RESOURCES), MemoryLocation(), Authenticator(b"t" * 32)
+        )
+        self.crossing = False  # each message to Connect and back as protobuf
+
+    def send(
+        self, data: bytes, source: NetInterface
+    ) -> dict[NetInterface, list[Response | Request]]:
+        now = time.monotonic()
+        sent: dict[NetInterface, list[Response | Request]] = {}
+        pending = list(self.core.receive_datagram(data, source, now))
+        while pending:
+            action = pending.pop(0)
+            if isinstance(action, Transmit):
+                sent.setdefault(action.destination, []).append(parse(action.data))
+            elif isinstance(action, Process):
+                pending += self.core.processor_answered(
+                    action.job, self._process(action.request), now
+                )
+        self.core.handle_timers(now)
+        return sent
+
+    def _process(self, request: MessageRequest) -> MessageResponse:
+        if not self.crossing:
+            return _done(self.connect.process_message(request))
+        crossed = convert.request_from_pb(convert.request_to_pb(request, typed=False))
+        answer = _done(self.connect.process_message(crossed))
+        return convert.response_from_pb(
+            convert.response_to_pb(answer, typed=False), crossed.message
+        )
+
+
+def _request(
+    method: str,
+    uri: str,
+    user: str,
+    at: NetInterface,
+    n: int,
+    seq: int,
+    extra: str = "",
+    to: str = "",
+) -> bytes:
+    body = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\n"
+    body = body if method == "INVITE" else ""
+    target = to or ("1002" if method != "REGISTER" else user)
+    return (
+        f"{method} {uri} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP {at.host}:{at.port};rport;branch=z9hG4bK-{n}-{method}-{seq}\r\n"
+        f"From: <sip:{user}@sip.local>;tag={n}-{user}\r\nTo: <sip:{target}@sip.local>\r\n"
+        f"Call-ID: {n}-{method if method == 'REGISTER' else 'call'}@train\r\n"
+        f"CSeq: {seq} {method}\r\nMax-Forwards: 70\r\n"
+        f"Contact: <sip:{user}@{at.host}:{at.port}>\r\n{extra}"
+        f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n{body}"
+    ).encode()
+
+
+def _only(
+    sent: dict[NetInterface, list[Response | Request]], to: NetInterface
+) -> Response | Request:
+    got = sent.get(to, [])
+    if not got:
+        raise RuntimeError(f"training: nothing sent to {to}: {sent}")
+    return got[-1]
+
+
+def _status(message: Response | Request, status: int) -> Response:
+    if not isinstance(message, Response) or message.status != status:
+        raise RuntimeError(f"training: {message!r} where {status} was due")
+    return message
+
+
+def _arrived(message: Response | Request, method: str) -> Request:
+    if not isinstance(message, Request) or message.method != method:
+        raise RuntimeError(f"training: {message!r} where the {method} was due at 1002")
+    return message
+
+
+def register(wire: Wire, n: int, user: str, at: NetInterface) -> None:
+    """A digest REGISTER exchange: REGISTER, 401, REGISTER with credentials, 200."""
+    first = _request("REGISTER", "sip:sip.local", user, at, n, 1, "Expires: 3600\r\n")
+    challenged = _status(_only(wire.send(first, at), at), 401)
+    request = parse(_request("REGISTER", "sip:sip.local", user, at, n, 2, "Expires: 3600\r\n"))
+    assert isinstance(request, Request)
+    header = authorization_for(request, challenged, user, PASSWORDS[user])
+    assert header is not None
+    second = _request(
+        "REGISTER",
+        "sip:sip.local",
+        user,
+        at,
+        n,
+        2,
+        f"Expires: 3600\r\n{header[0]}: {header[1]}\r\n",
+    )
+    _status(_only(wire.send(second, at), at), 200)
+
+
+def call(wire: Wire, n: int) -> None:
+    """1001 calls 1002, who answers; 1001 hangs up."""
+    uri = "sip:1002@sip.local"
+    first = _request("INVITE", uri, "1001", CALLER, n, 1)
+    challenged = _status(_only(wire.send(first, CALLER), CALLER), 407)
+    wire.send(_request("ACK", uri, "1001", CALLER, n, 1, to="1002"), CALLER)
+    invite = parse(_request("INVITE", uri, "1001", CALLER, n, 2))
+    assert isinstance(invite, Request)
+    header = authorization_for(invite, challenged, "1001", PASSWORDS["1001"])
+    assert header is not None
+    sent = wire.send(
+        _request("INVITE", uri, "1001", CALLER, n, 2, f"{header[0]}: {header[1]}\r\n"), CALLER
+    )
+    forwarded = _arrived(_only(sent, CALLEE), "INVITE")
+    record_route = [("Record-Route", v) for v in forwarded.get_all("Record-Route")]
+    contact = [("Contact", f"<sip:1002@{CALLEE.host}:{CALLEE.port}>")]
+    _status(
+        _only(
+            wire.send(
+                make_response(
+                    forwarded, 180, to_tag=f"{n}-1002", headers=record_route + contact
+                ).serialize(),
+                CALLEE,
+            ),
+            CALLER,
+        ),
+        180,
+    )
+    ok = make_response(forwarded, 200, to_tag=f"{n}-1002", headers=record_route + contact)
+    answered = _status(_only(wire.send(ok.serialize(), CALLEE), CALLER), 200)
+    routes = "".join(f"Route: {v}\r\n" for v in answered.get_all("Record-Route"))
+    callee_uri = f"sip:1002@{CALLEE.host}:{CALLEE.port}"
+    to = f"1002@sip.local>;tag={n}-1002"
+    in_dialog = [
+        _request(method, callee_uri, "1001", CALLER, n, seq, routes).replace(
+            b"To: <sip:1002@sip.local>", f"To: <sip:{to}".encode()
+        )
+        for method, seq in (("ACK", 2), ("BYE", 3))
+    ]
+    _arrived(_only(wire.send(in_dialog[0], CALLER), CALLEE), "ACK")
+    bye = _arrived(_only(wire.send(in_dialog[1], CALLER), CALLEE), "BYE")
+    _status(_only(wire.send(make_response(bye, 200).serialize(), CALLEE), CALLER), 200)
+
+
+def main() -> int:
+    wire = Wire()
+    started = time.monotonic()
+    register(wire, 0, "1002", CALLEE)
+    for n in range(1, ROUNDS + 1):
+        wire.crossing = n % 2 == 0
+        register(wire, n, "1001", CALLER)
+        call(wire, n)
+    print(f"training: {ROUNDS} REGISTER exchanges and calls in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
