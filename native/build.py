@@ -126,6 +126,7 @@ def main() -> int:
     from setuptools import Extension  # type: ignore[import-untyped]
 
     hashes = fingerprints((*MODULES, *C_MODULES))  # of what is compiled, edited or not
+    pgo = guided()
     work = Path(tempfile.mkdtemp(prefix="sipgrid-mypyc-"))
     try:
         config = work / "mypy.ini"
@@ -141,7 +142,7 @@ def main() -> int:
             for name in C_MODULES
         ]
         profile = work / "profile"
-        if not guided():
+        if not pgo:
             build(extensions, work, hashes)
         else:
             # gcc names each counts file after its object's path: both builds in ``work``
@@ -168,9 +169,9 @@ def main() -> int:
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    if guided():  # what `make bench` measures, and the image runs
+    if pgo:  # what `make bench` measures, and the image runs
         (TARGET / "GUIDED").write_text("built with a profile of native/train.py\n")
-    how = "profile-guided" if guided() else "without a profile (SIPGRID_PGO=1 for one, with gcc)"
+    how = "profile-guided" if pgo else "without a profile (SIPGRID_PGO=1 for one, with gcc)"
     print(
         f"compiled {len(MODULES) + len(C_MODULES)} modules into {TARGET.relative_to(ROOT)}, {how}"
     )
