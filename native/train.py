@@ -37,7 +37,7 @@ from sipgrid.services.edgeport.core import (  # noqa: E402
     Transmit,
 )
 from sipgrid.services.location.service import MemoryLocation  # noqa: E402
-from sipgrid.sip.builders import make_response  # noqa: E402
+from sipgrid.sip.builders import build_ack, make_response  # noqa: E402
 from sipgrid.sip.digest import authorization_for  # noqa: E402
 from sipgrid.sip.message import Request, Response  # noqa: E402
 from sipgrid.sip.parser import parse  # noqa: E402
@@ -112,11 +112,10 @@ def _request(
     n: int,
     seq: int,
     extra: str = "",
-    to: str = "",
 ) -> bytes:
     body = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\n"
     body = body if method == "INVITE" else ""
-    target = to or ("1002" if method != "REGISTER" else user)
+    target = user if method == "REGISTER" else "1002"
     return (
         f"{method} {uri} SIP/2.0\r\n"
         f"Via: SIP/2.0/UDP {at.host}:{at.port};rport;branch=z9hG4bK-{n}-{method}-{seq}\r\n"
@@ -174,7 +173,12 @@ def call(wire: Wire, n: int) -> None:
     uri = "sip:1002@sip.local"
     first = _request("INVITE", uri, "1001", CALLER, n, 1)
     challenged = _status(_only(wire.send(first, CALLER), CALLER), 407)
-    wire.send(_request("ACK", uri, "1001", CALLER, n, 1, to="1002"), CALLER)
+    invite = parse(first)
+    assert isinstance(invite, Request)
+    # the 407's ACK ends its transaction there (RFC 3261 section 17.2.1): nothing goes on
+    absorbed = wire.send(build_ack(invite, challenged).serialize(), CALLER)
+    if absorbed:
+        raise RuntimeError(f"training: the ACK of a 407 went on: {absorbed}")
     invite = parse(_request("INVITE", uri, "1001", CALLER, n, 2))
     assert isinstance(invite, Request)
     header = authorization_for(invite, challenged, "1001", PASSWORDS["1001"])
