@@ -112,19 +112,37 @@ def _request(
     n: int,
     seq: int,
     extra: str = "",
-) -> bytes:
+    routes: str = "",
+) -> Request:
+    """A request of ``user``'s at ``at``: a REGISTER for itself, anything else to 1002;
+    in the dialog of call ``n``, along its ``routes`` (Route lines), when they are given."""
     body = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\n"
     body = body if method == "INVITE" else ""
-    target = user if method == "REGISTER" else "1002"
-    return (
-        f"{method} {uri} SIP/2.0\r\n"
-        f"Via: SIP/2.0/UDP {at.host}:{at.port};rport;branch=z9hG4bK-{n}-{method}-{seq}\r\n"
-        f"From: <sip:{user}@sip.local>;tag={n}-{user}\r\nTo: <sip:{target}@sip.local>\r\n"
-        f"Call-ID: {n}-{method if method == 'REGISTER' else 'call'}@train\r\n"
-        f"CSeq: {seq} {method}\r\nMax-Forwards: 70\r\n"
-        f"Contact: <sip:{user}@{at.host}:{at.port}>\r\n{extra}"
-        f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n{body}"
-    ).encode()
+    to = f"<sip:{user}@sip.local>" if method == "REGISTER" else "<sip:1002@sip.local>"
+    if routes:
+        to += f";tag={n}-1002"
+    request = parse(
+        (
+            f"{method} {uri} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {at.host}:{at.port};rport;branch=z9hG4bK-{n}-{method}-{seq}\r\n"
+            f"From: <sip:{user}@sip.local>;tag={n}-{user}\r\nTo: {to}\r\n"
+            f"Call-ID: {n}-{method if method == 'REGISTER' else 'call'}@train\r\n"
+            f"CSeq: {seq} {method}\r\nMax-Forwards: 70\r\n"
+            f"Contact: <sip:{user}@{at.host}:{at.port}>\r\n{routes}{extra}"
+            f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n{body}"
+        ).encode()
+    )
+    assert isinstance(request, Request)
+    return request
+
+
+def _answering(request: Request, challenged: Response, user: str) -> bytes:
+    """``request`` with the credentials that answer ``challenged``."""
+    header = authorization_for(request, challenged, user, PASSWORDS[user])
+    if header is None:
+        raise RuntimeError(f"training: no credentials answer {challenged!r}")
+    request.add(*header)
+    return request.serialize()
 
 
 def _only(
@@ -151,70 +169,36 @@ def _arrived(message: Response | Request, method: str) -> Request:
 def register(wire: Wire, n: int, user: str, at: NetInterface) -> None:
     """A digest REGISTER exchange: REGISTER, 401, REGISTER with credentials, 200."""
     first = _request("REGISTER", "sip:sip.local", user, at, n, 1, "Expires: 3600\r\n")
-    challenged = _status(_only(wire.send(first, at), at), 401)
-    request = parse(_request("REGISTER", "sip:sip.local", user, at, n, 2, "Expires: 3600\r\n"))
-    assert isinstance(request, Request)
-    header = authorization_for(request, challenged, user, PASSWORDS[user])
-    assert header is not None
-    second = _request(
-        "REGISTER",
-        "sip:sip.local",
-        user,
-        at,
-        n,
-        2,
-        f"Expires: 3600\r\n{header[0]}: {header[1]}\r\n",
-    )
-    _status(_only(wire.send(second, at), at), 200)
+    challenged = _status(_only(wire.send(first.serialize(), at), at), 401)
+    second = _request("REGISTER", "sip:sip.local", user, at, n, 2, "Expires: 3600\r\n")
+    _status(_only(wire.send(_answering(second, challenged, user), at), at), 200)
 
 
 def call(wire: Wire, n: int) -> None:
     """1001 calls 1002, who answers; 1001 hangs up."""
     uri = "sip:1002@sip.local"
     first = _request("INVITE", uri, "1001", CALLER, n, 1)
-    challenged = _status(_only(wire.send(first, CALLER), CALLER), 407)
-    invite = parse(first)
-    assert isinstance(invite, Request)
+    challenged = _status(_only(wire.send(first.serialize(), CALLER), CALLER), 407)
     # the 407's ACK ends its transaction there (RFC 3261 section 17.2.1): nothing goes on
-    absorbed = wire.send(build_ack(invite, challenged).serialize(), CALLER)
+    absorbed = wire.send(build_ack(first, challenged).serialize(), CALLER)
     if absorbed:
         raise RuntimeError(f"training: the ACK of a 407 went on: {absorbed}")
-    invite = parse(_request("INVITE", uri, "1001", CALLER, n, 2))
-    assert isinstance(invite, Request)
-    header = authorization_for(invite, challenged, "1001", PASSWORDS["1001"])
-    assert header is not None
-    sent = wire.send(
-        _request("INVITE", uri, "1001", CALLER, n, 2, f"{header[0]}: {header[1]}\r\n"), CALLER
-    )
-    forwarded = _arrived(_only(sent, CALLEE), "INVITE")
-    record_route = [("Record-Route", v) for v in forwarded.get_all("Record-Route")]
-    contact = [("Contact", f"<sip:1002@{CALLEE.host}:{CALLEE.port}>")]
-    _status(
-        _only(
-            wire.send(
-                make_response(
-                    forwarded, 180, to_tag=f"{n}-1002", headers=record_route + contact
-                ).serialize(),
-                CALLEE,
-            ),
-            CALLER,
-        ),
-        180,
-    )
-    ok = make_response(forwarded, 200, to_tag=f"{n}-1002", headers=record_route + contact)
-    answered = _status(_only(wire.send(ok.serialize(), CALLEE), CALLER), 200)
+    second = _answering(_request("INVITE", uri, "1001", CALLER, n, 2), challenged, "1001")
+    forwarded = _arrived(_only(wire.send(second, CALLER), CALLEE), "INVITE")
+    headers = [
+        *(("Record-Route", v) for v in forwarded.get_all("Record-Route")),
+        ("Contact", f"<sip:1002@{CALLEE.host}:{CALLEE.port}>"),
+    ]
+    for status in (180, 200):
+        answer = make_response(forwarded, status, to_tag=f"{n}-1002", headers=headers)
+        answered = _status(_only(wire.send(answer.serialize(), CALLEE), CALLER), status)
     routes = "".join(f"Route: {v}\r\n" for v in answered.get_all("Record-Route"))
     callee_uri = f"sip:1002@{CALLEE.host}:{CALLEE.port}"
-    to = f"1002@sip.local>;tag={n}-1002"
-    in_dialog = [
-        _request(method, callee_uri, "1001", CALLER, n, seq, routes).replace(
-            b"To: <sip:1002@sip.local>", f"To: <sip:{to}".encode()
-        )
-        for method, seq in (("ACK", 2), ("BYE", 3))
-    ]
-    _arrived(_only(wire.send(in_dialog[0], CALLER), CALLEE), "ACK")
-    bye = _arrived(_only(wire.send(in_dialog[1], CALLER), CALLEE), "BYE")
-    _status(_only(wire.send(make_response(bye, 200).serialize(), CALLEE), CALLER), 200)
+    ack = _request("ACK", callee_uri, "1001", CALLER, n, 2, routes=routes).serialize()
+    _arrived(_only(wire.send(ack, CALLER), CALLEE), "ACK")
+    bye = _request("BYE", callee_uri, "1001", CALLER, n, 3, routes=routes).serialize()
+    ended = _arrived(_only(wire.send(bye, CALLER), CALLEE), "BYE")
+    _status(_only(wire.send(make_response(ended, 200).serialize(), CALLEE), CALLER), 200)
 
 
 def main() -> int:
