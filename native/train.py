@@ -3,23 +3,24 @@
 Run by build.py between its two builds, on the first (instrumented) one: gcc's counters
 say which branches and functions the work takes, and the second build lays the code out
 by them (hot functions together, cold paths apart) and inlines where it pays. What runs
-here: the EdgePort's core with Connect behind it, in one process and without sockets, as
-the all-in-one does it, for digest REGISTER exchanges and for authenticated calls
-(INVITE, 407, INVITE with credentials, 180, 200, ACK, BYE, 200) between agents 1001 and
-1002 of config/resources; every second time each request and answer also crosses as the
+here: the EdgePort (its UDP shell, its carrier and its core) with Connect behind it, in one
+process and without sockets (each datagram handed to the shell as the event loop hands it,
+what it sends kept), as the all-in-one does it, for digest REGISTER exchanges and for
+authenticated calls (INVITE, 407, INVITE with credentials, 180, 200, ACK, BYE, 200)
+between agents 1001 and 1002 of config/resources; every second time each request and answer also crosses as the
 distributed wiring carries them (to protobuf and back). Code that this does not reach
-(the sockets' shells, the streams, the frames) is built as without a profile
+(the connections' shells, the streams, the frames) is built as without a profile
 (``-fprofile-partial-training``). A message that does not get the answer a server gives
 stops the build: a profile of failures would lay out the wrong code.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
-from collections.abc import Coroutine
+from collections import Counter
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -29,11 +30,13 @@ from sipgrid.api.types import MessageRequest, MessageResponse, NetInterface, Tra
 from sipgrid.services.connect.auth import Authenticator  # noqa: E402
 from sipgrid.services.connect.processor import ConnectProcessor  # noqa: E402
 from sipgrid.services.connect.resources import load_resources  # noqa: E402
+from sipgrid.services.edgeport.carrier import Carrier, UdpShell  # noqa: E402
 from sipgrid.services.edgeport.config import DEFAULT_METHODS  # noqa: E402
 from sipgrid.services.edgeport.core import (  # noqa: E402
+    Action,
+    CallEvent,
     CoreSettings,
     EdgePortCore,
-    Process,
     Transmit,
 )
 from sipgrid.services.location.service import MemoryLocation  # noqa: E402
@@ -50,18 +53,66 @@ PASSWORDS = {"1001": "1001-secret", "1002": "1002-secret"}  # config/resources/s
 ROUNDS = 400
 
 
-def _done(coroutine: Coroutine[Any, Any, MessageResponse]) -> MessageResponse:
-    """Run a coroutine that never waits (Connect with its Location in memory)."""
-    try:
-        coroutine.send(None)
-    except StopIteration as finished:
-        return finished.value  # type: ignore[no-any-return]
-    coroutine.close()
-    raise RuntimeError("Connect waited: the training runs without an event loop")
+class Socket:
+    """What a UDP listening point's transport is to the shell: what it sends is kept."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, tuple[str, int]]] = []
+
+    def is_closing(self) -> bool:
+        return False
+
+    def sendto(self, data: bytes, address: tuple[str, int]) -> None:
+        self.sent.append((data, address))
+
+
+class Owner:
+    """The EdgePort, for what the carrier leaves to it: none of it happens here."""
+
+    def _elsewhere(self, data: bytes, flow: NetInterface) -> bool:
+        return False
+
+    def _hand_to_worker_0(self, action: Transmit) -> bool:
+        return False
+
+    def _act(self, action: Action) -> None:
+        raise RuntimeError(f"training: the core asked for {action!r}")
+
+    def _on_call(self, event: CallEvent) -> None:
+        pass
+
+    def _on_timer(self) -> None:
+        pass
+
+    def _failed(self, token: object) -> None:
+        raise RuntimeError("training: a message could not be sent")
+
+    async def _connect_and_send(
+        self, destination: NetInterface, data: bytes, token: object
+    ) -> None:
+        raise RuntimeError(f"training: a connection to {destination} was asked for")
+
+
+class Crossing:
+    """Connect as the distributed wiring reaches it: each request and answer to protobuf
+    and back."""
+
+    handles_responses = False
+
+    def __init__(self, connect: ConnectProcessor) -> None:
+        self.connect = connect
+
+    async def process_message(self, request: MessageRequest) -> MessageResponse:
+        crossed = convert.request_from_pb(convert.request_to_pb(request, typed=False))
+        answer = await self.connect.process_message(crossed)
+        return convert.response_from_pb(
+            convert.response_to_pb(answer, typed=False), crossed.message
+        )
 
 
 class Wire:
-    """The EdgePort's core and Connect; what the core sends, by destination."""
+    """The EdgePort's core, its carrier and a UDP shell, as a datagram reaches them from
+    the event loop, with Connect behind; what is sent, by destination."""
 
     def __init__(self) -> None:
         self.core = EdgePortCore(
@@ -72,36 +123,36 @@ class Wire:
                 handles_responses=False,
             )
         )
-        self.connect = ConnectProcessor(
+        connect = ConnectProcessor(
             load_resources(RESOURCES), MemoryLocation(), Authenticator(b"t" * 32)
         )
+        self.carriers: dict[bool, Carrier] = {}
+        for crossing, processor in ((False, connect), (True, Crossing(connect))):
+            carrier = Carrier(Owner(), processor, time.monotonic, {}, Counter())
+            carrier.core = self.core
+            self.carriers[crossing] = carrier
+        self.socket = Socket()
+        self.shells: dict[bool, UdpShell] = {}
+        for crossing, carrier in self.carriers.items():
+            shell = UdpShell(carrier)
+            shell.connection_made(self.socket)
+            carrier.udp.append((False, shell))
+            self.shells[crossing] = shell
         self.crossing = False  # each message to Connect and back as protobuf
 
     def send(
         self, data: bytes, source: NetInterface
     ) -> dict[NetInterface, list[Response | Request]]:
-        now = time.monotonic()
+        self.socket.sent.clear()
+        self.shells[self.crossing].datagram_received(data, source.address)
+        carrier = self.carriers[self.crossing]
+        carrier.run(self.core.handle_timers(time.monotonic()))
+        if carrier.tasks:
+            raise RuntimeError("training: Connect waited")
         sent: dict[NetInterface, list[Response | Request]] = {}
-        pending = list(self.core.receive_datagram(data, source, now))
-        while pending:
-            action = pending.pop(0)
-            if isinstance(action, Transmit):
-                sent.setdefault(action.destination, []).append(parse(action.data))
-            elif isinstance(action, Process):
-                pending += self.core.processor_answered(
-                    action.job, self._process(action.request), now
-                )
-        self.core.handle_timers(now)
+        for data, (host, port) in self.socket.sent:
+            sent.setdefault(NetInterface(host, port, Transport.UDP), []).append(parse(data))
         return sent
-
-    def _process(self, request: MessageRequest) -> MessageResponse:
-        if not self.crossing:
-            return _done(self.connect.process_message(request))
-        crossed = convert.request_from_pb(convert.request_to_pb(request, typed=False))
-        answer = _done(self.connect.process_message(crossed))
-        return convert.response_from_pb(
-            convert.response_to_pb(answer, typed=False), crossed.message
-        )
 
 
 def _request(
@@ -201,14 +252,20 @@ def call(wire: Wire, n: int) -> None:
     _status(_only(wire.send(make_response(ended, 200).serialize(), CALLEE), CALLER), 200)
 
 
-def main() -> int:
+async def train() -> None:
+    """The rounds, in an event loop (the carrier arms its timer on the running loop);
+    nothing here waits, so the loop runs none of it."""
     wire = Wire()
-    started = time.monotonic()
     register(wire, 0, "1002", CALLEE)
     for n in range(1, ROUNDS + 1):
         wire.crossing = n % 2 == 0
         register(wire, n, "1001", CALLER)
         call(wire, n)
+
+
+def main() -> int:
+    started = time.monotonic()
+    asyncio.run(train())
     print(f"training: {ROUNDS} REGISTER exchanges and calls in {time.monotonic() - started:.1f} s")
     return 0
 
