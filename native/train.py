@@ -166,20 +166,29 @@ def _request(
     routes: str = "",
 ) -> Request:
     """A request of ``user``'s at ``at``: a REGISTER for itself, anything else to 1002;
-    in the dialog of call ``n``, along its ``routes`` (Route lines), when they are given."""
+    in the dialog of call ``n``, along its ``routes`` (Route lines), when they are given.
+    Two rounds in each of two shapes, in turn: rport before the branch (as PJSIP writes its
+    Via) and a Contact that names no transport, or rport after it (Linphone, baresip, sipp)
+    and the transport named. A shape the training never sends is laid out as cold code:
+    sipp's Via took ``_stamp_via``'s cold part in every request (bench/README.md, session
+    39)."""
     body = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\n"
     body = body if method == "INVITE" else ""
     to = f"<sip:{user}@sip.local>" if method == "REGISTER" else "<sip:1002@sip.local>"
     if routes:
         to += f";tag={n}-1002"
+    branch = f"branch=z9hG4bK-{n}-{method}-{seq}"
+    last = n // 2 % 2 == 1  # with ``crossing`` (n % 2), each of the four pairs in turn
+    via = f"{branch};rport" if last else f"rport;{branch}"
+    contact = f"{user}@{at.host}:{at.port}" + (";transport=udp" if last else "")
     request = parse(
         (
             f"{method} {uri} SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP {at.host}:{at.port};rport;branch=z9hG4bK-{n}-{method}-{seq}\r\n"
+            f"Via: SIP/2.0/UDP {at.host}:{at.port};{via}\r\n"
             f"From: <sip:{user}@sip.local>;tag={n}-{user}\r\nTo: {to}\r\n"
             f"Call-ID: {n}-{method if method == 'REGISTER' else 'call'}@train\r\n"
             f"CSeq: {seq} {method}\r\nMax-Forwards: 70\r\n"
-            f"Contact: <sip:{user}@{at.host}:{at.port}>\r\n{routes}{extra}"
+            f"Contact: <sip:{contact}>\r\n{routes}{extra}"
             f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n{body}"
         ).encode()
     )
