@@ -489,6 +489,12 @@ def check_nonce(key: bytes, nonce: str, now: float, ttl: float, realm: str = "")
     if not hmac.compare_digest(signature, mac(key, body + realm.encode())):
         return NonceState.INVALID
     issued, _ = _NONCE_LAYOUT.unpack(body)
+    return nonce_age(issued, now, ttl)
+
+
+def nonce_age(issued: float, now: float, ttl: float) -> NonceState:
+    """VALID for a nonce of ours issued at ``issued`` and no more than ``ttl`` seconds
+    ago, else STALE (one from the future too, a second's drift allowed)."""
     if not issued <= now + 1.0 or now - issued > ttl:
         return NonceState.STALE
     return NonceState.VALID

@@ -18,7 +18,13 @@ from sipgrid.api.types import (
     NetInterface,
     Transport,
 )
-from sipgrid.services.connect.auth import Authenticator, MemoryNonceCounts, NonceCounts
+from sipgrid.services.connect import auth as auth_module
+from sipgrid.services.connect.auth import (
+    Authenticator,
+    MemoryNonceCounts,
+    NonceCounts,
+    Verdict,
+)
 from sipgrid.services.connect.context import CALLEE, signed_flows
 from sipgrid.services.connect.guard import GuardSettings
 from sipgrid.services.connect.processor import ConnectProcessor
@@ -544,3 +550,50 @@ def test_challenge_headers_are_what_a_challenge_writes() -> None:
             assert state is NonceState.VALID
     proxy = auth.challenge_headers("Proxy-Authenticate", "sip.local")
     assert [name for name, _ in proxy] == ["Proxy-Authenticate"] * len(auth.algorithms)
+
+
+def test_a_nonce_issued_here_is_known_by_its_text_for_its_own_realm_only() -> None:
+    """``check`` takes a nonce this Authenticator issued lately from its memory of them,
+    without decoding it and computing its MAC again; that memory answers only for the realm
+    the nonce was issued for, and keeps the last ISSUED_KEPT, past which the MAC answers."""
+    now = [1000.0]
+    auth = Authenticator(b"k" * 32, clock=lambda: now[0])
+
+    def issued(realm: str) -> str:
+        header = str(auth.challenge_headers("WWW-Authenticate", realm)[0][1])
+        return Challenge.parse(header, "WWW-Authenticate").nonce
+
+    def verdict(nonce: str, realm: str) -> Verdict:
+        creds = answer(
+            Challenge(realm, nonce, "MD5", ("auth",)),
+            method="REGISTER",
+            uri="sip:sip.local",
+            username="1001",
+            password="pw",
+        )
+        found, _ = asyncio.run(auth.check("REGISTER", [creds], realm, {"1001": "pw"}.get))
+        return found
+
+    first = issued("a.local")
+    assert verdict(first, "a.local") is Verdict.OK
+    assert verdict(issued("a.local"), "b.local") is Verdict.CHALLENGE  # not for this realm
+    now[0] += 301  # nonces live 300 s
+    assert verdict(issued("a.local"), "a.local") is Verdict.OK
+    stale = issued("a.local")
+    now[0] += 301
+    assert verdict(stale, "a.local") is Verdict.STALE
+    # the memory answers, not the MAC: with the key changed (as it never is in service), a
+    # nonce still remembered is taken, and one forgotten is not
+    for _ in range(auth_module.ISSUED_KEPT):
+        issued("a.local")
+    remembered = issued("a.local")
+    auth._key = b"other" * 8
+    assert verdict(remembered, "a.local") is Verdict.OK
+    auth._key = b"k" * 32
+    forgotten = issued("a.local")
+    for _ in range(auth_module.ISSUED_KEPT):
+        issued("a.local")
+    auth._key = b"other" * 8
+    assert verdict(forgotten, "a.local") is Verdict.CHALLENGE  # its MAC checked: not ours now
+    auth._key = b"k" * 32
+    assert verdict(forgotten, "a.local") is Verdict.OK  # with the key that made it
