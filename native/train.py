@@ -7,11 +7,11 @@ here: the EdgePort (its UDP shell, its carrier and its core) with Connect behind
 process and without sockets (each datagram handed to the shell as the event loop hands it,
 what it sends kept), as the all-in-one does it, for digest REGISTER exchanges and for
 authenticated calls (INVITE, 407, INVITE with credentials, 180, 200, ACK, BYE, 200)
-between agents 1001 and 1002 of config/resources; every second time each request and answer also crosses as the
-distributed wiring carries them (to protobuf and back). Code that this does not reach
-(the connections' shells, the streams, the frames) is built as without a profile
-(``-fprofile-partial-training``). A message that does not get the answer a server gives
-stops the build: a profile of failures would lay out the wrong code.
+between agents 1001 and 1002 of config/resources; every second time each request and
+answer also crosses as the distributed wiring carries them (to protobuf and back). Code
+that this does not reach (the connections' shells, the streams, the frames) is built as
+without a profile (``-fprofile-partial-training``). A message that does not get the answer
+a server gives stops the build: a profile of failures would lay out the wrong code.
 """
 
 from __future__ import annotations
