@@ -26,7 +26,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sipgrid.api import convert  # noqa: E402
-from sipgrid.api.types import MessageRequest, MessageResponse, NetInterface, Transport  # noqa: E402
+from sipgrid.api.types import (  # noqa: E402
+    MessageRequest,
+    MessageResponse,
+    NetInterface,
+    Processor,
+    Transport,
+)
 from sipgrid.services.connect.auth import Authenticator  # noqa: E402
 from sipgrid.services.connect.processor import ConnectProcessor  # noqa: E402
 from sipgrid.services.connect.resources import load_resources  # noqa: E402
@@ -126,28 +132,24 @@ class Wire:
         connect = ConnectProcessor(
             load_resources(RESOURCES), MemoryLocation(), Authenticator(b"t" * 32)
         )
-        self.carriers: dict[bool, Carrier] = {}
-        for crossing, processor in ((False, connect), (True, Crossing(connect))):
-            carrier = Carrier(Owner(), processor, time.monotonic, {}, Counter())
-            carrier.core = self.core
-            self.carriers[crossing] = carrier
+        # Connect itself, as the all-in-one hands it to the carrier, or across protobuf
+        self.processors: dict[bool, Processor] = {False: connect, True: Crossing(connect)}
+        self.carrier = Carrier(Owner(), connect, time.monotonic, {}, Counter())
+        self.carrier.core = self.core
         self.socket = Socket()
-        self.shells: dict[bool, UdpShell] = {}
-        for crossing, carrier in self.carriers.items():
-            shell = UdpShell(carrier)
-            shell.connection_made(self.socket)
-            carrier.udp.append((False, shell))
-            self.shells[crossing] = shell
+        self.shell = UdpShell(self.carrier)
+        self.shell.connection_made(self.socket)
+        self.carrier.udp.append((False, self.shell))
         self.crossing = False  # each message to Connect and back as protobuf
 
     def send(
         self, data: bytes, source: NetInterface
     ) -> dict[NetInterface, list[Response | Request]]:
         self.socket.sent.clear()
-        self.shells[self.crossing].datagram_received(data, source.address)
-        carrier = self.carriers[self.crossing]
-        carrier.run(self.core.handle_timers(time.monotonic()))
-        if carrier.tasks:
+        self.carrier.processor = self.processors[self.crossing]
+        self.shell.datagram_received(data, source.address)
+        self.carrier.run(self.core.handle_timers(time.monotonic()))
+        if self.carrier.tasks:
             raise RuntimeError("training: Connect waited")
         sent: dict[NetInterface, list[Response | Request]] = {}
         for data, (host, port) in self.socket.sent:
